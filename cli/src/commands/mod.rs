@@ -1,0 +1,7 @@
+//! One module per command, each: parse arguments → call the libraries → print.
+
+pub mod init;
+pub mod plan;
+pub mod quickstart;
+pub mod registry;
+pub mod sample;

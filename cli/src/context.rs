@@ -1,0 +1,56 @@
+//! What every command shares: where the repository is, and how to print.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use quiver_registry::source_schema::ParquetSchemaResolver;
+use quiver_registry::store::{Prepared, RegistryStore, prepare};
+use quiver_registry::{Diagnostic, Repository};
+use serde::Serialize;
+
+use crate::Output;
+
+#[derive(Debug)]
+pub struct Context {
+    pub repo: PathBuf,
+    pub config: Option<PathBuf>,
+    pub output: Output,
+}
+
+/// The process environment, for `${VAR}` substitution.
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Context {
+    pub fn open(&self) -> Result<Repository> {
+        Ok(Repository::open(&self.repo, self.config.as_deref(), &env)?)
+    }
+
+    /// Loads and validates the definitions, then plans them against the newest version.
+    pub fn prepare(&self, repo: &Repository) -> Result<(Box<dyn RegistryStore>, Prepared)> {
+        let resolver = ParquetSchemaResolver {
+            root: repo.root.clone(),
+        };
+        let validated = repo.load(&env, &resolver)?;
+        print_warnings(&validated.warnings);
+        let store = repo.store()?;
+        let prepared = prepare(store.as_ref(), validated.registry)?;
+        Ok((store, prepared))
+    }
+
+    /// Prints `value` as JSON in `--output json` mode, else the text `render` makes.
+    pub fn print<T: Serialize>(&self, value: &T, render: impl FnOnce() -> String) -> Result<()> {
+        match self.output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+            Output::Text => print!("{}", render()),
+        }
+        Ok(())
+    }
+}
+
+fn print_warnings(warnings: &[Diagnostic]) {
+    for w in warnings {
+        eprintln!("{w}\n");
+    }
+}

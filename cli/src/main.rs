@@ -1,0 +1,83 @@
+//! `quiver`: the command-line entry point. This is the only crate that reads the environment and
+//! uses `anyhow`; every command lives in its own module under `commands/`.
+
+mod commands;
+mod context;
+mod exit;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::commands::{init, plan, quickstart, registry};
+
+#[derive(Debug, Parser)]
+#[command(name = "quiver", version, about = "Quiver: a fast, exact feature store", long_about = None)]
+struct Cli {
+    /// The feature repository (the directory holding quiver.yaml).
+    #[arg(
+        short = 'C',
+        long = "repo",
+        global = true,
+        default_value = ".",
+        env = "QUIVER_REPO"
+    )]
+    repo: PathBuf,
+    /// quiver.yaml to use instead of REPO/quiver.yaml.
+    #[arg(long, global = true, env = "QUIVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Output format, for commands a script may read.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a sample feature repository (definitions and generated Parquet data) in DIR.
+    Init(init::Args),
+    /// Show what `apply` would change, without changing anything.
+    Plan,
+    /// Validate the definitions and store them as a new registry version.
+    Apply,
+    /// Inspect the applied registry.
+    #[command(subcommand)]
+    Registry(registry::Command),
+    /// Create the sample repository, apply it, and show what to try next.
+    Quickstart(quickstart::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUIVER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let ctx = context::Context {
+        repo: cli.repo,
+        config: cli.config,
+        output: cli.output,
+    };
+    let result = match cli.command {
+        Command::Init(args) => init::run(&ctx, args),
+        Command::Plan => plan::plan(&ctx),
+        Command::Apply => plan::apply(&ctx),
+        Command::Registry(cmd) => registry::run(&ctx, cmd),
+        Command::Quickstart(args) => quickstart::run(&ctx, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => exit::report(&err),
+    }
+}

@@ -1,0 +1,228 @@
+//! `quiver.yaml`: the project name, where the registry and the online store live, and which
+//! definition files to load. Every key is documented in `examples/quiver.reference.yaml`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Diagnostic, Error, Result, Span};
+use crate::yaml::parse_yaml;
+
+pub const CONFIG_FILE: &str = "quiver.yaml";
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Namespaces everything Quiver stores (registry keys, online keys).
+    pub project: String,
+    /// Definition files to load, as globs relative to the repository root.
+    #[serde(default = "default_definitions")]
+    pub definitions: Vec<String>,
+    #[serde(default)]
+    pub registry: RegistryConfig,
+    #[serde(default)]
+    pub online_store: OnlineStoreConfig,
+}
+
+fn default_definitions() -> Vec<String> {
+    vec!["features/**/*.yaml".into(), "features/**/*.yml".into()]
+}
+
+/// Where applied registry versions are kept.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
+pub enum RegistryConfig {
+    /// A local directory (relative to the repository root), the default.
+    Local {
+        #[serde(default = "default_registry_path")]
+        path: PathBuf,
+    },
+    /// A Redis server shared by a fleet of feature servers.
+    Redis {
+        url: String,
+        #[serde(default = "default_registry_prefix")]
+        key_prefix: String,
+    },
+}
+
+fn default_registry_path() -> PathBuf {
+    PathBuf::from(".quiver/registry")
+}
+
+fn default_registry_prefix() -> String {
+    "quiver:registry".into()
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig::Local {
+            path: default_registry_path(),
+        }
+    }
+}
+
+/// Where materialized feature values are kept for online serving.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
+pub enum OnlineStoreConfig {
+    /// An on-disk store inside the repository, the default: no server needed.
+    Embedded {
+        #[serde(default = "default_embedded_path")]
+        path: PathBuf,
+    },
+    /// Redis standalone (`redis://`, `rediss://`, with optional user:password) or Cluster.
+    Redis {
+        url: String,
+        /// Treat `url` (and `cluster_nodes`) as a Redis Cluster.
+        #[serde(default)]
+        cluster: bool,
+        /// More seed nodes of a cluster.
+        #[serde(default)]
+        cluster_nodes: Vec<String>,
+        /// Bound on every store operation, in milliseconds.
+        #[serde(default = "default_timeout_ms")]
+        timeout_ms: u64,
+        /// Let Redis expire values a view's ttl makes useless.
+        #[serde(default)]
+        key_ttl: bool,
+    },
+}
+
+fn default_embedded_path() -> PathBuf {
+    PathBuf::from(".quiver/online.redb")
+}
+
+fn default_timeout_ms() -> u64 {
+    100
+}
+
+impl Default for OnlineStoreConfig {
+    fn default() -> Self {
+        OnlineStoreConfig::Embedded {
+            path: default_embedded_path(),
+        }
+    }
+}
+
+impl ProjectConfig {
+    /// Reads and checks `quiver.yaml`, substituting `${VAR}` with `env`.
+    pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let shown = path.display().to_string();
+        let config: ProjectConfig = parse_yaml(&shown, &text, env)?;
+        config.check(&shown)?;
+        Ok(config)
+    }
+
+    fn check(&self, file: &str) -> Result<()> {
+        let mut problems = Vec::new();
+        if !is_identifier(&self.project) {
+            problems.push(
+                Diagnostic::error(
+                    file,
+                    Span::NONE,
+                    format!("invalid project name `{}`", self.project),
+                )
+                .with_hint("use letters, digits and `_` (e.g. `my_project`)"),
+            );
+        }
+        if self.definitions.is_empty() {
+            problems.push(
+                Diagnostic::error(file, Span::NONE, "`definitions` is empty")
+                    .with_hint("list definition files or globs, e.g. `features/*.yaml`"),
+            );
+        }
+        if let RegistryConfig::Redis { url, .. } = &self.registry {
+            check_redis_url(file, url, &mut problems);
+        }
+        if let OnlineStoreConfig::Redis { url, .. } = &self.online_store {
+            check_redis_url(file, url, &mut problems);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(problems))
+        }
+    }
+}
+
+fn check_redis_url(file: &str, url: &str, problems: &mut Vec<Diagnostic>) {
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        problems.push(
+            Diagnostic::error(file, Span::NONE, format!("invalid Redis URL `{url}`")).with_hint(
+                "write `redis://[user:password@]host:port[/db]` or `rediss://…` for TLS",
+            ),
+        );
+    }
+}
+
+/// Names of projects, entities, views, features and services: what can safely appear in keys,
+/// column names and SQL without quoting.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<ProjectConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_FILE);
+        std::fs::write(&path, text).unwrap();
+        ProjectConfig::load(&path, &|name| {
+            (name == "REDIS_PASSWORD").then(|| "s3cret".to_string())
+        })
+    }
+
+    #[test]
+    fn the_documented_reference_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quiver.reference.yaml");
+        let c = ProjectConfig::load(&path, &|_| None).unwrap();
+        assert_eq!(c.project, "my_project");
+        assert_eq!(c.registry, RegistryConfig::default());
+        assert_eq!(c.online_store, OnlineStoreConfig::default());
+    }
+
+    #[test]
+    fn defaults_are_local_and_embedded() {
+        let c = load("project: demo\n").unwrap();
+        assert_eq!(c.registry, RegistryConfig::default());
+        assert_eq!(c.online_store, OnlineStoreConfig::default());
+        assert_eq!(c.definitions, default_definitions());
+    }
+
+    #[test]
+    fn env_substitution_fills_secrets() {
+        let c = load(
+            "project: demo\nonline_store:\n  type: redis\n  url: redis://:${REDIS_PASSWORD}@localhost:${PORT:-6379}\n",
+        )
+        .unwrap();
+        match c.online_store {
+            OnlineStoreConfig::Redis {
+                url, timeout_ms, ..
+            } => {
+                assert_eq!(url, "redis://:s3cret@localhost:6379");
+                assert_eq!(timeout_ms, 100);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let err = load("project: demo\nregistry:\n  type: local\n  pth: x\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("pth"), "{text}");
+        // Internally tagged sections are located at their start.
+        assert!(text.contains("quiver.yaml:2:"), "{text}");
+        let err =
+            load("project: 9lives\nonline_store:\n  type: redis\n  url: localhost\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("invalid project name"), "{text}");
+        assert!(text.contains("invalid Redis URL"), "{text}");
+        assert!(load("project: demo\nregistry:\n  url: ${UNSET}\n").is_err());
+    }
+}

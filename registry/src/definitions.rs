@@ -1,0 +1,122 @@
+//! Definition files as written: the YAML shapes, with the source location of every name and
+//! reference so that validation can point at them. Nothing here is checked beyond its shape.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::error::Result;
+use crate::yaml::parse_yaml;
+
+pub type Loc<T> = Spanned<T>;
+
+/// One definition file. Every section is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefinitionFile {
+    #[serde(default)]
+    pub entities: Vec<EntityDef>,
+    #[serde(default)]
+    pub sources: Vec<SourceDef>,
+    #[serde(default)]
+    pub feature_views: Vec<FeatureViewDef>,
+    #[serde(default)]
+    pub feature_services: Vec<FeatureServiceDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityDef {
+    pub name: Loc<String>,
+    pub join_keys: Loc<Vec<FieldDef>>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A typed column: an entity join key or a feature.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDef {
+    pub name: Loc<String>,
+    #[serde(rename = "type")]
+    pub value_type: Loc<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceDef {
+    pub name: Loc<String>,
+    /// A Parquet file, a directory of them, or a glob; relative to the repository root.
+    pub path: Loc<String>,
+    pub timestamp_field: Loc<String>,
+    #[serde(default)]
+    pub created_timestamp_field: Option<Loc<String>>,
+    /// Source column → name used by views.
+    #[serde(default)]
+    pub field_mapping: BTreeMap<String, String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureViewDef {
+    pub name: Loc<String>,
+    pub entities: Loc<Vec<Loc<String>>>,
+    pub source: Loc<String>,
+    /// SQL over the source (available as the table `source`), evaluated by DataFusion.
+    #[serde(default)]
+    pub query: Option<Loc<String>>,
+    pub features: Loc<Vec<FieldDef>>,
+    #[serde(default)]
+    pub ttl: Option<Loc<String>>,
+    #[serde(default = "yes")]
+    pub online: bool,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureServiceDef {
+    pub name: Loc<String>,
+    /// `view:feature` or a whole `view`.
+    pub features: Loc<Vec<Loc<String>>>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl DefinitionFile {
+    /// Parses one definition file; `file` names it in messages.
+    pub fn parse(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        if is_blank(text) {
+            return Ok(DefinitionFile::default());
+        }
+        parse_yaml(file, text, env)
+    }
+}
+
+/// A file with nothing but comments and whitespace declares nothing.
+fn is_blank(text: &str) -> bool {
+    text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#') || l == "---"
+    })
+}

@@ -1,0 +1,153 @@
+//! The checked registry: what `apply` stores and what every other crate reads.
+//!
+//! Field order and `BTreeMap`s make the JSON form canonical, so its hash identifies the content.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Ttl;
+use crate::value_type::ValueType;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Registry {
+    pub project: String,
+    pub entities: BTreeMap<String, Entity>,
+    pub sources: BTreeMap<String, Source>,
+    pub feature_views: BTreeMap<String, FeatureView>,
+    pub feature_services: BTreeMap<String, FeatureService>,
+    /// The last generation of every view that was removed, so a view re-added under the same
+    /// name never reuses a generation whose stored values may still exist.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retired_generations: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Field {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub value_type: ValueType,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    pub name: String,
+    pub join_keys: Vec<Field>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub name: String,
+    /// As written: a path relative to the repository root (file, directory or glob) or a URL.
+    pub path: String,
+    pub timestamp_field: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_timestamp_field: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub field_mapping: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureView {
+    pub name: String,
+    pub entities: Vec<String>,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    pub features: Vec<Field>,
+    pub ttl: Ttl,
+    pub online: bool,
+    /// Bumped whenever stored values of the previous generation could not be decoded with this
+    /// definition (a join key or a feature type changed, a feature was removed or reordered).
+    pub generation: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureService {
+    pub name: String,
+    /// Expanded: a whole-view reference is stored as each of its features.
+    pub features: Vec<FeatureRef>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `view:feature`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FeatureRef {
+    pub view: String,
+    pub feature: String,
+}
+
+impl std::fmt::Display for FeatureRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.view, self.feature)
+    }
+}
+
+impl Registry {
+    /// The join keys of a view, in the order of its entities: the online key and the
+    /// point-in-time join both use this order.
+    pub fn join_keys(&self, view: &FeatureView) -> Vec<&Field> {
+        view.entities
+            .iter()
+            .filter_map(|e| self.entities.get(e))
+            .flat_map(|e| e.join_keys.iter())
+            .collect()
+    }
+
+    /// Resolves `view:feature` or `view` against this registry.
+    pub fn resolve_ref(&self, text: &str) -> Result<Vec<FeatureRef>, String> {
+        let (view_name, feature) = match text.split_once(':') {
+            Some((v, f)) => (v, Some(f)),
+            None => (text, None),
+        };
+        let view = self
+            .feature_views
+            .get(view_name)
+            .ok_or_else(|| format!("unknown feature view `{view_name}`"))?;
+        match feature {
+            None => Ok(view
+                .features
+                .iter()
+                .map(|f| FeatureRef {
+                    view: view.name.clone(),
+                    feature: f.name.clone(),
+                })
+                .collect()),
+            Some(f) if view.features.iter().any(|x| x.name == f) => Ok(vec![FeatureRef {
+                view: view.name.clone(),
+                feature: f.to_string(),
+            }]),
+            Some(f) => Err(format!("feature view `{view_name}` has no feature `{f}`")),
+        }
+    }
+
+    /// Canonical JSON: the bytes the content hash is computed over.
+    pub fn canonical_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("the registry model always serializes")
+    }
+
+    /// SHA-256 of the canonical JSON, hex encoded.
+    pub fn content_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(self.canonical_json()))
+    }
+}

@@ -1,0 +1,339 @@
+//! What `apply` would change: view generations, and a readable diff between two registries.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::{FeatureView, Registry};
+
+/// Gives every view of `next` its generation relative to `prev`: kept when values stored under
+/// the previous definition still decode correctly, bumped otherwise. Removed views are
+/// remembered in `retired_generations`, so a re-added view never reuses a generation.
+pub fn assign_generations(prev: Option<&Registry>, next: &mut Registry) {
+    let Some(prev) = prev else {
+        for view in next.feature_views.values_mut() {
+            view.generation = 1;
+        }
+        return;
+    };
+    let mut retired = prev.retired_generations.clone();
+    for (name, old) in &prev.feature_views {
+        if !next.feature_views.contains_key(name) {
+            retired.insert(name.clone(), old.generation);
+        }
+    }
+    let join_keys: Vec<(String, Vec<(String, String)>)> = next
+        .feature_views
+        .values()
+        .map(|v| (v.name.clone(), key_signature(next, v)))
+        .collect();
+    for (name, keys) in join_keys {
+        let view = next.feature_views.get_mut(&name).expect("listed above");
+        view.generation = match prev.feature_views.get(&name) {
+            Some(old) if key_signature(prev, old) == keys && features_extend(old, view) => {
+                old.generation
+            }
+            Some(old) => old.generation + 1,
+            None => retired.remove(&name).map_or(1, |g| g + 1),
+        };
+    }
+    next.retired_generations = retired;
+}
+
+fn key_signature(registry: &Registry, view: &FeatureView) -> Vec<(String, String)> {
+    registry
+        .join_keys(view)
+        .into_iter()
+        .map(|k| (k.name.clone(), k.value_type.to_string()))
+        .collect()
+}
+
+/// Stored values keep their meaning when the old features are a prefix of the new ones (same
+/// names and types, same order): appended features simply have no stored value yet.
+fn features_extend(old: &FeatureView, new: &FeatureView) -> bool {
+    old.features.len() <= new.features.len()
+        && old
+            .features
+            .iter()
+            .zip(&new.features)
+            .all(|(a, b)| a.name == b.name && a.value_type == b.value_type)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Add,
+    Change,
+    Remove,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub action: Action,
+    /// `entity`, `source`, `feature_view` or `feature_service`.
+    pub kind: &'static str,
+    pub name: String,
+    /// One line per changed attribute, e.g. `ttl: 2h → 1d`.
+    pub details: Vec<String>,
+    /// Set when stored online values can no longer be read: the view must be materialized again.
+    pub rematerialize: Option<String>,
+}
+
+/// The difference between the current registry version and the definitions on disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub project: String,
+    pub current_version: Option<u64>,
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Compares two registries whose generations are already assigned.
+    pub fn between(prev: Option<(u64, &Registry)>, next: &Registry) -> Plan {
+        let empty = Registry::default();
+        let (current_version, old) = match prev {
+            Some((v, r)) => (Some(v), r),
+            None => (None, &empty),
+        };
+        let mut changes = Vec::new();
+        diff_maps("entity", &old.entities, &next.entities, &mut changes);
+        diff_maps("source", &old.sources, &next.sources, &mut changes);
+        diff_maps(
+            "feature_view",
+            &old.feature_views,
+            &next.feature_views,
+            &mut changes,
+        );
+        diff_maps(
+            "feature_service",
+            &old.feature_services,
+            &next.feature_services,
+            &mut changes,
+        );
+        for change in &mut changes {
+            if change.kind != "feature_view" || change.action != Action::Change {
+                continue;
+            }
+            let (a, b) = (
+                &old.feature_views[&change.name],
+                &next.feature_views[&change.name],
+            );
+            if a.generation != b.generation {
+                change.rematerialize = Some(format!(
+                    "generation {} → {}: stored values no longer match the definition; run `quiver materialize` for this view",
+                    a.generation, b.generation
+                ));
+            } else if b.features.len() > a.features.len() {
+                change.rematerialize = Some(
+                    "new features have no online values until the view is materialized again"
+                        .into(),
+                );
+            }
+        }
+        Plan {
+            project: next.project.clone(),
+            current_version,
+            changes,
+        }
+    }
+
+    /// The human-readable form `quiver plan` prints.
+    pub fn render(&self) -> String {
+        let next = self.current_version.map_or(1, |v| v + 1);
+        self.render_with(&format!("`quiver apply` will write version {next}."))
+    }
+
+    /// The same changes, as `quiver apply` reports them once `version` is written.
+    pub fn render_applied(&self, version: u64) -> String {
+        self.render_with(&format!("Wrote version {version}."))
+    }
+
+    fn render_with(&self, outcome: &str) -> String {
+        let mut out = String::new();
+        match self.current_version {
+            Some(v) => out.push_str(&format!(
+                "Project `{}`: registry version {v}\n",
+                self.project
+            )),
+            None => out.push_str(&format!(
+                "Project `{}`: no registry version yet\n",
+                self.project
+            )),
+        }
+        if self.changes.is_empty() {
+            out.push_str("\nNo changes. The registry is up to date.\n");
+            return out;
+        }
+        out.push('\n');
+        for c in &self.changes {
+            let sign = match c.action {
+                Action::Add => '+',
+                Action::Change => '~',
+                Action::Remove => '-',
+            };
+            out.push_str(&format!("  {sign} {} {}\n", c.kind, c.name));
+            for d in &c.details {
+                out.push_str(&format!("      {d}\n"));
+            }
+            if let Some(r) = &c.rematerialize {
+                out.push_str(&format!("      ! {r}\n"));
+            }
+        }
+        let count = |a: Action| self.changes.iter().filter(|c| c.action == a).count();
+        out.push_str(&format!(
+            "\nPlan: {} to add, {} to change, {} to remove. {outcome}\n",
+            count(Action::Add),
+            count(Action::Change),
+            count(Action::Remove)
+        ));
+        out
+    }
+}
+
+fn diff_maps<T: Serialize>(
+    kind: &'static str,
+    old: &std::collections::BTreeMap<String, T>,
+    new: &std::collections::BTreeMap<String, T>,
+    out: &mut Vec<Change>,
+) {
+    let names: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for name in names {
+        let change = |action, details| Change {
+            action,
+            kind,
+            name: name.clone(),
+            details,
+            rematerialize: None,
+        };
+        match (old.get(name), new.get(name)) {
+            (None, Some(_)) => out.push(change(Action::Add, vec![])),
+            (Some(_), None) => out.push(change(Action::Remove, vec![])),
+            (Some(a), Some(b)) => {
+                let details = diff_values(&to_value(a), &to_value(b));
+                if !details.is_empty() {
+                    out.push(change(Action::Change, details));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+fn to_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("registry objects always serialize")
+}
+
+/// Attribute-level differences; lists of named objects (features, join keys) per name.
+fn diff_values(a: &Value, b: &Value) -> Vec<String> {
+    let (Value::Object(a), Value::Object(b)) = (a, b) else {
+        return vec![format!("{} → {}", show(a), show(b))];
+    };
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let mut out = Vec::new();
+    for key in keys {
+        let (x, y) = (
+            a.get(key).unwrap_or(&Value::Null),
+            b.get(key).unwrap_or(&Value::Null),
+        );
+        if x == y || key == "generation" {
+            continue;
+        }
+        match (named_list(x), named_list(y)) {
+            (Some(xs), Some(ys)) => {
+                let singular = key.trim_end_matches('s');
+                for (name, item) in &ys {
+                    match xs.iter().find(|(n, _)| n == name) {
+                        None => out.push(format!("+ {singular} {name} ({})", describe(item))),
+                        Some((_, old)) if old != item => out.push(format!(
+                            "~ {singular} {name}: {}",
+                            changed_attributes(old, item)
+                        )),
+                        Some(_) => {}
+                    }
+                }
+                for (name, item) in &xs {
+                    if !ys.iter().any(|(n, _)| n == name) {
+                        out.push(format!("- {singular} {name} ({})", describe(item)));
+                    }
+                }
+                let order =
+                    |l: &[(String, &Value)]| l.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+                let (ox, oy): (Vec<_>, Vec<_>) = (order(&xs), order(&ys));
+                let common_x: Vec<_> = ox.iter().filter(|n| oy.contains(n)).collect();
+                let common_y: Vec<_> = oy.iter().filter(|n| ox.contains(n)).collect();
+                if common_x != common_y {
+                    out.push(format!("~ {key} reordered"));
+                }
+            }
+            _ => out.push(format!("{key}: {} → {}", show(x), show(y))),
+        }
+    }
+    out
+}
+
+fn named_list(v: &Value) -> Option<Vec<(String, &Value)>> {
+    let Value::Array(items) = v else { return None };
+    items
+        .iter()
+        .map(|i| Some((i.get("name")?.as_str()?.to_string(), i)))
+        .collect()
+}
+
+/// `float32 → float64` for a type change, `description: a → b` for others; `; `-separated.
+fn changed_attributes(old: &Value, new: &Value) -> String {
+    let (Value::Object(a), Value::Object(b)) = (old, new) else {
+        return format!("{} → {}", show(old), show(new));
+    };
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (x, y) = (
+                a.get(k).unwrap_or(&Value::Null),
+                b.get(k).unwrap_or(&Value::Null),
+            );
+            (x != y).then(|| match k.as_str() {
+                "type" => format!("{} → {}", show(x), show(y)),
+                _ => format!("{k}: {} → {}", show(x), show(y)),
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn describe(item: &Value) -> String {
+    let Value::Object(map) = item else {
+        return show(item);
+    };
+    map.iter()
+        .filter(|(k, _)| k.as_str() != "name")
+        .map(|(k, v)| {
+            if k == "type" {
+                show(v)
+            } else {
+                format!("{k}: {}", show(v))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Null => "(none)".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(show).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(m) => match (m.get("view"), m.get("feature")) {
+            (Some(Value::String(v)), Some(Value::String(f))) => format!("{v}:{f}"),
+            _ => v.to_string(),
+        },
+        other => other.to_string(),
+    }
+}

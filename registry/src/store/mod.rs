@@ -1,0 +1,157 @@
+//! Immutable, numbered registry versions. A version is committed whole or not at all, on top of
+//! the version it was planned against: of two concurrent applies, exactly one wins.
+
+mod local;
+mod redis_store;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use local::LocalStore;
+pub use redis_store::RedisStore;
+
+use crate::config::RegistryConfig;
+use crate::error::{Error, Result};
+use crate::model::Registry;
+use crate::plan::{Plan, assign_generations};
+
+/// One applied version: its number, content hash and the registry itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegistryVersion {
+    pub version: u64,
+    /// SHA-256 of the registry's canonical JSON.
+    pub hash: String,
+    /// RFC 3339, UTC.
+    pub applied_at: String,
+    pub quiver_version: String,
+    pub registry: Registry,
+}
+
+/// What `registry history` lists for each version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionSummary {
+    pub version: u64,
+    pub hash: String,
+    pub applied_at: String,
+    pub feature_views: usize,
+    pub feature_services: usize,
+}
+
+impl From<&RegistryVersion> for VersionSummary {
+    fn from(v: &RegistryVersion) -> Self {
+        VersionSummary {
+            version: v.version,
+            hash: v.hash.clone(),
+            applied_at: v.applied_at.clone(),
+            feature_views: v.registry.feature_views.len(),
+            feature_services: v.registry.feature_services.len(),
+        }
+    }
+}
+
+/// Where versions live. Implementations never modify a committed version.
+pub trait RegistryStore: Send + Sync + std::fmt::Debug {
+    /// The newest version number, cheaply (servers poll it to pick up new versions).
+    fn latest_version(&self) -> Result<Option<u64>>;
+    /// One version; `NotFound` when it does not exist.
+    fn get(&self, version: u64) -> Result<RegistryVersion>;
+    /// Every version, oldest first.
+    fn history(&self) -> Result<Vec<VersionSummary>>;
+    /// Publishes `next` (numbered `base + 1`) if the newest version is still `base`;
+    /// `Conflict` otherwise. Nothing is changed on any error.
+    fn commit(&self, base: Option<u64>, next: &RegistryVersion) -> Result<()>;
+    /// Where the store is, for messages.
+    fn location(&self) -> String;
+
+    fn latest(&self) -> Result<Option<RegistryVersion>> {
+        match self.latest_version()? {
+            Some(v) => self.get(v).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Opens the configured store; a local path is relative to the repository `root`.
+pub fn open_store(
+    config: &RegistryConfig,
+    project: &str,
+    root: &Path,
+) -> Result<Box<dyn RegistryStore>> {
+    Ok(match config {
+        RegistryConfig::Local { path } => Box::new(LocalStore::new(root.join(path))),
+        RegistryConfig::Redis { url, key_prefix } => {
+            Box::new(RedisStore::open(url, key_prefix, project)?)
+        }
+    })
+}
+
+/// The next version as `apply` would write it, and the plan that leads there.
+#[derive(Debug)]
+pub struct Prepared {
+    pub base: Option<RegistryVersion>,
+    pub next: Registry,
+    pub plan: Plan,
+}
+
+impl Prepared {
+    /// Whether applying would write nothing (same content as the newest version).
+    pub fn is_unchanged(&self) -> bool {
+        self.base
+            .as_ref()
+            .is_some_and(|b| b.hash == self.next.content_hash())
+    }
+}
+
+/// Plans `registry` against the store's newest version (assigning view generations).
+pub fn prepare(store: &dyn RegistryStore, mut registry: Registry) -> Result<Prepared> {
+    let base = store.latest()?;
+    if let Some(b) = &base
+        && b.registry.project != registry.project
+    {
+        return Err(Error::Corrupt(format!(
+            "{} holds project `{}`, not `{}`; point `registry` in quiver.yaml elsewhere",
+            store.location(),
+            b.registry.project,
+            registry.project
+        )));
+    }
+    assign_generations(base.as_ref().map(|b| &b.registry), &mut registry);
+    let plan = Plan::between(base.as_ref().map(|b| (b.version, &b.registry)), &registry);
+    Ok(Prepared {
+        base,
+        next: registry,
+        plan,
+    })
+}
+
+/// Outcome of [`apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// Nothing changed; the newest version stays current.
+    Unchanged(u64),
+    /// A new version was committed.
+    Committed(Box<RegistryVersion>),
+}
+
+/// Commits a prepared registry as the next version, unless nothing changed.
+pub fn apply(
+    store: &dyn RegistryStore,
+    prepared: &Prepared,
+    applied_at: String,
+) -> Result<Applied> {
+    if prepared.is_unchanged() {
+        let version = prepared.base.as_ref().map_or(0, |b| b.version);
+        return Ok(Applied::Unchanged(version));
+    }
+    let base = prepared.base.as_ref().map(|b| b.version);
+    let next = RegistryVersion {
+        version: base.unwrap_or(0) + 1,
+        hash: prepared.next.content_hash(),
+        applied_at,
+        quiver_version: env!("CARGO_PKG_VERSION").to_string(),
+        registry: prepared.next.clone(),
+    };
+    store.commit(base, &next)?;
+    Ok(Applied::Committed(Box::new(next)))
+}

@@ -1,0 +1,150 @@
+//! Versions in Redis, so a fleet of feature servers shares one registry. All keys of a project
+//! share a hash tag (one Cluster slot); a Lua script checks the base version and publishes the
+//! new one in one atomic step.
+
+use std::time::Duration;
+
+use redis::{Commands, Connection};
+
+use super::{RegistryStore, RegistryVersion, VersionSummary};
+use crate::error::{Error, Result};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// KEYS: latest, versions (hash), history (list). ARGV: base, next, version json, summary json.
+const COMMIT: &str = r#"
+local latest = tonumber(redis.call('GET', KEYS[1]) or '0')
+if latest ~= tonumber(ARGV[1]) then return latest end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('RPUSH', KEYS[3], ARGV[4])
+redis.call('SET', KEYS[1], ARGV[2])
+return -1
+"#;
+
+#[derive(Debug)]
+pub struct RedisStore {
+    client: redis::Client,
+    url_shown: String,
+    latest_key: String,
+    versions_key: String,
+    history_key: String,
+}
+
+impl RedisStore {
+    pub fn open(url: &str, prefix: &str, project: &str) -> Result<Self> {
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::Unavailable(format!("invalid Redis URL: {e}")))?;
+        let tag = format!("{prefix}:{{{project}}}");
+        Ok(RedisStore {
+            client,
+            url_shown: redact(url),
+            latest_key: format!("{tag}:latest"),
+            versions_key: format!("{tag}:versions"),
+            history_key: format!("{tag}:history"),
+        })
+    }
+
+    fn connection(&self) -> Result<Connection> {
+        let con = self
+            .client
+            .get_connection_with_timeout(TIMEOUT)
+            .map_err(|e| self.unavailable(e))?;
+        con.set_read_timeout(Some(TIMEOUT))
+            .map_err(|e| self.unavailable(e))?;
+        con.set_write_timeout(Some(TIMEOUT))
+            .map_err(|e| self.unavailable(e))?;
+        Ok(con)
+    }
+
+    fn unavailable(&self, e: redis::RedisError) -> Error {
+        Error::Unavailable(format!("{}: {e}", self.url_shown))
+    }
+}
+
+/// The URL without its password, for messages and logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl RegistryStore for RedisStore {
+    fn latest_version(&self) -> Result<Option<u64>> {
+        let latest: Option<u64> = self
+            .connection()?
+            .get(&self.latest_key)
+            .map_err(|e| self.unavailable(e))?;
+        Ok(latest.filter(|v| *v > 0))
+    }
+
+    fn get(&self, version: u64) -> Result<RegistryVersion> {
+        let json: Option<String> = self
+            .connection()?
+            .hget(&self.versions_key, version)
+            .map_err(|e| self.unavailable(e))?;
+        let json = json.ok_or_else(|| {
+            Error::NotFound(format!(
+                "registry version {version} does not exist in {}",
+                self.location()
+            ))
+        })?;
+        serde_json::from_str(&json)
+            .map_err(|e| Error::Corrupt(format!("{} version {version}: {e}", self.location())))
+    }
+
+    fn history(&self) -> Result<Vec<VersionSummary>> {
+        let items: Vec<String> = self
+            .connection()?
+            .lrange(&self.history_key, 0, -1)
+            .map_err(|e| self.unavailable(e))?;
+        items
+            .iter()
+            .map(|s| {
+                serde_json::from_str(s)
+                    .map_err(|e| Error::Corrupt(format!("{} history: {e}", self.location())))
+            })
+            .collect()
+    }
+
+    fn commit(&self, base: Option<u64>, next: &RegistryVersion) -> Result<()> {
+        let json = serde_json::to_string(next).expect("versions always serialize");
+        let summary =
+            serde_json::to_string(&VersionSummary::from(next)).expect("summaries always serialize");
+        let result: i64 = redis::Script::new(COMMIT)
+            .key(&self.latest_key)
+            .key(&self.versions_key)
+            .key(&self.history_key)
+            .arg(base.unwrap_or(0))
+            .arg(next.version)
+            .arg(json)
+            .arg(summary)
+            .invoke(&mut self.connection()?)
+            .map_err(|e| self.unavailable(e))?;
+        if result >= 0 {
+            return Err(Error::Conflict {
+                base: base.unwrap_or(0),
+                conflicting: result as u64,
+            });
+        }
+        Ok(())
+    }
+
+    fn location(&self) -> String {
+        format!("{} ({})", self.url_shown, self.latest_key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            super::redact("redis://user:pw@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(super::redact("redis://host:6379"), "redis://host:6379");
+    }
+}

@@ -1,0 +1,344 @@
+//! Table tests of definition parsing and validation: each problem is reported with its file,
+//! line and a hint, and all problems of a repository are reported at once.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Float64Array, Int64Array, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use quiver_registry::source_schema::ParquetSchemaResolver;
+use quiver_registry::{Diagnostic, Error, Repository};
+
+const DEFS: &str = "\
+entities:
+  - name: driver
+    join_keys:
+      - name: driver_id
+        type: int64
+sources:
+  - name: driver_source
+    path: data/drivers.parquet
+    timestamp_field: event_timestamp
+feature_views:
+  - name: driver_stats
+    entities: [driver]
+    source: driver_source
+    ttl: 2h
+    features:
+      - name: conv_rate
+        type: float64
+      - name: trips
+        type: int64
+feature_services:
+  - name: model_v1
+    features:
+      - driver_stats:conv_rate
+  - name: everything
+    features:
+      - driver_stats
+";
+
+fn write_parquet(path: &Path) {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("driver_id", DataType::Int64, false),
+        Field::new(
+            "event_timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("conv_rate", DataType::Float64, true),
+        Field::new("trips", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(TimestampMicrosecondArray::from(vec![0, 1]).with_timezone("UTC")),
+            Arc::new(Float64Array::from(vec![0.5, 0.25])),
+            Arc::new(Int64Array::from(vec![3, 4])),
+        ],
+    )
+    .unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// Loads a repository whose only definition file is `defs`; returns its diagnostics.
+fn check(defs: &str) -> Result<quiver_registry::Registry, Vec<Diagnostic>> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("quiver.yaml"),
+        "project: demo\ndefinitions: [\"features/*.yaml\"]\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("features")).unwrap();
+    std::fs::write(dir.path().join("features/defs.yaml"), defs).unwrap();
+    write_parquet(&dir.path().join("data/drivers.parquet"));
+    let repo = Repository::open(dir.path(), None, &|_| None).unwrap();
+    let resolver = ParquetSchemaResolver {
+        root: dir.path().to_path_buf(),
+    };
+    match repo.load(&|_| None, &resolver) {
+        Ok(v) => Ok(v.registry),
+        Err(Error::Invalid(d)) => Err(d),
+        Err(other) => panic!("unexpected error kind: {other}"),
+    }
+}
+
+#[test]
+fn the_base_definitions_are_valid_and_whole_views_expand() {
+    let registry = check(DEFS).unwrap();
+    let refs = |service: &str| -> Vec<String> {
+        registry.feature_services[service]
+            .features
+            .iter()
+            .map(|r| r.to_string())
+            .collect()
+    };
+    assert_eq!(refs("model_v1"), ["driver_stats:conv_rate"]);
+    assert_eq!(
+        refs("everything"),
+        ["driver_stats:conv_rate", "driver_stats:trips"]
+    );
+    assert_eq!(registry.feature_views["driver_stats"].ttl.seconds, 7200);
+}
+
+/// (what to replace in DEFS, with what, expected message fragment, expected line, expected hint fragment)
+const CASES: &[(&str, &str, &str, u64, &str)] = &[
+    (
+        "  - name: driver_stats\n",
+        "  - name: driver_source\n    entities: [driver]\n    source: driver_source\n    features: [{name: conv_rate, type: float64}]\n  - name: driver_source\n",
+        "duplicate feature view `driver_source`",
+        15,
+        "rename or remove",
+    ),
+    (
+        "entities: [driver]",
+        "entities: [drivr]",
+        "references unknown entity `drivr`",
+        12,
+        "did you mean `driver`?",
+    ),
+    (
+        "source: driver_source",
+        "source: driver_src",
+        "references unknown source `driver_src`",
+        13,
+        "did you mean `driver_source`?",
+    ),
+    (
+        "type: float64",
+        "type: flaot64",
+        "unknown value type `flaot64`",
+        17,
+        "did you mean `float64`?",
+    ),
+    (
+        "ttl: 2h",
+        "ttl: 2 hours",
+        "invalid duration `2 hours`",
+        14,
+        "ttl: 7d",
+    ),
+    (
+        "      - driver_stats:conv_rate",
+        "      - driver_stats:conv_rat",
+        "has no feature `conv_rat`",
+        23,
+        "did you mean `driver_stats:conv_rate`?",
+    ),
+    (
+        "      - driver_stats\n",
+        "      - driver_stat\n",
+        "unknown feature view `driver_stat`",
+        26,
+        "did you mean `driver_stats`?",
+    ),
+    (
+        "      - name: driver_id\n        type: int64",
+        "      - name: driver_key\n        type: int64",
+        "join key `driver_key` is not a column of source `driver_source`",
+        11,
+        "did you mean `driver_id`?",
+    ),
+    (
+        "      - name: trips\n        type: int64",
+        "      - name: trip_count\n        type: int64",
+        "feature `trip_count` is not a column",
+        18,
+        "its columns are",
+    ),
+    (
+        "      - name: conv_rate\n        type: float64",
+        "      - name: conv_rate\n        type: int64",
+        "feature `conv_rate` is declared `int64` but the source column has type Float64",
+        16,
+        "declare it as `float64`",
+    ),
+    (
+        "timestamp_field: event_timestamp",
+        "timestamp_field: event_ts",
+        "timestamp field `event_ts` is not a column",
+        11,
+        "did you mean `event_timestamp`?",
+    ),
+    (
+        "path: data/drivers.parquet",
+        "path: data/nowhere.parquet",
+        "`data/nowhere.parquet` does not exist",
+        8,
+        "check the path",
+    ),
+    (
+        "    ttl: 2h\n",
+        "    ttl: 2h\n    tll: 3h\n",
+        "unknown field `tll`",
+        15,
+        "remove the key",
+    ),
+    (
+        "    features:\n      - name: conv_rate",
+        "    features:\n    - name: conv_rate\n   bad",
+        "invalid YAML",
+        0,
+        "",
+    ),
+    (
+        "        type: int64\nsources",
+        "        type: list<int64>\nsources",
+        "join key `driver_id` cannot have type `list<int64>`",
+        5,
+        "join keys are",
+    ),
+    (
+        "      - driver_stats\n",
+        "      - driver_stats\n      - driver_stats:trips\n",
+        "lists `driver_stats:trips` twice",
+        27,
+        "remove the repeated",
+    ),
+    (
+        "  - name: model_v1",
+        "  - name: model v1",
+        "invalid feature service name `model v1`",
+        21,
+        "letters, digits",
+    ),
+];
+
+#[test]
+fn each_problem_is_reported_with_its_line_and_a_hint() {
+    for (from, to, message, line, hint) in CASES {
+        assert!(
+            DEFS.contains(from),
+            "case {message:?} does not apply: {from:?} is not in DEFS"
+        );
+        let defs = DEFS.replacen(from, to, 1);
+        let diagnostics = check(&defs).expect_err(message);
+        let found = diagnostics
+            .iter()
+            .find(|d| d.message.contains(message))
+            .unwrap_or_else(|| panic!("no diagnostic containing {message:?} in {diagnostics:#?}"));
+        assert_eq!(found.file, "features/defs.yaml", "{found:?}");
+        if *line > 0 {
+            assert_eq!(found.line, *line, "{found:?}");
+        } else {
+            assert!(found.line > 0, "{found:?}");
+        }
+        let got_hint = found.hint.clone().unwrap_or_default();
+        assert!(
+            got_hint.contains(hint),
+            "hint {got_hint:?} lacks {hint:?} for {message:?}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let defs = DEFS
+        .replacen("entities: [driver]", "entities: [drivr]", 1)
+        .replacen("ttl: 2h", "ttl: forever", 1)
+        .replacen("      - driver_stats:conv_rate", "      - other_view:x", 1);
+    let diagnostics = check(&defs).unwrap_err();
+    let lines: Vec<u64> = diagnostics.iter().map(|d| d.line).collect();
+    assert!(
+        lines.contains(&12) && lines.contains(&14) && lines.contains(&23),
+        "{diagnostics:#?}"
+    );
+    let rendered = Error::Invalid(diagnostics).to_string();
+    assert!(
+        rendered.contains("--> features/defs.yaml:12:"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("nothing was changed"), "{rendered}");
+}
+
+#[test]
+fn unreadable_parquet_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("quiver.yaml"), "project: demo\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("features")).unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("features/defs.yaml"), DEFS).unwrap();
+    std::fs::write(
+        dir.path().join("data/drivers.parquet"),
+        b"not parquet at all",
+    )
+    .unwrap();
+    let repo = Repository::open(dir.path(), None, &|_| None).unwrap();
+    let resolver = ParquetSchemaResolver {
+        root: dir.path().to_path_buf(),
+    };
+    let err = repo.load(&|_| None, &resolver).unwrap_err().to_string();
+    assert!(err.contains("is not a readable Parquet file"), "{err}");
+    assert!(err.contains("features/defs.yaml:8:"), "{err}");
+}
+
+#[test]
+fn directories_and_globs_are_sources_too() {
+    for path in ["data", "data/*.parquet", "data/**/*.parquet"] {
+        let registry = check(&DEFS.replacen("data/drivers.parquet", path, 1));
+        assert!(registry.is_ok(), "{path}: {registry:?}");
+    }
+    let err = check(&DEFS.replacen("data/drivers.parquet", "data/*.csv", 1)).unwrap_err();
+    assert!(
+        err[0].message.contains("matches no Parquet files"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn env_variables_are_substituted_in_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("quiver.yaml"), "project: demo\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("features")).unwrap();
+    std::fs::write(
+        dir.path().join("features/defs.yaml"),
+        DEFS.replacen(
+            "data/drivers.parquet",
+            "${DATA_DIR:-data}/drivers.parquet",
+            1,
+        )
+        .replacen("ttl: 2h", "ttl: ${DRIVER_TTL}", 1),
+    )
+    .unwrap();
+    write_parquet(&dir.path().join("data/drivers.parquet"));
+    let repo = Repository::open(dir.path(), None, &|_| None).unwrap();
+    let resolver = ParquetSchemaResolver {
+        root: dir.path().to_path_buf(),
+    };
+    let env = |name: &str| (name == "DRIVER_TTL").then(|| "1d".to_string());
+    let registry = repo.load(&env, &resolver).unwrap().registry;
+    assert_eq!(registry.feature_views["driver_stats"].ttl.seconds, 86_400);
+    assert_eq!(
+        registry.sources["driver_source"].path,
+        "data/drivers.parquet"
+    );
+    let err = repo.load(&|_| None, &resolver).unwrap_err().to_string();
+    assert!(err.contains("`DRIVER_TTL` is not set"), "{err}");
+    assert!(err.contains("features/defs.yaml:14:"), "{err}");
+}

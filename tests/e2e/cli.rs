@@ -1,0 +1,219 @@
+//! The CLI as a user drives it: init → plan → apply → list, and every kind of bad input.
+
+use std::path::Path;
+
+use quiver_tests::{describe, quiver, snapshot};
+
+const END: &str = "2026-01-02T00:00:00Z";
+
+fn init(dir: &Path) {
+    let out = quiver(
+        dir,
+        &[
+            "init",
+            "repo",
+            "--drivers",
+            "20",
+            "--customers",
+            "30",
+            "--end",
+            END,
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+#[test]
+fn init_plan_apply_list_describe_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path());
+    let repo = tmp.path().join("repo");
+    assert!(repo.join("data/driver_stats.parquet").is_file());
+
+    let plan = quiver(&repo, &["plan"]);
+    assert!(plan.status.success(), "{}", describe(&plan));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains("+ feature_view driver_hourly_stats"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Plan: 8 to add, 0 to change, 0 to remove"),
+        "{text}"
+    );
+    assert!(
+        !repo.join(".quiver/registry").exists(),
+        "plan writes nothing"
+    );
+
+    let apply = quiver(&repo, &["apply"]);
+    assert!(apply.status.success(), "{}", describe(&apply));
+    assert!(String::from_utf8_lossy(&apply.stdout).contains("Applied registry version 1"));
+
+    let again = quiver(&repo, &["--output", "json", "apply"]);
+    let json: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(json["changed"], false, "{}", describe(&again));
+    assert_eq!(json["version"], 1);
+
+    let list = quiver(
+        tmp.path(),
+        &["-C", "repo", "--output", "json", "registry", "list"],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let views: Vec<&str> = json["feature_views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(views, ["customer_profile", "driver_hourly_stats"]);
+    assert_eq!(json["feature_services"][1]["features"], 20);
+
+    let describe_out = quiver(&repo, &["registry", "describe", "driver_hourly_stats"]);
+    let text = String::from_utf8_lossy(&describe_out.stdout);
+    assert!(
+        text.contains("conv_rate") && text.contains("ttl:       2h"),
+        "{text}"
+    );
+
+    // A type change: a new version, and the view's generation moves on.
+    let defs = repo.join("features/drivers.yaml");
+    let yaml = std::fs::read_to_string(&defs).unwrap();
+    std::fs::write(&defs, yaml.replacen("type: float32", "type: float64", 1)).unwrap();
+    let plan = quiver(&repo, &["plan"]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains("~ feature conv_rate: float32 → float64"),
+        "{text}"
+    );
+    assert!(text.contains("generation 1 → 2"), "{text}");
+    assert!(quiver(&repo, &["apply"]).status.success());
+    let history = quiver(&repo, &["--output", "json", "registry", "history"]);
+    let json: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2, "{}", describe(&history));
+    let old = quiver(
+        &repo,
+        &[
+            "--output",
+            "json",
+            "registry",
+            "describe",
+            "driver_hourly_stats",
+            "--version",
+            "1",
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&old.stdout).unwrap();
+    assert_eq!(json["generation"], 1);
+    assert_eq!(json["features"][0]["type"], "float32");
+}
+
+/// A failing command exits 2 (user error) or 1, prints one clear message, changes nothing.
+fn assert_fails_cleanly(repo: &Path, code: i32, message: &str) {
+    let before = snapshot(repo);
+    let out = quiver(repo, &["apply"]);
+    assert_eq!(out.status.code(), Some(code), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(message),
+        "expected {message:?} in\n{}",
+        describe(&out)
+    );
+    assert!(!stderr.contains("panicked"), "{}", describe(&out));
+    assert_eq!(snapshot(repo), before, "a failed apply changed files");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path());
+    let repo = tmp.path().join("repo");
+    assert!(quiver(&repo, &["apply"]).status.success());
+    let defs = repo.join("features/drivers.yaml");
+    let good = std::fs::read_to_string(&defs).unwrap();
+
+    std::fs::write(
+        &defs,
+        good.replace("entities: [driver]", "entities: [drivr]"),
+    )
+    .unwrap();
+    assert_fails_cleanly(&repo, 2, "features/drivers.yaml:19:16");
+    assert_fails_cleanly(&repo, 2, "did you mean `driver`?");
+
+    std::fs::write(
+        &defs,
+        good.replace("    ttl: 2h\n", "    ttl: 2h\n   - oops: [\n"),
+    )
+    .unwrap();
+    assert_fails_cleanly(&repo, 2, "invalid YAML");
+
+    std::fs::write(&defs, good.replace("type: float32", "type: decimal")).unwrap();
+    assert_fails_cleanly(&repo, 2, "unknown value type `decimal`");
+
+    std::fs::write(
+        &defs,
+        good.replace("data/driver_stats.parquet", "data/missing.parquet"),
+    )
+    .unwrap();
+    assert_fails_cleanly(&repo, 2, "`data/missing.parquet` does not exist");
+
+    std::fs::write(&defs, &good).unwrap();
+    let data = repo.join("data/driver_stats.parquet");
+    let bytes = std::fs::read(&data).unwrap();
+    std::fs::write(&data, b"PAR1 garbage").unwrap();
+    assert_fails_cleanly(&repo, 2, "is not a readable Parquet file");
+    std::fs::write(&data, bytes).unwrap();
+
+    // A registry that cannot be written: its directory is a path under a regular file.
+    let config = repo.join("quiver.yaml");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(repo.join("blocker"), b"").unwrap();
+    std::fs::write(
+        &config,
+        yaml.replace("path: .quiver/registry", "path: blocker/registry"),
+    )
+    .unwrap();
+    std::fs::write(&defs, good.replace("ttl: 2h", "ttl: 3h")).unwrap();
+    assert_fails_cleanly(&repo, 1, "blocker/registry");
+
+    std::fs::write(
+        &config,
+        yaml.replace("project: quickstart", "project: quickstart\nprojct: x"),
+    )
+    .unwrap();
+    assert_fails_cleanly(&repo, 2, "unknown field `projct`");
+
+    std::fs::remove_file(&config).unwrap();
+    assert_fails_cleanly(&repo, 2, "no quiver.yaml found");
+}
+
+#[test]
+fn init_never_overwrites_a_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path());
+    let before = snapshot(&tmp.path().join("repo"));
+    let out = quiver(tmp.path(), &["init", "repo"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a Quiver repository"));
+    assert_eq!(snapshot(&tmp.path().join("repo")), before);
+    let out = quiver(tmp.path(), &["init", "other", "--end", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --end `yesterday`"));
+}
+
+#[test]
+fn quickstart_runs_twice_on_a_fresh_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let out = quiver(tmp.path(), &["quickstart", "--end", END]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("registry version 1"), "{text}");
+        assert!(
+            text.contains("registry describe driver_hourly_stats"),
+            "{text}"
+        );
+    }
+    let list = quiver(tmp.path(), &["-C", "quiver_quickstart", "registry", "list"]);
+    assert!(list.status.success(), "{}", describe(&list));
+}

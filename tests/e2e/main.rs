@@ -1,0 +1,4 @@
+//! End-to-end tests: the real `quiver` binary, real files, a private `redis-server`.
+
+mod cli;
+mod registry_redis;

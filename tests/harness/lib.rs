@@ -1,0 +1,165 @@
+//! The end-to-end test harness: a private `redis-server` on a free port that tests can stop and
+//! restart, and the built `quiver` binary run in a scratch repository.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// A `redis-server` owned by one test: no persistence, loopback only, killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Result<Self> {
+        let mut server = RedisServer {
+            child: None,
+            port: free_port()?,
+            dir: tempfile::tempdir()?,
+        };
+        server.spawn()?;
+        Ok(server)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context(
+                "cannot start redis-server: install it (bash .ci/run does) or put it on PATH",
+            )?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    /// Polls PING until the server answers, with a deadline.
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let client = redis::Client::open(self.url())?;
+        loop {
+            if let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(200))
+                && redis::cmd("PING").query::<String>(&mut con).is_ok()
+            {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("redis-server on port {} exited with {status}", self.port);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "redis-server on port {} did not answer PING within 10 s",
+                    self.port
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (by its PID) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (its data is gone: no persistence).
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.spawn()
+    }
+
+    pub fn client(&self) -> Result<redis::Connection> {
+        Ok(redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))?)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The `quiver` binary of this build (`cargo test --workspace` builds it next to the tests).
+pub fn quiver_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let bin = dir.join(format!("quiver{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p quiver-cli` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `quiver ARGS` in `dir` with a clean configuration environment.
+pub fn quiver(dir: &Path, args: &[&str]) -> Output {
+    Command::new(quiver_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("QUIVER_REPO")
+        .env_remove("QUIVER_CONFIG")
+        .output()
+        .expect("quiver runs")
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every file below `dir` with its bytes, to show that a failed command changed nothing.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
