@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use quiver_registry::source_schema::ParquetSchemaResolver;
-use quiver_registry::store::{Prepared, RegistryStore, prepare};
+use quiver_materializer::DataFusionSchemaResolver;
+use quiver_registry::store::{Prepared, RegistryStore, RegistryVersion, prepare};
 use quiver_registry::{Diagnostic, Repository};
 use serde::Serialize;
 
@@ -29,7 +29,7 @@ impl Context {
 
     /// Loads and validates the definitions, then plans them against the newest version.
     pub fn prepare(&self, repo: &Repository) -> Result<(Box<dyn RegistryStore>, Prepared)> {
-        let resolver = ParquetSchemaResolver {
+        let resolver = DataFusionSchemaResolver {
             root: repo.root.clone(),
         };
         let validated = repo.load(&env, &resolver)?;
@@ -37,6 +37,24 @@ impl Context {
         let store = repo.store()?;
         let prepared = prepare(store.as_ref(), validated.registry)?;
         Ok((store, prepared))
+    }
+
+    /// The newest applied registry version, or a user error saying to apply first.
+    pub fn current_version(&self, store: &dyn RegistryStore) -> Result<RegistryVersion> {
+        store.latest()?.ok_or_else(|| {
+            crate::exit::UserError(format!(
+                "no registry version in {} yet: run `quiver apply` first",
+                store.location()
+            ))
+            .into()
+        })
+    }
+
+    /// A runtime for the commands that talk to stores and engines.
+    pub fn runtime(&self) -> Result<tokio::runtime::Runtime> {
+        Ok(tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?)
     }
 
     /// Prints `value` as JSON in `--output json` mode, else the text `render` makes.

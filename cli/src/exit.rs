@@ -18,6 +18,10 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
                 cause.downcast_ref::<quiver_examples::ScaffoldError>(),
                 Some(quiver_examples::ScaffoldError::Exists(_))
             )
+            || matches!(
+                cause.downcast_ref::<quiver_materializer::Error>(),
+                Some(quiver_materializer::Error::Invalid(_))
+            )
     });
     // Validation errors carry their own layout; others get the usual `error:` prefix and causes.
     match err.downcast_ref::<quiver_registry::Error>() {

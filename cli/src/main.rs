@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{init, plan, quickstart, registry};
+use crate::commands::{init, materialize, online, plan, quickstart, registry};
 
 #[derive(Debug, Parser)]
 #[command(name = "quiver", version, about = "Quiver: a fast, exact feature store", long_about = None)]
@@ -51,6 +51,13 @@ enum Command {
     /// Inspect the applied registry.
     #[command(subcommand)]
     Registry(registry::Command),
+    /// Write each entity's latest values in [START, END) to the online store.
+    Materialize(materialize::Args),
+    /// Continue each view from its watermark up to END (default: now).
+    MaterializeIncremental(materialize::IncrementalArgs),
+    /// Inspect the online store.
+    #[command(subcommand)]
+    Online(online::Command),
     /// Create the sample repository, apply it, and show what to try next.
     Quickstart(quickstart::Args),
 }
@@ -74,6 +81,9 @@ fn main() -> ExitCode {
         Command::Plan => plan::plan(&ctx),
         Command::Apply => plan::apply(&ctx),
         Command::Registry(cmd) => registry::run(&ctx, cmd),
+        Command::Materialize(args) => materialize::fixed(&ctx, args),
+        Command::MaterializeIncremental(args) => materialize::incremental(&ctx, args),
+        Command::Online(cmd) => online::run(&ctx, cmd),
         Command::Quickstart(args) => quickstart::run(&ctx, args),
     };
     match result {

@@ -1,7 +1,20 @@
-//! Quiver's offline engine: DataFusion over Parquet sources, each view's SQL `query`,
-//! latest-per-entity selection, point-in-time joins, and writing to an online store with
-//! per-view watermarks.
+//! Quiver's offline engine: DataFusion over Parquet sources and each view's SQL `query`,
+//! latest-per-entity selection, and writing to an online store with per-view watermarks.
 //!
-//! It knows the registry and the online store's trait; it knows nothing about the online byte
-//! format, HTTP or gRPC. The engine arrives with the materializer issue; this crate is where it
-//! lives.
+//! It knows the registry and the online store's trait and codecs; it knows nothing about how a
+//! backend stores bytes, nor about HTTP or gRPC.
+//!
+//! - [`source`] — a view's input as a DataFusion plan; the query-aware `SchemaResolver`
+//! - [`columns`] — record batches as entity keys, timestamps and value blobs
+//! - [`latest`] — each entity's latest row, in memory bounded by the number of entities
+//! - [`materialize`] — ranges, watermarks, writes and run records
+
+pub mod columns;
+pub mod error;
+pub mod latest;
+pub mod materialize;
+pub mod source;
+
+pub use error::{Error, Result};
+pub use materialize::{Job, Progress, Quiet, Range, materialize, select_views};
+pub use source::DataFusionSchemaResolver;

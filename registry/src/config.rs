@@ -79,9 +79,12 @@ pub enum OnlineStoreConfig {
         /// More seed nodes of a cluster.
         #[serde(default)]
         cluster_nodes: Vec<String>,
-        /// Bound on every store operation, in milliseconds.
+        /// Bound on every online read, in milliseconds.
         #[serde(default = "default_timeout_ms")]
         timeout_ms: u64,
+        /// Bound on each batch of writes during materialization, in milliseconds.
+        #[serde(default = "default_write_timeout_ms")]
+        write_timeout_ms: u64,
         /// Let Redis expire values a view's ttl makes useless.
         #[serde(default)]
         key_ttl: bool,
@@ -94,6 +97,10 @@ fn default_embedded_path() -> PathBuf {
 
 fn default_timeout_ms() -> u64 {
     100
+}
+
+fn default_write_timeout_ms() -> u64 {
+    10_000
 }
 
 impl Default for OnlineStoreConfig {

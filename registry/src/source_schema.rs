@@ -177,16 +177,14 @@ pub struct ColumnProblem {
 pub fn check_view_columns(
     schema: &Schema,
     source: &Source,
+    input: &str,
     join_keys: &[Field],
     features: &[Field],
 ) -> Vec<ColumnProblem> {
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let missing = |name: &str, what: &str, feature: Option<String>| ColumnProblem {
         feature,
-        message: format!(
-            "{what} `{name}` is not a column of source `{}`",
-            source.name
-        ),
+        message: format!("{what} `{name}` is not a column of {input}"),
         hint: did_you_mean(name, names.iter().copied())
             .or_else(|| Some(format!("its columns are: {}", names.join(", ")))),
     };
@@ -205,8 +203,7 @@ pub fn check_view_columns(
                 problems.push(ColumnProblem {
                     feature: None,
                     message: format!(
-                        "timestamp field `{ts}` of source `{}` has type {}, not a timestamp",
-                        source.name,
+                        "timestamp field `{ts}` of {input} has type {}, not a timestamp",
                         f.data_type()
                     ),
                     hint: Some("store event times as a Parquet timestamp column".into()),
@@ -235,7 +232,7 @@ pub fn check_view_columns(
                 problems.push(ColumnProblem {
                     feature,
                     message: format!(
-                        "{what} `{}` is declared `{}` but the source column has type {}",
+                        "{what} `{}` is declared `{}` but the column has type {}",
                         field.name,
                         field.value_type,
                         column.data_type()

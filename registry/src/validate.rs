@@ -455,6 +455,9 @@ impl Validator {
                 for d in &def.features.value {
                     place.detail.insert(d.name.value.clone(), at(&d.name));
                 }
+                if let Some(q) = &def.query {
+                    place.detail.insert("query".into(), at(q));
+                }
             }
             self.registry.feature_views.insert(
                 def.name.value.clone(),
@@ -556,15 +559,16 @@ impl Validator {
             };
             let source_place = self.places[&(Kind::Source, source.name.clone())].clone();
             let view_place = self.places[&(Kind::View, view.name.clone())].clone();
-            let key = (source.name.clone(), view.query.clone());
-            let schema = cache
-                .entry(key)
-                .or_insert_with(|| resolver.view_input_schema(&source, view.query.as_deref()))
-                .clone();
-            let schema = match schema {
-                Ok(Some(schema)) => schema,
-                Ok(None) => continue,
-                Err(message) => {
+            let mut resolve = |query: Option<String>| {
+                cache
+                    .entry((source.name.clone(), query.clone()))
+                    .or_insert_with(|| resolver.view_input_schema(&source, query.as_deref()))
+                    .clone()
+            };
+            // The source itself first: its problems belong to the source, not to each view.
+            let plain = resolve(None);
+            let schema = match (&view.query, plain) {
+                (_, Err(message)) => {
                     let at = source_place
                         .detail
                         .get("path")
@@ -577,6 +581,27 @@ impl Validator {
                     }
                     continue;
                 }
+                (None, Ok(schema)) => schema,
+                (Some(query), Ok(_)) => match resolve(Some(query.clone())) {
+                    Ok(schema) => schema,
+                    Err(message) => {
+                        let at = view_place
+                            .detail
+                            .get("query")
+                            .copied()
+                            .unwrap_or(view_place.at);
+                        self.out.push(
+                            Diagnostic::error(&view_place.file, at, format!("feature view `{}`: {message}", view.name))
+                                .with_hint(format!("fix the SQL; the source is the table `source`, with the columns of `{}`", source.name)),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let Some(schema) = schema else { continue };
+            let input = match view.query {
+                Some(_) => "the view's query".to_string(),
+                None => format!("source `{}`", source.name),
             };
             let keys: Vec<Field> = self
                 .registry
@@ -584,7 +609,7 @@ impl Validator {
                 .into_iter()
                 .cloned()
                 .collect();
-            for problem in check_view_columns(&schema, &source, &keys, &view.features) {
+            for problem in check_view_columns(&schema, &source, &input, &keys, &view.features) {
                 let at = problem
                     .feature
                     .as_ref()

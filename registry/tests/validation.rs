@@ -175,7 +175,7 @@ const CASES: &[(&str, &str, &str, u64, &str)] = &[
     (
         "      - name: conv_rate\n        type: float64",
         "      - name: conv_rate\n        type: int64",
-        "feature `conv_rate` is declared `int64` but the source column has type Float64",
+        "feature `conv_rate` is declared `int64` but the column has type Float64",
         16,
         "declare it as `float64`",
     ),

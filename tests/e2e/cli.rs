@@ -38,7 +38,7 @@ fn init_plan_apply_list_describe_history() {
         "{text}"
     );
     assert!(
-        text.contains("Plan: 8 to add, 0 to change, 0 to remove"),
+        text.contains("Plan: 9 to add, 0 to change, 0 to remove"),
         "{text}"
     );
     assert!(
@@ -66,7 +66,10 @@ fn init_plan_apply_list_describe_history() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(views, ["customer_profile", "driver_hourly_stats"]);
+    assert_eq!(
+        views,
+        ["customer_profile", "driver_derived", "driver_hourly_stats"]
+    );
     assert_eq!(json["feature_services"][1]["features"], 20);
 
     let describe_out = quiver(&repo, &["registry", "describe", "driver_hourly_stats"]);
@@ -216,4 +219,25 @@ fn quickstart_runs_twice_on_a_fresh_directory() {
     }
     let list = quiver(tmp.path(), &["-C", "quiver_quickstart", "registry", "list"]);
     assert!(list.status.success(), "{}", describe(&list));
+    let get = quiver(
+        tmp.path(),
+        &[
+            "-C",
+            "quiver_quickstart",
+            "--output",
+            "json",
+            "online",
+            "get",
+            "driver_hourly_stats",
+            "--key",
+            "driver_id=1001",
+        ],
+    );
+    assert!(get.status.success(), "{}", describe(&get));
+    let json: serde_json::Value = serde_json::from_slice(&get.stdout).unwrap();
+    assert_eq!(json["found"], true, "{json}");
+    assert_eq!(
+        json["event_timestamp"], "2026-01-02T00:00:00Z",
+        "the newest hourly row"
+    );
 }

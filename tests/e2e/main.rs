@@ -1,4 +1,6 @@
 //! End-to-end tests: the real `quiver` binary, real files, a private `redis-server`.
 
 mod cli;
+mod materialize;
+mod online_store;
 mod registry_redis;

@@ -8,20 +8,43 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// A `redis-server` owned by one test: no persistence, loopback only, killed on drop.
+/// A `redis-server` owned by one test: loopback only, killed on drop.
 #[derive(Debug)]
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
+    /// A server without persistence: a restart starts empty.
     pub fn start() -> Result<Self> {
+        Self::start_with(free_port()?, &["--save", "", "--appendonly", "no"])
+    }
+
+    /// A server that fsyncs every write to its append-only file: a kill loses nothing, and a
+    /// restart comes back with the data.
+    pub fn start_persistent() -> Result<Self> {
+        Self::start_with(
+            free_port()?,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+        )
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> Result<Self> {
         let mut server = RedisServer {
             child: None,
-            port: free_port()?,
+            port,
             dir: tempfile::tempdir()?,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         server.spawn()?;
         Ok(server)
@@ -38,7 +61,7 @@ impl RedisServer {
     fn spawn(&mut self) -> Result<()> {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -98,6 +121,78 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Three (or more) `redis-server` masters joined into a Redis Cluster, no replicas.
+#[derive(Debug)]
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize) -> Result<Self> {
+        let mut nodes = Vec::new();
+        for _ in 0..masters {
+            // The cluster bus listens on port + 10000: keep both in range and free.
+            let port = loop {
+                let p = free_port()?;
+                if p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+                    break p;
+                }
+            };
+            nodes.push(RedisServer::start_with(
+                port,
+                &[
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                ],
+            )?);
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .context("cannot run redis-cli (it comes with redis-server)")?;
+        if !out.status.success() {
+            bail!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            loop {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut node.client()?)?;
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("cluster did not reach cluster_state:ok within 20 s: {info}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(RedisCluster { nodes })
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
     }
 }
 

@@ -1,7 +1,10 @@
 //! One module per command, each: parse arguments → call the libraries → print.
 
 pub mod init;
+pub mod materialize;
+pub mod online;
 pub mod plan;
 pub mod quickstart;
 pub mod registry;
 pub mod sample;
+pub mod time;

@@ -6,6 +6,7 @@ use anyhow::Result;
 use quiver_registry::store::{Applied, apply};
 use serde_json::json;
 
+use super::materialize::{execute, render};
 use super::sample::SampleArgs;
 use crate::context::Context;
 
@@ -38,12 +39,22 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         Applied::Unchanged(v) => v,
         Applied::Committed(v) => v.version,
     };
+    let end_ns = chrono::Utc::now()
+        .timestamp_nanos_opt()
+        .expect("now fits in i64 nanoseconds");
+    let runs = execute(
+        &repo_ctx,
+        &repo,
+        &[],
+        quiver_materializer::Range::Incremental { end_ns },
+    )?;
     let shown = dir.display();
     let value = json!({
         "repository": dir,
         "registry_version": version,
         "driver_rows": summary.driver_rows,
         "customer_rows": summary.customer_rows,
+        "materialized": runs,
         "seconds": started.elapsed().as_secs_f64(),
     });
     ctx.print(&value, || {
@@ -54,16 +65,21 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 features/drivers.yaml, features/customers.yaml (2 entities, 2 feature views, 2 feature services)\n   \
                 data/driver_stats.parquet ({} rows), data/customer_profile.parquet ({} rows)\n\
              2. Validated it against its Parquet sources and applied it: registry version {version}\n\
+             3. Materialized the latest values into the embedded online store ({shown}/.quiver/online.redb):\n{}\
              \n\
              Try next:\n  \
+               quiver -C {shown} online get driver_hourly_stats --key driver_id=1001\n  \
+               quiver -C {shown} online get customer_profile --key customer_id=1\n  \
                quiver -C {shown} registry list\n  \
                quiver -C {shown} registry describe driver_hourly_stats\n  \
                quiver -C {shown} plan                  # edit features/*.yaml first to see a diff\n  \
-               quiver -C {shown} registry history\n\
+               quiver -C {shown} registry history\n  \
+               quiver -C {shown} materialize-incremental   # picks up where the last run stopped\n\
              \n\
              Done in {:.2}s.\n",
             summary.driver_rows,
             summary.customer_rows,
+            render(&runs).lines().map(|l| format!("   {l}\n")).collect::<String>(),
             started.elapsed().as_secs_f64()
         )
     })

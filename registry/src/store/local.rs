@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{RegistryStore, RegistryVersion, VersionSummary};
+use super::{MaterializationRun, RegistryStore, RegistryVersion, VersionSummary};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -128,5 +128,43 @@ impl RegistryStore for LocalStore {
 
     fn location(&self) -> String {
         self.dir.display().to_string()
+    }
+
+    fn record_run(&self, run: &MaterializationRun) -> Result<()> {
+        let dir = self.dir.join("runs");
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = dir.join(format!("{nanos:020}-{}.json", run.view));
+        let bytes = serde_json::to_vec_pretty(run).expect("runs always serialize");
+        let tmp = self.write_temp(&bytes)?;
+        let renamed = fs::rename(&tmp, &path);
+        if renamed.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        renamed.map_err(|e| Error::io(&path, e))
+    }
+
+    fn runs(&self, limit: usize) -> Result<Vec<MaterializationRun>> {
+        let dir = self.dir.join("runs");
+        let mut names: Vec<PathBuf> = match fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        names.sort();
+        let skip = names.len().saturating_sub(limit);
+        names[skip..]
+            .iter()
+            .map(|p| {
+                let bytes = fs::read(p).map_err(|e| Error::io(p, e))?;
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::Corrupt(format!("{}: {e}", p.display())))
+            })
+            .collect()
     }
 }

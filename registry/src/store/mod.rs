@@ -3,6 +3,7 @@
 
 mod local;
 mod redis_store;
+mod runs;
 
 use std::path::Path;
 
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use local::LocalStore;
 pub use redis_store::RedisStore;
+pub use runs::{FeatureStats, MaterializationRun};
 
 use crate::config::RegistryConfig;
 use crate::error::{Error, Result};
@@ -63,6 +65,10 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
     fn commit(&self, base: Option<u64>, next: &RegistryVersion) -> Result<()>;
     /// Where the store is, for messages.
     fn location(&self) -> String;
+    /// Appends the record of a finished materialization run.
+    fn record_run(&self, run: &MaterializationRun) -> Result<()>;
+    /// The newest `limit` run records, oldest first.
+    fn runs(&self, limit: usize) -> Result<Vec<MaterializationRun>>;
 
     fn latest(&self) -> Result<Option<RegistryVersion>> {
         match self.latest_version()? {

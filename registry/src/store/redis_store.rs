@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::{Commands, Connection};
 
-use super::{RegistryStore, RegistryVersion, VersionSummary};
+use super::{MaterializationRun, RegistryStore, RegistryVersion, VersionSummary};
 use crate::error::{Error, Result};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,6 +28,7 @@ pub struct RedisStore {
     latest_key: String,
     versions_key: String,
     history_key: String,
+    runs_key: String,
 }
 
 impl RedisStore {
@@ -41,6 +42,7 @@ impl RedisStore {
             latest_key: format!("{tag}:latest"),
             versions_key: format!("{tag}:versions"),
             history_key: format!("{tag}:history"),
+            runs_key: format!("{tag}:runs"),
         })
     }
 
@@ -134,6 +136,29 @@ impl RegistryStore for RedisStore {
 
     fn location(&self) -> String {
         format!("{} ({})", self.url_shown, self.latest_key)
+    }
+
+    fn record_run(&self, run: &MaterializationRun) -> Result<()> {
+        let json = serde_json::to_string(run).expect("runs always serialize");
+        let _: i64 = self
+            .connection()?
+            .rpush(&self.runs_key, json)
+            .map_err(|e| self.unavailable(e))?;
+        Ok(())
+    }
+
+    fn runs(&self, limit: usize) -> Result<Vec<MaterializationRun>> {
+        let items: Vec<String> = self
+            .connection()?
+            .lrange(&self.runs_key, -(limit.max(1) as isize), -1)
+            .map_err(|e| self.unavailable(e))?;
+        items
+            .iter()
+            .map(|s| {
+                serde_json::from_str(s)
+                    .map_err(|e| Error::Corrupt(format!("{} runs: {e}", self.location())))
+            })
+            .collect()
     }
 }
 

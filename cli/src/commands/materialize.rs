@@ -1,0 +1,162 @@
+//! `quiver materialize START END` and `quiver materialize-incremental [END]`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use quiver_materializer::{Job, Progress, Range, materialize, select_views};
+use quiver_registry::store::MaterializationRun;
+
+use super::time::parse_time;
+use crate::context::Context;
+use crate::exit::UserError;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Start of the range, inclusive (RFC 3339, or a date: 2026-01-01).
+    pub start: String,
+    /// End of the range, exclusive.
+    pub end: String,
+    /// Only these views (comma-separated); default: every online view.
+    #[arg(long, value_delimiter = ',')]
+    pub views: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IncrementalArgs {
+    /// End of the range, exclusive; default: now.
+    pub end: Option<String>,
+    /// Only these views (comma-separated); default: every online view.
+    #[arg(long, value_delimiter = ',')]
+    pub views: Vec<String>,
+}
+
+pub fn fixed(ctx: &Context, args: Args) -> Result<()> {
+    let (start_ns, end_ns) = (parse_time(&args.start)?, parse_time(&args.end)?);
+    if start_ns >= end_ns {
+        return Err(UserError(format!(
+            "START ({}) must be before END ({})",
+            args.start, args.end
+        ))
+        .into());
+    }
+    run(ctx, &args.views, Range::Fixed { start_ns, end_ns })
+}
+
+pub fn incremental(ctx: &Context, args: IncrementalArgs) -> Result<()> {
+    let end_ns = match &args.end {
+        Some(end) => parse_time(end)?,
+        None => chrono::Utc::now()
+            .timestamp_nanos_opt()
+            .expect("now fits in i64 nanoseconds"),
+    };
+    run(ctx, &args.views, Range::Incremental { end_ns })
+}
+
+fn run(ctx: &Context, views: &[String], range: Range) -> Result<()> {
+    let repo = ctx.open()?;
+    let runs = execute(ctx, &repo, views, range)?;
+    ctx.print(&runs, || render(&runs))
+}
+
+/// Materializes the applied registry's `views` (all online views when empty) over `range`.
+pub fn execute(
+    ctx: &Context,
+    repo: &quiver_registry::Repository,
+    views: &[String],
+    range: Range,
+) -> Result<Vec<MaterializationRun>> {
+    let registry_store = repo.store()?;
+    let version = ctx.current_version(registry_store.as_ref())?;
+    let views = select_views(&version, views).map_err(|e| UserError(e.to_string()))?;
+    let key_ttl = matches!(
+        repo.config.online_store,
+        quiver_registry::OnlineStoreConfig::Redis { key_ttl: true, .. }
+    );
+    let runtime = ctx.runtime()?;
+    let runs = runtime.block_on(async {
+        let online = quiver_online_store::open(&repo.config.online_store, &repo.root).await?;
+        let job = Job {
+            registry: &version,
+            root: &repo.root,
+            online,
+            registry_store: registry_store.as_ref(),
+            key_ttl,
+            partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        let bar = Bar::new(ctx.output == crate::Output::Text);
+        let runs = materialize(&job, &views, range, &bar).await;
+        bar.finish();
+        anyhow::Ok(runs?)
+    })?;
+    Ok(runs)
+}
+
+pub fn render(runs: &[MaterializationRun]) -> String {
+    let mut out = String::new();
+    for r in runs {
+        if r.rows_read == 0 && r.start.as_deref() >= Some(r.end.as_str()) {
+            out.push_str(&format!(
+                "{:<24} up to date (watermark {})\n",
+                r.view, r.end
+            ));
+            continue;
+        }
+        out.push_str(&format!(
+            "{:<24} {} rows read, {} entities, {} keys written in {:.2}s  [{} .. {})\n",
+            r.view,
+            r.rows_read,
+            r.entities,
+            r.keys_written,
+            r.seconds,
+            r.start.as_deref().unwrap_or("beginning"),
+            r.end
+        ));
+    }
+    out
+}
+
+/// A progress bar on stderr when it is a terminal; silent otherwise.
+struct Bar {
+    bar: Option<Arc<ProgressBar>>,
+}
+
+impl Bar {
+    fn new(enabled: bool) -> Self {
+        let bar = (enabled && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            Arc::new(bar)
+        });
+        Bar { bar }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn view_started(&self, view: &str) {
+        if let Some(b) = &self.bar {
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {prefix}: {msg}").expect("valid template"),
+            );
+            b.set_prefix(view.to_string());
+            b.set_message("reading");
+        }
+    }
+    fn rows_read(&self, rows: u64) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("read {rows} rows"));
+        }
+    }
+    fn keys_written(&self, keys: u64, of: u64) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("written {keys}/{of} keys"));
+        }
+    }
+}

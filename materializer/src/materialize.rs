@@ -1,0 +1,359 @@
+//! Materialization: for each online view, each entity's latest row in `[start, end)`, written to
+//! the online store with set-if-newer; the view's watermark moves only after every write of the
+//! range succeeded, and the run is recorded in the registry store.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::prelude::{col, lit};
+use futures::{StreamExt, TryStreamExt};
+use quiver_online_store::key_codec::{online_key, view_prefix};
+use quiver_online_store::{OnlineStore, WriteEntry};
+use quiver_registry::FeatureView;
+use quiver_registry::store::{MaterializationRun, RegistryStore, RegistryVersion};
+
+use crate::columns::{Layout, Rows};
+use crate::error::{Error, Result};
+use crate::latest::Latest;
+use crate::source::{needed_columns, session, view_input};
+
+/// Keys handed to the store per write call.
+const WRITE_CHUNK: usize = 16_384;
+/// Write calls in flight at once.
+const WRITES_IN_FLIGHT: usize = 2;
+
+/// Where a run reports progress (a terminal progress bar, a log, nothing).
+pub trait Progress: Send + Sync {
+    fn view_started(&self, _view: &str) {}
+    fn rows_read(&self, _rows: u64) {}
+    fn keys_written(&self, _keys: u64, _of: u64) {}
+}
+
+/// Reports nothing.
+#[derive(Debug)]
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// What a materialization works with.
+#[derive(Debug)]
+pub struct Job<'a> {
+    pub registry: &'a RegistryVersion,
+    /// The repository root: source paths are relative to it.
+    pub root: &'a Path,
+    pub online: Arc<dyn OnlineStore>,
+    pub registry_store: &'a dyn RegistryStore,
+    /// Let the online store expire values once they are older than the view's ttl.
+    pub key_ttl: bool,
+    /// DataFusion partitions (CPU threads) to scan with.
+    pub partitions: usize,
+}
+
+/// Which range each view covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// `[start, end)` for every view.
+    Fixed { start_ns: i64, end_ns: i64 },
+    /// From each view's watermark (or the beginning of its source) to `end`.
+    Incremental { end_ns: i64 },
+}
+
+/// The online views `names` picks (all online views when empty), or an error naming a view
+/// that does not exist or is offline only.
+pub fn select_views<'r>(
+    registry: &'r RegistryVersion,
+    names: &[String],
+) -> Result<Vec<&'r FeatureView>> {
+    let views = &registry.registry.feature_views;
+    if names.is_empty() {
+        return Ok(views.values().filter(|v| v.online).collect());
+    }
+    names
+        .iter()
+        .map(|n| match views.get(n) {
+            Some(v) if v.online => Ok(v),
+            Some(_) => Err(Error::Invalid(format!(
+                "feature view `{n}` is not online (`online: false`): nothing to materialize"
+            ))),
+            None => {
+                let hint =
+                    quiver_registry::validate::did_you_mean(n, views.keys().map(String::as_str))
+                        .unwrap_or_default();
+                Err(Error::Invalid(format!(
+                    "unknown feature view `{n}` in registry version {}; {hint}",
+                    registry.version
+                )))
+            }
+        })
+        .collect()
+}
+
+/// Materializes each view in turn. A view's failure stops the run with its watermark unchanged;
+/// views finished before it keep their progress.
+pub async fn materialize(
+    job: &Job<'_>,
+    views: &[&FeatureView],
+    range: Range,
+    progress: &dyn Progress,
+) -> Result<Vec<MaterializationRun>> {
+    let mut runs = Vec::new();
+    for view in views {
+        let project = &job.registry.registry.project;
+        let (start, end) = match range {
+            Range::Fixed { start_ns, end_ns } => (Some(start_ns), end_ns),
+            Range::Incremental { end_ns } => (
+                job.online
+                    .watermark(project, &view.name, view.generation)
+                    .await?,
+                end_ns,
+            ),
+        };
+        if start.is_some_and(|s| s >= end) {
+            if matches!(range, Range::Fixed { .. }) {
+                return Err(Error::Invalid(format!(
+                    "empty range: start must be before end for `{}`",
+                    view.name
+                )));
+            }
+            runs.push(run_record(
+                job,
+                view,
+                start,
+                end,
+                &Latest::new(view.features.len(), 0, 0),
+                0,
+                0.0,
+            ));
+            continue;
+        }
+        progress.view_started(&view.name);
+        let started = Instant::now();
+        let latest = latest_rows(job, view, start.unwrap_or(i64::MIN), end, progress).await?;
+        let written = write(
+            job,
+            view,
+            latest
+                .winners
+                .iter()
+                .map(|(k, w)| (k.as_str(), w.event_ns, w.blob.as_slice())),
+            latest.winners.len() as u64,
+            progress,
+        )
+        .await?;
+        job.online
+            .advance_watermark(project, &view.name, view.generation, end)
+            .await?;
+        let run = run_record(
+            job,
+            view,
+            start,
+            end,
+            &latest,
+            written,
+            started.elapsed().as_secs_f64(),
+        );
+        job.registry_store.record_run(&run)?;
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+fn run_record(
+    job: &Job<'_>,
+    view: &FeatureView,
+    start: Option<i64>,
+    end: i64,
+    latest: &Latest,
+    written: u64,
+    seconds: f64,
+) -> MaterializationRun {
+    MaterializationRun {
+        view: view.name.clone(),
+        generation: view.generation,
+        registry_version: job.registry.version,
+        start: start.map(rfc3339),
+        end: rfc3339(end),
+        rows_read: latest.rows_read,
+        entities: latest.winners.len() as u64,
+        keys_written: written,
+        seconds,
+        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        features: view
+            .features
+            .iter()
+            .zip(&latest.stats)
+            .map(|(f, s)| (f.name.clone(), s.finish()))
+            .collect(),
+    }
+}
+
+/// A filter on the event-time column that Parquet row-group statistics can prune with, exact
+/// for timestamps of any unit; other types are filtered row by row only.
+fn time_filter(
+    data_type: &DataType,
+    column: &str,
+    start: i64,
+    end: i64,
+) -> Option<datafusion::prelude::Expr> {
+    let DataType::Timestamp(unit, tz) = data_type else {
+        return None;
+    };
+    let per = match unit {
+        TimeUnit::Second => 1_000_000_000,
+        TimeUnit::Millisecond => 1_000_000,
+        TimeUnit::Microsecond => 1_000,
+        TimeUnit::Nanosecond => 1,
+    };
+    // event_ns >= start  ⟺  event_u >= ceil(start / per), likewise for end.
+    let bound = |ns: i64| {
+        let v = Some(ns.div_euclid(per) + i64::from(ns.rem_euclid(per) != 0));
+        match unit {
+            TimeUnit::Second => ScalarValue::TimestampSecond(v, tz.clone()),
+            TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(v, tz.clone()),
+            TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(v, tz.clone()),
+            TimeUnit::Nanosecond => ScalarValue::TimestampNanosecond(v, tz.clone()),
+        }
+    };
+    let c = || col(format!("\"{column}\""));
+    let upper = c().lt(lit(bound(end)));
+    Some(if start == i64::MIN {
+        upper
+    } else {
+        c().gt_eq(lit(bound(start))).and(upper)
+    })
+}
+
+/// Scans the view's input over the range on every partition and reduces it to one row per entity.
+pub async fn latest_rows(
+    job: &Job<'_>,
+    view: &FeatureView,
+    start: i64,
+    end: i64,
+    progress: &dyn Progress,
+) -> Result<Latest> {
+    let registry = &job.registry.registry;
+    let source = registry.sources.get(&view.source).ok_or_else(|| {
+        Error::Invalid(format!(
+            "view `{}` names unknown source `{}`",
+            view.name, view.source
+        ))
+    })?;
+    let join_keys: Vec<_> = registry.join_keys(view).into_iter().cloned().collect();
+    let layout = Arc::new(Layout {
+        join_keys: join_keys.clone(),
+        timestamp: source.timestamp_field.clone(),
+        created: source.created_timestamp_field.clone(),
+        features: view.features.clone(),
+    });
+    let ctx = session(job.partitions);
+    let context = format!("materializing `{}`", view.name);
+    let mut df = view_input(&ctx, job.root, source, view.query.as_deref()).await?;
+    let names: Vec<String> = join_keys.iter().map(|k| k.name.clone()).collect();
+    let columns = needed_columns(view, &names, source);
+    for c in &columns {
+        if df.schema().field_with_unqualified_name(c).is_err() {
+            return Err(Error::Invalid(format!(
+                "{context}: column `{c}` is missing from the view's input; run `quiver plan` to see why"
+            )));
+        }
+    }
+    df = df
+        .select(
+            columns
+                .iter()
+                .map(|c| col(format!("\"{c}\"")))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(Error::engine(&context))?;
+    let ts_type = df
+        .schema()
+        .field_with_unqualified_name(&source.timestamp_field)
+        .map(|f| f.data_type().clone())
+        .map_err(Error::engine(&context))?;
+    if let Some(filter) = time_filter(&ts_type, &source.timestamp_field, start, end) {
+        df = df.filter(filter).map_err(Error::engine(&context))?;
+    }
+    let streams = df
+        .execute_stream_partitioned()
+        .await
+        .map_err(Error::engine(&context))?;
+    let features = view.features.len();
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            let layout = layout.clone();
+            let context = context.clone();
+            tokio::spawn(async move {
+                let mut latest = Latest::new(features, start, end);
+                let mut reported = Vec::new();
+                while let Some(batch) = stream.next().await {
+                    let batch = batch.map_err(Error::engine(&context))?;
+                    let rows = Rows::new(&batch, &layout)
+                        .map_err(|e| Error::Invalid(format!("{context}: {e}")))?;
+                    latest.add(&rows);
+                    reported.push(batch.num_rows() as u64);
+                }
+                Ok::<_, Error>((latest, reported))
+            })
+        })
+        .collect();
+    let mut total: Option<Latest> = None;
+    for task in tasks {
+        let (part, reported) = task
+            .await
+            .map_err(|e| Error::Invalid(format!("{context}: scan task failed: {e}")))??;
+        progress.rows_read(reported.iter().sum());
+        match &mut total {
+            None => total = Some(part),
+            Some(t) => t.merge(part),
+        }
+    }
+    Ok(total.unwrap_or_else(|| Latest::new(features, start, end)))
+}
+
+/// Writes `(entity key, event time, blob)` triples for a view; returns how many keys were stored.
+pub async fn write<'a>(
+    job: &Job<'_>,
+    view: &FeatureView,
+    entries: impl Iterator<Item = (&'a str, i64, &'a [u8])>,
+    total: u64,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let prefix = view_prefix(&job.registry.registry.project, &view.name, view.generation);
+    let ttl_ms = (job.key_ttl && !view.ttl.is_unbounded()).then(|| view.ttl.seconds as i64 * 1000);
+    let entries: Vec<WriteEntry> = entries
+        .map(|(key, event_ns, blob)| WriteEntry {
+            key: online_key(&prefix, key),
+            blob: blob.to_vec(),
+            expire_at_ms: ttl_ms.map(|t| event_ns.div_euclid(1_000_000).saturating_add(t)),
+        })
+        .collect();
+    let mut chunks = Vec::new();
+    let mut it = entries.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push(it.by_ref().take(WRITE_CHUNK).collect::<Vec<_>>());
+    }
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let written: Vec<u64> = futures::stream::iter(chunks)
+        .map(|chunk| {
+            let n = chunk.len() as u64;
+            let online = job.online.clone();
+            let done = &done;
+            async move {
+                let w = online.write(chunk).await?;
+                let sofar = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+                progress.keys_written(sofar, total);
+                Ok::<_, Error>(w)
+            }
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    Ok(written.into_iter().sum())
+}

@@ -1,0 +1,155 @@
+//! The embedded backend: one redb file on disk, same semantics as Redis, no server.
+//! A redb file is opened by one process at a time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::error::{Error, Result};
+use crate::key_codec::watermark_key;
+use crate::store::{OnlineStore, WriteEntry};
+use crate::value_codec::should_replace;
+
+const VALUES: TableDefinition<&str, &[u8]> = TableDefinition::new("values");
+const WATERMARKS: TableDefinition<&str, i64> = TableDefinition::new("watermarks");
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+fn backend(e: impl Into<redb::Error>) -> Error {
+    Error::Backend(e.into().to_string())
+}
+
+impl EmbeddedStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Unavailable(format!(
+                "{} is open in another process (the embedded store allows one at a time; use Redis to share it)",
+                path.display()
+            )),
+            other => Error::Config(format!("cannot open embedded store {}: {other}", path.display())),
+        })?;
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(VALUES).map_err(backend)?;
+        txn.open_table(WATERMARKS).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            path: path.to_path_buf(),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| Error::Backend(format!("embedded store task failed: {e}")))?
+    }
+}
+
+fn watermark_field(project: &str, view: &str, generation: u64) -> String {
+    format!("{}:{generation}", watermark_key(project, view))
+}
+
+#[async_trait]
+impl OnlineStore for EmbeddedStore {
+    async fn write(&self, entries: Vec<WriteEntry>) -> Result<u64> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let mut written = 0;
+            {
+                let mut table = txn.open_table(VALUES).map_err(backend)?;
+                for e in &entries {
+                    let take = match table.get(e.key.as_str()).map_err(backend)? {
+                        Some(old) => should_replace(&e.blob, old.value()),
+                        None => true,
+                    };
+                    if take {
+                        table
+                            .insert(e.key.as_str(), e.blob.as_slice())
+                            .map_err(backend)?;
+                        written += 1;
+                    }
+                }
+            }
+            txn.commit().map_err(backend)?;
+            Ok(written)
+        })
+        .await
+    }
+
+    async fn read(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        let keys = keys.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(VALUES).map_err(backend)?;
+            keys.iter()
+                .map(|k| {
+                    Ok(table
+                        .get(k.as_str())
+                        .map_err(backend)?
+                        .map(|v| v.value().to_vec()))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn watermark(&self, project: &str, view: &str, generation: u64) -> Result<Option<i64>> {
+        let field = watermark_field(project, view, generation);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(WATERMARKS).map_err(backend)?;
+            Ok(table
+                .get(field.as_str())
+                .map_err(backend)?
+                .map(|v| v.value()))
+        })
+        .await
+    }
+
+    async fn advance_watermark(
+        &self,
+        project: &str,
+        view: &str,
+        generation: u64,
+        end_ns: i64,
+    ) -> Result<()> {
+        let field = watermark_field(project, view, generation);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut table = txn.open_table(WATERMARKS).map_err(backend)?;
+                let current = table
+                    .get(field.as_str())
+                    .map_err(backend)?
+                    .map(|v| v.value());
+                if current.is_none_or(|c| c < end_ns) {
+                    table.insert(field.as_str(), end_ns).map_err(backend)?;
+                }
+            }
+            txn.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn location(&self) -> String {
+        format!("embedded store {}", self.path.display())
+    }
+}

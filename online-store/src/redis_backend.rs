@@ -1,0 +1,346 @@
+//! The Redis backend, standalone or Cluster: one multiplexed connection shared by all callers,
+//! reconnecting by itself; every operation bounded by a timeout; writes as Lua scripts that
+//! compare `(event_ts, created_ts)` and set, atomically per key.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use quiver_registry::OnlineStoreConfig;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+
+use crate::error::{Error, Result};
+use crate::key_codec::{hash_tag, watermark_key};
+use crate::store::{OnlineStore, WriteEntry};
+
+/// KEYS: the keys. ARGV: for each key, its blob then its expiry (Unix ms, `0` for none).
+/// A blob replaces the stored one when its bytes after the version byte compare greater:
+/// a newer `(event_ts, created_ts)` first, then the values on a full tie (docs/online-format.md).
+/// Bytes are compared one by one: Lua's string `<` depends on the locale.
+const WRITE_IF_NEWER: &str = r#"
+local function greater(a, b)
+  local la, lb = string.len(a), string.len(b)
+  for j = 2, math.min(la, lb) do
+    local x, y = string.byte(a, j), string.byte(b, j)
+    if x ~= y then return x > y end
+  end
+  return la > lb
+end
+local written = 0
+for i, key in ipairs(KEYS) do
+  local new = ARGV[2 * i - 1]
+  local expire_at = tonumber(ARGV[2 * i])
+  local old = redis.call('GET', key)
+  if (not old) or greater(new, old) then
+    if expire_at > 0 then
+      redis.call('SET', key, new, 'PXAT', expire_at)
+    else
+      redis.call('SET', key, new)
+    end
+    written = written + 1
+  end
+end
+return written
+"#;
+
+/// KEYS[1]: the watermark hash. ARGV: generation, end. Keeps the later of the two.
+const ADVANCE_WATERMARK: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if (not current) or tonumber(current) < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return 1
+"#;
+
+/// Keys per script call: large enough to amortize the round trip, small enough not to block
+/// Redis for long.
+const KEYS_PER_CALL: usize = 512;
+/// Script calls in flight at once on the multiplexed connection.
+const CALLS_IN_FLIGHT: usize = 8;
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+pub struct RedisStore {
+    conn: Conn,
+    cluster: bool,
+    timeout: Duration,
+    write_timeout: Duration,
+    shown: String,
+    write_script: Script,
+    watermark_script: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("at", &self.shown)
+            .field("cluster", &self.cluster)
+            .finish()
+    }
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl RedisStore {
+    pub async fn connect(config: &OnlineStoreConfig) -> Result<Self> {
+        let OnlineStoreConfig::Redis {
+            url,
+            cluster,
+            cluster_nodes,
+            timeout_ms,
+            write_timeout_ms,
+            ..
+        } = config
+        else {
+            return Err(Error::Config(
+                "not a Redis online store configuration".into(),
+            ));
+        };
+        let timeout = Duration::from_millis(*timeout_ms);
+        let shown = redact(url);
+        let unavailable = |e: redis::RedisError| Error::Unavailable(format!("{shown}: {e}"));
+        let conn = if *cluster {
+            let nodes: Vec<&str> = std::iter::once(url.as_str())
+                .chain(cluster_nodes.iter().map(String::as_str))
+                .collect();
+            let client = redis::cluster::ClusterClientBuilder::new(nodes)
+                .connection_timeout(timeout.max(Duration::from_secs(1)))
+                .response_timeout(Duration::from_millis(*write_timeout_ms))
+                .build()
+                .map_err(|e| Error::Config(format!("invalid Redis Cluster configuration: {e}")))?;
+            let conn = tokio::time::timeout(Duration::from_secs(5), client.get_async_connection())
+                .await
+                .map_err(|_| Error::Unavailable(format!("{shown}: no answer within 5 s")))?
+                .map_err(unavailable)?;
+            Conn::Cluster(conn)
+        } else {
+            let client = redis::Client::open(url.as_str())
+                .map_err(|e| Error::Config(format!("invalid Redis URL {shown}: {e}")))?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout.max(Duration::from_secs(1))))
+                .set_response_timeout(Some(Duration::from_millis(*write_timeout_ms)))
+                .set_number_of_retries(2);
+            let conn = tokio::time::timeout(
+                Duration::from_secs(5),
+                ConnectionManager::new_with_config(client, config),
+            )
+            .await
+            .map_err(|_| Error::Unavailable(format!("{shown}: no answer within 5 s")))?
+            .map_err(unavailable)?;
+            Conn::Single(conn)
+        };
+        Ok(RedisStore {
+            conn,
+            cluster: *cluster,
+            timeout,
+            write_timeout: Duration::from_millis(*write_timeout_ms),
+            shown,
+            write_script: Script::new(WRITE_IF_NEWER),
+            watermark_script: Script::new(ADVANCE_WATERMARK),
+        })
+    }
+
+    async fn bounded<T>(
+        &self,
+        limit: Duration,
+        f: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e))
+                if e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal() =>
+            {
+                Err(Error::Unavailable(format!("{}: {e}", self.shown)))
+            }
+            Ok(Err(e)) => Err(Error::Backend(format!("{}: {e}", self.shown))),
+            Err(_) => Err(Error::Unavailable(format!(
+                "{}: no answer within {} ms",
+                self.shown,
+                limit.as_millis()
+            ))),
+        }
+    }
+
+    async fn write_group(&self, group: Vec<WriteEntry>) -> Result<u64> {
+        let mut invocation = self.write_script.prepare_invoke();
+        for e in &group {
+            invocation
+                .key(&e.key)
+                .arg(&e.blob)
+                .arg(e.expire_at_ms.unwrap_or(0));
+        }
+        let mut conn = self.conn.clone();
+        self.bounded(
+            self.write_timeout,
+            invocation.invoke_async::<u64>(&mut conn),
+        )
+        .await
+    }
+}
+
+/// Splits entries into script calls. On a Cluster every key of a call must share a slot, so
+/// entries are grouped by hash tag's slot first.
+fn calls(entries: Vec<WriteEntry>, cluster: bool) -> Vec<Vec<WriteEntry>> {
+    if !cluster {
+        let mut out = Vec::new();
+        let mut it = entries.into_iter().peekable();
+        while it.peek().is_some() {
+            out.push(it.by_ref().take(KEYS_PER_CALL).collect());
+        }
+        return out;
+    }
+    let mut by_slot: HashMap<u16, Vec<WriteEntry>> = HashMap::new();
+    for e in entries {
+        by_slot.entry(slot(&e.key)).or_default().push(e);
+    }
+    by_slot
+        .into_values()
+        .flat_map(|g| {
+            g.chunks(KEYS_PER_CALL)
+                .map(<[WriteEntry]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The Redis Cluster slot of a key: CRC16 (XMODEM) of its hash tag, mod 16384.
+pub fn slot(key: &str) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(hash_tag(key).as_bytes()) % 16384
+}
+
+#[async_trait]
+impl OnlineStore for RedisStore {
+    async fn write(&self, entries: Vec<WriteEntry>) -> Result<u64> {
+        let counts: Vec<u64> = stream::iter(calls(entries, self.cluster))
+            .map(|group| self.write_group(group))
+            .buffer_unordered(CALLS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        Ok(counts.into_iter().sum())
+    }
+
+    async fn read(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(keys);
+        self.bounded(
+            self.timeout,
+            cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn),
+        )
+        .await
+    }
+
+    async fn watermark(&self, project: &str, view: &str, generation: u64) -> Result<Option<i64>> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(watermark_key(project, view)).arg(generation);
+        self.bounded(
+            self.timeout.max(Duration::from_secs(1)),
+            cmd.query_async::<Option<i64>>(&mut conn),
+        )
+        .await
+    }
+
+    async fn advance_watermark(
+        &self,
+        project: &str,
+        view: &str,
+        generation: u64,
+        end_ns: i64,
+    ) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.watermark_script.prepare_invoke();
+        invocation
+            .key(watermark_key(project, view))
+            .arg(generation)
+            .arg(end_ns);
+        self.bounded(
+            self.write_timeout,
+            invocation.invoke_async::<i64>(&mut conn),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        self.bounded(
+            self.timeout,
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    fn location(&self) -> String {
+        format!(
+            "Redis {}{}",
+            self.shown,
+            if self.cluster { " (cluster)" } else { "" }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slots_follow_the_cluster_spec() {
+        // Reference values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(super::slot("foo"), 12182);
+        assert_eq!(
+            super::slot("{user1000}.following"),
+            super::slot("{user1000}.followers")
+        );
+        assert_eq!(
+            super::slot("quiver:p:a:1:{i1}"),
+            super::slot("quiver:p:b:7:{i1}")
+        );
+    }
+}

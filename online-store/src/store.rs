@@ -1,0 +1,52 @@
+//! The `OnlineStore` trait: batch read, batch write-if-newer, per-view watermarks.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use quiver_registry::OnlineStoreConfig;
+
+use crate::embedded::EmbeddedStore;
+use crate::error::Result;
+use crate::redis_backend::RedisStore;
+
+/// One blob to store under `key`, unless a newer one is there already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteEntry {
+    pub key: String,
+    pub blob: Vec<u8>,
+    /// Unix time in milliseconds after which the value is useless (event time + ttl); backends
+    /// that can expire keys (Redis) drop it then.
+    pub expire_at_ms: Option<i64>,
+}
+
+#[async_trait]
+pub trait OnlineStore: Send + Sync + std::fmt::Debug {
+    /// Stores each entry whose `(event_ts, created_ts)` is not older than the stored one's,
+    /// atomically per key. Returns how many entries were stored.
+    async fn write(&self, entries: Vec<WriteEntry>) -> Result<u64>;
+    /// The blobs under `keys`, in order; all in one round trip.
+    async fn read(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;
+    /// The exclusive end (ns since the epoch) of what has been materialized for a view generation.
+    async fn watermark(&self, project: &str, view: &str, generation: u64) -> Result<Option<i64>>;
+    /// Moves the watermark to `end_ns` unless it is already later (it never moves back).
+    async fn advance_watermark(
+        &self,
+        project: &str,
+        view: &str,
+        generation: u64,
+        end_ns: i64,
+    ) -> Result<()>;
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<()>;
+    /// Where the store is, for messages (no secrets).
+    fn location(&self) -> String;
+}
+
+/// Opens the configured store; an embedded path is relative to the repository `root`.
+pub async fn open(config: &OnlineStoreConfig, root: &Path) -> Result<Arc<dyn OnlineStore>> {
+    Ok(match config {
+        OnlineStoreConfig::Embedded { path } => Arc::new(EmbeddedStore::open(&root.join(path))?),
+        OnlineStoreConfig::Redis { .. } => Arc::new(RedisStore::connect(config).await?),
+    })
+}

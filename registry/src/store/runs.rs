@@ -1,0 +1,36 @@
+//! Records of materialization runs, kept next to the registry versions they used.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One view's materialization over one time range.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MaterializationRun {
+    pub view: String,
+    pub generation: u64,
+    pub registry_version: u64,
+    /// `[start, end)` as RFC 3339; `start` is absent for "from the beginning of the source".
+    pub start: Option<String>,
+    pub end: String,
+    pub rows_read: u64,
+    /// Entities whose latest row in the range was found.
+    pub entities: u64,
+    /// Keys actually stored (the rest already held a newer value).
+    pub keys_written: u64,
+    pub seconds: f64,
+    pub finished_at: String,
+    pub features: BTreeMap<String, FeatureStats>,
+}
+
+/// Statistics of one feature over the rows read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FeatureStats {
+    pub null_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+}

@@ -1,0 +1,593 @@
+//! Materialization end to end: Parquet → DataFusion → online store, checked against a
+//! brute-force oracle; incremental runs, reruns, a Redis failure mid-run, Redis Cluster.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float32Type, Int64Type, TimestampMicrosecondType};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use quiver_materializer::{Job, Progress, Range, materialize, select_views};
+use quiver_online_store::key_codec::{KeyValue, entity_key, online_key, view_prefix};
+use quiver_online_store::value_codec::{Value, decode};
+use quiver_online_store::{OnlineStore, RedisStore};
+use quiver_registry::store::RegistryVersion;
+use quiver_registry::{OnlineStoreConfig, Repository};
+use quiver_tests::{RedisCluster, RedisServer, describe, quiver};
+
+use crate::online_store::redis_config;
+
+const END: &str = "2026-01-02T00:00:00Z";
+const END_NS: i64 = 1_767_312_000_000_000_000;
+const HOUR_NS: i64 = 3_600_000_000_000;
+
+/// A sample repository with the given sizes and online store, applied.
+fn repo_with(dir: &Path, drivers: u64, hours: u32, online_store: &str) -> PathBuf {
+    let (d, h) = (drivers.to_string(), hours.to_string());
+    let out = quiver(
+        dir,
+        &[
+            "init",
+            "repo",
+            "--drivers",
+            &d,
+            "--hours",
+            &h,
+            "--customers",
+            "50",
+            "--end",
+            END,
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let repo = dir.join("repo");
+    let config = repo.join("quiver.yaml");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let yaml = yaml.replace(
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+        online_store,
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let out = quiver(&repo, &["apply"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    repo
+}
+
+fn redis_yaml(url: &str) -> String {
+    format!("online_store:\n  type: redis\n  url: {url}\n")
+}
+
+fn applied(repo: &Path) -> (Repository, RegistryVersion) {
+    let repository = Repository::open(repo, None, &|_| None).unwrap();
+    let version = repository.store().unwrap().latest().unwrap().unwrap();
+    (repository, version)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Expected {
+    event_ns: i64,
+    created_ns: i64,
+    conv_rate: Option<f32>,
+    city: Option<String>,
+}
+
+/// The latest row per driver in `[start, end)`, computed plainly from the Parquet file.
+fn oracle(repo: &Path, start: i64, end: i64) -> HashMap<i64, Expected> {
+    let file = std::fs::File::open(repo.join("data/driver_stats.parquet")).unwrap();
+    let mut best: HashMap<i64, Expected> = HashMap::new();
+    for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+    {
+        let batch = batch.unwrap();
+        let col = |n: &str| batch.column_by_name(n).unwrap().clone();
+        let (ids, events, created) = (col("driver_id"), col("event_timestamp"), col("created"));
+        let (conv, city) = (col("conv_rate"), col("city"));
+        let ids = ids.as_primitive::<Int64Type>();
+        let events = events.as_primitive::<TimestampMicrosecondType>();
+        let created = created.as_primitive::<TimestampMicrosecondType>();
+        let conv = conv.as_primitive::<Float32Type>();
+        let city = city.as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            let row = Expected {
+                event_ns: events.value(i) * 1000,
+                created_ns: created.value(i) * 1000,
+                conv_rate: (!conv.is_null(i)).then(|| conv.value(i)),
+                city: (!city.is_null(i)).then(|| city.value(i).to_string()),
+            };
+            if row.event_ns < start || row.event_ns >= end {
+                continue;
+            }
+            let slot = best.entry(ids.value(i)).or_insert_with(|| row.clone());
+            if (row.event_ns, row.created_ns) > (slot.event_ns, slot.created_ns) {
+                *slot = row;
+            }
+        }
+    }
+    best
+}
+
+/// Every driver's stored value equals the oracle's latest row.
+async fn assert_matches_oracle(
+    store: &dyn OnlineStore,
+    version: &RegistryVersion,
+    expected: &HashMap<i64, Expected>,
+) {
+    let view = &version.registry.feature_views["driver_hourly_stats"];
+    let prefix = view_prefix(&version.registry.project, &view.name, view.generation);
+    let mut ids: Vec<i64> = expected.keys().copied().collect();
+    ids.sort_unstable();
+    let keys: Vec<String> = ids
+        .iter()
+        .map(|id| online_key(&prefix, &entity_key(&[KeyValue::Int(*id)])))
+        .collect();
+    let blobs = store.read(&keys).await.unwrap();
+    let types: Vec<_> = view.features.iter().map(|f| f.value_type).collect();
+    for (id, blob) in ids.iter().zip(blobs) {
+        let blob = blob.unwrap_or_else(|| panic!("driver {id} has no stored value"));
+        let d = decode(&blob, &types).unwrap();
+        let e = &expected[id];
+        assert_eq!(
+            (d.event_ns, d.created_ns),
+            (e.event_ns, Some(e.created_ns)),
+            "driver {id}"
+        );
+        assert_eq!(
+            d.values[0].clone(),
+            e.conv_rate.map(Value::Float32),
+            "driver {id} conv_rate"
+        );
+        assert_eq!(
+            d.values[7].clone(),
+            e.city.clone().map(Value::String),
+            "driver {id} city"
+        );
+    }
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", describe(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(out)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn materialize_matches_a_brute_force_oracle_on_both_backends() {
+    let redis = RedisServer::start().unwrap();
+    for backend in ["embedded", "redis"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let yaml = match backend {
+            "redis" => redis_yaml(&redis.url()),
+            _ => "online_store:\n  type: embedded\n  path: .quiver/online.redb\n".to_string(),
+        };
+        let repo = repo_with(tmp.path(), 300, 6, &yaml);
+        let start = "2026-01-01T20:00:00Z";
+        let runs = json(&quiver(
+            &repo,
+            &[
+                "--output",
+                "json",
+                "materialize",
+                start,
+                END,
+                "--views",
+                "driver_hourly_stats",
+            ],
+        ));
+        assert_eq!(runs.as_array().unwrap().len(), 1);
+        let expected = oracle(&repo, END_NS - 4 * HOUR_NS, END_NS);
+        assert_eq!(runs[0]["entities"], expected.len(), "{backend}");
+        assert_eq!(runs[0]["keys_written"], expected.len(), "{backend}");
+        let stats = &runs[0]["features"]["conv_rate"];
+        assert!(
+            stats["min"].as_f64().unwrap() >= 0.0 && stats["max"].as_f64().unwrap() <= 1.0,
+            "{stats}"
+        );
+
+        let (repository, version) = applied(&repo);
+        let store = quiver_online_store::open(&repository.config.online_store, &repository.root)
+            .await
+            .unwrap();
+        assert_matches_oracle(store.as_ref(), &version, &expected).await;
+        let view = &version.registry.feature_views["driver_hourly_stats"];
+        assert_eq!(
+            store
+                .watermark("quickstart", &view.name, view.generation)
+                .await
+                .unwrap(),
+            Some(END_NS),
+            "{backend}"
+        );
+        drop(store);
+        // The run is recorded in the registry store.
+        let recorded = repository.store().unwrap().runs(10).unwrap();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].view, "driver_hourly_stats");
+    }
+}
+
+/// Every `quiver:*` key and its value, for comparing two stores.
+fn dump(redis: &RedisServer) -> HashMap<String, Vec<u8>> {
+    let mut con = redis.client().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("quiver:*").query(&mut con).unwrap();
+    keys.into_iter()
+        .filter(|k| !k.contains("__watermark__"))
+        .map(|k| {
+            let v: Vec<u8> = redis::cmd("GET").arg(&k).query(&mut con).unwrap();
+            (k, v)
+        })
+        .collect()
+}
+
+#[test]
+fn two_half_ranges_give_the_store_one_full_range_gives_and_reruns_write_nothing() {
+    let (halves, whole) = (RedisServer::start().unwrap(), RedisServer::start().unwrap());
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(tmp.path(), 200, 8, &redis_yaml(&halves.url()));
+    let other = repo.join("whole.yaml");
+    let yaml = std::fs::read_to_string(repo.join("quiver.yaml"))
+        .unwrap()
+        .replace(&halves.url(), &whole.url());
+    std::fs::write(&other, yaml).unwrap();
+    let (start, mid) = ("2025-12-31", "2026-01-01T20:30:00Z");
+
+    json(&quiver(
+        &repo,
+        &["--output", "json", "materialize", start, mid],
+    ));
+    let second = json(&quiver(
+        &repo,
+        &["--output", "json", "materialize-incremental", END],
+    ));
+    assert_eq!(
+        second[0]["start"], "2026-01-01T20:30:00Z",
+        "continues from the watermark"
+    );
+    json(&quiver(
+        &repo,
+        &[
+            "--output",
+            "json",
+            "--config",
+            other.to_str().unwrap(),
+            "materialize",
+            start,
+            END,
+        ],
+    ));
+    let (a, b) = (dump(&halves), dump(&whole));
+    assert!(
+        a.len() > 400,
+        "200 drivers in two views and 50 customers: {}",
+        a.len()
+    );
+    assert_eq!(a, b);
+
+    let rerun = json(&quiver(
+        &repo,
+        &["--output", "json", "materialize", mid, END],
+    ));
+    let drivers = rerun
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["view"] == "driver_hourly_stats")
+        .unwrap();
+    assert_eq!(drivers["entities"], 200, "{drivers}");
+    for run in rerun.as_array().unwrap() {
+        assert_eq!(run["keys_written"], 0, "a rerun rewrites nothing: {run}");
+    }
+    let up_to_date = json(&quiver(
+        &repo,
+        &["--output", "json", "materialize-incremental", END],
+    ));
+    assert_eq!(up_to_date[0]["rows_read"], 0);
+    assert_eq!(dump(&halves), b);
+}
+
+/// Stops the Redis server as soon as the first chunk of writes is stored.
+struct StopRedisMidWrite(Mutex<Option<RedisServer>>, Mutex<bool>);
+
+impl Progress for StopRedisMidWrite {
+    fn keys_written(&self, _keys: u64, _of: u64) {
+        let mut stopped = self.1.lock().unwrap();
+        if !*stopped {
+            self.0.lock().unwrap().as_mut().unwrap().stop();
+            *stopped = true;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_mid_run_keeps_the_watermark_and_a_rerun_completes() {
+    let redis = RedisServer::start_persistent().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // 40,000 drivers: three write chunks, so the failure lands between them.
+    let repo = repo_with(tmp.path(), 40_000, 2, &redis_yaml(&redis.url()));
+    let (repository, version) = applied(&repo);
+    let registry_store = repository.store().unwrap();
+    let views = select_views(&version, &["driver_hourly_stats".to_string()]).unwrap();
+    let view = views[0];
+    let config = redis_config(&redis.url());
+    let connect =
+        || async { Arc::new(RedisStore::connect(&config).await.unwrap()) as Arc<dyn OnlineStore> };
+    let job = |online| Job {
+        registry: &version,
+        root: &repository.root,
+        online,
+        registry_store: registry_store.as_ref(),
+        key_ttl: false,
+        partitions: 2,
+    };
+
+    let first_end = END_NS - HOUR_NS / 2;
+    materialize(
+        &job(connect().await),
+        &views,
+        Range::Fixed {
+            start_ns: 0,
+            end_ns: first_end,
+        },
+        &quiver_materializer::Quiet,
+    )
+    .await
+    .unwrap();
+
+    let killer = StopRedisMidWrite(Mutex::new(Some(redis)), Mutex::new(false));
+    let err = materialize(
+        &job(connect().await),
+        &views,
+        Range::Incremental { end_ns: END_NS + 1 },
+        &killer,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("online store unavailable"),
+        "{err}"
+    );
+    let mut redis = killer.0.lock().unwrap().take().unwrap();
+    redis.restart().unwrap();
+
+    let online = connect().await;
+    assert_eq!(
+        online
+            .watermark("quickstart", &view.name, view.generation)
+            .await
+            .unwrap(),
+        Some(first_end),
+        "the failed run left the watermark"
+    );
+    let runs = materialize(
+        &job(online.clone()),
+        &views,
+        Range::Incremental { end_ns: END_NS + 1 },
+        &quiver_materializer::Quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(runs[0].start.as_deref(), Some("2026-01-01T23:30:00Z"));
+    assert_eq!(
+        online
+            .watermark("quickstart", &view.name, view.generation)
+            .await
+            .unwrap(),
+        Some(END_NS + 1)
+    );
+    assert_matches_oracle(online.as_ref(), &version, &oracle(&repo, 0, END_NS + 1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_holds_every_key() {
+    let cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "online_store:\n  type: redis\n  url: {}\n  cluster: true\n  cluster_nodes: [\"{}\", \"{}\"]\n",
+        urls[0], urls[1], urls[2]
+    );
+    let repo = repo_with(tmp.path(), 500, 3, &yaml);
+    let runs = json(&quiver(
+        &repo,
+        &["--output", "json", "materialize", "2025-12-31", END],
+    ));
+    assert_eq!(runs.as_array().unwrap().len(), 3, "{runs}");
+    let keys: u64 = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["keys_written"].as_u64().unwrap())
+        .sum();
+    let (repository, version) = applied(&repo);
+    let OnlineStoreConfig::Redis { .. } = &repository.config.online_store else {
+        panic!("redis config")
+    };
+    let store = quiver_online_store::open(&repository.config.online_store, &repository.root)
+        .await
+        .unwrap();
+    assert_matches_oracle(store.as_ref(), &version, &oracle(&repo, 0, END_NS)).await;
+    let mut nodes_with_data = 0;
+    let mut total = 0;
+    for node in &cluster.nodes {
+        let size: u64 = redis::cmd("DBSIZE")
+            .query(&mut node.client().unwrap())
+            .unwrap();
+        nodes_with_data += usize::from(size > 0);
+        total += size;
+    }
+    assert_eq!(nodes_with_data, 3, "keys spread over every master");
+    assert_eq!(
+        total,
+        keys + 3,
+        "every key once, plus three watermark hashes"
+    );
+}
+
+#[test]
+fn materialize_input_errors_are_clear() {
+    let mut redis = RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(tmp.path(), 10, 2, &redis_yaml(&redis.url()));
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["materialize", END, "2025-12-31"], 2, "must be before END"),
+        (
+            &["materialize", "yesterday", END],
+            2,
+            "invalid time `yesterday`",
+        ),
+        (
+            &[
+                "materialize",
+                "2025-12-31",
+                END,
+                "--views",
+                "driver_hourly_stat",
+            ],
+            2,
+            "did you mean `driver_hourly_stats`?",
+        ),
+        (
+            &["online", "get", "driver_hourly_stats", "--key", "driver=1"],
+            2,
+            "needs --key driver_id=",
+        ),
+        (
+            &[
+                "online",
+                "get",
+                "driver_hourly_stats",
+                "--key",
+                "driver_id=x",
+            ],
+            2,
+            "not an integer",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let out = quiver(&repo, args);
+        assert_eq!(
+            out.status.code(),
+            Some(*code),
+            "{args:?}: {}",
+            describe(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(message),
+            "{args:?}: {}",
+            describe(&out)
+        );
+    }
+    redis.stop();
+    let started = std::time::Instant::now();
+    let out = quiver(&repo, &["materialize", "2025-12-31", END]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("online store unavailable"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn sql_query_views_serve_their_computed_columns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        tmp.path(),
+        50,
+        4,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+    );
+    json(&quiver(
+        &repo,
+        &[
+            "--output",
+            "json",
+            "materialize",
+            "2025-12-31",
+            "2026-01-03",
+        ],
+    ));
+    let mut compared = 0;
+    for id in 1001..1051 {
+        let key = format!("driver_id={id}");
+        let base = json(&quiver(
+            &repo,
+            &[
+                "--output",
+                "json",
+                "online",
+                "get",
+                "driver_hourly_stats",
+                "--key",
+                &key,
+            ],
+        ));
+        let derived = json(&quiver(
+            &repo,
+            &[
+                "--output",
+                "json",
+                "online",
+                "get",
+                "driver_derived",
+                "--key",
+                &key,
+            ],
+        ));
+        if derived["found"] != true || base["event_timestamp"] != derived["event_timestamp"] {
+            continue; // the latest row was inactive: the query filtered it out
+        }
+        let feature = |doc: &serde_json::Value, name: &str| {
+            doc["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["name"] == name)
+                .unwrap()["value"]
+                .clone()
+        };
+        if let (Some(rate), Some(pct)) = (
+            feature(&base, "conv_rate").as_f64(),
+            feature(&derived, "conv_pct").as_f64(),
+        ) {
+            assert!(
+                (rate * 100.0 - pct).abs() < 1e-3,
+                "driver {id}: {rate} vs {pct}"
+            );
+        }
+        if let Some(city) = feature(&base, "city").as_str() {
+            assert_eq!(
+                feature(&derived, "city_slug"),
+                city.to_lowercase(),
+                "driver {id}"
+            );
+        }
+        compared += 1;
+    }
+    assert!(
+        compared > 20,
+        "only {compared} drivers had an active latest row"
+    );
+
+    // A query that names a missing column is rejected at apply, at the query's line.
+    let defs = repo.join("features/drivers.yaml");
+    let yaml = std::fs::read_to_string(&defs).unwrap();
+    std::fs::write(
+        &defs,
+        yaml.replace("lower(city) AS city_slug", "lower(cty) AS city_slug"),
+    )
+    .unwrap();
+    let out = quiver(&repo, &["apply"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("its query fails") && stderr.contains("features/drivers.yaml:53:"),
+        "{stderr}"
+    );
+}
