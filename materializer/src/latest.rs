@@ -109,3 +109,107 @@ impl Latest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, TimestampNanosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use arrow::record_batch::RecordBatch;
+    use proptest::prelude::*;
+    use quiver_online_store::value_codec::ValueEncoder;
+    use quiver_registry::{Field as Declared, ScalarType, ValueType};
+
+    use super::*;
+    use crate::columns::Layout;
+
+    fn layout() -> Layout {
+        let int = |name: &str| Declared {
+            name: name.into(),
+            value_type: ValueType::Scalar(ScalarType::Int64),
+            description: String::new(),
+        };
+        Layout {
+            join_keys: vec![int("id")],
+            timestamp: "ts".into(),
+            created: Some("created".into()),
+            features: vec![int("v")],
+        }
+    }
+
+    /// (id, event, created, value) rows as one batch; `created` -1 is null.
+    fn batch(rows: &[(i64, i64, i64, i64)]) -> RecordBatch {
+        let ts = DataType::Timestamp(TimeUnit::Nanosecond, None);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("ts", ts.clone(), false),
+            Field::new("created", ts, true),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(TimestampNanosecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+                Arc::new(TimestampNanosecondArray::from_iter(
+                    rows.iter().map(|r| (r.2 >= 0).then_some(r.2)),
+                )),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn winners(
+        parts: &[Vec<(i64, i64, i64, i64)>],
+        start: i64,
+        end: i64,
+    ) -> HashMap<String, Vec<u8>> {
+        let mut total = Latest::new(1, start, end);
+        for part in parts {
+            let mut l = Latest::new(1, start, end);
+            l.add(&Rows::new(&batch(part), &layout()).unwrap());
+            total.merge(l);
+        }
+        total
+            .winners
+            .into_iter()
+            .map(|(k, w)| (k, w.blob))
+            .collect()
+    }
+
+    /// Plainly: among rows in range, per id, the one whose blob `should_replace` all others.
+    fn oracle(rows: &[(i64, i64, i64, i64)], start: i64, end: i64) -> HashMap<String, Vec<u8>> {
+        let mut best: HashMap<String, Vec<u8>> = HashMap::new();
+        for &(id, ev, cr, v) in rows.iter().filter(|r| r.1 >= start && r.1 < end) {
+            let mut enc = ValueEncoder::new(ev, (cr >= 0).then_some(cr), 1);
+            enc.i64(v);
+            let blob = enc.finish();
+            let slot = best.entry(format!("i{id}")).or_insert_with(|| blob.clone());
+            if should_replace(&blob, slot) {
+                *slot = blob;
+            }
+        }
+        best
+    }
+
+    proptest! {
+        #[test]
+        fn latest_rows_match_the_oracle_whatever_the_order_and_partitioning(
+            rows in proptest::collection::vec((0..6i64, 0..4i64, -1..3i64, 0..4i64), 0..60),
+            split in 0..60usize,
+            start in 0..2i64,
+        ) {
+            let expected = oracle(&rows, start, 3);
+            prop_assert_eq!(winners(std::slice::from_ref(&rows), start, 3), expected.clone());
+            let mut reversed = rows.clone();
+            reversed.reverse();
+            let split = split.min(reversed.len());
+            let parts = vec![reversed[..split].to_vec(), reversed[split..].to_vec()];
+            prop_assert_eq!(winners(&parts, start, 3), expected);
+        }
+    }
+}

@@ -17,5 +17,5 @@ pub mod value_codec;
 
 pub use embedded::EmbeddedStore;
 pub use error::{Error, Result};
-pub use redis_backend::{RedisStore, redact, slot};
+pub use redis_backend::{RedisStore, slot};
 pub use store::{OnlineStore, WriteEntry, open};

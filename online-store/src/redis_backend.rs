@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use quiver_registry::OnlineStoreConfig;
+use quiver_registry::config::redact_url;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
@@ -112,16 +113,6 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// The URL without its password, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 impl RedisStore {
     pub async fn connect(config: &OnlineStoreConfig) -> Result<Self> {
         let OnlineStoreConfig::Redis {
@@ -138,7 +129,7 @@ impl RedisStore {
             ));
         };
         let timeout = Duration::from_millis(*timeout_ms);
-        let shown = redact(url);
+        let shown = redact_url(url);
         let unavailable = |e: redis::RedisError| Error::Unavailable(format!("{shown}: {e}"));
         let conn = if *cluster {
             let nodes: Vec<&str> = std::iter::once(url.as_str())

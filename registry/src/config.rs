@@ -163,6 +163,16 @@ fn check_redis_url(file: &str, url: &str, problems: &mut Vec<Diagnostic>) {
     }
 }
 
+/// A Redis URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Names of projects, entities, views, features and services: what can safely appear in keys,
 /// column names and SQL without quoting.
 pub fn is_identifier(name: &str) -> bool {
@@ -191,6 +201,15 @@ mod tests {
         assert_eq!(c.project, "my_project");
         assert_eq!(c.registry, RegistryConfig::default());
         assert_eq!(c.online_store, OnlineStoreConfig::default());
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("redis://user:pw@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use redis::{Commands, Connection};
 
 use super::{MaterializationRun, RegistryStore, RegistryVersion, VersionSummary};
+use crate::config::redact_url;
 use crate::error::{Error, Result};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,7 +39,7 @@ impl RedisStore {
         let tag = format!("{prefix}:{{{project}}}");
         Ok(RedisStore {
             client,
-            url_shown: redact(url),
+            url_shown: redact_url(url),
             latest_key: format!("{tag}:latest"),
             versions_key: format!("{tag}:versions"),
             history_key: format!("{tag}:history"),
@@ -60,16 +61,6 @@ impl RedisStore {
 
     fn unavailable(&self, e: redis::RedisError) -> Error {
         Error::Unavailable(format!("{}: {e}", self.url_shown))
-    }
-}
-
-/// The URL without its password, for messages and logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
     }
 }
 
@@ -159,17 +150,5 @@ impl RegistryStore for RedisStore {
                     .map_err(|e| Error::Corrupt(format!("{} runs: {e}", self.location())))
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(
-            super::redact("redis://user:pw@host:6379/0"),
-            "redis://***@host:6379/0"
-        );
-        assert_eq!(super::redact("redis://host:6379"), "redis://host:6379");
     }
 }
