@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{init, materialize, online, plan, quickstart, registry};
+use crate::commands::{init, materialize, online, plan, quickstart, registry, serve};
 
 #[derive(Debug, Parser)]
 #[command(name = "quiver", version, about = "Quiver: a fast, exact feature store", long_about = None)]
@@ -58,7 +58,9 @@ enum Command {
     /// Inspect the online store.
     #[command(subcommand)]
     Online(online::Command),
-    /// Create the sample repository, apply it, and show what to try next.
+    /// Serve online features over HTTP and gRPC.
+    Serve(serve::Args),
+    /// Create the sample repository, apply and materialize it, then serve it.
     Quickstart(quickstart::Args),
 }
 
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         Command::Materialize(args) => materialize::fixed(&ctx, args),
         Command::MaterializeIncremental(args) => materialize::incremental(&ctx, args),
         Command::Online(cmd) => online::run(&ctx, cmd),
+        Command::Serve(args) => serve::run(&ctx, args),
         Command::Quickstart(args) => quickstart::run(&ctx, args),
     };
     match result {

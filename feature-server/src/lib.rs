@@ -1,5 +1,24 @@
-//! Quiver's feature server: a transport-free serving core (`service`) with thin HTTP (axum) and
-//! gRPC (tonic) adapters, and an optional in-process cache.
+//! Quiver's feature server: a transport-free serving core with thin HTTP (axum) and gRPC (tonic)
+//! adapters, an optional in-process cache (moka), Prometheus metrics and registry hot reload.
 //!
-//! It is the only crate that knows HTTP or gRPC. The server arrives with the feature-server
-//! issue; this crate is where it lives.
+//! It is the only crate that knows HTTP or gRPC. It reads the online store through its trait and
+//! codecs and knows nothing about DataFusion.
+//!
+//! - [`service`] — the core: resolve, one store round trip, columnar results with statuses
+//! - [`http`] / [`grpc`] — Feast-compatible adapters; [`error`] maps kinds to both protocols
+//! - [`snapshot`], [`reload`] — registry versions served, swapped atomically
+//! - [`cache`], [`metrics`], [`server`]
+
+pub mod cache;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod metrics;
+pub mod reload;
+pub mod server;
+pub mod service;
+pub mod snapshot;
+
+pub use server::{ServeOptions, serve};
+pub use service::{FeatureService, Limits};
+pub use snapshot::Snapshot;

@@ -1,3 +1,14 @@
-//! Quiver's protobuf definitions (Feast-compatible `ServingService`) and the code generated from
-//! them; nothing else. Used only by the feature server and the load generator. The `.proto` files
-//! arrive with the feature-server issue.
+//! Quiver's protobuf definitions — the Feast-compatible `feast.serving.ServingService` and
+//! `feast.types.Value` — and the prost/tonic code generated from them; nothing else. Used only
+//! by the feature server and the load generator.
+
+#![allow(missing_debug_implementations, clippy::all)]
+
+pub mod feast {
+    pub mod types {
+        tonic::include_proto!("feast.types");
+    }
+    pub mod serving {
+        tonic::include_proto!("feast.serving");
+    }
+}

@@ -22,6 +22,52 @@ pub struct ProjectConfig {
     pub registry: RegistryConfig,
     #[serde(default)]
     pub online_store: OnlineStoreConfig,
+    #[serde(default)]
+    pub serving: ServingConfig,
+}
+
+/// The feature server (`quiver serve`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServingConfig {
+    /// HTTP listen address.
+    pub http: String,
+    /// gRPC listen address; empty to serve HTTP only.
+    pub grpc: String,
+    /// Largest request body (HTTP) or message (gRPC), in bytes.
+    pub max_request_bytes: usize,
+    /// Most entity rows one request may ask for.
+    pub max_entity_rows: usize,
+    /// How often to look for a new registry version and new materializations, in milliseconds.
+    pub registry_poll_ms: u64,
+    /// An in-process cache of online values; off when absent.
+    pub cache: Option<CacheConfig>,
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        ServingConfig {
+            http: "127.0.0.1:6566".into(),
+            grpc: "127.0.0.1:6567".into(),
+            max_request_bytes: 1 << 20,
+            max_entity_rows: 10_000,
+            registry_poll_ms: 500,
+            cache: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// No value older than this is served from the cache, in milliseconds.
+    pub max_staleness_ms: u64,
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: u64,
+}
+
+fn default_cache_entries() -> u64 {
+    1_000_000
 }
 
 fn default_definitions() -> Vec<String> {

@@ -28,7 +28,7 @@ pub mod validate;
 pub mod value_type;
 mod yaml;
 
-pub use config::{OnlineStoreConfig, ProjectConfig, RegistryConfig};
+pub use config::{CacheConfig, OnlineStoreConfig, ProjectConfig, RegistryConfig, ServingConfig};
 pub use duration::Ttl;
 pub use error::{Diagnostic, Error, Result, Severity, Span};
 pub use model::{Entity, FeatureRef, FeatureService, FeatureView, Field, Registry, Source};

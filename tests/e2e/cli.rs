@@ -208,7 +208,7 @@ fn init_never_overwrites_a_repository() {
 fn quickstart_runs_twice_on_a_fresh_directory() {
     let tmp = tempfile::tempdir().unwrap();
     for _ in 0..2 {
-        let out = quiver(tmp.path(), &["quickstart", "--end", END]);
+        let out = quiver(tmp.path(), &["quickstart", "--no-serve", "--end", END]);
         assert!(out.status.success(), "{}", describe(&out));
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("registry version 1"), "{text}");

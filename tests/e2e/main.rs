@@ -4,3 +4,4 @@ mod cli;
 mod materialize;
 mod online_store;
 mod registry_redis;
+mod serve;

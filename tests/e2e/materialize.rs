@@ -23,7 +23,12 @@ const END_NS: i64 = 1_767_312_000_000_000_000;
 const HOUR_NS: i64 = 3_600_000_000_000;
 
 /// A sample repository with the given sizes and online store, applied.
-fn repo_with(dir: &Path, drivers: u64, hours: u32, online_store: &str) -> PathBuf {
+pub fn repo_with(dir: &Path, drivers: u64, hours: u32, online_store: &str) -> PathBuf {
+    repo_ending(dir, drivers, hours, online_store, END)
+}
+
+/// Like `repo_with`, with the newest event time `end` (RFC 3339).
+pub fn repo_ending(dir: &Path, drivers: u64, hours: u32, online_store: &str, end: &str) -> PathBuf {
     let (d, h) = (drivers.to_string(), hours.to_string());
     let out = quiver(
         dir,
@@ -37,7 +42,7 @@ fn repo_with(dir: &Path, drivers: u64, hours: u32, online_store: &str) -> PathBu
             "--customers",
             "50",
             "--end",
-            END,
+            end,
         ],
     );
     assert!(out.status.success(), "{}", describe(&out));
@@ -54,7 +59,7 @@ fn repo_with(dir: &Path, drivers: u64, hours: u32, online_store: &str) -> PathBu
     repo
 }
 
-fn redis_yaml(url: &str) -> String {
+pub fn redis_yaml(url: &str) -> String {
     format!("online_store:\n  type: redis\n  url: {url}\n")
 }
 
@@ -147,7 +152,7 @@ async fn assert_matches_oracle(
     }
 }
 
-fn json(out: &std::process::Output) -> serde_json::Value {
+pub fn json(out: &std::process::Output) -> serde_json::Value {
     assert!(out.status.success(), "{}", describe(out));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(out)))
 }

@@ -7,4 +7,5 @@ pub mod plan;
 pub mod quickstart;
 pub mod registry;
 pub mod sample;
+pub mod serve;
 pub mod time;

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::materialize::{execute, render};
 use super::sample::SampleArgs;
+use super::serve;
 use crate::context::Context;
 
 #[derive(Debug, clap::Args)]
@@ -15,6 +16,15 @@ pub struct Args {
     /// Where to create (or refresh) the sample repository.
     #[arg(long, default_value = "quiver_quickstart")]
     pub dir: PathBuf,
+    /// Stop after materializing instead of serving.
+    #[arg(long)]
+    pub no_serve: bool,
+    /// HTTP address to serve on.
+    #[arg(long, default_value = "127.0.0.1:6566")]
+    pub http: String,
+    /// gRPC address to serve on ("" for none).
+    #[arg(long, default_value = "127.0.0.1:6567")]
+    pub grpc: String,
     #[command(flatten)]
     pub sample: SampleArgs,
 }
@@ -82,5 +92,21 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             render(&runs).lines().map(|l| format!("   {l}\n")).collect::<String>(),
             started.elapsed().as_secs_f64()
         )
-    })
+    })?;
+    if args.no_serve {
+        return Ok(());
+    }
+    println!(
+        "\n4. Serving it (Ctrl-C to stop). In another terminal:\n\n  \
+         curl -s {http}/get-online-features -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"feature_service\":\"model_v1\",\"entities\":{{\"driver_id\":[1001,1002],\"customer_id\":[1,2]}}}}'\n",
+        http = args.http
+    );
+    serve::run(
+        &repo_ctx,
+        serve::Args {
+            http: Some(args.http),
+            grpc: Some(args.grpc),
+        },
+    )
 }

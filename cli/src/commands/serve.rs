@@ -1,0 +1,99 @@
+//! `quiver serve`: the feature server over HTTP and gRPC until Ctrl-C or SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use quiver_feature_server::cache::BlobCache;
+use quiver_feature_server::{FeatureService, Limits, ServeOptions, Snapshot};
+
+use crate::context::Context;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// HTTP listen address (default: serving.http in quiver.yaml, 127.0.0.1:6566).
+    #[arg(long)]
+    pub http: Option<String>,
+    /// gRPC listen address (default: serving.grpc, 127.0.0.1:6567); "" turns gRPC off.
+    #[arg(long)]
+    pub grpc: Option<String>,
+}
+
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    let repo = ctx.open()?;
+    let registry: Arc<dyn quiver_registry::RegistryStore> = Arc::from(repo.store()?);
+    let version = ctx.current_version(registry.as_ref())?;
+    let serving = repo.config.serving.clone();
+    let http_addr = args.http.unwrap_or(serving.http.clone());
+    let grpc_addr = args.grpc.unwrap_or(serving.grpc.clone());
+    ctx.runtime()?.block_on(async move {
+        let store = quiver_online_store::open(&repo.config.online_store, &repo.root).await?;
+        let cache = serving
+            .cache
+            .as_ref()
+            .map(|c| BlobCache::new(Duration::from_millis(c.max_staleness_ms), c.max_entries));
+        let service = Arc::new(FeatureService::new(
+            Snapshot::new(version),
+            store.clone(),
+            cache,
+            Limits {
+                max_entity_rows: serving.max_entity_rows,
+            },
+        ));
+        let http = tokio::net::TcpListener::bind(&http_addr)
+            .await
+            .with_context(|| format!("cannot listen on {http_addr} (HTTP)"))?;
+        let grpc = match grpc_addr.as_str() {
+            "" => None,
+            addr => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (gRPC)"))?,
+            ),
+        };
+        eprintln!(
+            "serving project `{}` (registry version {}) from {}\n  HTTP {}{}",
+            repo.config.project,
+            service.snapshot().version.version,
+            store.location(),
+            http.local_addr()?,
+            grpc.as_ref()
+                .map(|g| g
+                    .local_addr()
+                    .map(|a| format!("\n  gRPC {a}"))
+                    .unwrap_or_default())
+                .unwrap_or_default()
+        );
+        let options = ServeOptions {
+            max_body_bytes: serving.max_request_bytes,
+            registry_poll: Duration::from_millis(serving.registry_poll_ms),
+            ready_timeout: Duration::from_millis(500),
+        };
+        quiver_feature_server::serve(http, grpc, service, registry, options, shutdown_signal())
+            .await?;
+        eprintln!("stopped");
+        anyhow::Ok(())
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,79 @@
+//! One table from error kind to HTTP status and gRPC code, used by both adapters.
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The request is malformed or names something that does not exist.
+    InvalidArgument,
+    /// The request is larger than the configured limits allow.
+    TooLarge,
+    /// The online store (or the registry) cannot be reached in time; retry later.
+    Unavailable,
+    /// A bug or corrupt data: details go to the log, not to the client.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidArgument => 400,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    pub fn grpc_code(self) -> tonic::Code {
+        match self {
+            ErrorCode::InvalidArgument => tonic::Code::InvalidArgument,
+            ErrorCode::TooLarge => tonic::Code::ResourceExhausted,
+            ErrorCode::Unavailable => tonic::Code::Unavailable,
+            ErrorCode::Internal => tonic::Code::Internal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ServiceError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ServiceError {
+            code: ErrorCode::InvalidArgument,
+            message: message.into(),
+        }
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        ServiceError {
+            code: ErrorCode::TooLarge,
+            message: message.into(),
+        }
+    }
+
+    /// What the client sees: the message, except for internal errors.
+    pub fn public_message(&self) -> &str {
+        match self.code {
+            ErrorCode::Internal => "internal error",
+            _ => &self.message,
+        }
+    }
+}
+
+impl From<quiver_online_store::Error> for ServiceError {
+    fn from(e: quiver_online_store::Error) -> Self {
+        let code = match e {
+            quiver_online_store::Error::Unavailable(_) => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        };
+        ServiceError {
+            code,
+            message: e.to_string(),
+        }
+    }
+}

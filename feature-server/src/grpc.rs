@@ -1,0 +1,270 @@
+//! gRPC adapter (tonic): Feast's `feast.serving.ServingService`. Converts and calls the core.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use quiver_online_store::value_codec::Value;
+use quiver_proto::feast::serving::get_online_features_request::Kind;
+use quiver_proto::feast::serving::get_online_features_response::FeatureVector;
+use quiver_proto::feast::serving::serving_service_server::{ServingService, ServingServiceServer};
+use quiver_proto::feast::serving::{
+    FeatureList, FieldStatus, GetFeastServingInfoRequest, GetFeastServingInfoResponse,
+    GetOnlineFeaturesRequest, GetOnlineFeaturesResponse, GetOnlineFeaturesResponseMetadata,
+};
+use quiver_proto::feast::types::{self as pb, value::Val};
+use quiver_registry::{ScalarType, ValueType};
+use tonic::{Request, Response, Status};
+
+use crate::error::ServiceError;
+use crate::service::{
+    EntityValue, FeatureService, OnlineRequest, OnlineResponse, Selection, Status as FieldState,
+};
+
+#[derive(Debug, Clone)]
+pub struct GrpcService {
+    service: Arc<FeatureService>,
+}
+
+/// The tonic service, bounded to `max_message_bytes` per request.
+pub fn grpc_service(
+    service: Arc<FeatureService>,
+    max_message_bytes: usize,
+) -> ServingServiceServer<GrpcService> {
+    ServingServiceServer::new(GrpcService { service }).max_decoding_message_size(max_message_bytes)
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        if e.code.http_status() >= 500 {
+            tracing::error!(error = %e.message, "request failed");
+        }
+        Status::new(e.code.grpc_code(), e.public_message())
+    }
+}
+
+#[tonic::async_trait]
+impl ServingService for GrpcService {
+    async fn get_feast_serving_info(
+        &self,
+        _: Request<GetFeastServingInfoRequest>,
+    ) -> Result<Response<GetFeastServingInfoResponse>, Status> {
+        Ok(Response::new(GetFeastServingInfoResponse {
+            version: format!("quiver {}", env!("CARGO_PKG_VERSION")),
+        }))
+    }
+
+    async fn get_online_features(
+        &self,
+        request: Request<GetOnlineFeaturesRequest>,
+    ) -> Result<Response<GetOnlineFeaturesResponse>, Status> {
+        let started = Instant::now();
+        let result = async {
+            let req = convert_request(request.into_inner())?;
+            let response = self.service.get_online_features(req).await?;
+            Ok::<_, ServiceError>(convert_response(response))
+        }
+        .await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::histogram!("quiver_request_duration_seconds", "endpoint" => "grpc_get_online_features", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        Ok(Response::new(result?))
+    }
+}
+
+fn convert_request(req: GetOnlineFeaturesRequest) -> Result<OnlineRequest, ServiceError> {
+    if !req.request_context.is_empty() {
+        return Err(ServiceError::invalid(
+            "request_context (on-demand features) is not supported",
+        ));
+    }
+    let selection = match req.kind {
+        Some(Kind::FeatureService(s)) => Selection::Service(s),
+        Some(Kind::Features(FeatureList { val })) => Selection::Refs(val),
+        None => {
+            return Err(ServiceError::invalid(
+                "give `features` or `feature_service`",
+            ));
+        }
+    };
+    let mut entities: Vec<(String, Vec<EntityValue>)> = req
+        .entities
+        .into_iter()
+        .map(|(name, values)| {
+            let values = values
+                .val
+                .into_iter()
+                .map(|v| match v.val {
+                    None | Some(Val::NullVal(_)) => Ok(EntityValue::Null),
+                    Some(Val::Int64Val(i)) => Ok(EntityValue::Int(i)),
+                    Some(Val::Int32Val(i)) => Ok(EntityValue::Int(i64::from(i))),
+                    Some(Val::StringVal(s)) => Ok(EntityValue::Str(s)),
+                    Some(Val::BytesVal(b)) => Ok(EntityValue::Bytes(b)),
+                    Some(other) => Err(ServiceError::invalid(format!(
+                        "entities.{name}: {other:?} cannot be an entity key"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((name, values))
+        })
+        .collect::<Result<_, ServiceError>>()?;
+    // A protobuf map has no order; keep messages deterministic.
+    entities.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(OnlineRequest {
+        selection,
+        entities,
+        full_feature_names: req.full_feature_names,
+    })
+}
+
+fn convert_response(r: OnlineResponse) -> GetOnlineFeaturesResponse {
+    let results = r
+        .columns
+        .into_iter()
+        .map(|c| FeatureVector {
+            values: c
+                .values
+                .into_iter()
+                .map(|v| pb::Value {
+                    val: v.map(|v| to_val(v, c.value_type)),
+                })
+                .collect(),
+            statuses: c.statuses.into_iter().map(|s| status(s) as i32).collect(),
+            event_timestamps: c
+                .event_ns
+                .into_iter()
+                .map(|ns| prost_types::Timestamp {
+                    seconds: ns.div_euclid(1_000_000_000),
+                    nanos: ns.rem_euclid(1_000_000_000) as i32,
+                })
+                .collect(),
+        })
+        .collect();
+    GetOnlineFeaturesResponse {
+        metadata: Some(GetOnlineFeaturesResponseMetadata {
+            feature_names: Some(FeatureList { val: r.names }),
+            feature_view_metadata: vec![],
+        }),
+        results,
+        status: true,
+    }
+}
+
+fn status(s: FieldState) -> FieldStatus {
+    match s {
+        FieldState::Present => FieldStatus::Present,
+        FieldState::NullValue => FieldStatus::NullValue,
+        FieldState::NotFound => FieldStatus::NotFound,
+        FieldState::OutsideMaxAge => FieldStatus::OutsideMaxAge,
+    }
+}
+
+fn to_val(v: Value, t: ValueType) -> Val {
+    match (v, t) {
+        (Value::Bool(b), _) => Val::BoolVal(b),
+        (Value::Int32(x), _) => Val::Int32Val(x),
+        (Value::Int64(x), _) => Val::Int64Val(x),
+        (Value::Float32(x), _) => Val::FloatVal(x),
+        (Value::Float64(x), _) => Val::DoubleVal(x),
+        (Value::String(s), _) => Val::StringVal(s),
+        (Value::Bytes(b), _) => Val::BytesVal(b),
+        (Value::Timestamp(ns), _) => Val::UnixTimestampVal(ns.div_euclid(1_000_000_000)),
+        (Value::List(items), ValueType::List(element)) => list_val(element, items),
+        (Value::List(_), ValueType::Scalar(_)) => Val::NullVal(pb::Null::Null as i32),
+    }
+}
+
+/// Feast's list messages have no null elements: nulls inside a list are dropped on this wire
+/// (the HTTP API keeps them).
+fn list_val(element: ScalarType, items: Vec<Option<Value>>) -> Val {
+    let vals = items.into_iter().flatten();
+    match element {
+        ScalarType::Bool => Val::BoolListVal(pb::BoolList {
+            val: vals
+                .filter_map(|v| {
+                    if let Value::Bool(x) = v {
+                        Some(x)
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+        }),
+        ScalarType::Int32 => Val::Int32ListVal(pb::Int32List {
+            val: vals
+                .filter_map(|v| {
+                    if let Value::Int32(x) = v {
+                        Some(x)
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+        }),
+        ScalarType::Int64 => Val::Int64ListVal(pb::Int64List {
+            val: vals
+                .filter_map(|v| {
+                    if let Value::Int64(x) = v {
+                        Some(x)
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+        }),
+        ScalarType::Float32 => Val::FloatListVal(pb::FloatList {
+            val: vals
+                .filter_map(|v| {
+                    if let Value::Float32(x) = v {
+                        Some(x)
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+        }),
+        ScalarType::Float64 => Val::DoubleListVal(pb::DoubleList {
+            val: vals
+                .filter_map(|v| {
+                    if let Value::Float64(x) = v {
+                        Some(x)
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+        }),
+        ScalarType::String => Val::StringListVal(pb::StringList {
+            val: vals
+                .filter_map(|v| {
+                    if let Value::String(x) = v {
+                        Some(x)
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+        }),
+        ScalarType::Bytes => Val::BytesListVal(pb::BytesList {
+            val: vals
+                .filter_map(|v| {
+                    if let Value::Bytes(x) = v {
+                        Some(x)
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+        }),
+        ScalarType::Timestamp => Val::UnixTimestampListVal(pb::Int64List {
+            val: vals
+                .filter_map(|v| {
+                    if let Value::Timestamp(x) = v {
+                        Some(x.div_euclid(1_000_000_000))
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+        }),
+    }
+}

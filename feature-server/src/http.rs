@@ -1,0 +1,298 @@
+//! HTTP adapter (axum): Feast's JSON shapes for `POST /get-online-features`, plus health,
+//! readiness, Prometheus metrics and registry listings. Handlers only convert and call the core.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use quiver_online_store::value_codec::Value;
+use serde_json::{Map, Value as J, json};
+
+use crate::error::ServiceError;
+use crate::service::{EntityValue, FeatureService, OnlineRequest, OnlineResponse, Selection};
+
+/// Shared by every handler.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    pub service: Arc<FeatureService>,
+    /// Bound on the readiness probe's store ping.
+    pub ready_timeout: Duration,
+}
+
+/// The HTTP API. `max_body_bytes` bounds every request body (413 beyond it).
+pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
+    crate::metrics::handle();
+    Router::new()
+        .route("/get-online-features", post(get_online_features))
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/registry", get(registry))
+        .route("/registry/feature-views/{name}", get(feature_view))
+        .route("/registry/feature-services/{name}", get(feature_service))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!(error = %self.message, "request failed");
+        }
+        (status, Json(json!({"error": self.public_message()}))).into_response()
+    }
+}
+
+async fn get_online_features(
+    State(state): State<HttpState>,
+    body: Bytes,
+) -> Result<Json<J>, ServiceError> {
+    let started = Instant::now();
+    let result = async {
+        let request = parse_request(&body)?;
+        let response = state.service.get_online_features(request).await?;
+        Ok(Json(render(&response)))
+    }
+    .await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::histogram!("quiver_request_duration_seconds", "endpoint" => "http_get_online_features", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Feast's request JSON: `features` or `feature_service`, columnar `entities`, optional
+/// `full_feature_names`. Anything else is rejected so typos do not pass silently.
+pub fn parse_request(body: &[u8]) -> Result<OnlineRequest, ServiceError> {
+    let doc: J = serde_json::from_slice(body)
+        .map_err(|e| ServiceError::invalid(format!("request body is not valid JSON: {e}")))?;
+    let J::Object(map) = doc else {
+        return Err(ServiceError::invalid("request body must be a JSON object"));
+    };
+    for key in map.keys() {
+        if ![
+            "features",
+            "feature_service",
+            "entities",
+            "full_feature_names",
+            "request_context",
+        ]
+        .contains(&key.as_str())
+        {
+            return Err(ServiceError::invalid(format!(
+                "unknown field `{key}`; expected features, feature_service, entities, full_feature_names"
+            )));
+        }
+    }
+    if map
+        .get("request_context")
+        .is_some_and(|c| c.as_object().is_none_or(|o| !o.is_empty()))
+    {
+        return Err(ServiceError::invalid(
+            "request_context (on-demand features) is not supported",
+        ));
+    }
+    let selection = match (map.get("features"), map.get("feature_service")) {
+        (Some(_), Some(_)) => {
+            return Err(ServiceError::invalid(
+                "give either `features` or `feature_service`, not both",
+            ));
+        }
+        (Some(J::Array(items)), None) => Selection::Refs(
+            items
+                .iter()
+                .map(|i| {
+                    i.as_str().map(str::to_string).ok_or_else(|| {
+                        ServiceError::invalid(
+                            "`features` must be a list of \"view:feature\" strings",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        (None, Some(J::String(s))) => Selection::Service(s.clone()),
+        (Some(_), None) => {
+            return Err(ServiceError::invalid(
+                "`features` must be a list of \"view:feature\" strings",
+            ));
+        }
+        (None, Some(_)) => return Err(ServiceError::invalid("`feature_service` must be a string")),
+        (None, None) => {
+            return Err(ServiceError::invalid(
+                "give `features` (a list of \"view:feature\") or `feature_service`",
+            ));
+        }
+    };
+    let Some(J::Object(entities)) = map.get("entities") else {
+        return Err(ServiceError::invalid(
+            "`entities` must be an object of join key → list of values",
+        ));
+    };
+    let entities = entities
+        .iter()
+        .map(|(name, values)| {
+            let J::Array(values) = values else {
+                return Err(ServiceError::invalid(format!(
+                    "entities.{name} must be a list of values"
+                )));
+            };
+            let values = values
+                .iter()
+                .map(|v| match v {
+                    J::Null => Ok(EntityValue::Null),
+                    J::String(s) => Ok(EntityValue::Str(s.clone())),
+                    J::Number(n) => n.as_i64().map(EntityValue::Int).ok_or_else(|| {
+                        ServiceError::invalid(format!("entities.{name}: {n} is not an integer key"))
+                    }),
+                    other => Err(ServiceError::invalid(format!(
+                        "entities.{name}: {other} cannot be an entity key"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((name.clone(), values))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let full_feature_names = match map.get("full_feature_names") {
+        None | Some(J::Null) => false,
+        Some(J::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ServiceError::invalid(
+                "`full_feature_names` must be true or false",
+            ));
+        }
+    };
+    Ok(OnlineRequest {
+        selection,
+        entities,
+        full_feature_names,
+    })
+}
+
+/// Feast's response JSON: `metadata.feature_names` and one `results` entry per name.
+pub fn render(response: &OnlineResponse) -> J {
+    let results: Vec<J> = response
+        .columns
+        .iter()
+        .map(|c| {
+            json!({
+                "values": c.values.iter().map(|v| v.as_ref().map_or(J::Null, value_json)).collect::<Vec<_>>(),
+                "statuses": c.statuses.iter().map(|s| s.name()).collect::<Vec<_>>(),
+                "event_timestamps": c.event_ns.iter().map(|ns| rfc3339(*ns)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"metadata": {"feature_names": response.names}, "results": results})
+}
+
+/// Protobuf-JSON timestamps: RFC 3339 in UTC, `Z`, fractional seconds only when needed.
+pub fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+fn float(f: f64) -> J {
+    if f.is_nan() {
+        J::String("NaN".into())
+    } else if f.is_infinite() {
+        J::String(if f > 0.0 { "Infinity" } else { "-Infinity" }.into())
+    } else {
+        json!(f)
+    }
+}
+
+/// One value as Feast's JSON shows it: numbers, strings, booleans, lists; bytes as base64,
+/// timestamps as Unix seconds, non-finite floats as "NaN" / "Infinity" / "-Infinity".
+pub fn value_json(v: &Value) -> J {
+    match v {
+        Value::Bool(b) => J::Bool(*b),
+        Value::Int32(x) => json!(x),
+        Value::Int64(x) => json!(x),
+        // Through the shortest decimal that reads back as the same f32.
+        Value::Float32(x) => float(x.to_string().parse::<f64>().unwrap_or(f64::from(*x))),
+        Value::Float64(x) => float(*x),
+        Value::String(s) => J::String(s.clone()),
+        Value::Bytes(b) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        Value::Timestamp(ns) => json!(ns.div_euclid(1_000_000_000)),
+        Value::List(items) => J::Array(
+            items
+                .iter()
+                .map(|i| i.as_ref().map_or(J::Null, value_json))
+                .collect(),
+        ),
+    }
+}
+
+async fn ready(State(state): State<HttpState>) -> Response {
+    let snap = state.service.snapshot();
+    let ping = tokio::time::timeout(state.ready_timeout, state.service.store().ping()).await;
+    let body = |ok: bool, store: String| {
+        Json(json!({"ready": ok, "registry_version": snap.version.version, "online_store": store}))
+    };
+    match ping {
+        Ok(Ok(())) => (StatusCode::OK, body(true, "ok".into())).into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, body(false, e.to_string())).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            body(false, "no answer in time".into()),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
+        .into_response()
+}
+
+async fn registry(State(state): State<HttpState>) -> Json<J> {
+    let snap = state.service.snapshot();
+    let r = &snap.version.registry;
+    Json(json!({
+        "project": r.project,
+        "version": snap.version.version,
+        "hash": snap.version.hash,
+        "entities": r.entities.keys().collect::<Vec<_>>(),
+        "feature_views": r.feature_views.keys().collect::<Vec<_>>(),
+        "feature_services": r.feature_services.keys().collect::<Vec<_>>(),
+    }))
+}
+
+fn found<T: serde::Serialize>(what: &str, name: &str, item: Option<&T>) -> Response {
+    match item {
+        Some(item) => {
+            Json(serde_json::to_value(item).unwrap_or(J::Object(Map::new()))).into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no {what} named `{name}`")})),
+        )
+            .into_response(),
+    }
+}
+
+async fn feature_view(State(state): State<HttpState>, Path(name): Path<String>) -> Response {
+    let snap = state.service.snapshot();
+    found(
+        "feature view",
+        &name,
+        snap.version.registry.feature_views.get(&name),
+    )
+}
+
+async fn feature_service(State(state): State<HttpState>, Path(name): Path<String>) -> Response {
+    let snap = state.service.snapshot();
+    found(
+        "feature service",
+        &name,
+        snap.version.registry.feature_services.get(&name),
+    )
+}

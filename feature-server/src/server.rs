@@ -1,0 +1,83 @@
+//! Running the server: HTTP and gRPC on the given listeners, registry reload in the background,
+//! graceful shutdown (in-flight requests finish) when `shutdown` resolves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quiver_registry::RegistryStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::grpc::grpc_service;
+use crate::http::{HttpState, router};
+use crate::service::FeatureService;
+
+/// Server settings that are not per request.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub max_body_bytes: usize,
+    pub registry_poll: Duration,
+    pub ready_timeout: Duration,
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests and returns.
+pub async fn serve(
+    http: TcpListener,
+    grpc: Option<TcpListener>,
+    service: Arc<FeatureService>,
+    registry: Arc<dyn RegistryStore>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    crate::metrics::handle();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let reload = tokio::spawn(crate::reload::watch(
+        service.clone(),
+        registry,
+        options.registry_poll,
+        stopped(stop_rx.clone()),
+    ));
+    let app = router(
+        HttpState {
+            service: service.clone(),
+            ready_timeout: options.ready_timeout,
+        },
+        options.max_body_bytes,
+    );
+    let http_task = tokio::spawn({
+        let stop = stopped(stop_rx.clone());
+        async move { axum::serve(http, app).with_graceful_shutdown(stop).await }
+    });
+    let grpc_task = grpc.map(|listener| {
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        let svc = grpc_service(service.clone(), options.max_body_bytes);
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            health_reporter.set_serving::<quiver_proto::feast::serving::serving_service_server::ServingServiceServer<crate::grpc::GrpcService>>().await;
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .add_service(svc)
+                .serve_with_incoming_shutdown(tokio_stream_listener(listener), stop)
+                .await
+        })
+    });
+    let http_result = http_task.await.map_err(std::io::Error::other)?;
+    if let Some(task) = grpc_task {
+        task.await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other)?;
+    }
+    reload.abort();
+    http_result
+}
+
+fn tokio_stream_listener(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}

@@ -1,0 +1,431 @@
+//! The serving core, free of any transport: resolve features against the current registry
+//! snapshot, read every (entity, view) blob in one round trip, and assemble columnar results
+//! with statuses and event timestamps. HTTP and gRPC only convert to and from these types.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use quiver_online_store::OnlineStore;
+use quiver_online_store::key_codec::{KeyValue, entity_key, online_key};
+use quiver_online_store::value_codec::{Decoded, Value, decode};
+use quiver_registry::validate::did_you_mean;
+use quiver_registry::{ScalarType, ValueType};
+
+use crate::cache::BlobCache;
+use crate::error::{ErrorCode, Result, ServiceError};
+use crate::snapshot::{Snapshot, ViewPlan};
+
+/// Which features a request asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Selection {
+    /// `view:feature` references.
+    Refs(Vec<String>),
+    /// A feature service by name.
+    Service(String),
+}
+
+/// One entity key value as a client sent it, before it is checked against the declared type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntityValue {
+    Int(i64),
+    Str(String),
+    Bytes(Vec<u8>),
+    Null,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineRequest {
+    pub selection: Selection,
+    /// Columnar entity rows: join key name → one value per row.
+    pub entities: Vec<(String, Vec<EntityValue>)>,
+    pub full_feature_names: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Present,
+    NullValue,
+    NotFound,
+    OutsideMaxAge,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Present => "PRESENT",
+            Status::NullValue => "NULL_VALUE",
+            Status::NotFound => "NOT_FOUND",
+            Status::OutsideMaxAge => "OUTSIDE_MAX_AGE",
+        }
+    }
+}
+
+/// One output column: a join key (echoed) or a feature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    /// The declared type of the join key or feature.
+    pub value_type: ValueType,
+    pub values: Vec<Option<Value>>,
+    pub statuses: Vec<Status>,
+    /// Nanoseconds since the epoch; 0 where there is no value.
+    pub event_ns: Vec<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineResponse {
+    /// Join keys first, then features in request order.
+    pub names: Vec<String>,
+    pub columns: Vec<Column>,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_entity_rows: usize,
+}
+
+/// The serving core. Cheap to share: clone the `Arc`.
+#[derive(Debug)]
+pub struct FeatureService {
+    snapshot: RwLock<Arc<Snapshot>>,
+    store: Arc<dyn OnlineStore>,
+    cache: Option<BlobCache>,
+    limits: Limits,
+}
+
+impl FeatureService {
+    pub fn new(
+        snapshot: Snapshot,
+        store: Arc<dyn OnlineStore>,
+        cache: Option<BlobCache>,
+        limits: Limits,
+    ) -> Self {
+        FeatureService {
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            store,
+            cache,
+            limits,
+        }
+    }
+
+    /// The registry snapshot requests use now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Swaps in a new registry version; requests in flight finish on the old one.
+    pub fn replace_snapshot(&self, snapshot: Snapshot) {
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+    }
+
+    pub fn store(&self) -> &Arc<dyn OnlineStore> {
+        &self.store
+    }
+
+    pub fn cache(&self) -> Option<&BlobCache> {
+        self.cache.as_ref()
+    }
+
+    pub async fn get_online_features(&self, req: OnlineRequest) -> Result<OnlineResponse> {
+        let snap = self.snapshot();
+        let wanted = resolve(&snap, &req.selection)?;
+        let rows = row_count(&req.entities)?;
+        if rows > self.limits.max_entity_rows {
+            return Err(ServiceError::too_large(format!(
+                "{rows} entity rows exceed the limit of {} per request",
+                self.limits.max_entity_rows
+            )));
+        }
+        // Views in order of first use; join keys in order of first use by those views.
+        let mut views: Vec<&ViewPlan> = Vec::new();
+        for (view, _) in &wanted {
+            if !views.iter().any(|v| v.name == view.name) {
+                views.push(view);
+            }
+        }
+        let mut key_names: Vec<&str> = Vec::new();
+        for v in &views {
+            for k in &v.join_keys {
+                if !key_names.contains(&k.name.as_str()) {
+                    key_names.push(&k.name);
+                }
+            }
+        }
+        let columns: HashMap<&str, &Vec<EntityValue>> =
+            req.entities.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        for (name, _) in &req.entities {
+            if !key_names.contains(&name.as_str()) {
+                let hint = did_you_mean(name, key_names.iter().copied()).unwrap_or_else(|| {
+                    format!("the requested features need: {}", key_names.join(", "))
+                });
+                return Err(ServiceError::invalid(format!(
+                    "unknown entity key `{name}`: {hint}"
+                )));
+            }
+        }
+        // One key per (view, row), deduplicated across rows and views.
+        let mut keys: Vec<String> = Vec::new();
+        let mut slot_of: HashMap<String, usize> = HashMap::new();
+        let mut view_slots: Vec<Vec<usize>> = Vec::with_capacity(views.len());
+        let mut slot_view: Vec<usize> = Vec::new();
+        let mut parts = Vec::new();
+        for (vi, view) in views.iter().enumerate() {
+            let mut slots = Vec::with_capacity(rows);
+            for row in 0..rows {
+                parts.clear();
+                for k in &view.join_keys {
+                    let col = columns.get(k.name.as_str()).ok_or_else(|| {
+                        ServiceError::invalid(format!(
+                            "feature view `{}` needs entity key `{}` in `entities`",
+                            view.name, k.name
+                        ))
+                    })?;
+                    parts.push(key_value(&k.name, k.value_type, &col[row], row)?);
+                }
+                let key = online_key(&view.prefix, &entity_key(&parts));
+                let next = keys.len();
+                let slot = *slot_of.entry(key.clone()).or_insert_with(|| {
+                    keys.push(key);
+                    slot_view.push(vi);
+                    next
+                });
+                slots.push(slot);
+            }
+            view_slots.push(slots);
+        }
+        let blobs = self.read(&keys).await?;
+        let decoded: Vec<Option<Decoded>> = blobs
+            .iter()
+            .zip(&slot_view)
+            .map(|(blob, vi)| match blob {
+                None => Ok(None),
+                Some(b) => decode(b, &views[*vi].types).map(Some).map_err(|e| {
+                    tracing::error!(view = %views[*vi].name, error = %e, "corrupt online value");
+                    ServiceError {
+                        code: ErrorCode::Internal,
+                        message: e.to_string(),
+                    }
+                }),
+            })
+            .collect::<Result<_>>()?;
+
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let mut names: Vec<String> = key_names.iter().map(|s| s.to_string()).collect();
+        let key_type = |name: &str| {
+            views
+                .iter()
+                .flat_map(|v| v.join_keys.iter())
+                .find(|k| k.name == name)
+                .map_or(ValueType::Scalar(ScalarType::Int64), |k| k.value_type)
+        };
+        let mut out: Vec<Column> = key_names
+            .iter()
+            .map(|k| {
+                let col = columns.get(k).map(|c| c.as_slice()).unwrap_or_default();
+                Column {
+                    value_type: key_type(k),
+                    values: col.iter().map(echo).collect(),
+                    statuses: vec![Status::Present; rows],
+                    event_ns: vec![0; rows],
+                }
+            })
+            .collect();
+        for (view, fi) in &wanted {
+            let vi = views
+                .iter()
+                .position(|v| v.name == view.name)
+                .expect("listed above");
+            let feature = &view.features[*fi];
+            names.push(if req.full_feature_names {
+                format!("{}__{}", view.name, feature.name)
+            } else {
+                feature.name.clone()
+            });
+            let mut col = Column {
+                value_type: feature.value_type,
+                values: Vec::with_capacity(rows),
+                statuses: Vec::with_capacity(rows),
+                event_ns: Vec::with_capacity(rows),
+            };
+            for &slot in &view_slots[vi] {
+                let (value, status, ts) = match &decoded[slot] {
+                    None => (None, Status::NotFound, 0),
+                    Some(d) if view.ttl_ns > 0 && now.saturating_sub(d.event_ns) > view.ttl_ns => {
+                        (None, Status::OutsideMaxAge, d.event_ns)
+                    }
+                    Some(d) => match d.values.get(*fi) {
+                        None => (None, Status::NotFound, 0),
+                        Some(None) => (None, Status::NullValue, d.event_ns),
+                        Some(Some(v)) => (Some(v.clone()), Status::Present, d.event_ns),
+                    },
+                };
+                col.values.push(value);
+                col.statuses.push(status);
+                col.event_ns.push(ts);
+            }
+            out.push(col);
+        }
+        let mut seen = HashMap::new();
+        for n in &names {
+            if let Some(()) = seen.insert(n.as_str(), ()) {
+                return Err(ServiceError::invalid(format!(
+                    "two output columns are named `{n}`; set full_feature_names to get `view__feature` names"
+                )));
+            }
+        }
+        Ok(OnlineResponse {
+            names,
+            columns: out,
+        })
+    }
+
+    /// All keys in one store round trip (cached keys are not asked for).
+    async fn read(&self, keys: &[String]) -> Result<Vec<Option<Arc<Vec<u8>>>>> {
+        let started = Instant::now();
+        let result = match &self.cache {
+            None => self
+                .store
+                .read(keys)
+                .await
+                .map(|b| b.into_iter().map(|x| x.map(Arc::new)).collect()),
+            Some(cache) => cache.read_through(self.store.as_ref(), keys).await,
+        };
+        metrics::histogram!("quiver_store_read_seconds").record(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            metrics::counter!("quiver_store_errors_total").increment(1);
+        }
+        Ok(result?)
+    }
+}
+
+/// Resolves the selection to (view, feature index) pairs, in request order.
+fn resolve<'s>(snap: &'s Snapshot, selection: &Selection) -> Result<Vec<(&'s ViewPlan, usize)>> {
+    let registry = &snap.version.registry;
+    let refs: Vec<(String, String)> = match selection {
+        Selection::Service(name) => registry
+            .feature_services
+            .get(name)
+            .ok_or_else(|| {
+                let hint = did_you_mean(name, registry.feature_services.keys().map(String::as_str));
+                ServiceError::invalid(hinted(format!("unknown feature service `{name}`"), hint))
+            })?
+            .features
+            .iter()
+            .map(|r| (r.view.clone(), r.feature.clone()))
+            .collect(),
+        Selection::Refs(list) => list
+            .iter()
+            .map(|r| {
+                r.split_once(':')
+                    .map(|(v, f)| (v.to_string(), f.to_string()))
+                    .ok_or_else(|| {
+                        ServiceError::invalid(format!(
+                            "feature reference `{r}` is not `view:feature`"
+                        ))
+                    })
+            })
+            .collect::<Result<_>>()?,
+    };
+    if refs.is_empty() {
+        return Err(ServiceError::invalid(
+            "no features requested: give `features` or `feature_service`",
+        ));
+    }
+    refs.iter()
+        .map(|(v, f)| {
+            let view = snap.views.get(v).ok_or_else(|| {
+                let hint = did_you_mean(v, snap.views.keys().map(String::as_str));
+                ServiceError::invalid(hinted(format!("unknown feature view `{v}`"), hint))
+            })?;
+            if !view.online {
+                return Err(ServiceError::invalid(format!(
+                    "feature view `{v}` is not online"
+                )));
+            }
+            let index = view
+                .features
+                .iter()
+                .position(|x| x.name == *f)
+                .ok_or_else(|| {
+                    let hint = did_you_mean(f, view.features.iter().map(|x| x.name.as_str()));
+                    ServiceError::invalid(hinted(
+                        format!("feature view `{v}` has no feature `{f}`"),
+                        hint,
+                    ))
+                })?;
+            Ok((view, index))
+        })
+        .collect()
+}
+
+fn hinted(message: String, hint: Option<String>) -> String {
+    match hint {
+        Some(h) => format!("{message}; {h}"),
+        None => message,
+    }
+}
+
+fn row_count(entities: &[(String, Vec<EntityValue>)]) -> Result<usize> {
+    let Some((_, first)) = entities.first() else {
+        return Err(ServiceError::invalid(
+            "no entity rows: give `entities` with one list of values per join key",
+        ));
+    };
+    for (name, col) in entities {
+        if col.len() != first.len() {
+            return Err(ServiceError::invalid(format!(
+                "entity columns have different lengths: `{}` has {}, `{name}` has {}",
+                entities[0].0,
+                first.len(),
+                col.len()
+            )));
+        }
+    }
+    Ok(first.len())
+}
+
+/// Checks an entity value against its join key's declared type.
+fn key_value(name: &str, t: ValueType, v: &EntityValue, row: usize) -> Result<KeyValue> {
+    let wrong = |what: &str| {
+        ServiceError::invalid(format!(
+            "entity key `{name}` row {row}: expected {t}, got {what}"
+        ))
+    };
+    match (t, v) {
+        (_, EntityValue::Null) => Err(wrong("null")),
+        (ValueType::Scalar(ScalarType::Int32), EntityValue::Int(i)) => i32::try_from(*i)
+            .map(|_| KeyValue::Int(*i))
+            .map_err(|_| wrong("an integer outside int32")),
+        (ValueType::Scalar(ScalarType::Int64), EntityValue::Int(i)) => Ok(KeyValue::Int(*i)),
+        (ValueType::Scalar(ScalarType::String), EntityValue::Str(s)) => {
+            Ok(KeyValue::Str(s.clone()))
+        }
+        (ValueType::Scalar(ScalarType::Bytes), EntityValue::Bytes(b)) => {
+            Ok(KeyValue::Bytes(b.clone()))
+        }
+        // JSON has no bytes: like protobuf's JSON mapping, bytes travel as base64.
+        (ValueType::Scalar(ScalarType::Bytes), EntityValue::Str(s)) => {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map(KeyValue::Bytes)
+                .map_err(|_| wrong("a string that is not base64"))
+        }
+        (_, EntityValue::Int(_)) => Err(wrong("an integer")),
+        (_, EntityValue::Str(_)) => Err(wrong("a string")),
+        (_, EntityValue::Bytes(_)) => Err(wrong("bytes")),
+    }
+}
+
+fn echo(v: &EntityValue) -> Option<Value> {
+    match v {
+        EntityValue::Int(i) => Some(Value::Int64(*i)),
+        EntityValue::Str(s) => Some(Value::String(s.clone())),
+        EntityValue::Bytes(b) => Some(Value::Bytes(b.clone())),
+        EntityValue::Null => None,
+    }
+}

@@ -1,0 +1,343 @@
+//! The HTTP API through the router (no socket), over an embedded store filled by hand so that
+//! every status appears: Feast's JSON shapes, statuses, limits and bad input.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use quiver_feature_server::http::{HttpState, router};
+use quiver_feature_server::{FeatureService, Limits, Snapshot};
+use quiver_online_store::key_codec::{KeyValue, entity_key, online_key, view_prefix};
+use quiver_online_store::value_codec::ValueEncoder;
+use quiver_online_store::{EmbeddedStore, OnlineStore, WriteEntry};
+use quiver_registry::store::RegistryVersion;
+use quiver_registry::{
+    FeatureRef, FeatureService as Service, FeatureView, Field, Registry, Ttl, ValueType,
+};
+use serde_json::{Value as J, json};
+use tower::ServiceExt;
+
+const HOUR_NS: i64 = 3_600_000_000_000;
+
+fn field(name: &str, t: &str) -> Field {
+    Field {
+        name: name.into(),
+        value_type: t.parse::<ValueType>().unwrap(),
+        description: String::new(),
+    }
+}
+
+fn registry() -> Registry {
+    let mut r = Registry {
+        project: "demo".into(),
+        ..Registry::default()
+    };
+    r.entities.insert(
+        "driver".into(),
+        quiver_registry::Entity {
+            name: "driver".into(),
+            join_keys: vec![field("driver_id", "int64")],
+            description: String::new(),
+            tags: Default::default(),
+        },
+    );
+    let view = FeatureView {
+        name: "stats".into(),
+        entities: vec!["driver".into()],
+        source: "src".into(),
+        query: None,
+        features: vec![
+            field("rate", "float32"),
+            field("city", "string"),
+            field("tags", "list<int64>"),
+        ],
+        ttl: Ttl { seconds: 7200 },
+        online: true,
+        generation: 3,
+        description: String::new(),
+        owner: String::new(),
+        tags: Default::default(),
+    };
+    r.feature_views.insert("stats".into(), view);
+    r.feature_services.insert(
+        "model".into(),
+        Service {
+            name: "model".into(),
+            features: ["rate", "city"]
+                .iter()
+                .map(|f| FeatureRef {
+                    view: "stats".into(),
+                    feature: f.to_string(),
+                })
+                .collect(),
+            description: String::new(),
+            tags: Default::default(),
+        },
+    );
+    r
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap()
+}
+
+/// Driver 1: fresh, all present. Driver 2: fresh, city null. Driver 3: older than the ttl.
+/// Driver 4: nothing stored. Driver 5: written before `tags` existed (two values only).
+async fn app(limits: Limits) -> (axum::Router, tempfile::TempDir, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(&dir.path().join("online.redb")).unwrap());
+    let prefix = view_prefix("demo", "stats", 3);
+    let fresh = (now_ns() / 1_000_000_000) * 1_000_000_000 - HOUR_NS;
+    let blob = |event: i64, rate: f32, city: Option<&str>, tags: Option<&[i64]>| {
+        let n = if tags.is_some() { 3 } else { 2 };
+        let mut e = ValueEncoder::new(event, None, n);
+        e.f32(rate);
+        match city {
+            Some(c) => e.bytes(c.as_bytes()),
+            None => e.null(),
+        }
+        if let Some(t) = tags {
+            e.list(
+                quiver_registry::ScalarType::Int64,
+                t.iter()
+                    .map(|x| Some(quiver_online_store::value_codec::Scalar::Int(*x))),
+            );
+        }
+        e.finish()
+    };
+    let entry = |id: i64, blob: Vec<u8>| WriteEntry {
+        key: online_key(&prefix, &entity_key(&[KeyValue::Int(id)])),
+        blob,
+        expire_at_ms: None,
+    };
+    store
+        .write(vec![
+            entry(1, blob(fresh, 0.5, Some("Paris"), Some(&[1, 2]))),
+            entry(2, blob(fresh, 0.25, None, Some(&[]))),
+            entry(3, blob(fresh - 3 * HOUR_NS, 0.75, Some("Oslo"), Some(&[3]))),
+            entry(5, blob(fresh, 1.5, Some("Rome"), None)),
+        ])
+        .await
+        .unwrap();
+    let version = RegistryVersion {
+        version: 7,
+        hash: "h".into(),
+        applied_at: String::new(),
+        quiver_version: String::new(),
+        registry: registry(),
+    };
+    let service = Arc::new(FeatureService::new(
+        Snapshot::new(version),
+        store,
+        None,
+        limits,
+    ));
+    (
+        router(
+            HttpState {
+                service,
+                ready_timeout: Duration::from_millis(200),
+            },
+            4096,
+        ),
+        dir,
+        fresh,
+    )
+}
+
+async fn post(app: &axum::Router, body: &str) -> (StatusCode, J) {
+    let request = Request::post("/get-online-features")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(J::String(String::from_utf8_lossy(&bytes).into())),
+    )
+}
+
+fn ts(ns: i64) -> String {
+    quiver_feature_server::http::rfc3339(ns)
+}
+
+#[tokio::test]
+async fn every_status_in_feasts_json_shape() {
+    let (app, _dir, fresh) = app(Limits {
+        max_entity_rows: 100,
+    })
+    .await;
+    let (status, body) = post(&app, r#"{"features": ["stats:rate", "stats:city", "stats:tags"], "entities": {"driver_id": [1, 2, 3, 4, 5, 1]}}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let old = fresh - 3 * HOUR_NS;
+    let expected = json!({
+        "metadata": {"feature_names": ["driver_id", "rate", "city", "tags"]},
+        "results": [
+            {"values": [1, 2, 3, 4, 5, 1], "statuses": vec!["PRESENT"; 6], "event_timestamps": vec!["1970-01-01T00:00:00Z"; 6]},
+            {"values": [0.5, 0.25, null, null, 1.5, 0.5],
+             "statuses": ["PRESENT", "PRESENT", "OUTSIDE_MAX_AGE", "NOT_FOUND", "PRESENT", "PRESENT"],
+             "event_timestamps": [ts(fresh), ts(fresh), ts(old), ts(0), ts(fresh), ts(fresh)]},
+            {"values": ["Paris", null, null, null, "Rome", "Paris"],
+             "statuses": ["PRESENT", "NULL_VALUE", "OUTSIDE_MAX_AGE", "NOT_FOUND", "PRESENT", "PRESENT"],
+             "event_timestamps": [ts(fresh), ts(fresh), ts(old), ts(0), ts(fresh), ts(fresh)]},
+            {"values": [[1, 2], [], null, null, null, [1, 2]],
+             "statuses": ["PRESENT", "PRESENT", "OUTSIDE_MAX_AGE", "NOT_FOUND", "NOT_FOUND", "PRESENT"],
+             "event_timestamps": [ts(fresh), ts(fresh), ts(old), ts(0), ts(0), ts(fresh)]},
+        ]
+    });
+    assert_eq!(body, expected);
+
+    let (status, body) = post(&app, r#"{"feature_service": "model", "entities": {"driver_id": [1]}, "full_feature_names": true}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["metadata"]["feature_names"],
+        json!(["driver_id", "stats__rate", "stats__city"])
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_400_with_a_message_naming_the_problem() {
+    let (app, _dir, _) = app(Limits { max_entity_rows: 3 }).await;
+    let cases: &[(&str, StatusCode, &str)] = &[
+        ("{not json", StatusCode::BAD_REQUEST, "not valid JSON"),
+        ("[1]", StatusCode::BAD_REQUEST, "must be a JSON object"),
+        (
+            r#"{"features": ["stats:rate"]}"#,
+            StatusCode::BAD_REQUEST,
+            "`entities` must be an object",
+        ),
+        (
+            r#"{"entities": {"driver_id": [1]}}"#,
+            StatusCode::BAD_REQUEST,
+            "give `features`",
+        ),
+        (
+            r#"{"features": ["stats:rat"], "entities": {"driver_id": [1]}}"#,
+            StatusCode::BAD_REQUEST,
+            "did you mean `rate`?",
+        ),
+        (
+            r#"{"features": ["stat:rate"], "entities": {"driver_id": [1]}}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown feature view `stat`",
+        ),
+        (
+            r#"{"features": ["rate"], "entities": {"driver_id": [1]}}"#,
+            StatusCode::BAD_REQUEST,
+            "is not `view:feature`",
+        ),
+        (
+            r#"{"feature_service": "modle", "entities": {"driver_id": [1]}}"#,
+            StatusCode::BAD_REQUEST,
+            "did you mean `model`?",
+        ),
+        (
+            r#"{"features": ["stats:rate"], "entities": {"driver": [1]}}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown entity key `driver`",
+        ),
+        (
+            r#"{"features": ["stats:rate"], "entities": {"driver_id": ["1"]}}"#,
+            StatusCode::BAD_REQUEST,
+            "expected int64, got a string",
+        ),
+        (
+            r#"{"features": ["stats:rate"], "entities": {"driver_id": [1.5]}}"#,
+            StatusCode::BAD_REQUEST,
+            "not an integer",
+        ),
+        (
+            r#"{"features": ["stats:rate"], "entities": {"driver_id": [null]}}"#,
+            StatusCode::BAD_REQUEST,
+            "got null",
+        ),
+        (
+            r#"{"features": ["stats:rate"], "entities": {"driver_id": []}}"#,
+            StatusCode::OK,
+            "",
+        ),
+        (
+            r#"{"features": ["stats:rate"], "entities": {"driver_id": [1,2,3,4]}}"#,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "exceed the limit of 3",
+        ),
+        (
+            r#"{"features": ["stats:rate", "stats:rate"], "entities": {"driver_id": [1]}}"#,
+            StatusCode::BAD_REQUEST,
+            "two output columns are named `rate`",
+        ),
+        (
+            r#"{"features": ["stats:rate"], "entities": {"driver_id": [1]}, "colour": 1}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown field `colour`",
+        ),
+        (
+            r#"{"features": ["stats:rate"], "entities": {"driver_id": [1]}, "request_context": {"x": [1]}}"#,
+            StatusCode::BAD_REQUEST,
+            "not supported",
+        ),
+    ];
+    for (body, code, message) in cases {
+        let (status, reply) = post(&app, body).await;
+        assert_eq!(status, *code, "{body}: {reply}");
+        if !message.is_empty() {
+            let text = reply["error"].as_str().unwrap_or_default();
+            assert!(text.contains(message), "{body}: {reply}");
+        }
+    }
+    // Bodies over the limit are refused before parsing.
+    let huge = format!(
+        r#"{{"features": ["stats:rate"], "entities": {{"driver_id": [{}]}}}}"#,
+        vec!["1"; 3000].join(",")
+    );
+    let (status, _) = post(&app, &huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn health_ready_metrics_and_registry_listings() {
+    let (app, _dir, _) = app(Limits {
+        max_entity_rows: 10,
+    })
+    .await;
+    let get = |path: &str| {
+        let app = app.clone();
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&bytes).to_string())
+        }
+    };
+    assert_eq!(get("/health").await.0, StatusCode::OK);
+    let (status, ready) = get("/ready").await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert!(ready.contains("\"registry_version\":7"), "{ready}");
+    post(
+        &app,
+        r#"{"features": ["stats:rate"], "entities": {"driver_id": [1]}}"#,
+    )
+    .await;
+    let (_, metrics) = get("/metrics").await;
+    assert!(
+        metrics.contains("quiver_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    let (_, listing) = get("/registry").await;
+    assert!(
+        listing.contains("\"feature_views\":[\"stats\"]"),
+        "{listing}"
+    );
+    let (status, view) = get("/registry/feature-views/stats").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(view.contains("\"generation\":3"), "{view}");
+    assert_eq!(
+        get("/registry/feature-views/nope").await.0,
+        StatusCode::NOT_FOUND
+    );
+}

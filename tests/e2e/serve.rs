@@ -1,0 +1,340 @@
+//! The feature server on real sockets (port 0) over Redis: gRPC and HTTP agree, one store round
+//! trip per request, registry hot reload under traffic, Redis down → 503 and recovery.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quiver_feature_server::{FeatureService, Limits, ServeOptions, Snapshot};
+use quiver_proto::feast::serving::get_online_features_request::Kind;
+use quiver_proto::feast::serving::serving_service_client::ServingServiceClient;
+use quiver_proto::feast::serving::{GetFeastServingInfoRequest, GetOnlineFeaturesRequest};
+use quiver_proto::feast::types::{RepeatedValue, Value as PbValue, value::Val};
+use quiver_registry::Repository;
+use quiver_tests::{RedisServer, describe, quiver};
+use serde_json::Value as J;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::materialize::{json, redis_yaml, repo_ending};
+
+struct Running {
+    http: SocketAddr,
+    grpc: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Serves the applied registry of `repo` on two fresh ports.
+async fn start(repo: &Path) -> Running {
+    let repository = Repository::open(repo, None, &|_| None).unwrap();
+    let registry: Arc<dyn quiver_registry::RegistryStore> = Arc::from(repository.store().unwrap());
+    let version = registry.latest().unwrap().unwrap();
+    let store = quiver_online_store::open(&repository.config.online_store, &repository.root)
+        .await
+        .unwrap();
+    let service = Arc::new(FeatureService::new(
+        Snapshot::new(version),
+        store,
+        None,
+        Limits {
+            max_entity_rows: 1000,
+        },
+    ));
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (http_addr, grpc_addr) = (http.local_addr().unwrap(), grpc.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let options = ServeOptions {
+        max_body_bytes: 1 << 20,
+        registry_poll: Duration::from_millis(100),
+        ready_timeout: Duration::from_millis(300),
+    };
+    let task = tokio::spawn(quiver_feature_server::serve(
+        http,
+        Some(grpc),
+        service,
+        registry,
+        options,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Running {
+        http: http_addr,
+        grpc: grpc_addr,
+        stop: Some(tx),
+        task,
+    }
+}
+
+/// A minimal HTTP/1.1 client: one request per connection.
+async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, J) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let status: u16 = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(J::String(body.to_string())),
+    )
+}
+
+const MODEL_V1: &str = r#"{"feature_service": "model_v1", "entities": {"driver_id": [1001, 1002, 1001], "customer_id": [1, 2, 99999]}}"#;
+
+fn setup(redis: &RedisServer) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    // Data ending now, so values are within their ttl.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let repo = repo_ending(tmp.path(), 50, 3, &redis_yaml(&redis.url()), &now);
+    json(&quiver(
+        &repo,
+        &["--output", "json", "materialize-incremental"],
+    ));
+    (tmp, repo)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_and_http_serve_the_same_vectors() {
+    let redis = RedisServer::start().unwrap();
+    let (_tmp, repo) = setup(&redis);
+    let server = start(&repo).await;
+    let (status, body) = http(server.http, "POST", "/get-online-features", MODEL_V1).await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<String> =
+        serde_json::from_value(body["metadata"]["feature_names"].clone()).unwrap();
+    assert_eq!(names.len(), 22, "2 join keys + 20 features: {names:?}");
+
+    let mut client = ServingServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap();
+    let info = client
+        .get_feast_serving_info(GetFeastServingInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(info.version.starts_with("quiver"));
+    let ints = |v: &[i64]| RepeatedValue {
+        val: v
+            .iter()
+            .map(|i| PbValue {
+                val: Some(Val::Int64Val(*i)),
+            })
+            .collect(),
+    };
+    let request = GetOnlineFeaturesRequest {
+        kind: Some(Kind::FeatureService("model_v1".into())),
+        entities: [
+            ("driver_id".to_string(), ints(&[1001, 1002, 1001])),
+            ("customer_id".to_string(), ints(&[1, 2, 99999])),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let reply = client
+        .get_online_features(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.metadata.unwrap().feature_names.unwrap().val, names);
+    let statuses = |i: usize| {
+        body["results"][i]["statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    for (i, vector) in reply.results.iter().enumerate() {
+        let grpc_statuses: Vec<String> = vector
+            .statuses
+            .iter()
+            .map(|s| {
+                quiver_proto::feast::serving::FieldStatus::try_from(*s)
+                    .unwrap()
+                    .as_str_name()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(grpc_statuses, statuses(i), "column {}", names[i]);
+        let http_ts = body["results"][i]["event_timestamps"].as_array().unwrap();
+        for (ts, h) in vector.event_timestamps.iter().zip(http_ts) {
+            let ns = ts.seconds * 1_000_000_000 + i64::from(ts.nanos);
+            assert_eq!(
+                quiver_feature_server::http::rfc3339(ns),
+                h.as_str().unwrap()
+            );
+        }
+    }
+    // conv_rate (float32) agrees to the bit; the unknown customer is NOT_FOUND.
+    let conv = names.iter().position(|n| n == "conv_rate").unwrap();
+    let Some(Val::FloatVal(x)) = reply.results[conv].values[0].val else {
+        panic!("float")
+    };
+    assert_eq!(
+        body["results"][conv]["values"][0].as_f64().unwrap(),
+        x.to_string().parse::<f64>().unwrap()
+    );
+    let balance = names.iter().position(|n| n == "current_balance").unwrap();
+    assert_eq!(statuses(balance)[2], "NOT_FOUND");
+
+    // Bad input is INVALID_ARGUMENT over gRPC too.
+    let bad = GetOnlineFeaturesRequest {
+        kind: Some(Kind::FeatureService("nope".into())),
+        entities: [("driver_id".to_string(), ints(&[1]))].into(),
+        ..Default::default()
+    };
+    let err = client.get_online_features(bad).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    server.stop().await;
+}
+
+fn mget_calls(redis: &RedisServer) -> (u64, u64) {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.client().unwrap())
+        .unwrap();
+    let calls = |cmd: &str| {
+        info.lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+            .and_then(|l| l.split("calls=").nth(1))
+            .and_then(|r| r.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    (
+        calls("mget"),
+        calls("get") + calls("hget") + calls("evalsha"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_store_round_trip_per_request() {
+    let redis = RedisServer::start().unwrap();
+    let (_tmp, repo) = setup(&redis);
+    let repository = Repository::open(&repo, None, &|_| None).unwrap();
+    let version = repository.store().unwrap().latest().unwrap().unwrap();
+    let store = quiver_online_store::open(&repository.config.online_store, &repository.root)
+        .await
+        .unwrap();
+    let service = FeatureService::new(
+        Snapshot::new(version),
+        store,
+        None,
+        Limits {
+            max_entity_rows: 100,
+        },
+    );
+    let request = quiver_feature_server::http::parse_request(MODEL_V1.as_bytes()).unwrap();
+    let before = mget_calls(&redis);
+    let response = service.get_online_features(request).await.unwrap();
+    let after = mget_calls(&redis);
+    assert_eq!(
+        after.0 - before.0,
+        1,
+        "exactly one MGET for two views and three rows"
+    );
+    assert_eq!(after.1, before.1, "and no other reads");
+    assert_eq!(response.columns[0].values.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_registry_version_is_served_within_a_second_under_traffic() {
+    let redis = RedisServer::start().unwrap();
+    let (_tmp, repo) = setup(&redis);
+    let server = start(&repo).await;
+    let addr = server.http;
+    let traffic = tokio::spawn(async move {
+        let mut served = 0;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let (status, body) = http(addr, "POST", "/get-online-features", MODEL_V1).await;
+            assert_eq!(status, 200, "{body}");
+            served += 1;
+        }
+        served
+    });
+    let v2 = r#"{"feature_service": "quality_v2", "entities": {"driver_id": [1001]}}"#;
+    assert_eq!(http(addr, "POST", "/get-online-features", v2).await.0, 400);
+    let defs = repo.join("features/customers.yaml");
+    let yaml = std::fs::read_to_string(&defs).unwrap();
+    std::fs::write(
+        &defs,
+        format!("{yaml}\n  - name: quality_v2\n    features: [driver_hourly_stats:rating]\n"),
+    )
+    .unwrap();
+    let out = quiver(&repo, &["apply"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let applied = Instant::now();
+    loop {
+        let (status, body) = http(addr, "POST", "/get-online-features", v2).await;
+        if status == 200 {
+            assert_eq!(
+                body["metadata"]["feature_names"],
+                serde_json::json!(["driver_id", "rating"])
+            );
+            break;
+        }
+        assert!(
+            applied.elapsed() < Duration::from_secs(1),
+            "version 2 not served after {:?}",
+            applied.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(traffic.await.unwrap() > 10, "traffic kept flowing");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_is_503_quickly_and_the_server_recovers_by_itself() {
+    let mut redis = RedisServer::start_persistent().unwrap();
+    let (_tmp, repo) = setup(&redis);
+    let server = start(&repo).await;
+    assert_eq!(
+        http(server.http, "POST", "/get-online-features", MODEL_V1)
+            .await
+            .0,
+        200
+    );
+    redis.stop();
+    let started = Instant::now();
+    let (status, body) = http(server.http, "POST", "/get-online-features", MODEL_V1).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(http(server.http, "GET", "/ready", "").await.0, 503);
+    assert_eq!(
+        http(server.http, "GET", "/health", "").await.0,
+        200,
+        "alive, just not ready"
+    );
+    redis.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = http(server.http, "POST", "/get-online-features", MODEL_V1).await;
+        if status == 200 {
+            assert_eq!(body["results"][2]["statuses"][0], "PRESENT", "data is back");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}
