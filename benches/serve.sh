@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Online serving benchmark (issue: feature server).
+#
+# Benchmark-scale data (100k drivers x 24 h, 200k customers x 5 days, ending now so values are
+# fresh) materialized into a private redis-server; `quiver serve` (release) on loopback; the load
+# generator for each scenario, HTTP and gRPC; and, in the same run, redis-benchmark's MGET of one
+# driver key and one customer key at the same concurrency: the ceiling a server on this Redis
+# works under. Server, Redis and load generator share this machine's cores.
+#
+# Usage: bash benches/serve.sh [SECONDS]   (build first: cargo build --release -p quiver-cli -p quiver-benches)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS="${1:-10}"
+TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/quiver-target}"
+QUIVER="$TARGET/release/quiver"
+LOADGEN="$TARGET/release/loadgen"
+DRIVERS="${DRIVERS:-100000}" CUSTOMERS="${CUSTOMERS:-200000}"
+for b in "$QUIVER" "$LOADGEN"; do [ -x "$b" ] || { echo "build first: cargo build --release -p quiver-cli -p quiver-benches" >&2; exit 1; }; done
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+REDIS_PORT=$(free_port) HTTP_PORT=$(free_port) GRPC_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >/dev/null &
+PIDS+=($!)
+for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); redis $(redis-server --version | awk '{print $3}')"
+"$QUIVER" init "$WORK/repo" --drivers "$DRIVERS" --hours 24 --customers "$CUSTOMERS" >/dev/null
+python3 - "$WORK/repo/quiver.yaml" "$REDIS_PORT" <<'PY'
+import sys
+p, port = sys.argv[1], sys.argv[2]
+s = open(p).read()
+s = s.replace("online_store:\n  type: embedded\n  path: .quiver/online.redb\n", f"online_store:\n  type: redis\n  url: redis://127.0.0.1:{port}\n")
+open(p, "w").write(s)
+PY
+"$QUIVER" -C "$WORK/repo" apply >/dev/null
+"$QUIVER" -C "$WORK/repo" materialize-incremental --views driver_hourly_stats,customer_profile
+"$QUIVER" -C "$WORK/repo" serve --http "127.0.0.1:$HTTP_PORT" --grpc "127.0.0.1:$GRPC_PORT" 2>"$WORK/serve.log" &
+PIDS+=($!)
+for _ in $(seq 100); do curl -sf "127.0.0.1:$HTTP_PORT/ready" >/dev/null && break; sleep 0.1; done
+
+echo
+echo "redis-benchmark MGET ceiling (1 driver key + 1 customer key per MGET):"
+DK="quiver:quickstart:driver_hourly_stats:1:{i1001}"
+CK="quiver:quickstart:customer_profile:1:{i1}"
+for c in 1 8; do
+  printf '  %s clients: ' "$c"
+  redis-benchmark -p "$REDIS_PORT" -c "$c" -n 200000 -q MGET "$DK" "$CK" | tr '\r' '\n' | grep -E "MGET" | tail -1
+done
+
+run() {
+  "$LOADGEN" --target "127.0.0.1:$1" --protocol "$2" --connections "$3" --rows "$4" --duration "$SECS" --warmup 2 \
+    --drivers "$DRIVERS" --customers "$CUSTOMERS"
+}
+echo
+echo "feature service model_v1 (20 features: 1 driver + 1 customer row per entity row), ${SECS}s each:"
+for proto in http grpc; do
+  port=$HTTP_PORT; [ "$proto" = grpc ] && port=$GRPC_PORT
+  run "$port" "$proto" 8 1
+  run "$port" "$proto" 1 1
+  run "$port" "$proto" 4 100
+done
