@@ -12,7 +12,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use quiver_online_store::value_codec::Value;
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value as J, json};
+use std::collections::HashMap;
 
 use crate::error::ServiceError;
 use crate::service::{EntityValue, FeatureService, OnlineRequest, OnlineResponse, Selection};
@@ -177,55 +179,118 @@ pub fn parse_request(body: &[u8]) -> Result<OnlineRequest, ServiceError> {
 
 /// Feast's response JSON: `metadata.feature_names` and one `results` entry per name.
 pub fn render(response: &OnlineResponse) -> J {
-    let results: Vec<J> = response
-        .columns
-        .iter()
-        .map(|c| {
-            json!({
-                "values": c.values.iter().map(|v| v.as_ref().map_or(J::Null, value_json)).collect::<Vec<_>>(),
-                "statuses": c.statuses.iter().map(|s| s.name()).collect::<Vec<_>>(),
-                "event_timestamps": c.event_ns.iter().map(|ns| rfc3339(*ns)).collect::<Vec<_>>(),
+    serde_json::to_value(Rendered::new(response)).expect("responses always serialize")
+}
+
+/// The response serialized straight to JSON, without an intermediate tree. Each distinct event
+/// time is formatted once per response (the features of one view share their rows' times).
+struct Rendered<'a> {
+    response: &'a OnlineResponse,
+    times: HashMap<i64, String>,
+}
+
+impl<'a> Rendered<'a> {
+    fn new(response: &'a OnlineResponse) -> Self {
+        let mut times = HashMap::new();
+        for c in &response.columns {
+            for ns in &c.event_ns {
+                times.entry(*ns).or_insert_with(|| rfc3339(*ns));
+            }
+        }
+        Rendered { response, times }
+    }
+}
+
+impl Serialize for Rendered<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let results: Vec<RenderedColumn<'_>> = self
+            .response
+            .columns
+            .iter()
+            .map(|c| RenderedColumn {
+                c,
+                times: &self.times,
             })
-        })
-        .collect();
-    json!({"metadata": {"feature_names": response.names}, "results": results})
+            .collect();
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("metadata", &json!({"feature_names": self.response.names}))?;
+        map.serialize_entry("results", &results)?;
+        map.end()
+    }
+}
+
+struct RenderedColumn<'a> {
+    c: &'a crate::service::Column,
+    times: &'a HashMap<i64, String>,
+}
+
+impl Serialize for RenderedColumn<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(3))?;
+        let values: Vec<JsonValue<'_>> = self
+            .c
+            .values
+            .iter()
+            .map(|v| JsonValue(v.as_ref()))
+            .collect();
+        map.serialize_entry("values", &values)?;
+        let statuses: Vec<&str> = self.c.statuses.iter().map(|st| st.name()).collect();
+        map.serialize_entry("statuses", &statuses)?;
+        let times: Vec<&str> = self
+            .c
+            .event_ns
+            .iter()
+            .map(|ns| self.times[ns].as_str())
+            .collect();
+        map.serialize_entry("event_timestamps", &times)?;
+        map.end()
+    }
+}
+
+/// One value as Feast's JSON shows it: numbers, strings, booleans, lists; bytes as base64,
+/// timestamps as Unix seconds, non-finite floats as "NaN" / "Infinity" / "-Infinity"; float32
+/// through the shortest decimal that reads back as the same f32.
+struct JsonValue<'a>(Option<&'a Value>);
+
+impl Serialize for JsonValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let float = |f: f64, s: S| {
+            if f.is_finite() {
+                s.serialize_f64(f)
+            } else if f.is_nan() {
+                s.serialize_str("NaN")
+            } else {
+                s.serialize_str(if f > 0.0 { "Infinity" } else { "-Infinity" })
+            }
+        };
+        match self.0 {
+            None => s.serialize_none(),
+            Some(Value::Bool(b)) => s.serialize_bool(*b),
+            Some(Value::Int32(x)) => s.serialize_i32(*x),
+            Some(Value::Int64(x)) => s.serialize_i64(*x),
+            Some(Value::Float32(x)) => {
+                float(x.to_string().parse::<f64>().unwrap_or(f64::from(*x)), s)
+            }
+            Some(Value::Float64(x)) => float(*x, s),
+            Some(Value::String(v)) => s.serialize_str(v),
+            Some(Value::Bytes(b)) => {
+                s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+            }
+            Some(Value::Timestamp(ns)) => s.serialize_i64(ns.div_euclid(1_000_000_000)),
+            Some(Value::List(items)) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for i in items {
+                    seq.serialize_element(&JsonValue(i.as_ref()))?;
+                }
+                seq.end()
+            }
+        }
+    }
 }
 
 /// Protobuf-JSON timestamps: RFC 3339 in UTC, `Z`, fractional seconds only when needed.
 pub fn rfc3339(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
-
-fn float(f: f64) -> J {
-    if f.is_nan() {
-        J::String("NaN".into())
-    } else if f.is_infinite() {
-        J::String(if f > 0.0 { "Infinity" } else { "-Infinity" }.into())
-    } else {
-        json!(f)
-    }
-}
-
-/// One value as Feast's JSON shows it: numbers, strings, booleans, lists; bytes as base64,
-/// timestamps as Unix seconds, non-finite floats as "NaN" / "Infinity" / "-Infinity".
-pub fn value_json(v: &Value) -> J {
-    match v {
-        Value::Bool(b) => J::Bool(*b),
-        Value::Int32(x) => json!(x),
-        Value::Int64(x) => json!(x),
-        // Through the shortest decimal that reads back as the same f32.
-        Value::Float32(x) => float(x.to_string().parse::<f64>().unwrap_or(f64::from(*x))),
-        Value::Float64(x) => float(*x),
-        Value::String(s) => J::String(s.clone()),
-        Value::Bytes(b) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
-        Value::Timestamp(ns) => json!(ns.div_euclid(1_000_000_000)),
-        Value::List(items) => J::Array(
-            items
-                .iter()
-                .map(|i| i.as_ref().map_or(J::Null, value_json))
-                .collect(),
-        ),
-    }
 }
 
 async fn ready(State(state): State<HttpState>) -> Response {
