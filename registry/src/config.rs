@@ -116,7 +116,7 @@ pub enum OnlineStoreConfig {
         #[serde(default = "default_embedded_path")]
         path: PathBuf,
     },
-    /// Redis standalone (`redis://`, `rediss://`, with optional user:password) or Cluster.
+    /// Redis standalone (`redis://`, with optional user:password) or Cluster.
     Redis {
         url: String,
         /// Treat `url` (and `cluster_nodes`) as a Redis Cluster.
@@ -200,11 +200,29 @@ impl ProjectConfig {
 }
 
 fn check_redis_url(file: &str, url: &str, problems: &mut Vec<Diagnostic>) {
-    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+    if url.starts_with("rediss://") {
+        // Said at load time, not as a connection failure later.
         problems.push(
-            Diagnostic::error(file, Span::NONE, format!("invalid Redis URL `{url}`")).with_hint(
-                "write `redis://[user:password@]host:port[/db]` or `rediss://…` for TLS",
+            Diagnostic::error(
+                file,
+                Span::NONE,
+                format!(
+                    "TLS to Redis (`{}`) is not supported by this build yet",
+                    redact_url(url)
+                ),
+            )
+            .with_hint(
+                "use `redis://` on a trusted network, or a TLS tunnel (e.g. stunnel) to Redis",
             ),
+        );
+    } else if !url.starts_with("redis://") {
+        problems.push(
+            Diagnostic::error(
+                file,
+                Span::NONE,
+                format!("invalid Redis URL `{}`", redact_url(url)),
+            )
+            .with_hint("write `redis://[user:password@]host:port[/db]`"),
         );
     }
 }
@@ -295,6 +313,14 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("invalid project name"), "{text}");
         assert!(text.contains("invalid Redis URL"), "{text}");
+        let err =
+            load("project: demo\nonline_store:\n  type: redis\n  url: rediss://:pw@host:6380\n")
+                .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("TLS to Redis (`rediss://***@host:6380`) is not supported"),
+            "{err}"
+        );
         assert!(load("project: demo\nregistry:\n  url: ${UNSET}\n").is_err());
     }
 }
