@@ -22,6 +22,10 @@ use quiver_proto::feast::types::{RepeatedValue, Value, value::Val};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The same allocator as the server: the load generator shares its cores.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Protocol {
     Http,

@@ -12,6 +12,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::{init, materialize, online, plan, quickstart, registry, serve};
 
+/// glibc's malloc was ~20% of the server's CPU under load (perf, BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "quiver", version, about = "Quiver: a fast, exact feature store", long_about = None)]
 struct Cli {
