@@ -17,7 +17,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use quiver_proto::feast::serving::GetOnlineFeaturesRequest;
 use quiver_proto::feast::serving::get_online_features_request::Kind;
-use quiver_proto::feast::serving::serving_service_client::ServingServiceClient;
 use quiver_proto::feast::types::{RepeatedValue, Value, value::Val};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -120,8 +119,12 @@ fn grpc_request(
 
 enum Client {
     Http(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
-    Grpc(ServingServiceClient<tonic::transport::Channel>),
+    /// Raw unary calls whose response is read but not decoded (`()`), as the HTTP client reads
+    /// but does not parse its JSON: both measure the server, not the client's decoder.
+    Grpc(tonic::client::Grpc<tonic::transport::Channel>),
 }
+
+const GET_ONLINE_FEATURES: &str = "/feast.serving.ServingService/GetOnlineFeatures";
 
 impl Client {
     async fn connect(args: &Args) -> Result<Self> {
@@ -142,7 +145,7 @@ impl Client {
                     .tcp_nodelay(true)
                     .connect()
                     .await?;
-                Client::Grpc(ServingServiceClient::new(channel))
+                Client::Grpc(tonic::client::Grpc::new(channel))
             }
         })
     }
@@ -163,7 +166,13 @@ impl Client {
                 }
             }
             Client::Grpc(client) => {
-                client.get_online_features(grpc_request(args, &e)).await?;
+                client.ready().await?;
+                let codec = tonic_prost::ProstCodec::<GetOnlineFeaturesRequest, ()>::default();
+                let path =
+                    tonic::codegen::http::uri::PathAndQuery::from_static(GET_ONLINE_FEATURES);
+                client
+                    .unary(tonic::Request::new(grpc_request(args, &e)), path, codec)
+                    .await?;
             }
         }
         Ok(())
