@@ -338,3 +338,227 @@ async fn redis_down_is_503_quickly_and_the_server_recovers_by_itself() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_serves_on_a_socket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let repo = repo_ending(
+        tmp.path(),
+        20,
+        2,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+        &now,
+    );
+    json(&quiver(
+        &repo,
+        &["--output", "json", "materialize-incremental"],
+    ));
+    let server = start(&repo).await;
+    let (status, body) = http(server.http, "POST", "/get-online-features", r#"{"features": ["driver_hourly_stats:city", "driver_derived:city_slug"], "entities": {"driver_id": [1001, 5]}}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][1]["statuses"][1], "NOT_FOUND", "{body}");
+    let city = &body["results"][1]["values"][0];
+    let status0 = body["results"][1]["statuses"][0].as_str().unwrap();
+    assert!(
+        status0 == "PRESENT" && city.is_string() || status0 == "NULL_VALUE",
+        "{body}"
+    );
+    assert_eq!(http(server.http, "GET", "/ready", "").await.0, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_is_emptied_when_a_materialization_commits() {
+    let redis = RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // Data ending an hour ago: a later run adds the newest hour.
+    let end = (chrono::Utc::now() - chrono::Duration::minutes(30))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let repo = repo_ending(tmp.path(), 20, 3, &redis_yaml(&redis.url()), &end);
+    let config = repo.join("quiver.yaml");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{yaml}serving:\n  cache:\n    max_staleness_ms: 600000\n"),
+    )
+    .unwrap();
+    let mid = (chrono::Utc::now() - chrono::Duration::minutes(60))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    json(&quiver(
+        &repo,
+        &[
+            "--output",
+            "json",
+            "materialize",
+            "2020-01-01",
+            &mid,
+            "--views",
+            "driver_hourly_stats",
+        ],
+    ));
+
+    // Serve with the configured cache (the library path `quiver serve` takes).
+    let repository = Repository::open(&repo, None, &|_| None).unwrap();
+    let registry: Arc<dyn quiver_registry::RegistryStore> = Arc::from(repository.store().unwrap());
+    let version = registry.latest().unwrap().unwrap();
+    let store = quiver_online_store::open(&repository.config.online_store, &repository.root)
+        .await
+        .unwrap();
+    let cache = repository.config.serving.cache.as_ref().map(|c| {
+        quiver_feature_server::cache::BlobCache::new(
+            Duration::from_millis(c.max_staleness_ms),
+            c.max_entries,
+        )
+    });
+    assert!(cache.is_some());
+    let service = Arc::new(FeatureService::new(
+        Snapshot::new(version),
+        store,
+        cache,
+        Limits {
+            max_entity_rows: 10,
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let options = ServeOptions {
+        max_body_bytes: 1 << 16,
+        registry_poll: Duration::from_millis(100),
+        ready_timeout: Duration::from_millis(300),
+    };
+    let task = tokio::spawn(quiver_feature_server::serve(
+        listener,
+        None,
+        service,
+        registry,
+        options,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let ask = r#"{"features": ["driver_hourly_stats:rating"], "entities": {"driver_id": [1001]}}"#;
+    let (_, before) = http(addr, "POST", "/get-online-features", ask).await;
+    let old_ts = before["results"][1]["event_timestamps"][0].clone();
+    // Let the reload loop record the current watermarks before the next commit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    json(&quiver(
+        &repo,
+        &[
+            "--output",
+            "json",
+            "materialize-incremental",
+            "--views",
+            "driver_hourly_stats",
+        ],
+    ));
+    let committed = Instant::now();
+    loop {
+        let (_, now) = http(addr, "POST", "/get-online-features", ask).await;
+        if now["results"][1]["event_timestamps"][0] != old_ts {
+            break;
+        }
+        assert!(
+            committed.elapsed() < Duration::from_secs(2),
+            "still serving the cached value: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// A blocking one-shot HTTP request, for tests that drive the `quiver` binary.
+fn http_blocking(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((status, buf))
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish() {
+    let redis = RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let yaml = format!(
+        "online_store:\n  type: redis\n  url: {}\n  timeout_ms: 5000\n",
+        redis.url()
+    );
+    let repo = repo_ending(tmp.path(), 20, 2, &yaml, &now);
+    json(&quiver(
+        &repo,
+        &["--output", "json", "materialize-incremental"],
+    ));
+    let port = quiver_tests::free_port().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = std::process::Command::new(quiver_tests::quiver_bin())
+        .args(["serve", "--http", &addr, "--grpc", ""])
+        .current_dir(&repo)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_blocking(&addr, "GET", "/health", "").map(|r| r.0).ok() != Some(200) {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Make the store slow so that a request is in flight when SIGTERM arrives.
+    let sleeper = {
+        let url = redis.url();
+        std::thread::spawn(move || {
+            let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let _: () = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg("1")
+                .query(&mut con)
+                .unwrap();
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let request = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            http_blocking(
+                &addr,
+                "POST",
+                "/get-online-features",
+                r#"{"features": ["driver_hourly_stats:rating"], "entities": {"driver_id": [1001]}}"#,
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (status, body) = request.join().unwrap().unwrap();
+    assert_eq!(status, 200, "the in-flight request completed: {body}");
+    sleeper.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(exit) = server.try_wait().unwrap() {
+            assert!(exit.success(), "{exit}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
