@@ -117,14 +117,26 @@ fn grpc_request(
     }
 }
 
+/// Both clients are single hyper connections that read but do not decode responses, so both
+/// protocols measure the server and its transport, not the client's decoder.
 enum Client {
     Http(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
-    /// Raw unary calls whose response is read but not decoded (`()`), as the HTTP client reads
-    /// but does not parse its JSON: both measure the server, not the client's decoder.
-    Grpc(tonic::client::Grpc<tonic::transport::Channel>),
+    /// gRPC unary calls framed by hand over one HTTP/2 connection (as h2load or ghz do).
+    Grpc(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
 const GET_ONLINE_FEATURES: &str = "/feast.serving.ServingService/GetOnlineFeatures";
+
+/// A gRPC message frame: uncompressed flag, big-endian length, protobuf bytes.
+fn grpc_frame(message: &GetOnlineFeaturesRequest) -> Bytes {
+    use prost::Message;
+    let len = message.encoded_len();
+    let mut buf = Vec::with_capacity(5 + len);
+    buf.push(0);
+    buf.extend_from_slice(&(len as u32).to_be_bytes());
+    message.encode(&mut buf).expect("a Vec grows as needed");
+    Bytes::from(buf)
+}
 
 impl Client {
     async fn connect(args: &Args) -> Result<Self> {
@@ -141,11 +153,17 @@ impl Client {
                 Client::Http(sender)
             }
             Protocol::Grpc => {
-                let channel = tonic::transport::Endpoint::new(format!("http://{}", args.target))?
-                    .tcp_nodelay(true)
-                    .connect()
-                    .await?;
-                Client::Grpc(tonic::client::Grpc::new(channel))
+                let stream = tokio::net::TcpStream::connect(args.target)
+                    .await
+                    .context("connect")?;
+                stream.set_nodelay(true)?;
+                let (sender, conn) = hyper::client::conn::http2::handshake(
+                    hyper_util::rt::TokioExecutor::new(),
+                    hyper_util::rt::TokioIo::new(stream),
+                )
+                .await?;
+                tokio::spawn(conn);
+                Client::Grpc(sender)
             }
         })
     }
@@ -165,14 +183,27 @@ impl Client {
                     bail!("HTTP {status}");
                 }
             }
-            Client::Grpc(client) => {
-                client.ready().await?;
-                let codec = tonic_prost::ProstCodec::<GetOnlineFeaturesRequest, ()>::default();
-                let path =
-                    tonic::codegen::http::uri::PathAndQuery::from_static(GET_ONLINE_FEATURES);
-                client
-                    .unary(tonic::Request::new(grpc_request(args, &e)), path, codec)
-                    .await?;
+            Client::Grpc(sender) => {
+                let req =
+                    hyper::Request::post(format!("http://{}{GET_ONLINE_FEATURES}", args.target))
+                        .header("content-type", "application/grpc")
+                        .header("te", "trailers")
+                        .body(Full::new(grpc_frame(&grpc_request(args, &e))))?;
+                let resp = sender.send_request(req).await?;
+                if !resp.status().is_success() {
+                    bail!("HTTP {}", resp.status());
+                }
+                let body = resp.into_body().collect().await?;
+                let code = body
+                    .trailers()
+                    .and_then(|t| t.get("grpc-status"))
+                    .map(|v| v.as_bytes().to_vec());
+                if code.as_deref() != Some(b"0") {
+                    bail!(
+                        "grpc-status {:?}",
+                        code.map(|c| String::from_utf8_lossy(&c).to_string())
+                    );
+                }
             }
         }
         Ok(())
