@@ -247,6 +247,11 @@ impl Serialize for RenderedColumn<'_> {
     }
 }
 
+/// `value` as the HTTP API shows it (see [`JsonValue`]).
+pub fn value_json(value: &Value) -> J {
+    serde_json::to_value(JsonValue(Some(value))).expect("values always serialize")
+}
+
 /// One value as Feast's JSON shows it: numbers, strings, booleans, lists; bytes as base64,
 /// timestamps as Unix seconds, non-finite floats as "NaN" / "Infinity" / "-Infinity"; float32
 /// through the shortest decimal that reads back as the same f32.

@@ -254,13 +254,10 @@ impl FeatureService {
             for &slot in &view_slots[vi] {
                 let (value, status, ts) = match &decoded[slot] {
                     None => (None, Status::NotFound, 0),
-                    Some(d) if view.ttl_ns > 0 && now.saturating_sub(d.event_ns) > view.ttl_ns => {
-                        (None, Status::OutsideMaxAge, d.event_ns)
-                    }
-                    Some(d) => match d.values.get(*fi) {
-                        None => (None, Status::NotFound, 0),
-                        Some(None) => (None, Status::NullValue, d.event_ns),
-                        Some(Some(v)) => (Some(v.clone()), Status::Present, d.event_ns),
+                    Some(d) => match feature_status(d, *fi, view.ttl_ns, now) {
+                        Status::Present => (d.values[*fi].clone(), Status::Present, d.event_ns),
+                        Status::NotFound => (None, Status::NotFound, 0),
+                        other => (None, other, d.event_ns),
                     },
                 };
                 col.values.push(value);
@@ -299,6 +296,24 @@ impl FeatureService {
             metrics::counter!("quiver_store_errors_total").increment(1);
         }
         Ok(result?)
+    }
+}
+
+/// Whether a value with event time `event_ns` is older than the view's ttl (`0` = unbounded).
+pub fn is_outside_max_age(event_ns: i64, ttl_ns: i64, now_ns: i64) -> bool {
+    ttl_ns > 0 && now_ns.saturating_sub(event_ns) > ttl_ns
+}
+
+/// What serving answers for feature `index` of a stored blob read at `now_ns`; the one rule
+/// behind every status (the CLI's `online get` uses it too).
+pub fn feature_status(decoded: &Decoded, index: usize, ttl_ns: i64, now_ns: i64) -> Status {
+    if is_outside_max_age(decoded.event_ns, ttl_ns, now_ns) {
+        return Status::OutsideMaxAge;
+    }
+    match decoded.values.get(index) {
+        None => Status::NotFound,
+        Some(None) => Status::NullValue,
+        Some(Some(_)) => Status::Present,
     }
 }
 

@@ -120,9 +120,9 @@ pub async fn materialize(
             runs.push(run_record(
                 job,
                 view,
-                start,
-                end,
+                (start, end),
                 &Latest::new(view.features.len(), 0, 0),
+                0,
                 0,
                 0.0,
             ));
@@ -130,27 +130,21 @@ pub async fn materialize(
         }
         progress.view_started(&view.name);
         let started = Instant::now();
-        let latest = latest_rows(job, view, start.unwrap_or(i64::MIN), end, progress).await?;
-        let written = write(
-            job,
-            view,
-            latest
-                .winners
-                .iter()
-                .map(|(k, w)| (k.as_str(), w.event_ns, w.blob.as_slice())),
-            latest.winners.len() as u64,
-            progress,
-        )
-        .await?;
+        let mut latest = latest_rows(job, view, start.unwrap_or(i64::MIN), end, progress).await?;
+        // The blobs move into the write batches: the winners are not needed after this.
+        let winners = std::mem::take(&mut latest.winners);
+        let entities = winners.len() as u64;
+        let entries = winners.into_iter().map(|(k, w)| (k, w.event_ns, w.blob));
+        let written = write(job, view, entries, entities, progress).await?;
         job.online
             .advance_watermark(project, &view.name, view.generation, end)
             .await?;
         let run = run_record(
             job,
             view,
-            start,
-            end,
+            (start, end),
             &latest,
+            entities,
             written,
             started.elapsed().as_secs_f64(),
         );
@@ -167,9 +161,9 @@ fn rfc3339(ns: i64) -> String {
 fn run_record(
     job: &Job<'_>,
     view: &FeatureView,
-    start: Option<i64>,
-    end: i64,
+    (start, end): (Option<i64>, i64),
     latest: &Latest,
+    entities: u64,
     written: u64,
     seconds: f64,
 ) -> MaterializationRun {
@@ -180,7 +174,7 @@ fn run_record(
         start: start.map(rfc3339),
         end: rfc3339(end),
         rows_read: latest.rows_read,
-        entities: latest.winners.len() as u64,
+        entities,
         keys_written: written,
         seconds,
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -318,10 +312,10 @@ pub async fn latest_rows(
 }
 
 /// Writes `(entity key, event time, blob)` triples for a view; returns how many keys were stored.
-pub async fn write<'a>(
+pub async fn write(
     job: &Job<'_>,
     view: &FeatureView,
-    entries: impl Iterator<Item = (&'a str, i64, &'a [u8])>,
+    entries: impl Iterator<Item = (String, i64, Vec<u8>)>,
     total: u64,
     progress: &dyn Progress,
 ) -> Result<u64> {
@@ -329,8 +323,8 @@ pub async fn write<'a>(
     let ttl_ms = (job.key_ttl && !view.ttl.is_unbounded()).then(|| view.ttl.seconds as i64 * 1000);
     let entries: Vec<WriteEntry> = entries
         .map(|(key, event_ns, blob)| WriteEntry {
-            key: online_key(&prefix, key),
-            blob: blob.to_vec(),
+            key: online_key(&prefix, &key),
+            blob,
             expire_at_ms: ttl_ms.map(|t| event_ns.div_euclid(1_000_000).saturating_add(t)),
         })
         .collect();

@@ -1,8 +1,11 @@
 //! `quiver online get VIEW --key k=v`: what the online store holds for one entity (debugging aid).
 
 use anyhow::Result;
-use quiver_online_store::key_codec::{KeyValue, entity_key, online_key, view_prefix};
-use quiver_online_store::value_codec::{Value, decode};
+use quiver_feature_server::Snapshot;
+use quiver_feature_server::http::value_json;
+use quiver_feature_server::service::{feature_status, is_outside_max_age};
+use quiver_online_store::key_codec::{KeyValue, entity_key, online_key};
+use quiver_online_store::value_codec::decode;
 use quiver_registry::{ScalarType, ValueType};
 use serde_json::{Value as Json, json};
 
@@ -70,10 +73,9 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<()> {
     {
         return Err(UserError(format!("`{extra}` is not a join key of view `{view}`")).into());
     }
-    let key = online_key(
-        &view_prefix(&registry.project, &fv.name, fv.generation),
-        &entity_key(&values),
-    );
+    let snapshot = Snapshot::new(version.clone());
+    let plan = &snapshot.views[&fv.name];
+    let key = online_key(&plan.prefix, &entity_key(&values));
     let blob = ctx.runtime()?.block_on(async {
         let store = quiver_online_store::open(&repo.config.online_store, &repo.root).await?;
         anyhow::Ok(
@@ -90,20 +92,20 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<()> {
             format!("{key}: not found (materialize the view first?)\n")
         });
     };
-    let types: Vec<ValueType> = fv.features.iter().map(|f| f.value_type).collect();
-    let decoded = decode(&blob, &types)?;
+    let decoded = decode(&blob, &plan.types)?;
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let age_s = (now - decoded.event_ns) as f64 / 1e9;
-    let expired = !fv.ttl.is_unbounded() && age_s > fv.ttl.seconds as f64;
+    let expired = is_outside_max_age(decoded.event_ns, plan.ttl_ns, now);
     let features: Vec<Json> = fv
         .features
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let (status, value) = match decoded.values.get(i) {
-                None => ("NOT_FOUND", Json::Null),
-                Some(None) => ("NULL_VALUE", Json::Null),
-                Some(Some(v)) => ("PRESENT", to_json(v)),
+            // The status serving would answer; the value as stored, even when too old to serve.
+            let status = feature_status(&decoded, i, plan.ttl_ns, now).name();
+            let value = match decoded.values.get(i) {
+                Some(Some(v)) => value_json(v),
+                _ => Json::Null,
             };
             json!({"name": f.name, "type": f.value_type.to_string(), "status": status, "value": value})
         })
@@ -143,26 +145,4 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<()> {
         }
         out
     })
-}
-
-fn to_json(v: &Value) -> Json {
-    match v {
-        Value::Bool(b) => json!(b),
-        Value::Int32(x) => json!(x),
-        Value::Int64(x) => json!(x),
-        Value::Float32(x) => json!(x),
-        Value::Float64(x) => json!(x),
-        Value::String(s) => json!(s),
-        Value::Bytes(b) => json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
-        Value::Timestamp(ns) => json!(
-            chrono::DateTime::from_timestamp_nanos(*ns)
-                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-        ),
-        Value::List(items) => Json::Array(
-            items
-                .iter()
-                .map(|i| i.as_ref().map_or(Json::Null, to_json))
-                .collect(),
-        ),
-    }
 }
