@@ -25,7 +25,7 @@ pub struct Layout {
     pub features: Vec<Declared>,
 }
 
-fn utc_ns() -> DataType {
+pub(crate) fn utc_ns() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
 }
 
@@ -42,10 +42,23 @@ fn canonical(t: ScalarType) -> DataType {
     }
 }
 
-fn canonical_type(t: ValueType) -> DataType {
+pub(crate) fn canonical_type(t: ValueType) -> DataType {
     match t {
         ValueType::Scalar(s) => canonical(s),
         ValueType::List(s) => DataType::List(Arc::new(Field::new("item", canonical(s), true))),
+    }
+}
+
+/// The Arrow type join key values are compared as: integers as int64, strings, bytes.
+pub(crate) fn key_type(k: &Declared) -> Result<DataType, String> {
+    match k.value_type {
+        ValueType::Scalar(ScalarType::Int32 | ScalarType::Int64) => Ok(DataType::Int64),
+        ValueType::Scalar(ScalarType::String) => Ok(DataType::Utf8),
+        ValueType::Scalar(ScalarType::Bytes) => Ok(DataType::Binary),
+        other => Err(format!(
+            "join key `{}` is {other}; join keys are int32, int64, string or bytes",
+            k.name
+        )),
     }
 }
 

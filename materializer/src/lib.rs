@@ -8,11 +8,13 @@
 //! - [`columns`] — record batches as entity keys, timestamps and value blobs
 //! - [`latest`] — each entity's latest row, in memory bounded by the number of entities
 //! - [`materialize`] — ranges, watermarks, writes and run records
+//! - [`retrieve`] — point-in-time training tables: the sort-merge as-of join, manifests
 
 pub mod columns;
 pub mod error;
 pub mod latest;
 pub mod materialize;
+pub mod retrieve;
 pub mod source;
 
 pub use error::{Error, Result};

@@ -1,0 +1,404 @@
+//! Point-in-time retrieval against a brute-force oracle written plainly here.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Field as ArrowField, Int64Type, Schema, TimeUnit};
+use futures::TryStreamExt;
+use parquet::arrow::ArrowWriter;
+use proptest::prelude::*;
+use quiver_materializer::retrieve::{Engine, EntityInput, Options, Request, retrieve};
+use quiver_online_store::value_codec::{ValueEncoder, should_replace};
+use quiver_registry::duration::Ttl;
+use quiver_registry::{
+    Entity, FeatureRef, FeatureView, Field, Registry, ScalarType, Source, ValueType,
+};
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+fn field(name: &str, t: ScalarType) -> Field {
+    Field {
+        name: name.into(),
+        value_type: ValueType::Scalar(t),
+        description: String::new(),
+    }
+}
+
+/// Two views: `a` keyed by int `id` (features `v` int64, `w` int32), `b` keyed by string
+/// `name` (feature `v` int64). Source times in microseconds; created optional.
+fn registry(ttl_a: u64, ttl_b: u64) -> Registry {
+    let mut r = Registry {
+        project: "p".into(),
+        ..Default::default()
+    };
+    r.entities.insert(
+        "thing".into(),
+        Entity {
+            name: "thing".into(),
+            join_keys: vec![field("id", ScalarType::Int64)],
+            description: String::new(),
+            tags: BTreeMap::new(),
+        },
+    );
+    r.entities.insert(
+        "person".into(),
+        Entity {
+            name: "person".into(),
+            join_keys: vec![field("name", ScalarType::String)],
+            description: String::new(),
+            tags: BTreeMap::new(),
+        },
+    );
+    for (s, path) in [("sa", "a.parquet"), ("sb", "b.parquet")] {
+        r.sources.insert(
+            s.into(),
+            Source {
+                name: s.into(),
+                path: path.into(),
+                timestamp_field: "ts".into(),
+                created_timestamp_field: Some("created".into()),
+                field_mapping: BTreeMap::new(),
+                description: String::new(),
+                tags: BTreeMap::new(),
+            },
+        );
+    }
+    let view =
+        |name: &str, entity: &str, source: &str, ttl: u64, features: Vec<Field>| FeatureView {
+            name: name.into(),
+            entities: vec![entity.into()],
+            source: source.into(),
+            query: None,
+            features,
+            ttl: Ttl { seconds: ttl },
+            online: true,
+            generation: 1,
+            description: String::new(),
+            owner: String::new(),
+            tags: BTreeMap::new(),
+        };
+    r.feature_views.insert(
+        "a".into(),
+        view(
+            "a",
+            "thing",
+            "sa",
+            ttl_a,
+            vec![field("v", ScalarType::Int64), field("w", ScalarType::Int32)],
+        ),
+    );
+    r.feature_views.insert(
+        "b".into(),
+        view(
+            "b",
+            "person",
+            "sb",
+            ttl_b,
+            vec![field("u", ScalarType::Int64)],
+        ),
+    );
+    r
+}
+
+const S: i64 = 1_000_000_000;
+
+/// A view row: key, event second, created second (-1 = null), values.
+#[derive(Debug, Clone)]
+struct Row {
+    key: i64,
+    event: i64,
+    created: i64,
+    v: Option<i64>,
+    w: i32,
+}
+
+fn write(path: &Path, batch: &RecordBatch) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+fn micros(secs: impl Iterator<Item = Option<i64>>) -> ArrayRef {
+    Arc::new(
+        TimestampMicrosecondArray::from_iter(secs.map(|s| s.map(|s| s * 1_000_000)))
+            .with_timezone("UTC"),
+    )
+}
+
+fn write_view(path: &Path, rows: &[Row], string_keys: bool) {
+    let key: ArrayRef = if string_keys {
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| format!("n{}", r.key)),
+        ))
+    } else {
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.key)))
+    };
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let key_name = if string_keys { "name" } else { "id" };
+    let schema = Arc::new(Schema::new(vec![
+        ArrowField::new(key_name, key.data_type().clone(), false),
+        ArrowField::new("ts", ts.clone(), false),
+        ArrowField::new("created", ts, true),
+        ArrowField::new(if string_keys { "u" } else { "v" }, DataType::Int64, true),
+        ArrowField::new("w", DataType::Int32, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            key,
+            micros(rows.iter().map(|r| Some(r.event))),
+            micros(rows.iter().map(|r| (r.created >= 0).then_some(r.created))),
+            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.v))),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.w))),
+        ],
+    )
+    .unwrap();
+    write(path, &batch);
+}
+
+/// The blob the online store would hold for a row: the tie-break of last resort.
+fn blob(r: &Row, with_w: bool) -> Vec<u8> {
+    let created = (r.created >= 0).then_some(r.created * S);
+    let mut e = ValueEncoder::new(r.event * S, created, if with_w { 2 } else { 1 });
+    match r.v {
+        Some(v) => e.i64(v),
+        None => e.null(),
+    }
+    if with_w {
+        e.i32(r.w);
+    }
+    e.finish()
+}
+
+/// Plainly: the candidates of DESIGN.md, the greatest (event, created), then the greatest blob.
+fn oracle(rows: &[Row], key: i64, t: i64, ttl: i64, cutoff: bool, with_w: bool) -> Option<&Row> {
+    let mut best: Option<&Row> = None;
+    for r in rows {
+        let created = (r.created >= 0).then_some(r.created);
+        let ok = r.key == key
+            && r.event <= t
+            && (ttl == 0 || r.event >= t - ttl)
+            && (!cutoff || created.is_none_or(|c| c <= t));
+        if !ok {
+            continue;
+        }
+        best = match best {
+            None => Some(r),
+            Some(b) => {
+                let (ko, kb) = (
+                    (r.event, created.unwrap_or(i64::MIN)),
+                    (b.event, if b.created >= 0 { b.created } else { i64::MIN }),
+                );
+                if ko > kb || (ko == kb && should_replace(&blob(r, with_w), &blob(b, with_w))) {
+                    Some(r)
+                } else {
+                    Some(b)
+                }
+            }
+        };
+    }
+    best
+}
+
+/// (id, name key, second, extra) entity rows; `None` time = a null timestamp.
+type EntityRow = (i64, i64, Option<i64>, i64);
+
+fn write_entities(path: &Path, rows: &[EntityRow]) {
+    let schema = Arc::new(Schema::new(vec![
+        ArrowField::new("id", DataType::Int32, true),
+        ArrowField::new("name", DataType::Utf8, true),
+        ArrowField::new(
+            "event_timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            true,
+        ),
+        ArrowField::new("extra", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int32Array::from_iter_values(
+                rows.iter().map(|r| r.0 as i32),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| format!("n{}", r.1)),
+            )),
+            Arc::new(TimestampMillisecondArray::from_iter(
+                rows.iter().map(|r| r.2.map(|s| s * 1000)),
+            )),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+        ],
+    )
+    .unwrap();
+    write(path, &batch);
+}
+
+fn run(
+    dir: &Path,
+    registry: &Registry,
+    features: &[FeatureRef],
+    options: Options,
+    memory_limit: usize,
+) -> Vec<RecordBatch> {
+    let input = EntityInput::open(&dir.join("entities.parquet"), None).unwrap();
+    let request = Request {
+        registry,
+        root: dir,
+        features,
+        entities: &input,
+        options,
+    };
+    let engine = Engine {
+        partitions: 2,
+        memory_limit,
+        with_times: false,
+    };
+    runtime().block_on(async {
+        let r = retrieve(&request, &engine).await.unwrap();
+        r.stream.try_collect::<Vec<_>>().await.unwrap()
+    })
+}
+
+fn refs(list: &[(&str, &str)]) -> Vec<FeatureRef> {
+    list.iter()
+        .map(|(v, f)| FeatureRef {
+            view: v.to_string(),
+            feature: f.to_string(),
+        })
+        .collect()
+}
+
+fn column_i64(batches: &[RecordBatch], name: &str) -> Vec<Option<i64>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name(name).unwrap();
+            let c = arrow::compute::cast(c, &DataType::Int64).unwrap();
+            let c = c.as_primitive::<Int64Type>();
+            (0..c.len())
+                .map(|i| (!c.is_null(i)).then(|| c.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn row_strategy(keys: i64) -> impl Strategy<Value = Row> {
+    (
+        0..keys,
+        0..8i64,
+        -1..3i64,
+        proptest::option::of(0..3i64),
+        0..3i32,
+    )
+        .prop_map(|(key, event, created, v, w)| Row {
+            key,
+            event,
+            created,
+            v,
+            w,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn retrieval_matches_the_oracle(
+        a_rows in proptest::collection::vec(row_strategy(5), 0..40),
+        b_rows in proptest::collection::vec(row_strategy(4), 0..20),
+        entities in proptest::collection::vec(
+            (0..7i64, 0..6i64, proptest::option::weighted(0.95, 0..10i64), 0..1000i64), 1..40),
+        ttl_a in prop_oneof![Just(0u64), 1..4u64],
+        ttl_b in prop_oneof![Just(0u64), 2..3u64],
+        cutoff in any::<bool>(),
+        full in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        write_view(&dir.path().join("a.parquet"), &a_rows, false);
+        write_view(&dir.path().join("b.parquet"), &b_rows, true);
+        write_entities(&dir.path().join("entities.parquet"), &entities);
+        let registry = registry(ttl_a, ttl_b);
+        let features = refs(&[("a", "v"), ("b", "u"), ("a", "w")]);
+        let options = Options { full_feature_names: full, created_cutoff: cutoff };
+        let out = run(dir.path(), &registry, &features, options, 1 << 30);
+
+        let name = |v: &str, f: &str| if full { format!("{v}__{f}") } else { f.to_string() };
+        let got_v = column_i64(&out, &name("a", "v"));
+        let got_w = column_i64(&out, &name("a", "w"));
+        let got_u = column_i64(&out, &name("b", "u"));
+        let extra = column_i64(&out, "extra");
+        prop_assert_eq!(got_v.len(), entities.len());
+        for (i, &(id, nk, t, x)) in entities.iter().enumerate() {
+            prop_assert_eq!(extra[i], Some(x), "row {} out of order", i);
+            let a = t.and_then(|t| oracle(&a_rows, id, t, ttl_a as i64, cutoff, true));
+            let b = t.and_then(|t| oracle(&b_rows, nk, t, ttl_b as i64, cutoff, false));
+            prop_assert_eq!(got_v[i], a.and_then(|r| r.v), "a:v of row {}", i);
+            prop_assert_eq!(got_w[i], a.map(|r| i64::from(r.w)), "a:w of row {}", i);
+            prop_assert_eq!(got_u[i], b.and_then(|r| r.v), "b:u of row {}", i);
+        }
+    }
+}
+
+/// A memory limit far below the data forces every sort to spill; the answer must not change.
+#[test]
+fn spilling_sorts_give_the_same_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<Row> = (0..400_000)
+        .map(|i| Row {
+            key: (i * 7919) % 5000,
+            event: i % 97,
+            created: i % 3,
+            v: Some(i),
+            w: (i % 11) as i32,
+        })
+        .collect();
+    write_view(&dir.path().join("a.parquet"), &rows, false);
+    write_view(&dir.path().join("b.parquet"), &rows[..10], true);
+    let entities: Vec<EntityRow> = (0..50_000)
+        .map(|i| ((i * 31) % 5003, 0, Some(i % 101), i))
+        .collect();
+    write_entities(&dir.path().join("entities.parquet"), &entities);
+    let registry = registry(0, 0);
+    let features = refs(&[("a", "v"), ("a", "w")]);
+    let big = run(
+        dir.path(),
+        &registry,
+        &features,
+        Options::default(),
+        1 << 30,
+    );
+    let small = run(
+        dir.path(),
+        &registry,
+        &features,
+        Options::default(),
+        16 << 20,
+    );
+    assert_eq!(column_i64(&big, "v"), column_i64(&small, "v"));
+    assert_eq!(
+        column_i64(&big, "extra"),
+        (0..50_000).map(Some).collect::<Vec<_>>()
+    );
+    // Spot-check against the oracle.
+    let v = column_i64(&big, "v");
+    for i in (0..50_000).step_by(997) {
+        let (id, _, t, _) = entities[i];
+        let want = oracle(&rows, id, t.unwrap(), 0, false, true).and_then(|r| r.v);
+        assert_eq!(v[i], want, "row {i}");
+    }
+}
