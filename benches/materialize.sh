@@ -56,7 +56,7 @@ PY
   for i in $(seq "$RUNS"); do
     redis-cli -p "$PORT" flushall >/dev/null
     rm -f "$WORK/repo/.quiver/online.redb"
-    measure "$QUIVER" -C "$WORK/repo" --output json materialize 2025-12-01 2026-01-03 \
+    measure "$QUIVER" -C "$WORK/repo" --format json materialize 2025-12-01 2026-01-03 \
       --views driver_hourly_stats,customer_profile >>"$WORK/$name.times"
     keys=$(python3 -c 'import json,sys; print(sum(r["keys_written"] for r in json.load(open(sys.argv[1]))))' "$WORK/out")
     rows=$(python3 -c 'import json,sys; print(sum(r["rows_read"] for r in json.load(open(sys.argv[1]))))' "$WORK/out")

@@ -57,13 +57,18 @@ impl Context {
             .build()?)
     }
 
-    /// Prints `value` as JSON in `--output json` mode, else the text `render` makes.
+    /// Prints `value` as JSON in `--format json` mode, else the text `render` makes.
     pub fn print<T: Serialize>(&self, value: &T, render: impl FnOnce() -> String) -> Result<()> {
-        match self.output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
-            Output::Text => print!("{}", render()),
+        let text = match self.output {
+            Output::Json => serde_json::to_string_pretty(value)? + "\n",
+            Output::Text => render(),
+        };
+        use std::io::Write;
+        match std::io::stdout().lock().write_all(text.as_bytes()) {
+            // A reader that stopped early (`| head`) is not an error of ours.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
         }
-        Ok(())
     }
 }
 

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::commands::{init, materialize, online, plan, quickstart, registry, serve};
+use crate::commands::{
+    init, materialize, online, plan, quickstart, registry, retrieve, serve, verify,
+};
 
 /// glibc's malloc was ~20% of the server's CPU under load (perf, BENCHMARKS.md).
 #[global_allocator]
@@ -31,9 +33,9 @@ struct Cli {
     /// quiver.yaml to use instead of REPO/quiver.yaml.
     #[arg(long, global = true, env = "QUIVER_CONFIG")]
     config: Option<PathBuf>,
-    /// Output format, for commands a script may read.
+    /// How results are printed: text for people, json for scripts.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
-    output: Output,
+    format: Output,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,6 +61,10 @@ enum Command {
     Materialize(materialize::Args),
     /// Continue each view from its watermark up to END (default: now).
     MaterializeIncremental(materialize::IncrementalArgs),
+    /// Compute a point-in-time-correct training table for an entity table.
+    Retrieve(retrieve::Args),
+    /// Check that online values equal the offline join at each view's watermark.
+    Verify(verify::Args),
     /// Inspect the online store.
     #[command(subcommand)]
     Online(online::Command),
@@ -80,7 +86,7 @@ fn main() -> ExitCode {
     let ctx = context::Context {
         repo: cli.repo,
         config: cli.config,
-        output: cli.output,
+        output: cli.format,
     };
     let result = match cli.command {
         Command::Init(args) => init::run(&ctx, args),
@@ -89,6 +95,8 @@ fn main() -> ExitCode {
         Command::Registry(cmd) => registry::run(&ctx, cmd),
         Command::Materialize(args) => materialize::fixed(&ctx, args),
         Command::MaterializeIncremental(args) => materialize::incremental(&ctx, args),
+        Command::Retrieve(args) => retrieve::run(&ctx, args),
+        Command::Verify(args) => verify::run(&ctx, args),
         Command::Online(cmd) => online::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Quickstart(args) => quickstart::run(&ctx, args),

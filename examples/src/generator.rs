@@ -42,6 +42,8 @@ pub struct SampleSpec {
     pub seed: u64,
     /// The newest event time in the data.
     pub end: DateTime<Utc>,
+    /// Rows of the sample entity table (`labels.parquet`) for training retrieval.
+    pub labels: u64,
 }
 
 impl SampleSpec {
@@ -54,6 +56,7 @@ impl SampleSpec {
             customer_days: 5,
             seed: 42,
             end,
+            labels: 1000,
         }
     }
 }
@@ -65,6 +68,8 @@ pub struct SampleSummary {
     pub driver_rows: u64,
     pub customer_profile: PathBuf,
     pub customer_rows: u64,
+    pub labels: PathBuf,
+    pub label_rows: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,11 +134,58 @@ pub fn write_sample_data(dir: &Path, spec: &SampleSpec) -> Result<SampleSummary,
         }
         emit(batch.finish())
     })?;
+    let labels = dir.join("labels.parquet");
+    let label_rows = write_labels(&labels, spec)?;
     Ok(SampleSummary {
         driver_stats: drivers,
         driver_rows,
         customer_profile: customers,
         customer_rows,
+        labels,
+        label_rows,
+    })
+}
+
+/// An entity table for training retrieval: a driver, a customer, a time and a label per row.
+/// Times spread from two hours before the first driver row to an hour after the last; about 2%
+/// of the ids have no data at all, so every retrieval case shows up.
+fn write_labels(path: &Path, spec: &SampleSpec) -> Result<u64, GeneratorError> {
+    let end = spec.end.timestamp_micros();
+    let span = i64::from(spec.hours + 3) * MICROS_PER_HOUR;
+    let first = end - i64::from(spec.hours + 1) * MICROS_PER_HOUR;
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed.wrapping_add(2));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("driver_id", DataType::Int64, false),
+        Field::new("customer_id", DataType::Int64, false),
+        ts_field("event_timestamp", false),
+        Field::new("trip_completed", DataType::Boolean, false),
+    ]));
+    let drivers = (spec.drivers + spec.drivers / 50).max(1);
+    let customers = (spec.customers + spec.customers / 50).max(1);
+    write_table(path, schema.clone(), |emit| {
+        let mut done = 0u64;
+        while done < spec.labels {
+            let n = (spec.labels - done).min(BATCH_ROWS as u64) as usize;
+            let mut d = Int64Builder::with_capacity(n);
+            let mut c = Int64Builder::with_capacity(n);
+            let mut t = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+            let mut y = BooleanBuilder::with_capacity(n);
+            for _ in 0..n {
+                d.append_value(FIRST_DRIVER_ID + rng.random_range(0..drivers) as i64);
+                c.append_value(FIRST_CUSTOMER_ID + rng.random_range(0..customers) as i64);
+                t.append_value(first + rng.random_range(0..span));
+                y.append_value(rng.random_bool(0.7));
+            }
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(d.finish()),
+                Arc::new(c.finish()),
+                Arc::new(t.finish()),
+                Arc::new(y.finish()),
+            ];
+            emit(RecordBatch::try_new(schema.clone(), columns).expect("columns match the schema"))?;
+            done += n as u64;
+        }
+        Ok(())
     })
 }
 
@@ -378,6 +430,7 @@ mod tests {
 
     fn spec() -> SampleSpec {
         SampleSpec {
+            labels: 100,
             drivers: 50,
             hours: 10,
             customers: 40,

@@ -25,6 +25,8 @@ pub struct HttpState {
     pub service: Arc<FeatureService>,
     /// Bound on the readiness probe's store ping.
     pub ready_timeout: Duration,
+    /// Training retrieval (`/get-historical-features`); off when absent.
+    pub training: Option<Arc<crate::training::Training>>,
 }
 
 /// The HTTP API. `max_body_bytes` bounds every request body (413 beyond it).
@@ -32,6 +34,10 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
     crate::metrics::handle();
     Router::new()
         .route("/get-online-features", post(get_online_features))
+        .route(
+            "/get-historical-features",
+            post(crate::training::get_historical_features),
+        )
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))

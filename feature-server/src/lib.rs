@@ -2,11 +2,12 @@
 //! adapters, an optional in-process cache (moka), Prometheus metrics and registry hot reload.
 //!
 //! It is the only crate that knows HTTP or gRPC. It reads the online store through its trait and
-//! codecs and knows nothing about DataFusion.
+//! codecs; training retrieval (`/get-historical-features`) runs the materializer's engine.
 //!
 //! - [`service`] — the core: resolve, one store round trip, columnar results with statuses
 //! - [`http`] / [`grpc`] — Feast-compatible adapters; [`error`] maps kinds to both protocols
 //! - [`snapshot`], [`reload`] — registry versions served, swapped atomically
+//! - [`training`] — point-in-time tables over HTTP: entity table in, Arrow IPC stream out
 //! - [`cache`], [`metrics`], [`server`]
 
 pub mod cache;
@@ -18,7 +19,9 @@ pub mod reload;
 pub mod server;
 pub mod service;
 pub mod snapshot;
+pub mod training;
 
 pub use server::{ServeOptions, serve};
 pub use service::{FeatureService, Limits};
 pub use snapshot::Snapshot;
+pub use training::Training;

@@ -18,6 +18,8 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     pub registry_poll: Duration,
     pub ready_timeout: Duration,
+    /// Training retrieval over HTTP; off when absent.
+    pub training: Option<crate::training::Training>,
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests and returns.
@@ -48,6 +50,7 @@ pub async fn serve(
         HttpState {
             service: service.clone(),
             ready_timeout: options.ready_timeout,
+            training: options.training.clone().map(Arc::new),
         },
         options.max_body_bytes,
     );

@@ -139,6 +139,7 @@ async fn app(limits: Limits) -> (axum::Router, tempfile::TempDir, i64) {
             HttpState {
                 service,
                 ready_timeout: Duration::from_millis(200),
+                training: None,
             },
             4096,
         ),

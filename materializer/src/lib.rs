@@ -9,6 +9,7 @@
 //! - [`latest`] — each entity's latest row, in memory bounded by the number of entities
 //! - [`materialize`] — ranges, watermarks, writes and run records
 //! - [`retrieve`] — point-in-time training tables: the sort-merge as-of join, manifests
+//! - [`verify`] — online values against the offline join at each view's watermark
 
 pub mod columns;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod latest;
 pub mod materialize;
 pub mod retrieve;
 pub mod source;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use materialize::{Job, Progress, Quiet, Range, materialize, select_views};

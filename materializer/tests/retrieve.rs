@@ -402,3 +402,195 @@ fn spilling_sorts_give_the_same_table() {
         assert_eq!(v[i], want, "row {i}");
     }
 }
+
+fn write_ns_view(dir: &Path) {
+    // Two rows of entity 1, one nanosecond apart: 10 s → v 1, 10 s + 1 ns → v 2.
+    let ts = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+    let schema = Arc::new(Schema::new(vec![
+        ArrowField::new("id", DataType::Int64, false),
+        ArrowField::new("ts", ts.clone(), false),
+        ArrowField::new("created", ts, true),
+        ArrowField::new("v", DataType::Int64, true),
+        ArrowField::new("w", DataType::Int32, false),
+    ]));
+    let times =
+        arrow::array::TimestampNanosecondArray::from(vec![10 * S, 10 * S + 1]).with_timezone("UTC");
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![1, 1])),
+            Arc::new(times),
+            Arc::new(
+                arrow::array::TimestampNanosecondArray::from(vec![None::<i64>, None])
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(Int32Array::from(vec![0, 0])),
+        ],
+    )
+    .unwrap();
+    write(&dir.join("a.parquet"), &batch);
+    write_view(&dir.join("b.parquet"), &[], true);
+}
+
+fn v_for(dir: &Path, entities: &Path, timestamp_column: Option<&str>) -> Vec<Option<i64>> {
+    let registry = registry(0, 0);
+    let input = EntityInput::open(entities, timestamp_column).unwrap();
+    let features = refs(&[("a", "v")]);
+    let request = Request {
+        registry: &registry,
+        root: dir,
+        features: &features,
+        entities: &input,
+        options: Options::default(),
+    };
+    let batches = runtime().block_on(async {
+        let r = retrieve(&request, &Engine::default()).await.unwrap();
+        r.stream.try_collect::<Vec<_>>().await.unwrap()
+    });
+    column_i64(&batches, "v")
+}
+
+/// Golden cases for time handling: naive = UTC, zones, units from seconds to nanoseconds, both
+/// TTL-free bounds inclusive to the nanosecond, CSV text with offsets, Arrow IPC input.
+#[test]
+fn entity_times_are_instants_whatever_their_unit_zone_or_format() {
+    let dir = tempfile::tempdir().unwrap();
+    write_ns_view(dir.path());
+    let d = dir.path();
+
+    // Naive nanoseconds: before, exactly at, and after the first row.
+    let schema = Arc::new(Schema::new(vec![
+        ArrowField::new("id", DataType::Int64, false),
+        ArrowField::new(
+            "event_timestamp",
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+            false,
+        ),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![1, 1, 1, 2])),
+            Arc::new(arrow::array::TimestampNanosecondArray::from(vec![
+                10 * S - 1,
+                10 * S,
+                10 * S + 1,
+                10 * S,
+            ])),
+        ],
+    )
+    .unwrap();
+    write(&d.join("ns.parquet"), &batch);
+    assert_eq!(
+        v_for(d, &d.join("ns.parquet"), None),
+        [None, Some(1), Some(2), None]
+    );
+
+    // Microseconds in a +02:00 zone and seconds in UTC, as Arrow IPC file and stream.
+    let schema = Arc::new(Schema::new(vec![
+        ArrowField::new("id", DataType::Int64, false),
+        ArrowField::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+02:00".into())),
+            false,
+        ),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 1])),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![10_000_000 - 1, 10_000_000])
+                    .with_timezone("+02:00"),
+            ),
+        ],
+    )
+    .unwrap();
+    let mut w = arrow::ipc::writer::FileWriter::try_new(
+        std::fs::File::create(d.join("zoned.arrow")).unwrap(),
+        &schema,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.finish().unwrap();
+    assert_eq!(
+        v_for(d, &d.join("zoned.arrow"), Some("at")),
+        [None, Some(1)]
+    );
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(
+        std::fs::File::create(d.join("zoned.stream")).unwrap(),
+        &schema,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.finish().unwrap();
+    assert_eq!(
+        v_for(d, &d.join("zoned.stream"), Some("at")),
+        [None, Some(1)]
+    );
+
+    // CSV text: Z, an offset, naive with nanoseconds, and seconds before.
+    std::fs::write(
+        d.join("times.csv"),
+        "id,event_timestamp\n1,1970-01-01T00:00:10Z\n1,1970-01-01T02:00:10+02:00\n1,1970-01-01T00:00:10.000000001\n1,1970-01-01T00:00:09Z\n",
+    )
+    .unwrap();
+    assert_eq!(
+        v_for(d, &d.join("times.csv"), None),
+        [Some(1), Some(1), Some(2), None]
+    );
+}
+
+/// Column naming: plain names, `view__feature` with full names, and collisions refused.
+#[test]
+fn output_columns_are_named_and_collisions_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_ns_view(dir.path());
+    let d = dir.path();
+    std::fs::write(
+        d.join("e.csv"),
+        "id,name,event_timestamp,v\n1,n1,1970-01-01T00:00:11Z,9\n",
+    )
+    .unwrap();
+    let registry = registry(0, 0);
+    let input = EntityInput::open(&d.join("e.csv"), None).unwrap();
+    let names = |features: &[FeatureRef], full: bool| {
+        let request = Request {
+            registry: &registry,
+            root: d,
+            features,
+            entities: &input,
+            options: Options {
+                full_feature_names: full,
+                created_cutoff: false,
+            },
+        };
+        runtime().block_on(async {
+            retrieve(&request, &Engine::default()).await.map(|r| {
+                r.schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect::<Vec<_>>()
+            })
+        })
+    };
+    assert_eq!(
+        names(&refs(&[("a", "w"), ("b", "u")]), false).unwrap(),
+        ["id", "name", "event_timestamp", "v", "w", "u"]
+    );
+    assert_eq!(
+        names(&refs(&[("a", "v"), ("b", "u")]), true).unwrap(),
+        ["id", "name", "event_timestamp", "v", "a__v", "b__u"]
+    );
+    let err = names(&refs(&[("a", "v")]), false).unwrap_err().to_string();
+    assert!(
+        err.contains("output column `v`") && err.contains("full feature names"),
+        "{err}"
+    );
+    let err = names(&refs(&[("a", "w"), ("a", "w")]), false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("collides"), "{err}");
+}

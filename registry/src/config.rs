@@ -38,6 +38,8 @@ pub struct ServingConfig {
     pub max_request_bytes: usize,
     /// Most entity rows one request may ask for.
     pub max_entity_rows: usize,
+    /// Largest entity table `/get-historical-features` accepts, in bytes (spooled to disk).
+    pub max_training_upload_bytes: u64,
     /// How often to look for a new registry version and new materializations, in milliseconds.
     pub registry_poll_ms: u64,
     /// An in-process cache of online values; off when absent.
@@ -51,6 +53,7 @@ impl Default for ServingConfig {
             grpc: "127.0.0.1:6567".into(),
             max_request_bytes: 1 << 20,
             max_entity_rows: 10_000,
+            max_training_upload_bytes: 2 << 30,
             registry_poll_ms: 500,
             cache: None,
         }

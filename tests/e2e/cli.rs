@@ -50,14 +50,14 @@ fn init_plan_apply_list_describe_history() {
     assert!(apply.status.success(), "{}", describe(&apply));
     assert!(String::from_utf8_lossy(&apply.stdout).contains("Applied registry version 1"));
 
-    let again = quiver(&repo, &["--output", "json", "apply"]);
+    let again = quiver(&repo, &["--format", "json", "apply"]);
     let json: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(json["changed"], false, "{}", describe(&again));
     assert_eq!(json["version"], 1);
 
     let list = quiver(
         tmp.path(),
-        &["-C", "repo", "--output", "json", "registry", "list"],
+        &["-C", "repo", "--format", "json", "registry", "list"],
     );
     let json: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     let views: Vec<&str> = json["feature_views"]
@@ -91,13 +91,13 @@ fn init_plan_apply_list_describe_history() {
     );
     assert!(text.contains("generation 1 → 2"), "{text}");
     assert!(quiver(&repo, &["apply"]).status.success());
-    let history = quiver(&repo, &["--output", "json", "registry", "history"]);
+    let history = quiver(&repo, &["--format", "json", "registry", "history"]);
     let json: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2, "{}", describe(&history));
     let old = quiver(
         &repo,
         &[
-            "--output",
+            "--format",
             "json",
             "registry",
             "describe",
@@ -224,7 +224,7 @@ fn quickstart_runs_twice_on_a_fresh_directory() {
         &[
             "-C",
             "quiver_quickstart",
-            "--output",
+            "--format",
             "json",
             "online",
             "get",

@@ -4,4 +4,5 @@ mod cli;
 mod materialize;
 mod online_store;
 mod registry_redis;
+mod retrieve;
 mod serve;

@@ -171,7 +171,7 @@ async fn materialize_matches_a_brute_force_oracle_on_both_backends() {
         let runs = json(&quiver(
             &repo,
             &[
-                "--output",
+                "--format",
                 "json",
                 "materialize",
                 start,
@@ -239,11 +239,11 @@ fn two_half_ranges_give_the_store_one_full_range_gives_and_reruns_write_nothing(
 
     json(&quiver(
         &repo,
-        &["--output", "json", "materialize", start, mid],
+        &["--format", "json", "materialize", start, mid],
     ));
     let second = json(&quiver(
         &repo,
-        &["--output", "json", "materialize-incremental", END],
+        &["--format", "json", "materialize-incremental", END],
     ));
     assert_eq!(
         second[0]["start"], "2026-01-01T20:30:00Z",
@@ -252,7 +252,7 @@ fn two_half_ranges_give_the_store_one_full_range_gives_and_reruns_write_nothing(
     json(&quiver(
         &repo,
         &[
-            "--output",
+            "--format",
             "json",
             "--config",
             other.to_str().unwrap(),
@@ -271,7 +271,7 @@ fn two_half_ranges_give_the_store_one_full_range_gives_and_reruns_write_nothing(
 
     let rerun = json(&quiver(
         &repo,
-        &["--output", "json", "materialize", mid, END],
+        &["--format", "json", "materialize", mid, END],
     ));
     let drivers = rerun
         .as_array()
@@ -285,7 +285,7 @@ fn two_half_ranges_give_the_store_one_full_range_gives_and_reruns_write_nothing(
     }
     let up_to_date = json(&quiver(
         &repo,
-        &["--output", "json", "materialize-incremental", END],
+        &["--format", "json", "materialize-incremental", END],
     ));
     assert_eq!(up_to_date[0]["rows_read"], 0);
     assert_eq!(dump(&halves), b);
@@ -395,7 +395,7 @@ async fn redis_cluster_holds_every_key() {
     let repo = repo_with(tmp.path(), 500, 3, &yaml);
     let runs = json(&quiver(
         &repo,
-        &["--output", "json", "materialize", "2025-12-31", END],
+        &["--format", "json", "materialize", "2025-12-31", END],
     ));
     assert_eq!(runs.as_array().unwrap().len(), 3, "{runs}");
     let keys: u64 = runs
@@ -511,7 +511,7 @@ fn sql_query_views_serve_their_computed_columns() {
     json(&quiver(
         &repo,
         &[
-            "--output",
+            "--format",
             "json",
             "materialize",
             "2025-12-31",
@@ -524,7 +524,7 @@ fn sql_query_views_serve_their_computed_columns() {
         let base = json(&quiver(
             &repo,
             &[
-                "--output",
+                "--format",
                 "json",
                 "online",
                 "get",
@@ -536,7 +536,7 @@ fn sql_query_views_serve_their_computed_columns() {
         let derived = json(&quiver(
             &repo,
             &[
-                "--output",
+                "--format",
                 "json",
                 "online",
                 "get",

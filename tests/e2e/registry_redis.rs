@@ -45,7 +45,7 @@ fn apply_through_redis_is_shared_and_versioned() {
         !repo.join(".quiver/registry").exists(),
         "nothing is written locally"
     );
-    let out = quiver(&repo, &["--output", "json", "apply"]);
+    let out = quiver(&repo, &["--format", "json", "apply"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["changed"], false);
 

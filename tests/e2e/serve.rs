@@ -18,22 +18,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::materialize::{json, redis_yaml, repo_ending};
 
-struct Running {
-    http: SocketAddr,
+pub(crate) struct Running {
+    pub(crate) http: SocketAddr,
     grpc: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Running {
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.await.unwrap().unwrap();
     }
 }
 
 /// Serves the applied registry of `repo` on two fresh ports.
-async fn start(repo: &Path) -> Running {
+pub(crate) async fn start(repo: &Path) -> Running {
     let repository = Repository::open(repo, None, &|_| None).unwrap();
     let registry: Arc<dyn quiver_registry::RegistryStore> = Arc::from(repository.store().unwrap());
     let version = registry.latest().unwrap().unwrap();
@@ -56,6 +56,11 @@ async fn start(repo: &Path) -> Running {
         max_body_bytes: 1 << 20,
         registry_poll: Duration::from_millis(100),
         ready_timeout: Duration::from_millis(300),
+        training: Some(quiver_feature_server::Training {
+            root: repository.root.clone(),
+            max_upload_bytes: 1 << 20,
+            engine: quiver_materializer::retrieve::Engine::default(),
+        }),
     };
     let task = tokio::spawn(quiver_feature_server::serve(
         http,
@@ -103,7 +108,7 @@ fn setup(redis: &RedisServer) -> (tempfile::TempDir, std::path::PathBuf) {
     let repo = repo_ending(tmp.path(), 50, 3, &redis_yaml(&redis.url()), &now);
     json(&quiver(
         &repo,
-        &["--output", "json", "materialize-incremental"],
+        &["--format", "json", "materialize-incremental"],
     ));
     (tmp, repo)
 }
@@ -352,7 +357,7 @@ async fn the_embedded_store_serves_on_a_socket() {
     );
     json(&quiver(
         &repo,
-        &["--output", "json", "materialize-incremental"],
+        &["--format", "json", "materialize-incremental"],
     ));
     let server = start(&repo).await;
     let (status, body) = http(server.http, "POST", "/get-online-features", r#"{"features": ["driver_hourly_stats:city", "driver_derived:city_slug"], "entities": {"driver_id": [1001, 5]}}"#).await;
@@ -388,7 +393,7 @@ async fn the_cache_is_emptied_when_a_materialization_commits() {
     json(&quiver(
         &repo,
         &[
-            "--output",
+            "--format",
             "json",
             "materialize",
             "2020-01-01",
@@ -427,6 +432,7 @@ async fn the_cache_is_emptied_when_a_materialization_commits() {
         max_body_bytes: 1 << 16,
         registry_poll: Duration::from_millis(100),
         ready_timeout: Duration::from_millis(300),
+        training: None,
     };
     let task = tokio::spawn(quiver_feature_server::serve(
         listener,
@@ -446,7 +452,7 @@ async fn the_cache_is_emptied_when_a_materialization_commits() {
     json(&quiver(
         &repo,
         &[
-            "--output",
+            "--format",
             "json",
             "materialize-incremental",
             "--views",
@@ -501,7 +507,7 @@ fn sigterm_lets_an_in_flight_request_finish() {
     let repo = repo_ending(tmp.path(), 20, 2, &yaml, &now);
     json(&quiver(
         &repo,
-        &["--output", "json", "materialize-incremental"],
+        &["--format", "json", "materialize-incremental"],
     ));
     let port = quiver_tests::free_port().unwrap();
     let addr = format!("127.0.0.1:{port}");

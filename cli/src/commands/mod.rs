@@ -6,6 +6,8 @@ pub mod online;
 pub mod plan;
 pub mod quickstart;
 pub mod registry;
+pub mod retrieve;
 pub mod sample;
 pub mod serve;
 pub mod time;
+pub mod verify;

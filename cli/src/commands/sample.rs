@@ -23,6 +23,9 @@ pub struct SampleArgs {
     /// Random seed: the same seed, sizes and end give the same data.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Rows of the sample entity table `data/labels.parquet` (for `quiver retrieve`).
+    #[arg(long, default_value_t = 1000)]
+    pub labels: u64,
     /// Newest event time (RFC 3339, e.g. 2026-01-02T00:00:00Z); default: now.
     #[arg(long)]
     pub end: Option<String>,
@@ -50,6 +53,7 @@ impl SampleArgs {
             customer_days: self.customer_days,
             seed: self.seed,
             end,
+            labels: self.labels,
         })
     }
 }

@@ -68,6 +68,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             max_body_bytes: serving.max_request_bytes,
             registry_poll: Duration::from_millis(serving.registry_poll_ms),
             ready_timeout: Duration::from_millis(500),
+            training: Some(quiver_feature_server::Training {
+                root: repo.root.clone(),
+                max_upload_bytes: serving.max_training_upload_bytes,
+                engine: quiver_materializer::retrieve::Engine::default(),
+            }),
         };
         quiver_feature_server::serve(http, grpc, service, registry, options, shutdown_signal())
             .await?;

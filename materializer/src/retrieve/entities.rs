@@ -71,7 +71,7 @@ fn sniff(path: &Path) -> Result<EntityFormat> {
     } else {
         return Err(invalid(
             path,
-            "not Parquet, Arrow IPC or CSV (CSV files must end in `.csv`)",
+            "not Parquet, Arrow IPC or CSV (CSV: a `.csv` file, or `Content-Type: text/csv` over HTTP)",
         ));
     })
 }

@@ -10,6 +10,7 @@
 
 pub mod asof;
 pub mod entities;
+pub mod manifest;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -66,10 +67,23 @@ impl Default for Engine {
     fn default() -> Self {
         Engine {
             partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            memory_limit: 1 << 30,
+            memory_limit: default_memory_limit(),
             with_times: false,
         }
     }
+}
+
+/// A quarter of physical memory, at least 1 GiB: the sorts share it in fair parts (each sort of
+/// each partition gets its share), so a limit near the data size would make them spill early.
+pub fn default_memory_limit() -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<usize>().ok())
+            .map(|kb| kb * 1024)
+    });
+    total.map_or(2 << 30, |t| t / 4).max(1 << 30)
 }
 
 /// What to retrieve.
@@ -615,9 +629,10 @@ pub fn resolve_selection(registry: &Registry, selection: &str) -> Result<Vec<Fea
                 part.split(':').next().unwrap_or(part),
                 names,
             )
+            .map(|h| format!("; {h}"))
             .unwrap_or_default();
             Error::Invalid(format!(
-                "`{part}` is neither a feature service nor a feature reference: {e}. {hint}"
+                "`{part}` is neither a feature service nor a feature reference: {e}{hint}"
             ))
         })?);
     }
@@ -627,6 +642,83 @@ pub fn resolve_selection(registry: &Registry, selection: &str) -> Result<Vec<Fea
         ));
     }
     Ok(refs)
+}
+
+/// The file formats a table can be written in, by the output's extension: `.arrow`, `.feather`
+/// and `.ipc` are Arrow IPC files, anything else Parquet.
+pub fn output_is_arrow(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "arrow" | "feather" | "ipc"))
+}
+
+/// Writes the whole retrieval to `path` (Parquet, or Arrow IPC by extension), through a
+/// temporary file renamed into place only when complete; returns the rows written.
+pub async fn write_output(retrieval: Retrieval, path: &Path) -> Result<u64> {
+    let tmp = temp_path(path);
+    let result = write_to(retrieval, path, &tmp).await;
+    match result {
+        Ok(rows) => {
+            std::fs::rename(&tmp, path)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+            Ok(rows)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+async fn write_to(mut retrieval: Retrieval, path: &Path, tmp: &Path) -> Result<u64> {
+    let io = |e: &dyn std::fmt::Display| Error::Invalid(format!("{}: {e}", path.display()));
+    let file = std::fs::File::create(tmp).map_err(|e| io(&e))?;
+    let file = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut rows = 0u64;
+    let failed = stream_error;
+    if output_is_arrow(path) {
+        let mut w =
+            arrow::ipc::writer::FileWriter::try_new(file, &retrieval.schema).map_err(|e| io(&e))?;
+        while let Some(batch) = retrieval.stream.next().await {
+            let batch = batch.map_err(failed)?;
+            rows += batch.num_rows() as u64;
+            w.write(&batch).map_err(|e| io(&e))?;
+        }
+        w.finish().map_err(|e| io(&e))?;
+    } else {
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .build();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(file, retrieval.schema.clone(), Some(props))
+                .map_err(|e| io(&e))?;
+        while let Some(batch) = retrieval.stream.next().await {
+            let batch = batch.map_err(failed)?;
+            rows += batch.num_rows() as u64;
+            w.write(&batch).map_err(|e| io(&e))?;
+        }
+        w.close().map_err(|e| io(&e))?;
+    }
+    Ok(rows)
+}
+
+/// An error from a retrieval's stream: our own errors (a bad entity table) come back as they
+/// were raised; the engine's are wrapped with what was being done.
+pub fn stream_error(e: DataFusionError) -> Error {
+    match e {
+        DataFusionError::External(b) => match b.downcast::<Error>() {
+            Ok(e) => *e,
+            Err(b) => Error::Engine {
+                context: "computing the training table".into(),
+                source: DataFusionError::External(b),
+            },
+        },
+        DataFusionError::Context(_, inner) => stream_error(*inner),
+        other => Error::Engine {
+            context: "computing the training table".into(),
+            source: other,
+        },
+    }
 }
 
 /// Output files are written next to their final path and renamed into place when complete.

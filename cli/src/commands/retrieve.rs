@@ -1,0 +1,248 @@
+//! `quiver retrieve`: a point-in-time-correct training table, with a manifest to rebuild it.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Result;
+use quiver_materializer::retrieve::manifest::{
+    EntityFingerprint, Manifest, OutputInfo, RegistryRef, manifest_path, source_fingerprints,
+};
+use quiver_materializer::retrieve::{
+    Engine, EntityInput, Options, Request, resolve_selection, retrieve, write_output,
+};
+use quiver_registry::FeatureRef;
+use quiver_registry::store::RegistryVersion;
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::exit::UserError;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The entity table: Parquet, Arrow IPC, or CSV (`.csv`), with the join keys and a timestamp
+    /// column.
+    #[arg(long, required_unless_present = "rebuild", conflicts_with = "rebuild")]
+    pub entities: Option<PathBuf>,
+    /// A feature service, or comma-separated `view:feature` / `view` references.
+    #[arg(long, required_unless_present = "rebuild", conflicts_with = "rebuild")]
+    pub features: Option<String>,
+    /// Where to write the table: Parquet, or Arrow IPC for `.arrow`/`.feather`/`.ipc`.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Name feature columns `view__feature`.
+    #[arg(long, conflicts_with = "rebuild")]
+    pub full_feature_names: bool,
+    /// Only use rows created at or before each entity row's time.
+    #[arg(long, conflicts_with = "rebuild")]
+    pub created_cutoff: bool,
+    /// The entity table's timestamp column.
+    #[arg(long, default_value = "event_timestamp", conflicts_with = "rebuild")]
+    pub timestamp_column: String,
+    /// Recompute the table a manifest describes (refuses when an input changed).
+    #[arg(long, value_name = "MANIFEST")]
+    pub rebuild: Option<PathBuf>,
+    /// Memory the sorts may use before spilling to disk (e.g. 512MiB, 2GiB); default: a
+    /// quarter of physical memory, at least 1GiB.
+    #[arg(long, value_parser = parse_size)]
+    pub memory_limit: Option<usize>,
+    /// Do not write a manifest next to the output.
+    #[arg(long)]
+    pub no_manifest: bool,
+}
+
+/// `512MiB`, `2GiB`, `1.5GB`, `1000000` (bytes).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 512MiB or 2GiB"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    let bytes = n * scale;
+    if bytes < (32 << 20) as f64 {
+        return Err(format!("`{text}` is too little: give at least 32MiB"));
+    }
+    Ok(bytes as usize)
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    output: PathBuf,
+    manifest: Option<PathBuf>,
+    rows: u64,
+    columns: usize,
+    seconds: f64,
+    registry_version: u64,
+}
+
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    let repo = ctx.open()?;
+    let store = repo.store()?;
+    let started = Instant::now();
+    let defaults = Engine::default();
+    let engine = Engine {
+        memory_limit: args.memory_limit.unwrap_or(defaults.memory_limit),
+        ..defaults
+    };
+    let (version, selection, features, input, options) = match &args.rebuild {
+        Some(path) => {
+            let manifest = Manifest::read(path).map_err(|e| UserError(e.to_string()))?;
+            let version = store.get(manifest.registry.version).map_err(|e| {
+                UserError(format!(
+                    "cannot rebuild {}: registry version {} is not available: {e}",
+                    path.display(),
+                    manifest.registry.version
+                ))
+            })?;
+            let problems = manifest.check_inputs(&version, &repo.root)?;
+            if !problems.is_empty() {
+                return Err(UserError(format!(
+                    "cannot rebuild {}: its inputs changed\n  - {}",
+                    path.display(),
+                    problems.join("\n  - ")
+                ))
+                .into());
+            }
+            let input = EntityInput::open(
+                &manifest.entities.path,
+                Some(&manifest.entities.timestamp_column),
+            )?;
+            let features = manifest.feature_refs()?;
+            (
+                version,
+                manifest.selection,
+                features,
+                input,
+                manifest.options,
+            )
+        }
+        None => {
+            let version = ctx.current_version(store.as_ref())?;
+            let selection = args.features.clone().expect("required by clap");
+            let features = resolve_selection(&version.registry, &selection)?;
+            let path = args.entities.as_deref().expect("required by clap");
+            let input = EntityInput::open(path, Some(&args.timestamp_column))?;
+            let options = Options {
+                full_feature_names: args.full_feature_names,
+                created_cutoff: args.created_cutoff,
+            };
+            (version, selection, features, input, options)
+        }
+    };
+    let sources = source_fingerprints(&version, &repo.root, &features, true)?;
+    let runtime = ctx.runtime()?;
+    let (rows, columns) = runtime.block_on(async {
+        let request = Request {
+            registry: &version.registry,
+            root: &repo.root,
+            features: &features,
+            entities: &input,
+            options,
+        };
+        let retrieval = retrieve(&request, &engine).await?;
+        let columns: Vec<String> = retrieval
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let rows = write_output(retrieval, &args.output).await?;
+        anyhow::Ok((rows, columns))
+    })?;
+    let manifest = if args.no_manifest {
+        None
+    } else {
+        let path = manifest_path(&args.output);
+        let manifest = build_manifest(
+            &version,
+            &selection,
+            &features,
+            options,
+            &input,
+            rows,
+            sources,
+            &args.output,
+            columns.clone(),
+        )?;
+        manifest.write(&path)?;
+        Some(path)
+    };
+    let summary = Summary {
+        output: args.output.clone(),
+        manifest,
+        rows,
+        columns: columns.len(),
+        seconds: started.elapsed().as_secs_f64(),
+        registry_version: version.version,
+    };
+    ctx.print(&summary, || render(&summary))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_manifest(
+    version: &RegistryVersion,
+    selection: &str,
+    features: &[FeatureRef],
+    options: Options,
+    input: &EntityInput,
+    rows: u64,
+    sources: Vec<quiver_materializer::retrieve::manifest::FileFingerprint>,
+    output: &Path,
+    columns: Vec<String>,
+) -> Result<Manifest> {
+    Ok(Manifest {
+        manifest_version: quiver_materializer::retrieve::manifest::MANIFEST_VERSION,
+        quiver_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        project: version.registry.project.clone(),
+        registry: RegistryRef {
+            version: version.version,
+            hash: version.hash.clone(),
+        },
+        selection: selection.to_string(),
+        features: features.iter().map(ToString::to_string).collect(),
+        options,
+        entities: EntityFingerprint::of(input, rows)?,
+        sources,
+        output: OutputInfo {
+            path: std::path::absolute(output)?,
+            rows,
+            columns,
+        },
+    })
+}
+
+fn render(s: &Summary) -> String {
+    let mut out = format!(
+        "wrote {} rows × {} columns to {} in {:.2} s (registry version {})\n",
+        s.rows,
+        s.columns,
+        s.output.display(),
+        s.seconds,
+        s.registry_version
+    );
+    if let Some(m) = &s.manifest {
+        out.push_str(&format!(
+            "manifest: {} (rebuild with `quiver retrieve --rebuild {} --output …`)\n",
+            m.display(),
+            m.display()
+        ));
+    }
+    out
+}

@@ -1,0 +1,58 @@
+//! `quiver verify`: online values against the offline join at each view's watermark.
+
+use anyhow::Result;
+use quiver_materializer::retrieve::Engine;
+use quiver_materializer::select_views;
+use quiver_materializer::verify::{VerifyJob, render, verify};
+
+use crate::context::Context;
+use crate::exit::UserError;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Entities to compare per view (all of them when a view has fewer).
+    #[arg(long, default_value_t = 10_000)]
+    pub sample: usize,
+    /// Seed of the sample: the same seed picks the same entities.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Only these views (comma-separated); default: every online view.
+    #[arg(long, value_delimiter = ',')]
+    pub views: Vec<String>,
+}
+
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    if args.sample == 0 {
+        return Err(UserError("--sample must be at least 1".into()).into());
+    }
+    let repo = ctx.open()?;
+    let store = repo.store()?;
+    let version = ctx.current_version(store.as_ref())?;
+    let views = select_views(&version, &args.views).map_err(|e| UserError(e.to_string()))?;
+    let runtime = ctx.runtime()?;
+    let reports = runtime.block_on(async {
+        let online = quiver_online_store::open(&repo.config.online_store, &repo.root).await?;
+        let job = VerifyJob {
+            registry: &version,
+            root: &repo.root,
+            online,
+            sample: args.sample,
+            seed: args.seed,
+            engine: Engine::default(),
+        };
+        anyhow::Ok(verify(&job, &views).await?)
+    })?;
+    ctx.print(&reports, || render(&reports))?;
+    let disagreeing: Vec<&str> = reports
+        .iter()
+        .filter(|r| !r.agrees())
+        .map(|r| r.view.as_str())
+        .collect();
+    if !disagreeing.is_empty() {
+        anyhow::bail!(
+            "online values disagree with the offline join for {}",
+            disagreeing.join(", ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,508 @@
+//! Training retrieval end to end: `quiver retrieve` with its manifest and `--rebuild`, the HTTP
+//! training endpoint, and `quiver verify` (online = offline, and a corrupted value caught).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use quiver_online_store::value_codec::{Value, decode, encode};
+use quiver_registry::ValueType;
+use quiver_tests::{RedisServer, describe, quiver, snapshot};
+use serde_json::Value as J;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::materialize::{json, redis_yaml, repo_with};
+
+fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn ids(batches: &[RecordBatch], column: &str) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(column)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn retrieve_writes_a_table_in_input_order_and_rebuilds_it_from_the_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        tmp.path(),
+        30,
+        6,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+    );
+    let out = quiver(
+        &repo,
+        &[
+            "--format",
+            "json",
+            "retrieve",
+            "--entities",
+            "data/labels.parquet",
+            "--features",
+            "model_v1",
+            "--output",
+            "train.parquet",
+        ],
+    );
+    let summary = json(&out);
+    assert_eq!(summary["rows"], 1000);
+    let labels = read_parquet(&repo.join("data/labels.parquet"));
+    let train = read_parquet(&repo.join("train.parquet"));
+    // Every entity row once, in input order, with its own columns first.
+    assert_eq!(ids(&train, "driver_id"), ids(&labels, "driver_id"));
+    assert_eq!(ids(&train, "customer_id"), ids(&labels, "customer_id"));
+    let schema = train[0].schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        &names[..5],
+        [
+            "driver_id",
+            "customer_id",
+            "event_timestamp",
+            "trip_completed",
+            "conv_rate"
+        ]
+    );
+    assert_eq!(names.len(), 24);
+
+    let manifest: J =
+        serde_json::from_str(&std::fs::read_to_string(repo.join("train.manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["registry"]["version"], 1);
+    assert_eq!(manifest["selection"], "model_v1");
+    assert_eq!(manifest["features"].as_array().unwrap().len(), 20);
+    assert_eq!(manifest["entities"]["rows"], 1000);
+    assert_eq!(manifest["sources"].as_array().unwrap().len(), 2);
+    assert!(manifest["sources"][0]["rows"].as_u64().unwrap() > 0);
+
+    // The same bytes back.
+    let out = quiver(
+        &repo,
+        &[
+            "retrieve",
+            "--rebuild",
+            "train.manifest.json",
+            "--output",
+            "again.parquet",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        std::fs::read(repo.join("train.parquet")).unwrap(),
+        std::fs::read(repo.join("again.parquet")).unwrap()
+    );
+
+    // A source file rewritten since: refused, with the reason, and nothing written.
+    let source = repo.join("data/driver_stats.parquet");
+    let file = std::fs::File::options().append(true).open(&source).unwrap();
+    file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .unwrap();
+    drop(file);
+    let before = snapshot(&repo);
+    let out = quiver(
+        &repo,
+        &[
+            "retrieve",
+            "--rebuild",
+            "train.manifest.json",
+            "--output",
+            "third.parquet",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("driver_stats.parquet changed"), "{err}");
+    assert_eq!(before, snapshot(&repo));
+}
+
+#[test]
+fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        tmp.path(),
+        10,
+        3,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+    );
+    std::fs::write(repo.join("garbage.parquet"), b"not a table").unwrap();
+    std::fs::write(
+        repo.join("nokey.csv"),
+        "customer_id,event_timestamp\n1,2026-01-01T00:00:00Z\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("nots.csv"),
+        "driver_id,customer_id,when\n1001,1,2026-01-01T00:00:00Z\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("intts.csv"),
+        "driver_id,customer_id,event_timestamp\n1001,1,17\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("clash.csv"),
+        "driver_id,customer_id,event_timestamp,conv_rate\n1001,1,2026-01-01T00:00:00Z,1\n",
+    )
+    .unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--entities", "garbage.parquet", "--features", "model_v1"],
+            "not Parquet, Arrow IPC or CSV",
+        ),
+        (
+            &["--entities", "missing.parquet", "--features", "model_v1"],
+            "missing.parquet",
+        ),
+        (
+            &[
+                "--entities",
+                "data/labels.parquet",
+                "--features",
+                "model_v2",
+            ],
+            "did you mean",
+        ),
+        (
+            &[
+                "--entities",
+                "data/labels.parquet",
+                "--features",
+                "driver_hourly_stats:nope",
+            ],
+            "has no feature `nope`",
+        ),
+        (
+            &["--entities", "nokey.csv", "--features", "model_v1"],
+            "no column `driver_id`",
+        ),
+        (
+            &["--entities", "nots.csv", "--features", "model_v1"],
+            "no timestamp column `event_timestamp`",
+        ),
+        (
+            &["--entities", "intts.csv", "--features", "model_v1"],
+            "numbers are ambiguous",
+        ),
+        (
+            &["--entities", "clash.csv", "--features", "model_v1"],
+            "collides",
+        ),
+        (
+            &[
+                "--entities",
+                "data/labels.parquet",
+                "--features",
+                "model_v1",
+                "--memory-limit",
+                "1KiB",
+            ],
+            "too little",
+        ),
+    ];
+    for (args, expected) in cases {
+        let before = snapshot(&repo);
+        let mut all = vec!["retrieve", "--output", "out.parquet"];
+        all.extend_from_slice(args);
+        let out = quiver(&repo, &all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected `{expected}` in {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(before, snapshot(&repo), "{args:?} changed files");
+    }
+    // With full feature names the clash is gone.
+    let out = quiver(
+        &repo,
+        &[
+            "retrieve",
+            "--entities",
+            "clash.csv",
+            "--features",
+            "model_v1",
+            "--full-feature-names",
+            "--output",
+            "ok.parquet",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let t = read_parquet(&repo.join("ok.parquet"));
+    assert!(
+        t[0].schema()
+            .field_with_name("driver_hourly_stats__conv_rate")
+            .is_ok()
+    );
+    assert!(t[0].schema().field_with_name("conv_rate").is_ok());
+}
+
+/// POSTs `body` and returns the status and the de-chunked response body.
+async fn post_bytes(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let _ = s.write_all(body).await;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let headers = String::from_utf8_lossy(&buf[..split]).to_ascii_lowercase();
+    let status: u16 = headers[9..12].parse().unwrap();
+    let mut rest = &buf[split + 4..];
+    if !headers.contains("transfer-encoding: chunked") {
+        return (status, rest.to_vec());
+    }
+    let mut out = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+    (status, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_training_endpoint_streams_the_same_table_as_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        tmp.path(),
+        30,
+        6,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+    );
+    let out = quiver(
+        &repo,
+        &[
+            "retrieve",
+            "--entities",
+            "data/labels.parquet",
+            "--features",
+            "model_v1",
+            "--output",
+            "train.arrow",
+            "--no-manifest",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let expected: Vec<RecordBatch> = arrow::ipc::reader::FileReader::try_new(
+        std::fs::File::open(repo.join("train.arrow")).unwrap(),
+        None,
+    )
+    .unwrap()
+    .map(Result::unwrap)
+    .collect();
+    let server = crate::serve::start(&repo).await;
+    let labels = std::fs::read(repo.join("data/labels.parquet")).unwrap();
+    let (status, body) = post_bytes(
+        server.http,
+        "/get-historical-features?features=model_v1",
+        "application/vnd.apache.parquet",
+        &labels,
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let got: Vec<RecordBatch> = arrow::ipc::reader::StreamReader::try_new(&body[..], None)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let schema = expected[0].schema();
+    assert_eq!(
+        arrow::compute::concat_batches(&schema, &got).unwrap(),
+        arrow::compute::concat_batches(&schema, &expected).unwrap()
+    );
+
+    // CSV in, with the content type saying so; full feature names.
+    let csv = "driver_id,customer_id,event_timestamp\n1001,1,2026-01-01T23:30:00Z\n999,1,2026-01-01T23:30:00Z\n";
+    let (status, body) = post_bytes(
+        server.http,
+        "/get-historical-features?features=driver_hourly_stats:conv_rate&full_feature_names=true",
+        "text/csv",
+        csv.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let got: Vec<RecordBatch> = arrow::ipc::reader::StreamReader::try_new(&body[..], None)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let rate = got[0]
+        .column_by_name("driver_hourly_stats__conv_rate")
+        .unwrap();
+    assert_eq!(rate.len(), 2);
+    assert!(
+        !rate.is_null(0),
+        "driver 1001 has a value half an hour before the end"
+    );
+    assert!(rate.is_null(1), "driver 999 does not exist");
+
+    // Bad requests: 4xx with a message, never a 500.
+    let cases: &[(&str, &str, &[u8], u16, &str)] = &[
+        (
+            "/get-historical-features?features=nope",
+            "application/vnd.apache.parquet",
+            &labels,
+            400,
+            "nope",
+        ),
+        (
+            "/get-historical-features",
+            "application/vnd.apache.parquet",
+            &labels,
+            400,
+            "give `features`",
+        ),
+        (
+            "/get-historical-features?features=model_v1&bogus=1",
+            "application/vnd.apache.parquet",
+            &labels,
+            400,
+            "unknown query parameter",
+        ),
+        (
+            "/get-historical-features?features=model_v1&full_feature_names=maybe",
+            "application/vnd.apache.parquet",
+            &labels,
+            400,
+            "true or false",
+        ),
+        (
+            "/get-historical-features?features=model_v1",
+            "application/octet-stream",
+            b"garbage",
+            400,
+            "not Parquet",
+        ),
+        (
+            "/get-historical-features?features=model_v1",
+            "application/octet-stream",
+            b"",
+            400,
+            "empty body",
+        ),
+        (
+            "/get-historical-features?features=model_v1",
+            "text/csv",
+            b"customer_id,event_timestamp\n1,2026-01-01T00:00:00Z\n",
+            400,
+            "driver_id",
+        ),
+        (
+            "/get-historical-features?features=model_v1",
+            "application/octet-stream",
+            &vec![0u8; (1 << 20) + 1],
+            413,
+            "limit",
+        ),
+    ];
+    for (path, ct, body, want, text) in cases {
+        let (status, body) = post_bytes(server.http, path, ct, body).await;
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, *want, "{path}: {body}");
+        assert!(body.contains(text), "{path}: expected `{text}` in {body}");
+    }
+    server.stop().await;
+}
+
+#[test]
+fn verify_agrees_after_materializing_and_catches_a_corrupted_value() {
+    let redis = RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(tmp.path(), 40, 6, &redis_yaml(&redis.url()));
+    json(&quiver(
+        &repo,
+        &[
+            "--format",
+            "json",
+            "materialize-incremental",
+            "2026-01-02T00:00:01Z",
+        ],
+    ));
+    let report = json(&quiver(&repo, &["--format", "json", "verify"]));
+    let views = report.as_array().unwrap();
+    assert_eq!(views.len(), 3, "{report}");
+    for v in views {
+        assert_eq!(v["time_mismatches"], 0, "{v}");
+        assert!(v["sampled"].as_u64().unwrap() > 0, "{v}");
+        for f in v["features"].as_array().unwrap() {
+            assert_eq!(f["mismatched"], 0, "{v}");
+            assert_eq!(f["missing"], 0, "{v}");
+            assert_eq!(f["matched"], v["sampled"], "{v}");
+        }
+    }
+
+    // Change one driver's stored conv_rate (times kept): verify must fail and name it.
+    let mut conn = redis.client().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("quiver:*:driver_hourly_stats:*")
+        .query(&mut conn)
+        .unwrap();
+    let key = &keys[0];
+    let blob: Vec<u8> = redis::cmd("GET").arg(key).query(&mut conn).unwrap();
+    let repository = quiver_registry::Repository::open(&repo, None, &|_| None).unwrap();
+    let version = repository.store().unwrap().latest().unwrap().unwrap();
+    let types: Vec<ValueType> = version.registry.feature_views["driver_hourly_stats"]
+        .features
+        .iter()
+        .map(|f| f.value_type)
+        .collect();
+    let mut decoded = decode(&blob, &types).unwrap();
+    decoded.values[0] = Some(Value::Float32(-1.0));
+    let () = redis::cmd("SET")
+        .arg(key)
+        .arg(encode(&decoded, &types))
+        .query(&mut conn)
+        .unwrap();
+    let out = quiver(
+        &repo,
+        &[
+            "--format",
+            "json",
+            "verify",
+            "--views",
+            "driver_hourly_stats",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let report: J = serde_json::from_slice(&out.stdout).unwrap();
+    let features = report[0]["features"].as_array().unwrap();
+    assert_eq!(features[0]["feature"], "conv_rate");
+    assert_eq!(features[0]["mismatched"], 1, "{report}");
+    assert_eq!(features[1]["mismatched"], 0, "{report}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("disagree"), "{err}");
+    let _ = std::io::stderr().flush();
+}
