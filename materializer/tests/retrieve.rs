@@ -369,12 +369,14 @@ fn spilling_sorts_give_the_same_table() {
         .collect();
     write_view(&dir.path().join("a.parquet"), &rows, false);
     write_view(&dir.path().join("b.parquet"), &rows[..10], true);
-    let entities: Vec<EntityRow> = (0..50_000)
+    // Enough entity rows that, at the small limit, view `a` is put back in input order by the
+    // spilling sort (its ~18 MB exceed its quarter of 64 MB) and view `b` by the in-memory gather.
+    let entities: Vec<EntityRow> = (0..400_000)
         .map(|i| ((i * 31) % 5003, 0, Some(i % 101), i))
         .collect();
     write_entities(&dir.path().join("entities.parquet"), &entities);
     let registry = registry(0, 0);
-    let features = refs(&[("a", "v"), ("a", "w")]);
+    let features = refs(&[("a", "v"), ("a", "w"), ("b", "u")]);
     let big = run(
         dir.path(),
         &registry,
@@ -387,16 +389,29 @@ fn spilling_sorts_give_the_same_table() {
         &registry,
         &features,
         Options::default(),
-        16 << 20,
+        64 << 20,
     );
-    assert_eq!(column_i64(&big, "v"), column_i64(&small, "v"));
-    assert_eq!(
-        column_i64(&big, "extra"),
-        (0..50_000).map(Some).collect::<Vec<_>>()
+    // (Compared with `assert!` so a failure does not print 400,000 values.)
+    assert!(
+        column_i64(&big, "v") == column_i64(&small, "v"),
+        "spilling changed values"
+    );
+    assert!(
+        column_i64(&big, "u") == column_i64(&small, "u"),
+        "spilling changed values"
+    );
+    let in_order = (0..400_000).map(Some).collect::<Vec<_>>();
+    assert!(
+        column_i64(&big, "extra") == in_order,
+        "rows out of input order"
+    );
+    assert!(
+        column_i64(&small, "extra") == in_order,
+        "rows out of input order when spilling"
     );
     // Spot-check against the oracle.
     let v = column_i64(&big, "v");
-    for i in (0..50_000).step_by(997) {
+    for i in (0..400_000).step_by(997) {
         let (id, _, t, _) = entities[i];
         let want = oracle(&rows, id, t.unwrap(), 0, false, true).and_then(|r| r.v);
         assert_eq!(v[i], want, "row {i}");

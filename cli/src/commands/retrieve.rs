@@ -75,8 +75,8 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         }
     };
     let bytes = n * scale;
-    if bytes < (32 << 20) as f64 {
-        return Err(format!("`{text}` is too little: give at least 32MiB"));
+    if bytes < (64 << 20) as f64 {
+        return Err(format!("`{text}` is too little: give at least 64MiB"));
     }
     Ok(bytes as usize)
 }

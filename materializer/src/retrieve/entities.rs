@@ -138,16 +138,31 @@ impl EntityInput {
 
     /// The rows in file order, in batches of about [`BATCH_ROWS`].
     pub fn reader(&self) -> Result<Box<dyn RecordBatchReader + Send>> {
+        self.reader_of(None)
+    }
+
+    /// Like [`Self::reader`]; from Parquet only `columns` are decoded (other formats yield
+    /// every column).
+    pub fn reader_of(&self, columns: Option<&[&str]>) -> Result<Box<dyn RecordBatchReader + Send>> {
         let path = &self.path;
         let file = File::open(path).map_err(|e| invalid(path, e))?;
         Ok(match self.format {
-            EntityFormat::Parquet => Box::new(
-                ParquetRecordBatchReaderBuilder::try_new(file)
+            EntityFormat::Parquet => {
+                let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
                     .map_err(|e| invalid(path, e))?
-                    .with_batch_size(BATCH_ROWS)
-                    .build()
-                    .map_err(|e| invalid(path, e))?,
-            ),
+                    .with_batch_size(BATCH_ROWS);
+                if let Some(columns) = columns {
+                    let mut indices = columns
+                        .iter()
+                        .map(|c| self.schema.index_of(c).map_err(|e| invalid(path, e)))
+                        .collect::<Result<Vec<_>>>()?;
+                    indices.sort_unstable();
+                    indices.dedup();
+                    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+                    builder = builder.with_projection(mask);
+                }
+                Box::new(builder.build().map_err(|e| invalid(path, e))?)
+            }
             EntityFormat::Csv => Box::new(
                 arrow::csv::ReaderBuilder::new(self.schema.clone())
                     .with_header(true)
@@ -171,11 +186,13 @@ impl EntityInput {
         invalid(&self.path, e)
     }
 
-    /// The earliest and latest entity time (ns), or `None` when no row has one. For Parquet only
-    /// the timestamp column is read.
-    pub fn time_bounds(&self) -> Result<Option<(i64, i64)>> {
+    /// The earliest and latest entity time (ns), or `None` when no row has one, and the number
+    /// of rows. For Parquet only the timestamp column is read.
+    pub fn time_bounds(&self) -> Result<(Option<(i64, i64)>, u64)> {
         let mut bounds: Option<(i64, i64)> = None;
+        let mut rows = 0u64;
         let mut fold = |times: &TimestampNanosecondArray| {
+            rows += times.len() as u64;
             if let (Some(lo), Some(hi)) = (arrow::compute::min(times), arrow::compute::max(times)) {
                 bounds = Some(match bounds {
                     Some((a, b)) => (a.min(lo), b.max(hi)),
@@ -183,31 +200,11 @@ impl EntityInput {
                 });
             }
         };
-        if self.format == EntityFormat::Parquet {
-            let file = File::open(&self.path).map_err(|e| invalid(&self.path, e))?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| invalid(&self.path, e))?;
-            let index = self
-                .schema
-                .index_of(&self.timestamp_column)
-                .map_err(|e| invalid(&self.path, e))?;
-            let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
-            let reader = builder
-                .with_projection(mask)
-                .with_batch_size(BATCH_ROWS)
-                .build()
-                .map_err(|e| invalid(&self.path, e))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| invalid(&self.path, e))?;
-                fold(&self.cast_times(batch.column(0))?);
-            }
-        } else {
-            for batch in self.reader()? {
-                let batch = batch.map_err(|e| invalid(&self.path, e))?;
-                fold(&self.times(&batch)?);
-            }
+        for batch in self.reader_of(Some(&[self.timestamp_column.as_str()]))? {
+            let batch = batch.map_err(|e| invalid(&self.path, e))?;
+            fold(&self.times(&batch)?);
         }
-        Ok(bounds)
+        Ok((bounds, rows))
     }
 
     /// The timestamp column of `batch` as UTC nanoseconds (naive times are UTC).
