@@ -73,7 +73,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
              \n\
              1. Wrote a sample repository to {shown}\n   \
                 features/drivers.yaml, features/customers.yaml (2 entities, 2 feature views, 2 feature services)\n   \
-                data/driver_stats.parquet ({} rows), data/customer_profile.parquet ({} rows)\n\
+                data/driver_stats.parquet ({} rows), data/customer_profile.parquet ({} rows),\n   \
+                data/labels.parquet (an entity table for training retrieval)\n\
              2. Validated it against its Parquet sources and applied it: registry version {version}\n\
              3. Materialized the latest values into the embedded online store ({shown}/.quiver/online.redb):\n{}\
              \n\
@@ -84,7 +85,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                quiver -C {shown} registry describe driver_hourly_stats\n  \
                quiver -C {shown} plan                  # edit features/*.yaml first to see a diff\n  \
                quiver -C {shown} registry history\n  \
-               quiver -C {shown} materialize-incremental   # picks up where the last run stopped\n\
+               quiver -C {shown} materialize-incremental   # picks up where the last run stopped\n  \
+               quiver -C {shown} retrieve --entities {shown}/data/labels.parquet --features model_v1 --output train.parquet\n  \
+               quiver -C {shown} verify                # online values = offline join? (with the server stopped:\n  \
+                                                        # the embedded store is one process at a time)\n\
              \n\
              Done in {:.2}s.\n",
             summary.driver_rows,
@@ -99,7 +103,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     println!(
         "\n4. Serving it (Ctrl-C to stop). In another terminal:\n\n  \
          curl -s {http}/get-online-features -H 'Content-Type: application/json' \\\n    \
-         -d '{{\"feature_service\":\"model_v1\",\"entities\":{{\"driver_id\":[1001,1002],\"customer_id\":[1,2]}}}}'\n",
+         -d '{{\"feature_service\":\"model_v1\",\"entities\":{{\"driver_id\":[1001,1002],\"customer_id\":[1,2]}}}}'\n\n  \
+         curl -s -X POST '{http}/get-historical-features?features=model_v1' --data-binary @{shown}/data/labels.parquet -o train.arrows\n",
         http = args.http
     );
     serve::run(
