@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::{
-    init, materialize, online, plan, quickstart, registry, retrieve, serve, verify,
+    auth, init, materialize, online, plan, quickstart, registry, retrieve, serve, verify,
 };
 
 /// glibc's malloc was ~20% of the server's CPU under load (perf, BENCHMARKS.md).
@@ -68,6 +68,9 @@ enum Command {
     /// Inspect the online store.
     #[command(subcommand)]
     Online(online::Command),
+    /// Tokens for `serving.auth`.
+    #[command(subcommand)]
+    Auth(auth::Command),
     /// Serve online features over HTTP and gRPC.
     Serve(serve::Args),
     /// Create the sample repository, apply and materialize it, then serve it.
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Online(cmd) => online::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
+        Command::Auth(cmd) => auth::run(cmd),
         Command::Quickstart(args) => quickstart::run(&ctx, args),
     };
     match result {

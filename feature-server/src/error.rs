@@ -10,6 +10,10 @@ pub enum ErrorCode {
     TooLarge,
     /// The online store (or the registry) cannot be reached in time; retry later.
     Unavailable,
+    /// No valid bearer token.
+    Unauthenticated,
+    /// A valid token without the scope the endpoint needs.
+    PermissionDenied,
     /// A bug or corrupt data: details go to the log, not to the client.
     Internal,
 }
@@ -20,6 +24,8 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => 400,
             ErrorCode::TooLarge => 413,
             ErrorCode::Unavailable => 503,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::PermissionDenied => 403,
             ErrorCode::Internal => 500,
         }
     }
@@ -29,6 +35,8 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => tonic::Code::InvalidArgument,
             ErrorCode::TooLarge => tonic::Code::ResourceExhausted,
             ErrorCode::Unavailable => tonic::Code::Unavailable,
+            ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
+            ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
             ErrorCode::Internal => tonic::Code::Internal,
         }
     }

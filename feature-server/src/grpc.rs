@@ -13,8 +13,11 @@ use quiver_proto::feast::serving::{
 };
 use quiver_proto::feast::types::{self as pb, value::Val};
 use quiver_registry::{ScalarType, ValueType};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Authenticator, Need};
 use crate::error::ServiceError;
 use crate::service::{
     EntityValue, FeatureService, OnlineRequest, OnlineResponse, Selection, Status as FieldState,
@@ -26,11 +29,45 @@ pub struct GrpcService {
 }
 
 /// The tonic service, bounded to `max_message_bytes` per request.
+/// The gRPC service behind the same token check as HTTP's `/get-online-features`.
 pub fn grpc_service(
     service: Arc<FeatureService>,
     max_message_bytes: usize,
-) -> ServingServiceServer<GrpcService> {
-    ServingServiceServer::new(GrpcService { service }).max_decoding_message_size(max_message_bytes)
+    auth: Arc<Authenticator>,
+) -> InterceptedService<ServingServiceServer<GrpcService>, AuthInterceptor> {
+    InterceptedService::new(
+        ServingServiceServer::new(GrpcService { service })
+            .max_decoding_message_size(max_message_bytes),
+        AuthInterceptor { auth },
+    )
+}
+
+/// Checks the `authorization` metadata (`Bearer <token>`) for `online:read`.
+#[derive(Debug, Clone)]
+pub struct AuthInterceptor {
+    auth: Arc<Authenticator>,
+}
+
+impl Interceptor for AuthInterceptor {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
+        match self.auth.check(header, Need::OnlineRead) {
+            Ok(_) => Ok(request),
+            Err(e) => {
+                let reason = if e.code == crate::error::ErrorCode::Unauthenticated {
+                    "unauthenticated"
+                } else {
+                    "permission_denied"
+                };
+                metrics::counter!("quiver_auth_failures_total", "protocol" => "grpc", "reason" => reason)
+                    .increment(1);
+                Err(e.into())
+            }
+        }
+    }
 }
 
 impl From<ServiceError> for Status {

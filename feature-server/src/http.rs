@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,6 +17,7 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value as J, json};
 use std::collections::HashMap;
 
+use crate::auth::{Authenticator, Need};
 use crate::error::ServiceError;
 use crate::service::{EntityValue, FeatureService, OnlineRequest, OnlineResponse, Selection};
 
@@ -27,23 +29,65 @@ pub struct HttpState {
     pub ready_timeout: Duration,
     /// Training retrieval (`/get-historical-features`); off when absent.
     pub training: Option<Arc<crate::training::Training>>,
+    /// Who may call what; open by default.
+    pub auth: Arc<Authenticator>,
+}
+
+/// Lets a request through only with a token that has what `need` says.
+async fn require(
+    State((auth, need)): State<(Arc<Authenticator>, Need)>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match auth.check(header, need) {
+        Ok(_) => next.run(request).await,
+        Err(e) => {
+            let reason = if e.code == crate::error::ErrorCode::Unauthenticated {
+                "unauthenticated"
+            } else {
+                "permission_denied"
+            };
+            metrics::counter!("quiver_auth_failures_total", "protocol" => "http", "reason" => reason)
+                .increment(1);
+            e.into_response()
+        }
+    }
 }
 
 /// The HTTP API. `max_body_bytes` bounds every request body (413 beyond it).
 pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
     crate::metrics::handle();
+    let auth = state.auth.clone();
+    let guard = |need: Need| middleware::from_fn_with_state((auth.clone(), need), require);
+    let metrics_route = match auth.metrics_need() {
+        Some(need) => get(metrics).layer(guard(need)),
+        None => get(metrics),
+    };
     Router::new()
-        .route("/get-online-features", post(get_online_features))
+        .route(
+            "/get-online-features",
+            post(get_online_features).layer(guard(Need::OnlineRead)),
+        )
         .route(
             "/get-historical-features",
-            post(crate::training::get_historical_features),
+            post(crate::training::get_historical_features).layer(guard(Need::OfflineRead)),
         )
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/registry", get(registry))
-        .route("/registry/feature-views/{name}", get(feature_view))
-        .route("/registry/feature-services/{name}", get(feature_service))
+        .route("/metrics", metrics_route)
+        .route("/registry", get(registry).layer(guard(Need::Authenticated)))
+        .route(
+            "/registry/feature-views/{name}",
+            get(feature_view).layer(guard(Need::Authenticated)),
+        )
+        .route(
+            "/registry/feature-services/{name}",
+            get(feature_service).layer(guard(Need::Authenticated)),
+        )
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -55,7 +99,14 @@ impl IntoResponse for ServiceError {
         if status.is_server_error() {
             tracing::error!(error = %self.message, "request failed");
         }
-        (status, Json(json!({"error": self.public_message()}))).into_response()
+        let mut response = (status, Json(json!({"error": self.public_message()}))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 
@@ -307,8 +358,16 @@ pub fn rfc3339(ns: i64) -> String {
 async fn ready(State(state): State<HttpState>) -> Response {
     let snap = state.service.snapshot();
     let ping = tokio::time::timeout(state.ready_timeout, state.service.store().ping()).await;
+    // A registry that cannot be reloaded does not make the server unready: the last good
+    // version keeps serving, and the problem is reported here and in metrics.
+    let registry = match state.service.registry_problem() {
+        None => "ok".to_string(),
+        Some(p) => format!("reload failing, serving the last good version: {p}"),
+    };
     let body = |ok: bool, store: String| {
-        Json(json!({"ready": ok, "registry_version": snap.version.version, "online_store": store}))
+        Json(
+            json!({"ready": ok, "registry_version": snap.version.version, "registry": registry, "online_store": store}),
+        )
     };
     match ping {
         Ok(Ok(())) => (StatusCode::OK, body(true, "ok".into())).into_response(),

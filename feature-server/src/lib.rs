@@ -8,8 +8,10 @@
 //! - [`http`] / [`grpc`] — Feast-compatible adapters; [`error`] maps kinds to both protocols
 //! - [`snapshot`], [`reload`] — registry versions served, swapped atomically
 //! - [`training`] — point-in-time tables over HTTP: entity table in, Arrow IPC stream out
+//! - [`auth`] — bearer tokens with scopes, checked the same way for HTTP and gRPC
 //! - [`cache`], [`metrics`], [`server`]
 
+pub mod auth;
 pub mod cache;
 pub mod error;
 pub mod grpc;
@@ -21,6 +23,7 @@ pub mod service;
 pub mod snapshot;
 pub mod training;
 
+pub use auth::Authenticator;
 pub use server::{ServeOptions, serve};
 pub use service::{FeatureService, Limits};
 pub use snapshot::Snapshot;

@@ -26,9 +26,14 @@ pub async fn watch(
         }
         let current = service.snapshot().version.version;
         let store = registry.clone();
-        let newest = tokio::task::spawn_blocking(move || match store.latest_version()? {
-            Some(v) if v != current => store.get(v).map(Some),
-            _ => Ok(None),
+        let newest = tokio::task::spawn_blocking(move || match store.latest_version() {
+            Ok(Some(v)) if v > current => store.get(v).map(Some).map_err(|e| e.to_string()),
+            Ok(Some(v)) if v < current => Err(format!(
+                "the registry's newest version is {v}, older than the served {current} (restored from a backup?)"
+            )),
+            Ok(Some(_)) => Ok(None),
+            Ok(None) => Err(format!("{} holds no registry versions (deleted?)", store.location())),
+            Err(e) => Err(e.to_string()),
         })
         .await;
         match newest {
@@ -36,11 +41,13 @@ pub async fn watch(
                 tracing::info!(version = version.version, "serving new registry version");
                 metrics::gauge!("quiver_registry_version").set(version.version as f64);
                 service.replace_snapshot(Snapshot::new(version));
+                service.set_registry_problem(None);
             }
-            Ok(Ok(None)) => {}
+            Ok(Ok(None)) => service.set_registry_problem(None),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "registry reload failed; still serving version {current}");
                 metrics::counter!("quiver_registry_reload_errors_total").increment(1);
+                service.set_registry_problem(Some(e));
             }
             Err(e) => tracing::error!(error = %e, "registry reload task failed"),
         }

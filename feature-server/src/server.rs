@@ -20,6 +20,8 @@ pub struct ServeOptions {
     pub ready_timeout: Duration,
     /// Training retrieval over HTTP; off when absent.
     pub training: Option<crate::training::Training>,
+    /// Who may call what (HTTP and gRPC alike); open by default.
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests and returns.
@@ -51,6 +53,7 @@ pub async fn serve(
             service: service.clone(),
             ready_timeout: options.ready_timeout,
             training: options.training.clone().map(Arc::new),
+            auth: options.auth.clone(),
         },
         options.max_body_bytes,
     );
@@ -60,7 +63,7 @@ pub async fn serve(
     });
     let grpc_task = grpc.map(|listener| {
         let (health_reporter, health) = tonic_health::server::health_reporter();
-        let svc = grpc_service(service.clone(), options.max_body_bytes);
+        let svc = grpc_service(service.clone(), options.max_body_bytes, options.auth.clone());
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move {
             health_reporter.set_serving::<quiver_proto::feast::serving::serving_service_server::ServingServiceServer<crate::grpc::GrpcService>>().await;

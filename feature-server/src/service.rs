@@ -89,6 +89,9 @@ pub struct Limits {
 #[derive(Debug)]
 pub struct FeatureService {
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Why the last registry reload failed, while it keeps failing (the last good version
+    /// serves meanwhile).
+    registry_problem: RwLock<Option<String>>,
     store: Arc<dyn OnlineStore>,
     cache: Option<BlobCache>,
     limits: Limits,
@@ -103,6 +106,7 @@ impl FeatureService {
     ) -> Self {
         FeatureService {
             snapshot: RwLock::new(Arc::new(snapshot)),
+            registry_problem: RwLock::new(None),
             store,
             cache,
             limits,
@@ -120,6 +124,22 @@ impl FeatureService {
     /// Swaps in a new registry version; requests in flight finish on the old one.
     pub fn replace_snapshot(&self, snapshot: Snapshot) {
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+    }
+
+    /// Records the outcome of a registry reload: `None` when the registry reads fine.
+    pub fn set_registry_problem(&self, problem: Option<String>) {
+        metrics::gauge!("quiver_registry_healthy").set(if problem.is_some() { 0.0 } else { 1.0 });
+        *self
+            .registry_problem
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = problem;
+    }
+
+    pub fn registry_problem(&self) -> Option<String> {
+        self.registry_problem
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn store(&self) -> &Arc<dyn OnlineStore> {

@@ -7,8 +7,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use quiver_feature_server::auth::hash_token;
 use quiver_feature_server::http::{HttpState, router};
-use quiver_feature_server::{FeatureService, Limits, Snapshot};
+use quiver_feature_server::{Authenticator, FeatureService, Limits, Snapshot};
 use quiver_online_store::key_codec::{KeyValue, entity_key, online_key, view_prefix};
 use quiver_online_store::value_codec::ValueEncoder;
 use quiver_online_store::{EmbeddedStore, OnlineStore, WriteEntry};
@@ -86,6 +87,10 @@ fn now_ns() -> i64 {
 /// Driver 1: fresh, all present. Driver 2: fresh, city null. Driver 3: older than the ttl.
 /// Driver 4: nothing stored. Driver 5: written before `tags` existed (two values only).
 async fn app(limits: Limits) -> (axum::Router, tempfile::TempDir, i64) {
+    app_with(limits, Authenticator::open()).await
+}
+
+async fn app_with(limits: Limits, auth: Authenticator) -> (axum::Router, tempfile::TempDir, i64) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("online.redb")).unwrap());
     let prefix = view_prefix("demo", "stats", 3);
@@ -140,6 +145,7 @@ async fn app(limits: Limits) -> (axum::Router, tempfile::TempDir, i64) {
                 service,
                 ready_timeout: Duration::from_millis(200),
                 training: None,
+                auth: Arc::new(auth),
             },
             4096,
         ),
@@ -341,4 +347,141 @@ async fn health_ready_metrics_and_registry_listings() {
         get("/registry/feature-views/nope").await.0,
         StatusCode::NOT_FOUND
     );
+}
+
+/// With tokens configured: 401 without a valid token (with `WWW-Authenticate: Bearer`), 403 for a
+/// token without the scope, health and readiness open, metrics as configured.
+#[tokio::test]
+async fn tokens_and_scopes_guard_every_endpoint_but_health() {
+    let token = |name: &str, secret: &str, scope: &str| quiver_registry::TokenConfig {
+        name: name.into(),
+        sha256: Some(hash_token(secret)),
+        token_file: None,
+        scopes: vec![scope.into()],
+    };
+    let config = quiver_registry::AuthConfig {
+        tokens: vec![
+            token("app", "app-secret", "online:read"),
+            token("trainer", "train-secret", "offline:read"),
+            token("ops", "ops-secret", "admin"),
+        ],
+        metrics_public: false,
+    };
+    let auth = Authenticator::from_config(Some(&config), std::path::Path::new(".")).unwrap();
+    let (app, _dir, _) = app_with(
+        Limits {
+            max_entity_rows: 100,
+        },
+        auth,
+    )
+    .await;
+    let online = r#"{"features": ["stats:rate"], "entities": {"driver_id": [1]}}"#;
+    let cases: &[(&str, &str, Option<&str>, StatusCode)] = &[
+        (
+            "POST",
+            "/get-online-features",
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "POST",
+            "/get-online-features",
+            Some("Bearer wrong"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "POST",
+            "/get-online-features",
+            Some("app-secret"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "POST",
+            "/get-online-features",
+            Some("Bearer train-secret"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "POST",
+            "/get-online-features",
+            Some("Bearer app-secret"),
+            StatusCode::OK,
+        ),
+        (
+            "POST",
+            "/get-online-features",
+            Some("Bearer ops-secret"),
+            StatusCode::OK,
+        ),
+        // Training retrieval is off in this app (400) once past the token check.
+        (
+            "POST",
+            "/get-historical-features",
+            Some("Bearer app-secret"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "POST",
+            "/get-historical-features",
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "POST",
+            "/get-historical-features",
+            Some("Bearer train-secret"),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("GET", "/registry", None, StatusCode::UNAUTHORIZED),
+        (
+            "GET",
+            "/registry",
+            Some("Bearer app-secret"),
+            StatusCode::OK,
+        ),
+        (
+            "GET",
+            "/registry/feature-views/stats",
+            Some("Bearer train-secret"),
+            StatusCode::OK,
+        ),
+        ("GET", "/metrics", None, StatusCode::UNAUTHORIZED),
+        (
+            "GET",
+            "/metrics",
+            Some("Bearer app-secret"),
+            StatusCode::FORBIDDEN,
+        ),
+        ("GET", "/metrics", Some("Bearer ops-secret"), StatusCode::OK),
+        ("GET", "/health", None, StatusCode::OK),
+        ("GET", "/ready", None, StatusCode::OK),
+    ];
+    for (method, path, header, want) in cases {
+        let mut request = Request::builder().method(*method).uri(*path);
+        if let Some(h) = header {
+            request = request.header("authorization", *h);
+        }
+        let body = if *method == "POST" {
+            Body::from(online)
+        } else {
+            Body::empty()
+        };
+        let response = app
+            .clone()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let www = response.headers().get("www-authenticate").cloned();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        assert_eq!(status, *want, "{method} {path} {header:?}: {text}");
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(www.unwrap(), "Bearer");
+        }
+        if status.is_client_error() {
+            assert!(text.contains("\"error\""), "{text}");
+            assert!(!text.contains("secret"), "a token leaked into {text}");
+        }
+    }
 }

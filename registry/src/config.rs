@@ -44,6 +44,8 @@ pub struct ServingConfig {
     pub registry_poll_ms: u64,
     /// An in-process cache of online values; off when absent.
     pub cache: Option<CacheConfig>,
+    /// Bearer-token authentication; every endpoint is open when absent.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for ServingConfig {
@@ -56,9 +58,43 @@ impl Default for ServingConfig {
             max_training_upload_bytes: 2 << 30,
             registry_poll_ms: 500,
             cache: None,
+            auth: None,
         }
     }
 }
+
+/// Who may call the feature server: bearer tokens, each with scopes. Only hashes of tokens are
+/// configured (or files holding a token, read and hashed at start), never tokens in the clear.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub tokens: Vec<TokenConfig>,
+    /// Serve `/metrics` without a token (scrapers on a private network); else it needs `admin`.
+    #[serde(default = "default_true")]
+    pub metrics_public: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (for logs and metrics; never the token itself).
+    pub name: String,
+    /// Hex SHA-256 of the token (`quiver auth hash-token` prints it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// A file holding the token itself (a mounted secret), relative to the repository root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// `online:read`, `offline:read`, `admin` (all of them, plus the registry listings).
+    pub scopes: Vec<String>,
+}
+
+/// The scopes a token can have.
+pub const SCOPES: [&str; 3] = ["online:read", "offline:read", "admin"];
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -194,10 +230,64 @@ impl ProjectConfig {
         if let OnlineStoreConfig::Redis { url, .. } = &self.online_store {
             check_redis_url(file, url, &mut problems);
         }
+        if let Some(auth) = &self.serving.auth {
+            check_auth(file, auth, &mut problems);
+        }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(Error::Invalid(problems))
+        }
+    }
+}
+
+fn check_auth(file: &str, auth: &AuthConfig, problems: &mut Vec<Diagnostic>) {
+    let mut error = |message: String, hint: &str| {
+        problems.push(Diagnostic::error(file, Span::NONE, message).with_hint(hint));
+    };
+    if auth.tokens.is_empty() {
+        error(
+            "`serving.auth.tokens` is empty: no one could call the server".into(),
+            "add a token, or remove `serving.auth` to leave the server open",
+        );
+    }
+    let mut names = std::collections::HashSet::new();
+    for t in &auth.tokens {
+        let who = format!("serving.auth token `{}`", t.name);
+        if !names.insert(t.name.as_str()) {
+            error(
+                format!("{who} is declared twice"),
+                "give each token its own name",
+            );
+        }
+        match (&t.sha256, &t.token_file) {
+            (Some(h), None) => {
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    error(
+                        format!("{who}: `sha256` must be 64 hex digits"),
+                        "print it with `quiver auth hash-token` (reads the token on stdin)",
+                    );
+                }
+            }
+            (None, Some(_)) => {}
+            _ => error(
+                format!("{who}: give exactly one of `sha256` or `token_file`"),
+                "`sha256: <hex>` (from `quiver auth hash-token`) or `token_file: /run/secrets/…`",
+            ),
+        }
+        if t.scopes.is_empty() {
+            error(
+                format!("{who} has no scopes"),
+                "scopes: online:read, offline:read, admin",
+            );
+        }
+        for s in &t.scopes {
+            if !SCOPES.contains(&s.as_str()) {
+                error(
+                    format!("{who}: unknown scope `{s}`"),
+                    "scopes: online:read, offline:read, admin",
+                );
+            }
         }
     }
 }
@@ -325,5 +415,56 @@ mod tests {
             "{err}"
         );
         assert!(load("project: demo\nregistry:\n  url: ${UNSET}\n").is_err());
+    }
+
+    #[test]
+    fn auth_tokens_are_checked_at_load() {
+        let ok = "a".repeat(64);
+        let config = load(&format!(
+            "project: demo\nserving:\n  auth:\n    tokens:\n      - {{name: app, sha256: {ok}, scopes: [online:read]}}\n      - {{name: ops, token_file: secrets/ops, scopes: [admin]}}\n"
+        ))
+        .unwrap();
+        let auth = config.serving.auth.unwrap();
+        assert_eq!(auth.tokens.len(), 2);
+        assert!(auth.metrics_public);
+        let bad = [
+            ("tokens: []", "is empty"),
+            (
+                "tokens: [{name: a, sha256: abc, scopes: [online:read]}]",
+                "64 hex digits",
+            ),
+            (
+                "tokens: [{name: a, scopes: [online:read]}]",
+                "exactly one of `sha256` or `token_file`",
+            ),
+            (
+                "tokens: [{name: a, sha256: SHA, token_file: f, scopes: [admin]}]",
+                "exactly one",
+            ),
+            (
+                "tokens: [{name: a, sha256: SHA, scopes: [online:write]}]",
+                "unknown scope",
+            ),
+            ("tokens: [{name: a, sha256: SHA, scopes: []}]", "no scopes"),
+            (
+                "tokens: [{name: a, sha256: SHA, scopes: [admin]}, {name: a, sha256: SHA, scopes: [admin]}]",
+                "declared twice",
+            ),
+            (
+                "tokens: [{name: a, sha256: SHA, scopes: [admin], token: x}]",
+                "token",
+            ),
+        ];
+        for (auth, expected) in bad {
+            let text = format!(
+                "project: demo\nserving:\n  auth:\n    {}\n",
+                auth.replace("SHA", &ok)
+            );
+            let err = load(&text).unwrap_err().to_string();
+            assert!(
+                err.contains(expected),
+                "{auth}: expected `{expected}` in {err}"
+            );
+        }
     }
 }

@@ -28,7 +28,10 @@ pub mod validate;
 pub mod value_type;
 mod yaml;
 
-pub use config::{CacheConfig, OnlineStoreConfig, ProjectConfig, RegistryConfig, ServingConfig};
+pub use config::{
+    AuthConfig, CacheConfig, OnlineStoreConfig, ProjectConfig, RegistryConfig, ServingConfig,
+    TokenConfig,
+};
 pub use duration::Ttl;
 pub use error::{Diagnostic, Error, Result, Severity, Span};
 pub use model::{Entity, FeatureRef, FeatureService, FeatureView, Field, Registry, Source};

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `quiver` binary, real files, a private `redis-server`.
 
 mod cli;
+mod faults;
 mod materialize;
 mod online_store;
 mod registry_redis;

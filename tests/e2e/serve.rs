@@ -34,6 +34,11 @@ impl Running {
 
 /// Serves the applied registry of `repo` on two fresh ports.
 pub(crate) async fn start(repo: &Path) -> Running {
+    start_with(repo, quiver_feature_server::Authenticator::open()).await
+}
+
+/// Like `start`, with authentication.
+async fn start_with(repo: &Path, auth: quiver_feature_server::Authenticator) -> Running {
     let repository = Repository::open(repo, None, &|_| None).unwrap();
     let registry: Arc<dyn quiver_registry::RegistryStore> = Arc::from(repository.store().unwrap());
     let version = registry.latest().unwrap().unwrap();
@@ -61,6 +66,7 @@ pub(crate) async fn start(repo: &Path) -> Running {
             max_upload_bytes: 1 << 20,
             engine: quiver_materializer::retrieve::Engine::default(),
         }),
+        auth: Arc::new(auth),
     };
     let task = tokio::spawn(quiver_feature_server::serve(
         http,
@@ -81,7 +87,7 @@ pub(crate) async fn start(repo: &Path) -> Running {
 }
 
 /// A minimal HTTP/1.1 client: one request per connection.
-async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, J) {
+pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, J) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -99,9 +105,9 @@ async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, J
     )
 }
 
-const MODEL_V1: &str = r#"{"feature_service": "model_v1", "entities": {"driver_id": [1001, 1002, 1001], "customer_id": [1, 2, 99999]}}"#;
+pub(crate) const MODEL_V1: &str = r#"{"feature_service": "model_v1", "entities": {"driver_id": [1001, 1002, 1001], "customer_id": [1, 2, 99999]}}"#;
 
-fn setup(redis: &RedisServer) -> (tempfile::TempDir, std::path::PathBuf) {
+pub(crate) fn setup(redis: &RedisServer) -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     // Data ending now, so values are within their ttl.
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -433,6 +439,7 @@ async fn the_cache_is_emptied_when_a_materialization_commits() {
         registry_poll: Duration::from_millis(100),
         ready_timeout: Duration::from_millis(300),
         training: None,
+        auth: Arc::new(quiver_feature_server::Authenticator::open()),
     };
     let task = tokio::spawn(quiver_feature_server::serve(
         listener,
@@ -567,4 +574,94 @@ fn sigterm_lets_an_in_flight_request_finish() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Tokens are enforced identically on both protocols: UNAUTHENTICATED / 401 without a valid
+/// token, PERMISSION_DENIED / 403 for one without `online:read`, success with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_and_http_enforce_the_same_tokens() {
+    use quiver_feature_server::auth::hash_token;
+    let redis = RedisServer::start().unwrap();
+    let (_tmp, repo) = setup(&redis);
+    let token = |name: &str, secret: &str, scope: &str| quiver_registry::TokenConfig {
+        name: name.into(),
+        sha256: Some(hash_token(secret)),
+        token_file: None,
+        scopes: vec![scope.into()],
+    };
+    let config = quiver_registry::AuthConfig {
+        tokens: vec![
+            token("app", "app-secret", "online:read"),
+            token("trainer", "train-secret", "offline:read"),
+        ],
+        metrics_public: true,
+    };
+    let auth = quiver_feature_server::Authenticator::from_config(Some(&config), &repo).unwrap();
+    let server = start_with(&repo, auth).await;
+    let mut client = ServingServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap();
+    let request = |token: Option<&str>| {
+        let mut r = tonic::Request::new(GetOnlineFeaturesRequest {
+            kind: Some(Kind::FeatureService("model_v1".into())),
+            entities: [
+                (
+                    "driver_id".to_string(),
+                    RepeatedValue {
+                        val: vec![PbValue {
+                            val: Some(Val::Int64Val(1001)),
+                        }],
+                    },
+                ),
+                (
+                    "customer_id".to_string(),
+                    RepeatedValue {
+                        val: vec![PbValue {
+                            val: Some(Val::Int64Val(1)),
+                        }],
+                    },
+                ),
+            ]
+            .into(),
+            ..Default::default()
+        });
+        if let Some(t) = token {
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        r
+    };
+    for (token, code, http_status) in [
+        (None, Some(tonic::Code::Unauthenticated), 401),
+        (Some("wrong"), Some(tonic::Code::Unauthenticated), 401),
+        (
+            Some("train-secret"),
+            Some(tonic::Code::PermissionDenied),
+            403,
+        ),
+        (Some("app-secret"), None, 200),
+    ] {
+        let got = client.get_online_features(request(token)).await;
+        match code {
+            Some(c) => assert_eq!(got.unwrap_err().code(), c, "{token:?}"),
+            None => assert!(got.is_ok(), "{token:?}: {got:?}"),
+        }
+        let mut s = tokio::net::TcpStream::connect(server.http).await.unwrap();
+        let auth_line = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "POST /get-online-features HTTP/1.1\r\nHost: x\r\n{auth_line}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{MODEL_V1}",
+            MODEL_V1.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.unwrap();
+        let status: u16 = String::from_utf8_lossy(&buf[9..12]).parse().unwrap();
+        assert_eq!(status, http_status, "{token:?}");
+    }
+    // Health stays open on both.
+    let (status, _) = http(server.http, "GET", "/health", "").await;
+    assert_eq!(status, 200);
+    server.stop().await;
 }

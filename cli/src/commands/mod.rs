@@ -1,5 +1,6 @@
 //! One module per command, each: parse arguments → call the libraries → print.
 
+pub mod auth;
 pub mod init;
 pub mod materialize;
 pub mod online;

@@ -64,10 +64,24 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                     .unwrap_or_default())
                 .unwrap_or_default()
         );
+        match &serving.auth {
+            Some(a) => eprintln!(
+                "  auth: {} bearer token(s); /health and /ready open",
+                a.tokens.len()
+            ),
+            None => eprintln!("  auth: off — every endpoint is open (configure serving.auth)"),
+        }
         let options = ServeOptions {
             max_body_bytes: serving.max_request_bytes,
             registry_poll: Duration::from_millis(serving.registry_poll_ms),
             ready_timeout: Duration::from_millis(500),
+            auth: Arc::new(
+                quiver_feature_server::Authenticator::from_config(
+                    serving.auth.as_ref(),
+                    &repo.root,
+                )
+                .map_err(|e| crate::exit::UserError(format!("serving.auth: {e}")))?,
+            ),
             training: Some(quiver_feature_server::Training {
                 root: repo.root.clone(),
                 max_upload_bytes: serving.max_training_upload_bytes,
