@@ -9,6 +9,7 @@
 //! - [`snapshot`], [`reload`] — registry versions served, swapped atomically
 //! - [`training`] — point-in-time tables over HTTP: entity table in, Arrow IPC stream out
 //! - [`auth`] — bearer tokens with scopes, checked the same way for HTTP and gRPC
+//! - [`listener`] — the HTTP accept loop: TLS, request-head timeouts, graceful shutdown
 //! - [`cache`], [`metrics`], [`server`]
 
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod cache;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod listener;
 pub mod metrics;
 pub mod reload;
 pub mod server;

@@ -22,6 +22,10 @@ pub struct ServeOptions {
     pub training: Option<crate::training::Training>,
     /// Who may call what (HTTP and gRPC alike); open by default.
     pub auth: Arc<crate::auth::Authenticator>,
+    /// TLS for HTTP and gRPC; plain text when absent.
+    pub tls: Option<crate::listener::TlsFiles>,
+    /// Longest a client may take to send a request head or finish a TLS handshake.
+    pub header_timeout: Duration,
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests and returns.
@@ -57,9 +61,23 @@ pub async fn serve(
         },
         options.max_body_bytes,
     );
+    let acceptor = match &options.tls {
+        Some(files) => Some(files.acceptor().map_err(std::io::Error::other)?),
+        None => None,
+    };
+    let grpc_tls = match &options.tls {
+        Some(files) => {
+            let (cert, key) = files.read().map_err(std::io::Error::other)?;
+            Some(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(cert, key)),
+            )
+        }
+        None => None,
+    };
     let http_task = tokio::spawn({
         let stop = stopped(stop_rx.clone());
-        async move { axum::serve(http, app).with_graceful_shutdown(stop).await }
+        crate::listener::serve_http(http, app, acceptor, options.header_timeout, stop)
     });
     let grpc_task = grpc.map(|listener| {
         let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -67,7 +85,11 @@ pub async fn serve(
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move {
             health_reporter.set_serving::<quiver_proto::feast::serving::serving_service_server::ServingServiceServer<crate::grpc::GrpcService>>().await;
-            tonic::transport::Server::builder()
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = grpc_tls {
+                builder = builder.tls_config(tls)?;
+            }
+            builder
                 .add_service(health)
                 .add_service(svc)
                 .serve_with_incoming_shutdown(tokio_stream_listener(listener), stop)

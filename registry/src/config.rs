@@ -46,6 +46,19 @@ pub struct ServingConfig {
     pub cache: Option<CacheConfig>,
     /// Bearer-token authentication; every endpoint is open when absent.
     pub auth: Option<AuthConfig>,
+    /// TLS for HTTP and gRPC; plain text when absent.
+    pub tls: Option<TlsConfig>,
+    /// Longest a client may take to send a request head or finish a TLS handshake, in
+    /// milliseconds (slow or idle clients are disconnected).
+    pub header_timeout_ms: u64,
+}
+
+/// A certificate chain and private key (PEM files, relative to the repository root).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Default for ServingConfig {
@@ -59,6 +72,8 @@ impl Default for ServingConfig {
             registry_poll_ms: 500,
             cache: None,
             auth: None,
+            tls: None,
+            header_timeout_ms: 10_000,
         }
     }
 }

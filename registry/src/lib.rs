@@ -30,7 +30,7 @@ mod yaml;
 
 pub use config::{
     AuthConfig, CacheConfig, OnlineStoreConfig, ProjectConfig, RegistryConfig, ServingConfig,
-    TokenConfig,
+    TlsConfig, TokenConfig,
 };
 pub use duration::Ttl;
 pub use error::{Diagnostic, Error, Result, Severity, Span};

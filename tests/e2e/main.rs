@@ -6,4 +6,5 @@ mod materialize;
 mod online_store;
 mod registry_redis;
 mod retrieve;
+mod security;
 mod serve;

@@ -20,7 +20,7 @@ use crate::materialize::{json, redis_yaml, repo_ending};
 
 pub(crate) struct Running {
     pub(crate) http: SocketAddr,
-    grpc: SocketAddr,
+    pub(crate) grpc: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -39,6 +39,16 @@ pub(crate) async fn start(repo: &Path) -> Running {
 
 /// Like `start`, with authentication.
 async fn start_with(repo: &Path, auth: quiver_feature_server::Authenticator) -> Running {
+    start_full(repo, auth, None, Duration::from_millis(500)).await
+}
+
+/// Like `start`, with authentication, TLS and a request-head timeout.
+pub(crate) async fn start_full(
+    repo: &Path,
+    auth: quiver_feature_server::Authenticator,
+    tls: Option<quiver_feature_server::listener::TlsFiles>,
+    header_timeout: Duration,
+) -> Running {
     let repository = Repository::open(repo, None, &|_| None).unwrap();
     let registry: Arc<dyn quiver_registry::RegistryStore> = Arc::from(repository.store().unwrap());
     let version = registry.latest().unwrap().unwrap();
@@ -67,6 +77,8 @@ async fn start_with(repo: &Path, auth: quiver_feature_server::Authenticator) -> 
             engine: quiver_materializer::retrieve::Engine::default(),
         }),
         auth: Arc::new(auth),
+        tls,
+        header_timeout,
     };
     let task = tokio::spawn(quiver_feature_server::serve(
         http,
@@ -440,6 +452,8 @@ async fn the_cache_is_emptied_when_a_materialization_commits() {
         ready_timeout: Duration::from_millis(300),
         training: None,
         auth: Arc::new(quiver_feature_server::Authenticator::open()),
+        tls: None,
+        header_timeout: Duration::from_secs(10),
     };
     let task = tokio::spawn(quiver_feature_server::serve(
         listener,

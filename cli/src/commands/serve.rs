@@ -40,6 +40,18 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 max_entity_rows: serving.max_entity_rows,
             },
         ));
+        let tls = serving
+            .tls
+            .as_ref()
+            .map(|t| quiver_feature_server::listener::TlsFiles {
+                cert: repo.root.join(&t.cert_file),
+                key: repo.root.join(&t.key_file),
+            });
+        if let Some(files) = &tls {
+            files
+                .acceptor()
+                .map_err(|e| crate::exit::UserError(format!("serving.tls: {e}")))?;
+        }
         let http = tokio::net::TcpListener::bind(&http_addr)
             .await
             .with_context(|| format!("cannot listen on {http_addr} (HTTP)"))?;
@@ -64,6 +76,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                     .unwrap_or_default())
                 .unwrap_or_default()
         );
+        if tls.is_some() {
+            eprintln!("  TLS on HTTP and gRPC");
+        }
         match &serving.auth {
             Some(a) => eprintln!(
                 "  auth: {} bearer token(s); /health and /ready open",
@@ -82,6 +97,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 )
                 .map_err(|e| crate::exit::UserError(format!("serving.auth: {e}")))?,
             ),
+            tls: tls.clone(),
+            header_timeout: Duration::from_millis(serving.header_timeout_ms),
             training: Some(quiver_feature_server::Training {
                 root: repo.root.clone(),
                 max_upload_bytes: serving.max_training_upload_bytes,

@@ -1,0 +1,168 @@
+//! TLS on both protocols, and clients that are too slow to be served (slowloris).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quiver_feature_server::Authenticator;
+use quiver_feature_server::listener::TlsFiles;
+use quiver_proto::feast::serving::GetFeastServingInfoRequest;
+use quiver_proto::feast::serving::serving_service_client::ServingServiceClient;
+use quiver_tests::RedisServer;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::serve::{setup, start_full};
+
+/// A self-signed certificate for `localhost`, written as PEM files; returns them and the cert PEM.
+fn self_signed(dir: &std::path::Path) -> (TlsFiles, String) {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_pem = key.cert.pem();
+    let files = TlsFiles {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&files.cert, &cert_pem).unwrap();
+    std::fs::write(&files.key, key.signing_key.serialize_pem()).unwrap();
+    (files, cert_pem)
+}
+
+/// Reads until the peer closes or `limit` passes; returns what came and whether it closed.
+async fn read_until_closed(s: &mut tokio::net::TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return (out, false),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_http_and_grpc_and_refuses_plain_text() {
+    let redis = RedisServer::start().unwrap();
+    let (tmp, repo) = setup(&redis);
+    let (files, cert_pem) = self_signed(tmp.path());
+    let server = start_full(
+        &repo,
+        Authenticator::open(),
+        Some(files),
+        Duration::from_secs(2),
+    )
+    .await;
+
+    // HTTPS with the certificate as the only root.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    tls.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let mut plain = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    plain
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (got, closed) = read_until_closed(&mut plain, Duration::from_secs(3)).await;
+    assert!(closed, "the server kept a plain-text connection open");
+    assert!(!String::from_utf8_lossy(&got).contains("200 OK"));
+
+    // gRPC over TLS.
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&cert_pem))
+        .domain_name("localhost");
+    let channel = tonic::transport::Channel::from_shared(format!("https://{}", server.grpc))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let info = ServingServiceClient::new(channel)
+        .get_feast_serving_info(GetFeastServingInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(info.version.starts_with("quiver"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_disconnected() {
+    let redis = RedisServer::start().unwrap();
+    let (_tmp, repo) = setup(&redis);
+    let server = start_full(
+        &repo,
+        Authenticator::open(),
+        None,
+        Duration::from_millis(400),
+    )
+    .await;
+
+    // Half a request head, then nothing (slowloris).
+    let started = Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(5)).await;
+    assert!(
+        closed,
+        "a client that never finished its request head was kept"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A connection that never sends anything.
+    let started = Instant::now();
+    let mut idle = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    let (_, closed) = read_until_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(closed, "an idle connection was kept");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A keep-alive connection that goes quiet after a request.
+    let mut kept = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (got, closed) = read_until_closed(&mut kept, Duration::from_secs(5)).await;
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    assert!(closed, "a quiet keep-alive connection was kept");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Meanwhile normal requests are served.
+    let (status, _) = crate::serve::http(server.http, "GET", "/health", "").await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
