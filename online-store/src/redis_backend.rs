@@ -114,13 +114,15 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    pub async fn connect(config: &OnlineStoreConfig) -> Result<Self> {
+    /// Connects; a `tls_ca_file` is relative to `root`.
+    pub async fn connect(config: &OnlineStoreConfig, root: &std::path::Path) -> Result<Self> {
         let OnlineStoreConfig::Redis {
             url,
             cluster,
             cluster_nodes,
             timeout_ms,
             write_timeout_ms,
+            tls_ca_file,
             ..
         } = config
         else {
@@ -131,13 +133,29 @@ impl RedisStore {
         let timeout = Duration::from_millis(*timeout_ms);
         let shown = redact_url(url);
         let unavailable = |e: redis::RedisError| Error::Unavailable(format!("{shown}: {e}"));
+        let certs = match tls_ca_file {
+            Some(f) => {
+                let path = root.join(f);
+                let pem = std::fs::read(&path)
+                    .map_err(|e| Error::Config(format!("tls_ca_file {}: {e}", path.display())))?;
+                Some(redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                })
+            }
+            None => None,
+        };
         let conn = if *cluster {
             let nodes: Vec<&str> = std::iter::once(url.as_str())
                 .chain(cluster_nodes.iter().map(String::as_str))
                 .collect();
-            let client = redis::cluster::ClusterClientBuilder::new(nodes)
+            let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
                 .connection_timeout(timeout.max(Duration::from_secs(1)))
-                .response_timeout(Duration::from_millis(*write_timeout_ms))
+                .response_timeout(Duration::from_millis(*write_timeout_ms));
+            if let Some(certs) = certs {
+                builder = builder.certs(certs);
+            }
+            let client = builder
                 .build()
                 .map_err(|e| Error::Config(format!("invalid Redis Cluster configuration: {e}")))?;
             let conn = tokio::time::timeout(Duration::from_secs(5), client.get_async_connection())
@@ -146,8 +164,11 @@ impl RedisStore {
                 .map_err(unavailable)?;
             Conn::Cluster(conn)
         } else {
-            let client = redis::Client::open(url.as_str())
-                .map_err(|e| Error::Config(format!("invalid Redis URL {shown}: {e}")))?;
+            let client = match certs {
+                None => redis::Client::open(url.as_str()),
+                Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
+            }
+            .map_err(|e| Error::Config(format!("invalid Redis URL {shown}: {e}")))?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout.max(Duration::from_secs(1))))
                 .set_response_timeout(Some(Duration::from_millis(*write_timeout_ms)))

@@ -47,6 +47,6 @@ pub trait OnlineStore: Send + Sync + std::fmt::Debug {
 pub async fn open(config: &OnlineStoreConfig, root: &Path) -> Result<Arc<dyn OnlineStore>> {
     Ok(match config {
         OnlineStoreConfig::Embedded { path } => Arc::new(EmbeddedStore::open(&root.join(path))?),
-        OnlineStoreConfig::Redis { .. } => Arc::new(RedisStore::connect(config).await?),
+        OnlineStoreConfig::Redis { .. } => Arc::new(RedisStore::connect(config, root).await?),
     })
 }

@@ -142,6 +142,9 @@ pub enum RegistryConfig {
         url: String,
         #[serde(default = "default_registry_prefix")]
         key_prefix: String,
+        /// With `rediss://`: a PEM CA certificate to trust instead of the system's roots.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tls_ca_file: Option<PathBuf>,
     },
 }
 
@@ -188,6 +191,10 @@ pub enum OnlineStoreConfig {
         /// Let Redis expire values a view's ttl makes useless.
         #[serde(default)]
         key_ttl: bool,
+        /// With `rediss://`: a PEM CA certificate to trust instead of the system's roots
+        /// (relative to the repository root).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tls_ca_file: Option<PathBuf>,
     },
 }
 
@@ -239,11 +246,23 @@ impl ProjectConfig {
                     .with_hint("list definition files or globs, e.g. `features/*.yaml`"),
             );
         }
-        if let RegistryConfig::Redis { url, .. } = &self.registry {
-            check_redis_url(file, url, &mut problems);
+        if let RegistryConfig::Redis {
+            url, tls_ca_file, ..
+        } = &self.registry
+        {
+            check_redis_url(file, url, tls_ca_file.is_some(), &mut problems);
         }
-        if let OnlineStoreConfig::Redis { url, .. } = &self.online_store {
-            check_redis_url(file, url, &mut problems);
+        if let OnlineStoreConfig::Redis {
+            url,
+            tls_ca_file,
+            cluster_nodes,
+            ..
+        } = &self.online_store
+        {
+            check_redis_url(file, url, tls_ca_file.is_some(), &mut problems);
+            for node in cluster_nodes {
+                check_redis_url(file, node, tls_ca_file.is_some(), &mut problems);
+            }
         }
         if let Some(auth) = &self.serving.auth {
             check_auth(file, auth, &mut problems);
@@ -307,30 +326,25 @@ fn check_auth(file: &str, auth: &AuthConfig, problems: &mut Vec<Diagnostic>) {
     }
 }
 
-fn check_redis_url(file: &str, url: &str, problems: &mut Vec<Diagnostic>) {
-    if url.starts_with("rediss://") {
-        // Said at load time, not as a connection failure later.
+fn check_redis_url(file: &str, url: &str, has_ca: bool, problems: &mut Vec<Diagnostic>) {
+    if url.starts_with("redis://") && has_ca {
+        // Said at load time, not discovered as a plain-text connection later.
         problems.push(
             Diagnostic::error(
                 file,
                 Span::NONE,
-                format!(
-                    "TLS to Redis (`{}`) is not supported by this build yet",
-                    redact_url(url)
-                ),
+                format!("`tls_ca_file` is set but `{}` is not TLS", redact_url(url)),
             )
-            .with_hint(
-                "use `redis://` on a trusted network, or a TLS tunnel (e.g. stunnel) to Redis",
-            ),
+            .with_hint("use `rediss://` to connect with TLS"),
         );
-    } else if !url.starts_with("redis://") {
+    } else if !url.starts_with("redis://") && !url.starts_with("rediss://") {
         problems.push(
             Diagnostic::error(
                 file,
                 Span::NONE,
                 format!("invalid Redis URL `{}`", redact_url(url)),
             )
-            .with_hint("write `redis://[user:password@]host:port[/db]`"),
+            .with_hint("write `redis://[user:password@]host:port[/db]` (`rediss://` for TLS)"),
         );
     }
 }
@@ -421,12 +435,17 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("invalid project name"), "{text}");
         assert!(text.contains("invalid Redis URL"), "{text}");
-        let err =
+        assert!(
             load("project: demo\nonline_store:\n  type: redis\n  url: rediss://:pw@host:6380\n")
-                .unwrap_err();
+                .is_ok()
+        );
+        let err = load(
+            "project: demo\nonline_store:\n  type: redis\n  url: redis://:pw@host:6380\n  tls_ca_file: ca.pem\n",
+        )
+        .unwrap_err();
         assert!(
             err.to_string()
-                .contains("TLS to Redis (`rediss://***@host:6380`) is not supported"),
+                .contains("`tls_ca_file` is set but `redis://***@host:6380` is not TLS"),
             "{err}"
         );
         assert!(load("project: demo\nregistry:\n  url: ${UNSET}\n").is_err());

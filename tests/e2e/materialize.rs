@@ -315,8 +315,13 @@ async fn redis_stopped_mid_run_keeps_the_watermark_and_a_rerun_completes() {
     let views = select_views(&version, &["driver_hourly_stats".to_string()]).unwrap();
     let view = views[0];
     let config = redis_config(&redis.url());
-    let connect =
-        || async { Arc::new(RedisStore::connect(&config).await.unwrap()) as Arc<dyn OnlineStore> };
+    let connect = || async {
+        Arc::new(
+            RedisStore::connect(&config, std::path::Path::new("."))
+                .await
+                .unwrap(),
+        ) as Arc<dyn OnlineStore>
+    };
     let job = |online| Job {
         registry: &version,
         root: &repository.root,

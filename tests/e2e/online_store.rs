@@ -13,6 +13,7 @@ pub fn redis_config(url: &str) -> OnlineStoreConfig {
         timeout_ms: 1000,
         write_timeout_ms: 5000,
         key_ttl: false,
+        tls_ca_file: None,
     }
 }
 
@@ -154,7 +155,7 @@ async fn embedded_store_keeps_the_contract() {
 #[tokio::test]
 async fn redis_store_keeps_the_contract() {
     let redis = RedisServer::start().unwrap();
-    let store = RedisStore::connect(&redis_config(&redis.url()))
+    let store = RedisStore::connect(&redis_config(&redis.url()), std::path::Path::new("."))
         .await
         .unwrap();
     check_contract(&store).await;
@@ -163,7 +164,7 @@ async fn redis_store_keeps_the_contract() {
 #[tokio::test]
 async fn redis_expires_values_at_their_deadline() {
     let redis = RedisServer::start().unwrap();
-    let store = RedisStore::connect(&redis_config(&redis.url()))
+    let store = RedisStore::connect(&redis_config(&redis.url()), std::path::Path::new("."))
         .await
         .unwrap();
     let now_ms = chrono::Utc::now().timestamp_millis();
@@ -197,7 +198,7 @@ async fn redis_expires_values_at_their_deadline() {
 #[tokio::test]
 async fn redis_down_is_unavailable_within_the_timeout() {
     let mut redis = RedisServer::start().unwrap();
-    let store = RedisStore::connect(&redis_config(&redis.url()))
+    let store = RedisStore::connect(&redis_config(&redis.url()), std::path::Path::new("."))
         .await
         .unwrap();
     store.ping().await.unwrap();

@@ -14,9 +14,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::serve::{setup, start_full};
 
-/// A self-signed certificate for `localhost`, written as PEM files; returns them and the cert PEM.
+/// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files; returns them
+/// and the certificate's PEM.
 fn self_signed(dir: &std::path::Path) -> (TlsFiles, String) {
-    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
     let cert_pem = key.cert.pem();
     let files = TlsFiles {
         cert: dir.join("cert.pem"),
@@ -165,4 +168,66 @@ async fn slow_and_idle_clients_are_disconnected() {
     let (status, _) = crate::serve::http(server.http, "GET", "/health", "").await;
     assert_eq!(status, 200);
     server.stop().await;
+}
+
+/// `rediss://` to Redis for both the registry and the online store, trusting a private CA; and
+/// without that CA, a clear certificate error instead of a plain-text fallback or a hang.
+#[test]
+fn redis_over_tls_with_a_private_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (files, _) = self_signed(tmp.path());
+    let (_redis, tls_port) = RedisServer::start_tls(&files.cert, &files.key).unwrap();
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let ca = files.cert.display().to_string();
+    let stores = format!(
+        "registry:\n  type: redis\n  url: {url}\n  tls_ca_file: {ca}\nonline_store:\n  type: redis\n  url: {url}\n  tls_ca_file: {ca}\n"
+    );
+    let repo = crate::materialize::repo_with(tmp.path(), 20, 3, "");
+    let config = repo.join("quiver.yaml");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let yaml = yaml
+        .replace("registry:\n  type: local\n  path: .quiver/registry\n", "")
+        .replace(
+            "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+            "",
+        );
+    std::fs::write(&config, format!("{yaml}{stores}")).unwrap();
+    let out = quiver_tests::quiver(&repo, &["apply"]);
+    assert!(out.status.success(), "{}", quiver_tests::describe(&out));
+    let out = quiver_tests::quiver(&repo, &["materialize-incremental", "2026-01-02T00:00:01Z"]);
+    assert!(out.status.success(), "{}", quiver_tests::describe(&out));
+    let out = quiver_tests::quiver(
+        &repo,
+        &[
+            "online",
+            "get",
+            "driver_hourly_stats",
+            "--key",
+            "driver_id=1001",
+        ],
+    );
+    assert!(out.status.success(), "{}", quiver_tests::describe(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("conv_rate"));
+
+    // The same stores without the CA: the system roots do not know it.
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, yaml.replace(&format!("  tls_ca_file: {ca}\n"), "")).unwrap();
+    let started = std::time::Instant::now();
+    let out = quiver_tests::quiver(
+        &repo,
+        &[
+            "online",
+            "get",
+            "driver_hourly_stats",
+            "--key",
+            "driver_id=1001",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        err.contains("certificate") || err.contains("issuer"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }

@@ -39,6 +39,33 @@ impl RedisServer {
         )
     }
 
+    /// A server that also listens with TLS on `tls_port()` (certificate and key as PEM files;
+    /// clients are not asked for certificates). The plain port stays for the harness's checks.
+    pub fn start_tls(cert: &Path, key: &Path) -> Result<(Self, u16)> {
+        let tls_port = free_port()?;
+        let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+        let server = Self::start_with(
+            free_port()?,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--tls-port",
+                &tls_port.to_string(),
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &cert,
+                "--tls-auth-clients",
+                "no",
+            ],
+        )?;
+        Ok((server, tls_port))
+    }
+
     fn start_with(port: u16, extra: &[&str]) -> Result<Self> {
         let mut server = RedisServer {
             child: None,

@@ -86,8 +86,19 @@ pub fn open_store(
 ) -> Result<Box<dyn RegistryStore>> {
     Ok(match config {
         RegistryConfig::Local { path } => Box::new(LocalStore::new(root.join(path))),
-        RegistryConfig::Redis { url, key_prefix } => {
-            Box::new(RedisStore::open(url, key_prefix, project)?)
+        RegistryConfig::Redis {
+            url,
+            key_prefix,
+            tls_ca_file,
+        } => {
+            let ca = match tls_ca_file {
+                Some(f) => {
+                    let path = root.join(f);
+                    Some(std::fs::read(&path).map_err(|e| Error::io(path, e))?)
+                }
+                None => None,
+            };
+            Box::new(RedisStore::open(url, key_prefix, project, ca)?)
         }
     })
 }

@@ -33,9 +33,19 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    pub fn open(url: &str, prefix: &str, project: &str) -> Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::Unavailable(format!("invalid Redis URL: {e}")))?;
+    /// `ca`: a PEM CA certificate to trust for `rediss://` instead of the system's roots.
+    pub fn open(url: &str, prefix: &str, project: &str, ca: Option<Vec<u8>>) -> Result<Self> {
+        let client = match ca {
+            None => redis::Client::open(url),
+            Some(pem) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            ),
+        }
+        .map_err(|e| Error::Unavailable(format!("invalid Redis URL: {e}")))?;
         let tag = format!("{prefix}:{{{project}}}");
         Ok(RedisStore {
             client,
