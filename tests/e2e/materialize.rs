@@ -473,6 +473,17 @@ fn materialize_input_errors_are_clear() {
             2,
             "not an integer",
         ),
+        (
+            &["verify", "--sample", "0"],
+            2,
+            "--sample must be at least 1",
+        ),
+        (
+            &["verify", "--views", "driver_hourly_stat"],
+            2,
+            "did you mean `driver_hourly_stats`?",
+        ),
+        (&["verify", "--sample", "x"], 2, "invalid value 'x'"),
     ];
     for (args, code, message) in cases {
         let out = quiver(&repo, args);

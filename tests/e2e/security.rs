@@ -231,3 +231,64 @@ fn redis_over_tls_with_a_private_ca() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// `quiver serve` with unusable TLS or token files stops at once with exit 2 and the reason.
+#[test]
+fn serve_refuses_bad_tls_and_token_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = crate::materialize::repo_with(
+        tmp.path(),
+        5,
+        2,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+    );
+    std::fs::write(repo.join("not-a-cert.pem"), "hello").unwrap();
+    let cases = [
+        (
+            "serving:\n  tls:\n    cert_file: missing.pem\n    key_file: missing.key\n",
+            "serving.tls: ",
+        ),
+        (
+            "serving:\n  tls:\n    cert_file: not-a-cert.pem\n    key_file: not-a-cert.pem\n",
+            "no certificate",
+        ),
+        (
+            "serving:\n  auth:\n    tokens:\n      - {name: t, token_file: absent-token, scopes: [online:read]}\n",
+            "cannot read",
+        ),
+        (
+            "serving:\n  auth:\n    tokens:\n      - {name: t, sha256: abc, scopes: [online:read]}\n",
+            "64 hex digits",
+        ),
+    ];
+    let config = repo.join("quiver.yaml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    for (serving, expected) in cases {
+        std::fs::write(&config, format!("{original}{serving}")).unwrap();
+        let out = quiver_tests::quiver(&repo, &["serve", "--http", "127.0.0.1:0", "--grpc", ""]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{serving}: {}",
+            quiver_tests::describe(&out)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(expected),
+            "{serving}: expected `{expected}` in {err}"
+        );
+    }
+    std::fs::write(&config, original).unwrap();
+    let mut child = std::process::Command::new(quiver_tests::quiver_bin())
+        .args(["auth", "hash-token"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"short").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 16"));
+}
