@@ -11,7 +11,14 @@ const BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
+/// How often recorded histogram samples are folded into their buckets.
+const UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs the process-wide recorder on first use and returns its handle.
+///
+/// The exporter keeps every histogram sample until upkeep folds it into the buckets; a recorder
+/// built by hand gets no upkeep of its own, so without the thread below memory grew with every
+/// request until `/metrics` was scraped (found by `benches/soak.sh`: ~0.25 MiB/s at 5,000 req/s).
 pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
@@ -23,6 +30,18 @@ pub fn handle() -> &'static PrometheusHandle {
             tracing::warn!(
                 "another metrics recorder is installed; /metrics shows only what reaches this one"
             );
+        }
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP);
+                    upkeep.run_upkeep();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no metrics upkeep thread: histograms grow until scraped");
         }
         handle
     })

@@ -113,6 +113,16 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// `timeout_ms` bounds a read of up to this many keys; larger reads get proportionally more.
+pub const KEYS_PER_TIMEOUT: usize = 1000;
+
+/// The bound on one read of `keys` keys. Without scaling, requests near `max_entity_rows` timed
+/// out under load while single rows had time to spare (found by `benches/soak.sh`).
+pub fn read_bound(timeout: Duration, keys: usize) -> Duration {
+    let units = u32::try_from(keys.div_ceil(KEYS_PER_TIMEOUT)).unwrap_or(u32::MAX);
+    timeout.saturating_mul(units.max(1))
+}
+
 impl RedisStore {
     /// Connects; a `tls_ca_file` is relative to `root`.
     pub async fn connect(config: &OnlineStoreConfig, root: &std::path::Path) -> Result<Self> {
@@ -283,7 +293,7 @@ impl OnlineStore for RedisStore {
         let mut cmd = redis::cmd("MGET");
         cmd.arg(keys);
         self.bounded(
-            self.timeout,
+            read_bound(self.timeout, keys.len()),
             cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn),
         )
         .await
@@ -342,6 +352,17 @@ impl OnlineStore for RedisStore {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn read_bounds_grow_with_the_keys_read() {
+        let t = Duration::from_millis(100);
+        assert_eq!(super::read_bound(t, 1), t);
+        assert_eq!(super::read_bound(t, 1000), t);
+        assert_eq!(super::read_bound(t, 1001), t * 2);
+        assert_eq!(super::read_bound(t, 20_000), Duration::from_secs(2));
+    }
+
     #[test]
     fn slots_follow_the_cluster_spec() {
         // Reference values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
