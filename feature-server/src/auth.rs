@@ -166,6 +166,17 @@ impl Authenticator {
     }
 }
 
+/// Counts a refused request in `quiver_auth_failures_total{protocol, reason}`.
+pub fn record_failure(protocol: &'static str, error: &ServiceError) {
+    let reason = if error.code == ErrorCode::Unauthenticated {
+        "unauthenticated"
+    } else {
+        "permission_denied"
+    };
+    metrics::counter!("quiver_auth_failures_total", "protocol" => protocol, "reason" => reason)
+        .increment(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

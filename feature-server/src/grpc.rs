@@ -57,13 +57,7 @@ impl Interceptor for AuthInterceptor {
         match self.auth.check(header, Need::OnlineRead) {
             Ok(_) => Ok(request),
             Err(e) => {
-                let reason = if e.code == crate::error::ErrorCode::Unauthenticated {
-                    "unauthenticated"
-                } else {
-                    "permission_denied"
-                };
-                metrics::counter!("quiver_auth_failures_total", "protocol" => "grpc", "reason" => reason)
-                    .increment(1);
+                crate::auth::record_failure("grpc", &e);
                 Err(e.into())
             }
         }

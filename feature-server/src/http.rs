@@ -46,13 +46,7 @@ async fn require(
     match auth.check(header, need) {
         Ok(_) => next.run(request).await,
         Err(e) => {
-            let reason = if e.code == crate::error::ErrorCode::Unauthenticated {
-                "unauthenticated"
-            } else {
-                "permission_denied"
-            };
-            metrics::counter!("quiver_auth_failures_total", "protocol" => "http", "reason" => reason)
-                .increment(1);
+            crate::auth::record_failure("http", &e);
             e.into_response()
         }
     }

@@ -154,7 +154,8 @@ pub async fn materialize(
     Ok(runs)
 }
 
-fn rfc3339(ns: i64) -> String {
+/// A UTC time as RFC 3339, with as many fraction digits as it needs.
+pub(crate) fn rfc3339(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::columns::{Layout, Rows, key_type, utc_ns};
 use crate::error::{Error, Result};
+use crate::materialize::rfc3339;
 use crate::retrieve::{Engine, EntityInput, Options, Request, retrieve, stream_error};
 use crate::source::{session, view_input};
 
@@ -84,10 +85,6 @@ fn same(a: &Option<Value>, b: &Option<Value>) -> bool {
         }
         _ => a == b,
     }
-}
-
-fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 pub async fn verify(job: &VerifyJob<'_>, views: &[&FeatureView]) -> Result<Vec<ViewReport>> {

@@ -13,12 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::Options;
 use super::entities::{EntityFormat, EntityInput, sha256_file};
 use crate::error::{Error, Result};
+use crate::materialize::rfc3339;
 
 pub const MANIFEST_VERSION: u32 = 1;
-
-fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
