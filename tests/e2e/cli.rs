@@ -241,3 +241,96 @@ fn quickstart_runs_twice_on_a_fresh_directory() {
         "the newest hourly row"
     );
 }
+
+/// The read-only commands with bad arguments: exit 2, a message naming the problem, nothing
+/// changed, no panic.
+#[test]
+fn inspection_commands_reject_bad_arguments_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path());
+    let repo = tmp.path().join("repo");
+    // Before any apply.
+    for args in [
+        &["registry", "list"][..],
+        &["materialize-incremental"],
+        &["verify"],
+        &[
+            "retrieve",
+            "--entities",
+            "data/labels.parquet",
+            "--features",
+            "model_v1",
+            "--output",
+            "t.parquet",
+        ],
+    ] {
+        let before = snapshot(&repo);
+        let out = quiver(&repo, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("run `quiver apply` first"),
+            "{args:?}: {}",
+            describe(&out)
+        );
+        assert_eq!(before, snapshot(&repo), "{args:?} changed files");
+    }
+    assert!(quiver(&repo, &["apply"]).status.success());
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["registry", "describe", "drivr_hourly_stats"],
+            "did you mean",
+        ),
+        (
+            &["online", "get", "nope", "--key", "driver_id=1"],
+            "unknown feature view `nope`",
+        ),
+        (&["online", "get", "driver_hourly_stats"], "--key"),
+        (&["materialize", "2026-01-01"], "END"),
+        (&["retrieve", "--output", "t.parquet"], "--entities"),
+        (
+            &[
+                "retrieve",
+                "--rebuild",
+                "missing.manifest.json",
+                "--output",
+                "t.parquet",
+            ],
+            "missing.manifest.json",
+        ),
+        (&["serve", "--http", "not-an-address"], "not-an-address"),
+        (&["init"], "DIR"),
+        (
+            &["--format", "yaml", "registry", "list"],
+            "invalid value 'yaml'",
+        ),
+    ];
+    std::fs::write(repo.join("bad.manifest.json"), "{}").unwrap();
+    for (args, expected) in cases {
+        let before = snapshot(&repo);
+        let out = quiver(&repo, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected `{expected}` in {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(before, snapshot(&repo), "{args:?} changed files");
+    }
+    let out = quiver(
+        &repo,
+        &[
+            "retrieve",
+            "--rebuild",
+            "bad.manifest.json",
+            "--output",
+            "t.parquet",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing field"),
+        "{}",
+        describe(&out)
+    );
+}

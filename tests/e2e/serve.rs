@@ -215,14 +215,111 @@ async fn grpc_and_http_serve_the_same_vectors() {
     let balance = names.iter().position(|n| n == "current_balance").unwrap();
     assert_eq!(statuses(balance)[2], "NOT_FOUND");
 
-    // Bad input is INVALID_ARGUMENT over gRPC too.
-    let bad = GetOnlineFeaturesRequest {
-        kind: Some(Kind::FeatureService("nope".into())),
-        entities: [("driver_id".to_string(), ints(&[1]))].into(),
+    // Bad input over gRPC: a clear status and message, never INTERNAL or a dropped connection.
+    let service = |name: &str| Some(Kind::FeatureService(name.into()));
+    let refs = |r: &[&str]| {
+        Some(Kind::Features(quiver_proto::feast::serving::FeatureList {
+            val: r.iter().map(|s| s.to_string()).collect(),
+        }))
+    };
+    let floats = RepeatedValue {
+        val: vec![PbValue {
+            val: Some(Val::DoubleVal(1.5)),
+        }],
+    };
+    let many: Vec<i64> = (0..1001).collect();
+    type Case<'a> = (
+        Option<Kind>,
+        Vec<(&'a str, RepeatedValue)>,
+        tonic::Code,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            service("nope"),
+            vec![("driver_id", ints(&[1]))],
+            tonic::Code::InvalidArgument,
+            "unknown feature service",
+        ),
+        (
+            None,
+            vec![("driver_id", ints(&[1]))],
+            tonic::Code::InvalidArgument,
+            "give `features` or `feature_service`",
+        ),
+        (
+            refs(&["driver_hourly_stats:nope"]),
+            vec![("driver_id", ints(&[1]))],
+            tonic::Code::InvalidArgument,
+            "no feature `nope`",
+        ),
+        (
+            refs(&["conv_rate"]),
+            vec![("driver_id", ints(&[1]))],
+            tonic::Code::InvalidArgument,
+            "not `view:feature`",
+        ),
+        (
+            service("model_v1"),
+            vec![("driver_id", ints(&[1, 2])), ("customer_id", ints(&[1]))],
+            tonic::Code::InvalidArgument,
+            "customer_id",
+        ),
+        (
+            service("model_v1"),
+            vec![("driver_id", floats.clone()), ("customer_id", ints(&[1]))],
+            tonic::Code::InvalidArgument,
+            "entity key",
+        ),
+        (
+            service("model_v1"),
+            vec![("driver_id", ints(&[1]))],
+            tonic::Code::InvalidArgument,
+            "customer_id",
+        ),
+        (
+            refs(&["driver_hourly_stats:conv_rate"]),
+            vec![("driver_id", ints(&many))],
+            tonic::Code::ResourceExhausted,
+            "1000",
+        ),
+    ];
+    for (kind, entities, code, text) in cases {
+        let request = GetOnlineFeaturesRequest {
+            kind,
+            entities: entities
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            ..Default::default()
+        };
+        let err = client.get_online_features(request).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err}");
+        assert!(err.message().contains(text), "expected `{text}` in {err}");
+    }
+    let mut with_context = GetOnlineFeaturesRequest {
+        kind: service("model_v1"),
         ..Default::default()
     };
-    let err = client.get_online_features(bad).await.unwrap_err();
+    with_context
+        .request_context
+        .insert("x".to_string(), ints(&[1]));
+    let err = client.get_online_features(with_context).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    // A message over the size limit (1 MiB here).
+    let huge = GetOnlineFeaturesRequest {
+        kind: refs(&[&"x".repeat(2 << 20)]),
+        ..Default::default()
+    };
+    let err = client.get_online_features(huge).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
+    // The connection still serves.
+    assert!(
+        client
+            .get_feast_serving_info(GetFeastServingInfoRequest {})
+            .await
+            .is_ok()
+    );
     server.stop().await;
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use quiver_feature_server::cache::BlobCache;
 use quiver_feature_server::{FeatureService, Limits, ServeOptions, Snapshot};
 
@@ -27,6 +27,27 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let http_addr = args.http.unwrap_or(serving.http.clone());
     let grpc_addr = args.grpc.unwrap_or(serving.grpc.clone());
     ctx.runtime()?.block_on(async move {
+        let tls = serving
+            .tls
+            .as_ref()
+            .map(|t| quiver_feature_server::listener::TlsFiles {
+                cert: repo.root.join(&t.cert_file),
+                key: repo.root.join(&t.key_file),
+            });
+        if let Some(files) = &tls {
+            files
+                .acceptor()
+                .map_err(|e| crate::exit::UserError(format!("serving.tls: {e}")))?;
+        }
+        let auth =
+            quiver_feature_server::Authenticator::from_config(serving.auth.as_ref(), &repo.root)
+                .map_err(|e| crate::exit::UserError(format!("serving.auth: {e}")))?;
+        let http = listen(&http_addr, "HTTP").await?;
+        let grpc = match grpc_addr.as_str() {
+            "" => None,
+            addr => Some(listen(addr, "gRPC").await?),
+        };
+        // Everything the user can get wrong is checked above, before the store is opened.
         let store = quiver_online_store::open(&repo.config.online_store, &repo.root).await?;
         let cache = serving
             .cache
@@ -40,29 +61,6 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 max_entity_rows: serving.max_entity_rows,
             },
         ));
-        let tls = serving
-            .tls
-            .as_ref()
-            .map(|t| quiver_feature_server::listener::TlsFiles {
-                cert: repo.root.join(&t.cert_file),
-                key: repo.root.join(&t.key_file),
-            });
-        if let Some(files) = &tls {
-            files
-                .acceptor()
-                .map_err(|e| crate::exit::UserError(format!("serving.tls: {e}")))?;
-        }
-        let http = tokio::net::TcpListener::bind(&http_addr)
-            .await
-            .with_context(|| format!("cannot listen on {http_addr} (HTTP)"))?;
-        let grpc = match grpc_addr.as_str() {
-            "" => None,
-            addr => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr} (gRPC)"))?,
-            ),
-        };
         eprintln!(
             "serving project `{}` (registry version {}) from {}\n  HTTP {}{}",
             repo.config.project,
@@ -90,13 +88,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             max_body_bytes: serving.max_request_bytes,
             registry_poll: Duration::from_millis(serving.registry_poll_ms),
             ready_timeout: Duration::from_millis(500),
-            auth: Arc::new(
-                quiver_feature_server::Authenticator::from_config(
-                    serving.auth.as_ref(),
-                    &repo.root,
-                )
-                .map_err(|e| crate::exit::UserError(format!("serving.auth: {e}")))?,
-            ),
+            auth: Arc::new(auth),
             tls: tls.clone(),
             header_timeout: Duration::from_millis(serving.header_timeout_ms),
             training: Some(quiver_feature_server::Training {
@@ -132,4 +124,18 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// Binds `addr`; a malformed address or one already taken is the user's to fix (exit 2).
+async fn listen(addr: &str, what: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let message = format!("cannot listen on {addr} ({what}): {e}");
+        match e.kind() {
+            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::AddrInUse => {
+                crate::exit::UserError(format!("{message}; give host:port, e.g. 127.0.0.1:6566"))
+                    .into()
+            }
+            _ => anyhow::anyhow!(message),
+        }
+    })
 }
