@@ -164,3 +164,60 @@ fn materialization_killed_at_any_point_is_completed_by_a_rerun() {
         assert!(view["sampled"].as_u64().unwrap() > 0, "{view}");
     }
 }
+
+/// Redis restarted while four clients keep sending: answers are 200 before, 503 (never 500, never
+/// a dropped connection) while it is down, and 200 again shortly after it is back — the same
+/// server process throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_under_load_costs_only_the_downtime() {
+    let mut redis = RedisServer::start_persistent().unwrap();
+    let (_tmp, repo) = setup(&redis);
+    let server = start(&repo).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let origin = Instant::now();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, stop) = (server.http, stop.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (status, _) = http(addr, "POST", "/get-online-features", MODEL_V1).await;
+                    seen.push((origin.elapsed(), status));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                seen
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let down_at = origin.elapsed();
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    redis.restart().unwrap();
+    let up_at = origin.elapsed();
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all = Vec::new();
+    for c in clients {
+        all.extend(c.await.unwrap());
+    }
+    assert!(all.iter().all(|(_, s)| *s == 200 || *s == 503), "{all:?}");
+    assert!(
+        all.iter()
+            .filter(|(t, _)| *t < down_at)
+            .all(|(_, s)| *s == 200)
+    );
+    assert!(
+        all.iter()
+            .any(|(t, s)| *t > down_at && *t < up_at && *s == 503),
+        "no request saw Redis down"
+    );
+    let settled = up_at + Duration::from_millis(3000);
+    let late: Vec<_> = all.iter().filter(|(t, _)| *t > settled).collect();
+    assert!(!late.is_empty());
+    assert!(
+        late.iter().all(|(_, s)| *s == 200),
+        "not recovered: {late:?}"
+    );
+    server.stop().await;
+}
