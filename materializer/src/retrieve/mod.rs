@@ -179,7 +179,8 @@ fn session(engine: &Engine) -> Result<SessionContext> {
         .with_batch_size(entities::BATCH_ROWS)
         .with_information_schema(false)
         // Each sort reserves this much for merging its spills; several sorts run at once.
-        .with_sort_spill_reservation_bytes((engine.memory_limit / 64).clamp(256 << 10, 10 << 20));
+        .with_sort_spill_reservation_bytes((engine.memory_limit / 64).clamp(256 << 10, 10 << 20))
+        .with_sort_in_place_threshold_bytes((engine.memory_limit / 16).max(1 << 20));
     // Fair shares: sorts of both inputs and of the output run at once, each may spill.
     let pool = Arc::new(FairSpillPool::new(engine.memory_limit));
     let runtime = RuntimeEnvBuilder::new()
