@@ -801,11 +801,27 @@ pub fn stream_error(e: DataFusionError) -> Error {
             },
         },
         DataFusionError::Context(_, inner) => stream_error(*inner),
+        DataFusionError::Shared(shared) => match shared.as_ref() {
+            DataFusionError::ResourcesExhausted(m) => memory_error(m),
+            other => Error::Engine {
+                context: "computing the training table".into(),
+                source: DataFusionError::Execution(other.to_string()),
+            },
+        },
+        DataFusionError::ResourcesExhausted(m) => memory_error(&m),
         other => Error::Engine {
             context: "computing the training table".into(),
             source: other,
         },
     }
+}
+
+/// The sorts could not work within the memory limit even by spilling: the user's to raise.
+fn memory_error(detail: &str) -> Error {
+    let first = detail.lines().next().unwrap_or(detail);
+    Error::Invalid(format!(
+        "the sorts need more memory than the memory limit allows, even spilling to disk ({first}); raise --memory-limit (e.g. 1GiB)"
+    ))
 }
 
 /// Output files are written next to their final path and renamed into place when complete.
