@@ -31,7 +31,7 @@ struct Token {
 }
 
 /// The server's view of `serving.auth`: open when no tokens are configured.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Authenticator {
     tokens: Vec<Token>,
     metrics_public: bool,
