@@ -264,15 +264,7 @@ fn inspection_commands_reject_bad_arguments_clearly() {
             "t.parquet",
         ],
     ] {
-        let before = snapshot(&repo);
-        let out = quiver(&repo, args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("run `quiver apply` first"),
-            "{args:?}: {}",
-            describe(&out)
-        );
-        assert_eq!(before, snapshot(&repo), "{args:?} changed files");
+        quiver_tests::assert_refused(&repo, args, "run `quiver apply` first");
     }
     assert!(quiver(&repo, &["apply"]).status.success());
     let cases: &[(&[&str], &str)] = &[
@@ -306,16 +298,7 @@ fn inspection_commands_reject_bad_arguments_clearly() {
     ];
     std::fs::write(repo.join("bad.manifest.json"), "{}").unwrap();
     for (args, expected) in cases {
-        let before = snapshot(&repo);
-        let out = quiver(&repo, args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains(expected),
-            "{args:?}: expected `{expected}` in {err}"
-        );
-        assert!(!err.contains("panicked"), "{err}");
-        assert_eq!(before, snapshot(&repo), "{args:?} changed files");
+        quiver_tests::assert_refused(&repo, args, expected);
     }
     let out = quiver(
         &repo,

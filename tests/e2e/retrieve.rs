@@ -219,18 +219,9 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
         ),
     ];
     for (args, expected) in cases {
-        let before = snapshot(&repo);
         let mut all = vec!["retrieve", "--output", "out.parquet"];
         all.extend_from_slice(args);
-        let out = quiver(&repo, &all);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains(expected),
-            "{args:?}: expected `{expected}` in {err}"
-        );
-        assert!(!err.contains("panicked"), "{err}");
-        assert_eq!(before, snapshot(&repo), "{args:?} changed files");
+        quiver_tests::assert_refused(&repo, &all, expected);
     }
     // With full feature names the clash is gone.
     let out = quiver(

@@ -257,6 +257,21 @@ pub fn quiver(dir: &Path, args: &[&str]) -> Output {
         .expect("quiver runs")
 }
 
+/// Runs `quiver ARGS` in `dir` and asserts it is refused as a user mistake: exit 2, `expected`
+/// in the message, no panic, and not one file below `dir` changed.
+pub fn assert_refused(dir: &Path, args: &[&str], expected: &str) {
+    let before = snapshot(dir);
+    let out = quiver(dir, args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(expected),
+        "{args:?}: expected `{expected}` in {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(before == snapshot(dir), "{args:?} changed files");
+}
+
 /// stdout and stderr of a finished command, for assertion messages.
 pub fn describe(out: &Output) -> String {
     format!(
