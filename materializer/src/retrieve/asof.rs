@@ -419,16 +419,19 @@ impl Merge {
         if self.spec.ttl_ns > 0 && best.event < t.saturating_sub(self.spec.ttl_ns) {
             return Ok(None);
         }
+        // Candidates are ascending by (event, created): the ties with `best` end the slice.
+        let same = |c: &&Candidate| (c.event, c.created) == (best.event, best.created);
+        if last == 0 || !same(&&group[last - 1]) {
+            // The common case, decided without allocating: one row at the latest time.
+            return Ok(Some((best.seq, best.row)));
+        }
         let ties: Vec<Candidate> = group[..=last]
             .iter()
             .rev()
-            .take_while(|c| (c.event, c.created) == (best.event, best.created))
+            .take_while(same)
             .filter(|c| eligible(c))
             .copied()
             .collect();
-        if ties.len() == 1 {
-            return Ok(Some((best.seq, best.row)));
-        }
         // A full tie: the greatest value blob wins, as in the online store.
         let mut winner: Option<(Vec<u8>, Candidate)> = None;
         for c in ties {
