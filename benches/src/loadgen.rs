@@ -117,13 +117,18 @@ fn grpc_request(
     }
 }
 
-/// Both clients are single hyper connections that read but do not decode responses, so both
-/// protocols measure the server and its transport, not the client's decoder.
+/// One connection, HTTP/1.1 (hyper) or HTTP/2 (h2) with gRPC framing done by hand, as h2load
+/// or ghz do. Responses are read whole but not decoded, so both protocols measure the server and
+/// its transport, not a client's decoder. Each connection is driven on its worker's own task (no
+/// connection task to hand requests to): the generator shares the server's cores, and per-request
+/// hand-offs between tasks would be charged to whichever protocol has more of them.
 enum Client {
     Http(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
-    /// gRPC unary calls framed by hand over one HTTP/2 connection (as h2load or ghz do).
-    Grpc(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+    Grpc(h2::client::SendRequest<Bytes>),
 }
+
+/// A connection's I/O, polled beside the worker's requests.
+type Driver = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 const GET_ONLINE_FEATURES: &str = "/feast.serving.ServingService/GetOnlineFeatures";
 
@@ -139,31 +144,31 @@ fn grpc_frame(message: &GetOnlineFeaturesRequest) -> Bytes {
 }
 
 impl Client {
-    async fn connect(args: &Args) -> Result<Self> {
+    async fn connect(args: &Args) -> Result<(Self, Driver)> {
+        let stream = tokio::net::TcpStream::connect(args.target)
+            .await
+            .context("connect")?;
+        stream.set_nodelay(true)?;
         Ok(match args.protocol {
             Protocol::Http => {
-                let stream = tokio::net::TcpStream::connect(args.target)
-                    .await
-                    .context("connect")?;
-                stream.set_nodelay(true)?;
                 let (sender, conn) =
                     hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                         .await?;
-                tokio::spawn(conn);
-                Client::Http(sender)
+                (
+                    Client::Http(sender),
+                    Box::pin(async move {
+                        let _ = conn.await;
+                    }),
+                )
             }
             Protocol::Grpc => {
-                let stream = tokio::net::TcpStream::connect(args.target)
-                    .await
-                    .context("connect")?;
-                stream.set_nodelay(true)?;
-                let (sender, conn) = hyper::client::conn::http2::handshake(
-                    hyper_util::rt::TokioExecutor::new(),
-                    hyper_util::rt::TokioIo::new(stream),
+                let (sender, conn) = h2::client::handshake(stream).await?;
+                (
+                    Client::Grpc(sender),
+                    Box::pin(async move {
+                        let _ = conn.await;
+                    }),
                 )
-                .await?;
-                tokio::spawn(conn);
-                Client::Grpc(sender)
             }
         })
     }
@@ -188,14 +193,22 @@ impl Client {
                     hyper::Request::post(format!("http://{}{GET_ONLINE_FEATURES}", args.target))
                         .header("content-type", "application/grpc")
                         .header("te", "trailers")
-                        .body(Full::new(grpc_frame(&grpc_request(args, &e))))?;
-                let resp = sender.send_request(req).await?;
+                        .body(())?;
+                let mut sender = sender.clone().ready().await?;
+                let (response, mut body) = sender.send_request(req, false)?;
+                body.send_data(grpc_frame(&grpc_request(args, &e)), true)?;
+                let resp = response.await?;
                 if !resp.status().is_success() {
                     bail!("HTTP {}", resp.status());
                 }
-                let body = resp.into_body().collect().await?;
-                let code = body
-                    .trailers()
+                let mut body = resp.into_body();
+                while let Some(chunk) = body.data().await {
+                    let chunk = chunk?;
+                    body.flow_control().release_capacity(chunk.len())?;
+                }
+                let trailers = body.trailers().await?;
+                let code = trailers
+                    .as_ref()
                     .and_then(|t| t.get("grpc-status"))
                     .map(|v| v.as_bytes().to_vec());
                 if code.as_deref() != Some(b"0") {
@@ -219,7 +232,6 @@ async fn worker(
 ) -> Result<Histogram<u64>> {
     let args = &shared.args;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut client = Client::connect(args).await?;
     let mut rng = ChaCha8Rng::seed_from_u64(id as u64);
     let interval = args
         .rate
@@ -228,29 +240,42 @@ async fn worker(
         + interval.map_or(Duration::ZERO, |i| {
             i.mul_f64(id as f64 / args.connections as f64)
         });
+    // One connection per pass; a failed request (or a closed connection) counts as an error and
+    // the next pass reconnects.
     loop {
-        let intended = match interval {
-            Some(i) => {
-                tokio::time::sleep_until(next.into()).await;
-                let t = next;
-                next += i;
-                t
+        let (mut client, mut driver) = Client::connect(args).await?;
+        let session = async {
+            loop {
+                let intended = match interval {
+                    Some(i) => {
+                        tokio::time::sleep_until(next.into()).await;
+                        let t = next;
+                        next += i;
+                        t
+                    }
+                    None => Instant::now(),
+                };
+                if intended >= end {
+                    return Ok(true);
+                }
+                if client.call(args, &mut rng).await.is_err() {
+                    return Ok(false);
+                }
+                if intended >= measure_from {
+                    let micros = intended.elapsed().as_micros().max(1) as u64;
+                    hist.record(micros)?;
+                }
             }
-            None => Instant::now(),
         };
-        if intended >= end {
+        let finished: Result<bool> = tokio::select! {
+            biased;
+            done = session => done,
+            () = &mut driver => Ok(false),
+        };
+        if finished? {
             return Ok(hist);
         }
-        let ok = client.call(args, &mut rng).await.is_ok();
-        let done = Instant::now();
-        if !ok {
-            shared.errors.fetch_add(1, Ordering::Relaxed);
-            client = Client::connect(args).await?;
-            continue;
-        }
-        if intended >= measure_from {
-            hist.record(done.duration_since(intended).as_micros().max(1) as u64)?;
-        }
+        shared.errors.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -9,11 +9,13 @@
 //! - [`snapshot`], [`reload`] — registry versions served, swapped atomically
 //! - [`training`] — point-in-time tables over HTTP: entity table in, Arrow IPC stream out
 //! - [`auth`] — bearer tokens with scopes, checked the same way for HTTP and gRPC
-//! - [`listener`] — the HTTP accept loop: TLS, request-head timeouts, graceful shutdown
+//! - [`listener`] — the accept loop of both ports: TLS, request-head timeouts, graceful shutdown;
+//!   [`conn_exec`] runs HTTP/2 requests on their connection's task
 //! - [`cache`], [`metrics`], [`server`]
 
 pub mod auth;
 pub mod cache;
+pub mod conn_exec;
 pub mod error;
 pub mod grpc;
 pub mod http;

@@ -1,20 +1,26 @@
-//! The HTTP listener: accepts connections (TLS when configured), serves the router on each with
-//! hyper, bounds how long a client may take to send its request head (slowloris) or finish a TLS
-//! handshake, and on shutdown stops accepting and lets in-flight requests finish.
+//! The accept loop both ports share: accepts connections (TLS when configured), serves a router
+//! on each with hyper (HTTP/1.1 and HTTP/2 on the HTTP port, HTTP/2 only for gRPC), bounds how
+//! long a client may take to send its first bytes, request head or TLS handshake (slowloris), runs
+//! HTTP/2 requests on their connection's task ([`crate::conn_exec`]), and on shutdown stops
+//! accepting and lets in-flight requests finish.
 
-use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+
+use crate::conn_exec::{ConnExec, drive};
 
 /// A certificate chain and its private key, PEM files.
 #[derive(Debug, Clone)]
@@ -24,14 +30,8 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
-    /// The PEM texts, for tonic.
-    pub fn read(&self) -> Result<(Vec<u8>, Vec<u8>), String> {
-        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-        Ok((read(&self.cert)?, read(&self.key)?))
-    }
-
-    /// A rustls acceptor offering HTTP/2 and HTTP/1.1 (ALPN).
-    pub fn acceptor(&self) -> Result<TlsAcceptor, String> {
+    /// A rustls acceptor offering (by ALPN) HTTP/2, and HTTP/1.1 unless the port is HTTP/2 only.
+    pub fn acceptor(&self, protocols: Protocols) -> Result<TlsAcceptor, String> {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert)
             .map_err(|e| format!("{}: {e}", self.cert.display()))?
             .collect::<Result<_, _>>()
@@ -45,25 +45,49 @@ impl TlsFiles {
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .map_err(|e| format!("TLS certificate and key: {e}"))?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = match protocols {
+            Protocols::Any => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            Protocols::Http2 => vec![b"h2".to_vec()],
+        };
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
 }
 
-/// Serves `app` until `shutdown` resolves, then waits for open connections' requests to finish.
-pub async fn serve_http(
-    listener: TcpListener,
-    app: Router,
-    tls: Option<TlsAcceptor>,
+/// Which protocols a port speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocols {
+    /// HTTP/1.1, or HTTP/2 when the client starts with its preface (or picks it by ALPN).
+    Any,
+    /// HTTP/2 only, as gRPC needs.
+    Http2,
+}
+
+fn connection_builder(
+    exec: ConnExec,
+    protocols: Protocols,
     header_timeout: Duration,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+) -> auto::Builder<ConnExec> {
+    let mut builder = auto::Builder::new(exec);
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     builder.http2().timer(TokioTimer::new());
+    if protocols == Protocols::Http2 {
+        builder = builder.http2_only();
+    }
+    builder
+}
+
+/// Serves `app` until `shutdown` resolves, then waits for open connections' requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    protocols: Protocols,
+    tls: Option<TlsAcceptor>,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -80,7 +104,8 @@ pub async fn serve_http(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let builder = builder.clone();
+        let exec = ConnExec::default();
+        let builder = connection_builder(exec.clone(), protocols, header_timeout);
         let service = TowerToHyperService::new(app.clone());
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -94,8 +119,9 @@ pub async fn serve_http(
                         Ok(Ok(n)) if n > 0 => {}
                         _ => return,
                     }
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn).await
+                    let io = Io::new(stream, protocols);
+                    let conn = builder.serve_connection(TokioIo::new(io), service);
+                    drive(watcher.watch(conn), exec).await
                 }
                 Some(acceptor) => {
                     let stream =
@@ -110,8 +136,9 @@ pub async fn serve_http(
                                 return;
                             }
                         };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn).await
+                    let io = Io::new(stream, protocols);
+                    let conn = builder.serve_connection(TokioIo::new(io), service);
+                    drive(watcher.watch(conn), exec).await
                 }
             };
             if let Err(e) = result {
@@ -122,4 +149,60 @@ pub async fn serve_http(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// A connection's stream as hyper sees it. On HTTP/2-only ports it reports that it cannot write
+/// vectored: h2 then copies DATA payloads under 1 KiB into its frame buffer instead of queueing
+/// them as a separate buffer it must flush before the next frame, so a small gRPC response —
+/// headers, message and trailers — leaves in one write instead of two.
+struct Io<T> {
+    inner: T,
+    vectored: bool,
+}
+
+impl<T: AsyncWrite> Io<T> {
+    fn new(inner: T, protocols: Protocols) -> Self {
+        let vectored = protocols == Protocols::Any && inner.is_write_vectored();
+        Io { inner, vectored }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Io<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Io<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.vectored
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

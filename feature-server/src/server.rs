@@ -10,7 +10,9 @@ use tokio::sync::watch;
 
 use crate::grpc::grpc_service;
 use crate::http::{HttpState, router};
+use crate::listener::Protocols;
 use crate::service::FeatureService;
+use quiver_proto::feast::serving::serving_service_server::ServingServiceServer;
 
 /// Server settings that are not per request.
 #[derive(Debug, Clone)]
@@ -61,51 +63,53 @@ pub async fn serve(
         },
         options.max_body_bytes,
     );
-    let acceptor = match &options.tls {
-        Some(files) => Some(files.acceptor().map_err(std::io::Error::other)?),
-        None => None,
+    let acceptor = |protocols| match &options.tls {
+        Some(files) => files
+            .acceptor(protocols)
+            .map(Some)
+            .map_err(std::io::Error::other),
+        None => Ok(None),
     };
-    let grpc_tls = match &options.tls {
-        Some(files) => {
-            let (cert, key) = files.read().map_err(std::io::Error::other)?;
-            Some(
-                tonic::transport::ServerTlsConfig::new()
-                    .identity(tonic::transport::Identity::from_pem(cert, key)),
-            )
+    let http_task = tokio::spawn(crate::listener::serve(
+        http,
+        app,
+        Protocols::Any,
+        acceptor(Protocols::Any)?,
+        options.header_timeout,
+        stopped(stop_rx.clone()),
+    ));
+    let grpc_task = match grpc {
+        Some(listener) => {
+            let (health_reporter, health) = tonic_health::server::health_reporter();
+            health_reporter
+                .set_serving::<ServingServiceServer<crate::grpc::GrpcService>>()
+                .await;
+            let svc = grpc_service(
+                service.clone(),
+                options.max_body_bytes,
+                options.auth.clone(),
+            );
+            // tonic's routes (unknown methods answer UNIMPLEMENTED) on our own accept loop, so
+            // both ports share TLS, timeouts, shutdown and the per-connection executor.
+            let routes = tonic::service::Routes::new(health)
+                .add_service(svc)
+                .prepare()
+                .into_axum_router();
+            Some(tokio::spawn(crate::listener::serve(
+                listener,
+                routes,
+                Protocols::Http2,
+                acceptor(Protocols::Http2)?,
+                options.header_timeout,
+                stopped(stop_rx.clone()),
+            )))
         }
         None => None,
     };
-    let http_task = tokio::spawn({
-        let stop = stopped(stop_rx.clone());
-        crate::listener::serve_http(http, app, acceptor, options.header_timeout, stop)
-    });
-    let grpc_task = grpc.map(|listener| {
-        let (health_reporter, health) = tonic_health::server::health_reporter();
-        let svc = grpc_service(service.clone(), options.max_body_bytes, options.auth.clone());
-        let stop = stopped(stop_rx.clone());
-        tokio::spawn(async move {
-            health_reporter.set_serving::<quiver_proto::feast::serving::serving_service_server::ServingServiceServer<crate::grpc::GrpcService>>().await;
-            let mut builder = tonic::transport::Server::builder();
-            if let Some(tls) = grpc_tls {
-                builder = builder.tls_config(tls)?;
-            }
-            builder
-                .add_service(health)
-                .add_service(svc)
-                .serve_with_incoming_shutdown(tokio_stream_listener(listener), stop)
-                .await
-        })
-    });
     let http_result = http_task.await.map_err(std::io::Error::other)?;
     if let Some(task) = grpc_task {
-        task.await
-            .map_err(std::io::Error::other)?
-            .map_err(std::io::Error::other)?;
+        task.await.map_err(std::io::Error::other)??;
     }
     reload.abort();
     http_result
-}
-
-fn tokio_stream_listener(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

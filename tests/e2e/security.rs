@@ -138,16 +138,18 @@ async fn slow_and_idle_clients_are_disconnected() {
         started.elapsed()
     );
 
-    // A connection that never sends anything.
-    let started = Instant::now();
-    let mut idle = tokio::net::TcpStream::connect(server.http).await.unwrap();
-    let (_, closed) = read_until_closed(&mut idle, Duration::from_secs(5)).await;
-    assert!(closed, "an idle connection was kept");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    // A connection that never sends anything, on either port.
+    for port in [server.http, server.grpc] {
+        let started = Instant::now();
+        let mut idle = tokio::net::TcpStream::connect(port).await.unwrap();
+        let (_, closed) = read_until_closed(&mut idle, Duration::from_secs(5)).await;
+        assert!(closed, "an idle connection to {port} was kept");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     // A keep-alive connection that goes quiet after a request.
     let mut kept = tokio::net::TcpStream::connect(server.http).await.unwrap();

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use quiver_feature_server::{FeatureService, Limits, ServeOptions, Snapshot};
 use quiver_proto::feast::serving::get_online_features_request::Kind;
 use quiver_proto::feast::serving::serving_service_client::ServingServiceClient;
-use quiver_proto::feast::serving::{GetFeastServingInfoRequest, GetOnlineFeaturesRequest};
+use quiver_proto::feast::serving::{
+    GetFeastServingInfoRequest, GetFeastServingInfoResponse, GetOnlineFeaturesRequest,
+};
 use quiver_proto::feast::types::{RepeatedValue, Value as PbValue, value::Val};
 use quiver_registry::Repository;
 use quiver_tests::{RedisServer, describe, quiver};
@@ -129,6 +131,111 @@ pub(crate) fn setup(redis: &RedisServer) -> (tempfile::TempDir, std::path::PathB
         &["--format", "json", "materialize-incremental"],
     ));
     (tmp, repo)
+}
+
+/// A gRPC channel is one HTTP/2 connection carrying many calls at once; the server runs the
+/// first calls in flight on the connection's task and spawns the rest. Every call must get its
+/// own entity's answer whichever way it ran; the health service and an unknown method answer on
+/// the same port; HTTP/1.1 there is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_grpc_connection_carries_many_concurrent_calls() {
+    let redis = RedisServer::start().unwrap();
+    let (_tmp, repo) = setup(&redis);
+    let server = start(&repo).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let client = ServingServiceClient::new(channel.clone());
+    let request = |driver: i64| GetOnlineFeaturesRequest {
+        kind: Some(Kind::FeatureService("model_v1".into())),
+        entities: [
+            ("driver_id".to_string(), ints(&[driver])),
+            ("customer_id".to_string(), ints(&[1 + driver % 3])),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    // Known drivers and unknown ones (NOT_FOUND), so answers differ from call to call.
+    let drivers: Vec<i64> = (1001..1051).chain(90_000..90_014).collect();
+    let mut one_by_one = Vec::new();
+    for &d in &drivers {
+        let mut c = client.clone();
+        one_by_one.push(
+            c.get_online_features(request(d))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let found = |r: &quiver_proto::feast::serving::GetOnlineFeaturesResponse| {
+        r.results[2].statuses[0] == quiver_proto::feast::serving::FieldStatus::Present as i32
+    };
+    assert!(found(&one_by_one[0]) && !found(&one_by_one[60]));
+    for round in 0..3 {
+        let calls = drivers.iter().map(|&d| {
+            let mut c = client.clone();
+            async move { c.get_online_features(request(d)).await }
+        });
+        let at_once = futures::future::join_all(calls).await;
+        for ((d, got), want) in drivers.iter().zip(at_once).zip(&one_by_one) {
+            assert_eq!(
+                &got.unwrap().into_inner(),
+                want,
+                "driver {d}, round {round}"
+            );
+        }
+    }
+
+    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "feast.serving.ServingService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    let mut raw = tonic::client::Grpc::new(channel);
+    raw.ready().await.unwrap();
+    let unknown = raw
+        .unary::<_, GetFeastServingInfoResponse, _>(
+            tonic::Request::new(GetFeastServingInfoRequest {}),
+            "/feast.serving.ServingService/NoSuchMethod"
+                .parse()
+                .unwrap(),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::Unimplemented);
+
+    let mut h1 = tokio::net::TcpStream::connect(server.grpc).await.unwrap();
+    h1.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), h1.read_to_end(&mut got)).await;
+    assert!(
+        !String::from_utf8_lossy(&got).contains("200 OK"),
+        "HTTP/1.1 answered on the gRPC port"
+    );
+    server.stop().await;
+}
+
+fn ints(v: &[i64]) -> RepeatedValue {
+    RepeatedValue {
+        val: v
+            .iter()
+            .map(|i| PbValue {
+                val: Some(Val::Int64Val(*i)),
+            })
+            .collect(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             });
         if let Some(files) = &tls {
             files
-                .acceptor()
+                .acceptor(quiver_feature_server::listener::Protocols::Any)
                 .map_err(|e| crate::exit::UserError(format!("serving.tls: {e}")))?;
         }
         let auth =
