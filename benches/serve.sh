@@ -7,10 +7,12 @@
 # driver key and one customer key at the same concurrency: the ceiling a server on this Redis
 # works under. Server, Redis and load generator share this machine's cores.
 #
-# Usage: bash benches/serve.sh [SECONDS]   (build first: cargo build --release -p quiver-cli -p quiver-benches)
+# Usage: bash benches/serve.sh [SECONDS] [ROUNDS]   (build first: cargo build --release -p quiver-cli -p quiver-benches)
+# Each round runs every scenario over HTTP then gRPC, side by side; report medians over rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-10}"
+ROUNDS="${2:-1}"
 TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/quiver-target}"
 QUIVER="$TARGET/release/quiver"
 LOADGEN="$TARGET/release/loadgen"
@@ -57,10 +59,11 @@ run() {
     --drivers "$DRIVERS" --customers "$CUSTOMERS"
 }
 echo
-echo "feature service model_v1 (20 features: 1 driver + 1 customer row per entity row), ${SECS}s each:"
-for proto in http grpc; do
-  port=$HTTP_PORT; [ "$proto" = grpc ] && port=$GRPC_PORT
-  run "$port" "$proto" 8 1
-  run "$port" "$proto" 1 1
-  run "$port" "$proto" 4 100
+echo "feature service model_v1 (20 features: 1 driver + 1 customer row per entity row), ${SECS}s each, $ROUNDS round(s):"
+for round in $(seq "$ROUNDS"); do
+  [ "$ROUNDS" -gt 1 ] && echo "round $round"
+  for scenario in "8 1" "1 1" "4 100"; do
+    run "$HTTP_PORT" http $scenario
+    run "$GRPC_PORT" grpc $scenario
+  done
 done

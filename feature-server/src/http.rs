@@ -107,12 +107,16 @@ impl IntoResponse for ServiceError {
 async fn get_online_features(
     State(state): State<HttpState>,
     body: Bytes,
-) -> Result<Json<J>, ServiceError> {
+) -> Result<Response, ServiceError> {
     let started = Instant::now();
     let result = async {
         let request = parse_request(&body)?;
         let response = state.service.get_online_features(request).await?;
-        Ok(Json(render(&response)))
+        Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            render(&response),
+        )
+            .into_response())
     }
     .await;
     let outcome = if result.is_ok() { "ok" } else { "error" };
@@ -228,9 +232,10 @@ pub fn parse_request(body: &[u8]) -> Result<OnlineRequest, ServiceError> {
     })
 }
 
-/// Feast's response JSON: `metadata.feature_names` and one `results` entry per name.
-pub fn render(response: &OnlineResponse) -> J {
-    serde_json::to_value(Rendered::new(response)).expect("responses always serialize")
+/// Feast's response JSON: `metadata.feature_names` and one `results` entry per name, in Feast's
+/// key order.
+pub fn render(response: &OnlineResponse) -> Vec<u8> {
+    serde_json::to_vec(&Rendered::new(response)).expect("responses always serialize")
 }
 
 /// The response serialized straight to JSON, without an intermediate tree. Each distinct event
@@ -264,7 +269,16 @@ impl Serialize for Rendered<'_> {
             })
             .collect();
         let mut map = s.serialize_map(Some(2))?;
-        map.serialize_entry("metadata", &json!({"feature_names": self.response.names}))?;
+        #[derive(serde::Serialize)]
+        struct Metadata<'a> {
+            feature_names: &'a [String],
+        }
+        map.serialize_entry(
+            "metadata",
+            &Metadata {
+                feature_names: &self.response.names,
+            },
+        )?;
         map.serialize_entry("results", &results)?;
         map.end()
     }

@@ -14,7 +14,7 @@ use quiver_registry::{ScalarType, ValueType};
 
 use crate::cache::BlobCache;
 use crate::error::{ErrorCode, Result, ServiceError};
-use crate::snapshot::{Snapshot, ViewPlan};
+use crate::snapshot::{Resolved, Snapshot, ViewPlan};
 
 /// Which features a request asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,8 +175,13 @@ impl FeatureService {
                 }
             }
         }
-        let columns: HashMap<&str, &Vec<EntityValue>> =
-            req.entities.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        // A handful of join keys at most: a scan beats hashing.
+        let column = |name: &str| {
+            req.entities
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, values)| values.as_slice())
+        };
         for (name, _) in &req.entities {
             if !key_names.contains(&name.as_str()) {
                 let hint = did_you_mean(name, key_names.iter().copied()).unwrap_or_else(|| {
@@ -194,16 +199,22 @@ impl FeatureService {
         let mut slot_view: Vec<usize> = Vec::new();
         let mut parts = Vec::new();
         for (vi, view) in views.iter().enumerate() {
-            let mut slots = Vec::with_capacity(rows);
-            for row in 0..rows {
-                parts.clear();
-                for k in &view.join_keys {
-                    let col = columns.get(k.name.as_str()).ok_or_else(|| {
+            let cols = view
+                .join_keys
+                .iter()
+                .map(|k| {
+                    column(&k.name).ok_or_else(|| {
                         ServiceError::invalid(format!(
                             "feature view `{}` needs entity key `{}` in `entities`",
                             view.name, k.name
                         ))
-                    })?;
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut slots = Vec::with_capacity(rows);
+            for row in 0..rows {
+                parts.clear();
+                for (k, col) in view.join_keys.iter().zip(&cols) {
                     parts.push(key_value(&k.name, k.value_type, &col[row], row)?);
                 }
                 let key = online_key(&view.prefix, &entity_key(&parts));
@@ -245,7 +256,7 @@ impl FeatureService {
         let mut out: Vec<Column> = key_names
             .iter()
             .map(|k| {
-                let col = columns.get(k).map(|c| c.as_slice()).unwrap_or_default();
+                let col = column(k).unwrap_or_default();
                 Column {
                     value_type: key_type(k),
                     values: col.iter().map(echo).collect(),
@@ -286,13 +297,13 @@ impl FeatureService {
             }
             out.push(col);
         }
-        let mut seen = HashMap::new();
-        for n in &names {
-            if let Some(()) = seen.insert(n.as_str(), ()) {
-                return Err(ServiceError::invalid(format!(
-                    "two output columns are named `{n}`; set full_feature_names to get `view__feature` names"
-                )));
-            }
+        let mut sorted: Vec<&str> = names.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(ServiceError::invalid(format!(
+                "two output columns are named `{}`; set full_feature_names to get `view__feature` names",
+                pair[0]
+            )));
         }
         Ok(OnlineResponse {
             names,
@@ -338,69 +349,22 @@ pub fn feature_status(decoded: &Decoded, index: usize, ttl_ns: i64, now_ns: i64)
 }
 
 /// Resolves the selection to (view, feature index) pairs, in request order.
-fn resolve<'s>(snap: &'s Snapshot, selection: &Selection) -> Result<Vec<(&'s ViewPlan, usize)>> {
-    let registry = &snap.version.registry;
-    let refs: Vec<(String, String)> = match selection {
-        Selection::Service(name) => registry
-            .feature_services
-            .get(name)
-            .ok_or_else(|| {
-                let hint = did_you_mean(name, registry.feature_services.keys().map(String::as_str));
-                ServiceError::invalid(hinted(format!("unknown feature service `{name}`"), hint))
-            })?
-            .features
-            .iter()
-            .map(|r| (r.view.clone(), r.feature.clone()))
-            .collect(),
-        Selection::Refs(list) => list
-            .iter()
-            .map(|r| {
-                r.split_once(':')
-                    .map(|(v, f)| (v.to_string(), f.to_string()))
-                    .ok_or_else(|| {
+fn resolve<'s>(snap: &'s Snapshot, selection: &Selection) -> Result<Vec<Resolved<'s>>> {
+    match selection {
+        Selection::Service(name) => snap.resolve_service(name),
+        Selection::Refs(list) => {
+            let refs = list
+                .iter()
+                .map(|r| {
+                    r.split_once(':').ok_or_else(|| {
                         ServiceError::invalid(format!(
                             "feature reference `{r}` is not `view:feature`"
                         ))
                     })
-            })
-            .collect::<Result<_>>()?,
-    };
-    if refs.is_empty() {
-        return Err(ServiceError::invalid(
-            "no features requested: give `features` or `feature_service`",
-        ));
-    }
-    refs.iter()
-        .map(|(v, f)| {
-            let view = snap.views.get(v).ok_or_else(|| {
-                let hint = did_you_mean(v, snap.views.keys().map(String::as_str));
-                ServiceError::invalid(hinted(format!("unknown feature view `{v}`"), hint))
-            })?;
-            if !view.online {
-                return Err(ServiceError::invalid(format!(
-                    "feature view `{v}` is not online"
-                )));
-            }
-            let index = view
-                .features
-                .iter()
-                .position(|x| x.name == *f)
-                .ok_or_else(|| {
-                    let hint = did_you_mean(f, view.features.iter().map(|x| x.name.as_str()));
-                    ServiceError::invalid(hinted(
-                        format!("feature view `{v}` has no feature `{f}`"),
-                        hint,
-                    ))
-                })?;
-            Ok((view, index))
-        })
-        .collect()
-}
-
-fn hinted(message: String, hint: Option<String>) -> String {
-    match hint {
-        Some(h) => format!("{message}; {h}"),
-        None => message,
+                })
+                .collect::<Result<Vec<_>>>()?;
+            snap.resolve_refs(refs.into_iter())
+        }
     }
 }
 

@@ -1,11 +1,16 @@
 //! One registry version prepared for serving: per view, its key prefix, join keys, feature types
-//! and ttl. A request works on one snapshot from start to end.
+//! and ttl; per feature service, its features already resolved to (view, index). A request works
+//! on one snapshot from start to end.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use quiver_online_store::key_codec::view_prefix;
 use quiver_registry::store::RegistryVersion;
+use quiver_registry::validate::did_you_mean;
 use quiver_registry::{Field, ValueType};
+
+use crate::error::{Result, ServiceError};
 
 #[derive(Debug)]
 pub struct ViewPlan {
@@ -21,10 +26,19 @@ pub struct ViewPlan {
     pub ttl_ns: i64,
 }
 
+/// A requested feature: its view and its index in the view's features.
+pub type Resolved<'s> = (&'s ViewPlan, usize);
+
+/// A feature service resolved for a snapshot, or the reason it cannot be served.
+type ResolvedService = std::result::Result<Vec<(Arc<ViewPlan>, usize)>, ServiceError>;
+
 #[derive(Debug)]
 pub struct Snapshot {
     pub version: RegistryVersion,
-    pub views: HashMap<String, ViewPlan>,
+    pub views: HashMap<String, Arc<ViewPlan>>,
+    /// Each feature service resolved once per version (or why it cannot be served), so a request
+    /// naming a service does no per-feature lookups.
+    services: HashMap<String, ResolvedService>,
 }
 
 impl Snapshot {
@@ -46,9 +60,94 @@ impl Snapshot {
                         .unwrap_or(i64::MAX / 1_000_000_000)
                         .saturating_mul(1_000_000_000),
                 };
-                (v.name.clone(), plan)
+                (v.name.clone(), Arc::new(plan))
             })
             .collect();
-        Snapshot { version, views }
+        let mut snapshot = Snapshot {
+            version,
+            views,
+            services: HashMap::new(),
+        };
+        let services = snapshot
+            .version
+            .registry
+            .feature_services
+            .values()
+            .map(|service| {
+                let refs = service
+                    .features
+                    .iter()
+                    .map(|r| (r.view.as_str(), r.feature.as_str()));
+                let resolved = snapshot.resolve_refs(refs).map(|list| {
+                    list.into_iter()
+                        .map(|(view, index)| (snapshot.views[&view.name].clone(), index))
+                        .collect()
+                });
+                (service.name.clone(), resolved)
+            })
+            .collect();
+        snapshot.services = services;
+        snapshot
+    }
+
+    /// The features of feature service `name`, in its order.
+    pub fn resolve_service(&self, name: &str) -> Result<Vec<Resolved<'_>>> {
+        match self.services.get(name) {
+            Some(Ok(list)) => Ok(list.iter().map(|(v, i)| (v.as_ref(), *i)).collect()),
+            Some(Err(e)) => Err(e.clone()),
+            None => {
+                let registry = &self.version.registry;
+                let hint = did_you_mean(name, registry.feature_services.keys().map(String::as_str));
+                Err(ServiceError::invalid(hinted(
+                    format!("unknown feature service `{name}`"),
+                    hint,
+                )))
+            }
+        }
+    }
+
+    /// `(view, feature)` references, in order: each must name an online view and one of its
+    /// features.
+    pub fn resolve_refs<'a>(
+        &self,
+        refs: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Vec<Resolved<'_>>> {
+        if refs.len() == 0 {
+            return Err(ServiceError::invalid(
+                "no features requested: give `features` or `feature_service`",
+            ));
+        }
+        refs.map(|(v, f)| {
+            let view = self.views.get(v).ok_or_else(|| {
+                let hint = did_you_mean(v, self.views.keys().map(String::as_str));
+                ServiceError::invalid(hinted(format!("unknown feature view `{v}`"), hint))
+            })?;
+            if !view.online {
+                return Err(ServiceError::invalid(format!(
+                    "feature view `{v}` is not online"
+                )));
+            }
+            let index = view
+                .features
+                .iter()
+                .position(|x| x.name == f)
+                .ok_or_else(|| {
+                    let hint = did_you_mean(f, view.features.iter().map(|x| x.name.as_str()));
+                    ServiceError::invalid(hinted(
+                        format!("feature view `{v}` has no feature `{f}`"),
+                        hint,
+                    ))
+                })?;
+            Ok((view.as_ref(), index))
+        })
+        .collect()
+    }
+}
+
+/// `message`, then `; hint` when there is one.
+fn hinted(message: String, hint: Option<String>) -> String {
+    match hint {
+        Some(h) => format!("{message}; {h}"),
+        None => message,
     }
 }
