@@ -13,12 +13,16 @@ use quiver_proto::feast::serving::{
 };
 use quiver_proto::feast::types::{self as pb, value::Val};
 use quiver_registry::{ScalarType, ValueType};
+use std::task::{Context, Poll};
+use tonic::codec::{Codec, EncodeBuf, Encoder};
+use tonic::codegen::{Service, http};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Authenticator, Need};
 use crate::error::ServiceError;
+use crate::grpc_wire::WireResponse;
 use crate::service::{
     EntityValue, FeatureService, OnlineRequest, OnlineResponse, Selection, Status as FieldState,
 };
@@ -28,18 +32,78 @@ pub struct GrpcService {
     service: Arc<FeatureService>,
 }
 
-/// The tonic service, bounded to `max_message_bytes` per request.
-/// The gRPC service behind the same token check as HTTP's `/get-online-features`.
+const GET_ONLINE_FEATURES: &str = "/feast.serving.ServingService/GetOnlineFeatures";
+
+/// `feast.serving.ServingService`, bounded to `max_message_bytes` per request, behind the same
+/// token check as HTTP's `/get-online-features`.
+///
+/// `GetOnlineFeatures` is answered by [`OnlineCall`]: the request decoded by prost, the response
+/// written by [`crate::grpc_wire`] straight from the core's result. Every other method goes to
+/// tonic's generated server. The generated `get_online_features` (prost messages) stays the
+/// reference the wire writer is tested against.
+#[derive(Debug, Clone)]
+pub struct ServingServer {
+    generated: InterceptedService<ServingServiceServer<GrpcService>, AuthInterceptor>,
+    service: Arc<FeatureService>,
+    auth: Arc<Authenticator>,
+    max_message_bytes: usize,
+}
+
 pub fn grpc_service(
     service: Arc<FeatureService>,
     max_message_bytes: usize,
     auth: Arc<Authenticator>,
-) -> InterceptedService<ServingServiceServer<GrpcService>, AuthInterceptor> {
-    InterceptedService::new(
-        ServingServiceServer::new(GrpcService { service })
+) -> ServingServer {
+    ServingServer {
+        generated: InterceptedService::new(
+            ServingServiceServer::new(GrpcService {
+                service: service.clone(),
+            })
             .max_decoding_message_size(max_message_bytes),
-        AuthInterceptor { auth },
-    )
+            AuthInterceptor { auth: auth.clone() },
+        ),
+        service,
+        auth,
+        max_message_bytes,
+    }
+}
+
+impl tonic::server::NamedService for ServingServer {
+    const NAME: &'static str = "feast.serving.ServingService";
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl Service<http::Request<tonic::body::Body>> for ServingServer {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        if req.uri().path() != GET_ONLINE_FEATURES {
+            let call = self.generated.call(req);
+            return Box::pin(async move { call.await.map(|r| r.map(tonic::body::Body::new)) });
+        }
+        let header = req.headers().get("authorization").map(|v| v.as_bytes());
+        if let Err(e) = self.auth.check(header, Need::OnlineRead) {
+            crate::auth::record_failure("grpc", &e);
+            let status: Status = e.into();
+            return Box::pin(std::future::ready(Ok(status.into_http())));
+        }
+        let call = OnlineCall {
+            service: self.service.clone(),
+        };
+        let limit = self.max_message_bytes;
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(OnlineCodec)
+                .apply_max_message_size_config(Some(limit), None);
+            Ok(grpc.unary(call, req).await)
+        })
+    }
 }
 
 /// Checks the `authorization` metadata (`Bearer <token>`) for `online:read`.
@@ -73,6 +137,23 @@ impl From<ServiceError> for Status {
     }
 }
 
+/// One `GetOnlineFeatures` call: convert, ask the core, time it.
+async fn online_features(
+    service: &FeatureService,
+    request: GetOnlineFeaturesRequest,
+) -> Result<OnlineResponse, Status> {
+    let started = Instant::now();
+    let result = async {
+        let req = convert_request(request)?;
+        service.get_online_features(req).await
+    }
+    .await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::histogram!("quiver_request_duration_seconds", "endpoint" => "grpc_get_online_features", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    Ok(result?)
+}
+
 #[tonic::async_trait]
 impl ServingService for GrpcService {
     async fn get_feast_serving_info(
@@ -88,17 +169,60 @@ impl ServingService for GrpcService {
         &self,
         request: Request<GetOnlineFeaturesRequest>,
     ) -> Result<Response<GetOnlineFeaturesResponse>, Status> {
-        let started = Instant::now();
-        let result = async {
-            let req = convert_request(request.into_inner())?;
-            let response = self.service.get_online_features(req).await?;
-            Ok::<_, ServiceError>(convert_response(response))
-        }
-        .await;
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics::histogram!("quiver_request_duration_seconds", "endpoint" => "grpc_get_online_features", "outcome" => outcome)
-            .record(started.elapsed().as_secs_f64());
-        Ok(Response::new(result?))
+        let response = online_features(&self.service, request.into_inner()).await?;
+        Ok(Response::new(convert_response(response)))
+    }
+}
+
+/// The served `GetOnlineFeatures`: its response leaves as [`WireResponse`].
+#[derive(Debug, Clone)]
+struct OnlineCall {
+    service: Arc<FeatureService>,
+}
+
+impl tonic::server::UnaryService<GetOnlineFeaturesRequest> for OnlineCall {
+    type Response = WireResponse;
+    type Future = BoxFuture<Result<Response<WireResponse>, Status>>;
+
+    fn call(&mut self, request: Request<GetOnlineFeaturesRequest>) -> Self::Future {
+        let service = self.service.clone();
+        Box::pin(async move {
+            let response = online_features(&service, request.into_inner()).await?;
+            Ok(Response::new(WireResponse(response)))
+        })
+    }
+}
+
+/// Requests decoded by prost; responses written by [`crate::grpc_wire`].
+#[derive(Debug, Clone, Copy, Default)]
+struct OnlineCodec;
+
+impl Codec for OnlineCodec {
+    type Encode = WireResponse;
+    type Decode = GetOnlineFeaturesRequest;
+    type Encoder = WireEncoder;
+    type Decoder = tonic_prost::ProstDecoder<GetOnlineFeaturesRequest>;
+
+    fn encoder(&mut self) -> WireEncoder {
+        WireEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WireEncoder;
+
+impl Encoder for WireEncoder {
+    type Item = WireResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: WireResponse, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.reserve(crate::grpc_wire::encoded_len(&item.0));
+        crate::grpc_wire::encode(&item.0, dst);
+        Ok(())
     }
 }
 
@@ -147,7 +271,7 @@ fn convert_request(req: GetOnlineFeaturesRequest) -> Result<OnlineRequest, Servi
     })
 }
 
-fn convert_response(r: OnlineResponse) -> GetOnlineFeaturesResponse {
+pub(crate) fn convert_response(r: OnlineResponse) -> GetOnlineFeaturesResponse {
     let results = r
         .columns
         .into_iter()

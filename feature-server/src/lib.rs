@@ -5,7 +5,8 @@
 //! codecs; training retrieval (`/get-historical-features`) runs the materializer's engine.
 //!
 //! - [`service`] — the core: resolve, one store round trip, columnar results with statuses
-//! - [`http`] / [`grpc`] — Feast-compatible adapters; [`error`] maps kinds to both protocols
+//! - [`http`] / [`grpc`] — Feast-compatible adapters; [`error`] maps kinds to both protocols;
+//!   [`grpc_wire`] writes the gRPC response bytes straight from the core's result
 //! - [`snapshot`], [`reload`] — registry versions served, swapped atomically
 //! - [`training`] — point-in-time tables over HTTP: entity table in, Arrow IPC stream out
 //! - [`auth`] — bearer tokens with scopes, checked the same way for HTTP and gRPC
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod conn_exec;
 pub mod error;
 pub mod grpc;
+pub mod grpc_wire;
 pub mod http;
 pub mod listener;
 pub mod metrics;
