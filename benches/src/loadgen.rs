@@ -124,7 +124,8 @@ fn grpc_request(
 /// hand-offs between tasks would be charged to whichever protocol has more of them.
 enum Client {
     Http(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
-    Grpc(h2::client::SendRequest<Bytes>),
+    /// With the method's full URI (`:scheme` and `:authority` included), parsed once.
+    Grpc(h2::client::SendRequest<Bytes>, hyper::Uri),
 }
 
 /// A connection's I/O, polled beside the worker's requests.
@@ -164,7 +165,10 @@ impl Client {
             Protocol::Grpc => {
                 let (sender, conn) = h2::client::handshake(stream).await?;
                 (
-                    Client::Grpc(sender),
+                    Client::Grpc(
+                        sender,
+                        format!("http://{}{GET_ONLINE_FEATURES}", args.target).parse()?,
+                    ),
                     Box::pin(async move {
                         let _ = conn.await;
                     }),
@@ -188,13 +192,12 @@ impl Client {
                     bail!("HTTP {status}");
                 }
             }
-            Client::Grpc(sender) => {
-                let req =
-                    hyper::Request::post(format!("http://{}{GET_ONLINE_FEATURES}", args.target))
-                        .header("content-type", "application/grpc")
-                        .header("te", "trailers")
-                        .body(())?;
-                let mut sender = sender.clone().ready().await?;
+            Client::Grpc(sender, uri) => {
+                let req = hyper::Request::post(uri.clone())
+                    .header("content-type", "application/grpc")
+                    .header("te", "trailers")
+                    .body(())?;
+                std::future::poll_fn(|cx| sender.poll_ready(cx)).await?;
                 let (response, mut body) = sender.send_request(req, false)?;
                 body.send_data(grpc_frame(&grpc_request(args, &e)), true)?;
                 let resp = response.await?;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::BufMut;
 use quiver_online_store::value_codec::Value;
 use quiver_proto::feast::serving::get_online_features_request::Kind;
 use quiver_proto::feast::serving::get_online_features_response::FeatureVector;
@@ -220,8 +221,10 @@ impl Encoder for WireEncoder {
     type Error = Status;
 
     fn encode(&mut self, item: WireResponse, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.reserve(crate::grpc_wire::encoded_len(&item.0));
-        crate::grpc_wire::encode(&item.0, dst);
+        // Written to a plain Vec (cheap byte pushes), then copied once into tonic's buffer.
+        let mut out = Vec::with_capacity(crate::grpc_wire::encoded_len(&item.0));
+        crate::grpc_wire::encode(&item.0, &mut out);
+        dst.put_slice(&out);
         Ok(())
     }
 }

@@ -9,7 +9,6 @@
 //! scalars omitted when zero) — a property test holds it to that, so any client decodes the same
 //! message from either path.
 
-use bytes::BufMut;
 use quiver_online_store::value_codec::Value;
 use quiver_registry::{ScalarType, ValueType};
 
@@ -33,8 +32,9 @@ pub fn encoded_len(response: &OnlineResponse) -> usize {
     len + 2 // status = true
 }
 
-/// Appends `response` to `buf`.
-pub fn encode(response: &OnlineResponse, buf: &mut impl BufMut) {
+/// Appends `response` to `buf`. A `Vec` and plain pushes: through `bytes::BufMut`, every byte
+/// was a `memcpy` call.
+pub fn encode(response: &OnlineResponse, buf: &mut Vec<u8>) {
     // metadata { feature_names { val: names } }
     put_key(buf, 1, LEN);
     put_varint(buf, metadata_len(response) as u64);
@@ -49,7 +49,7 @@ pub fn encode(response: &OnlineResponse, buf: &mut impl BufMut) {
         encode_vector(c, buf);
     }
     put_key(buf, 3, VARINT);
-    buf.put_u8(1);
+    buf.push(1);
 }
 
 fn names_len(r: &OnlineResponse) -> usize {
@@ -81,7 +81,7 @@ fn vector_len(c: &Column) -> usize {
     values + statuses + times
 }
 
-fn encode_vector(c: &Column, buf: &mut impl BufMut) {
+fn encode_vector(c: &Column, buf: &mut Vec<u8>) {
     for v in &c.values {
         put_key(buf, 1, LEN);
         put_varint(buf, value_len(v.as_ref(), c.value_type) as u64);
@@ -91,7 +91,7 @@ fn encode_vector(c: &Column, buf: &mut impl BufMut) {
         put_key(buf, 2, LEN);
         put_varint(buf, c.statuses.len() as u64);
         for s in &c.statuses {
-            buf.put_u8(status_number(*s));
+            buf.push(status_number(*s));
         }
     }
     for ns in &c.event_ns {
@@ -186,12 +186,12 @@ fn value_len(v: Option<&Value>, t: ValueType) -> usize {
     }
 }
 
-fn encode_value(v: Option<&Value>, t: ValueType, buf: &mut impl BufMut) {
+fn encode_value(v: Option<&Value>, t: ValueType, buf: &mut Vec<u8>) {
     let Some(v) = v else { return };
     match v {
         Value::Bool(b) => {
             put_key(buf, field::BOOL, VARINT);
-            buf.put_u8(u8::from(*b));
+            buf.push(u8::from(*b));
         }
         Value::Int32(x) => {
             put_key(buf, field::INT32, VARINT);
@@ -203,11 +203,11 @@ fn encode_value(v: Option<&Value>, t: ValueType, buf: &mut impl BufMut) {
         }
         Value::Float32(x) => {
             put_key(buf, field::FLOAT, FIXED32);
-            buf.put_f32_le(*x);
+            buf.extend_from_slice(&x.to_le_bytes());
         }
         Value::Float64(x) => {
             put_key(buf, field::DOUBLE, FIXED64);
-            buf.put_f64_le(*x);
+            buf.extend_from_slice(&x.to_le_bytes());
         }
         Value::String(s) => put_bytes(buf, field::STRING, s.as_bytes()),
         Value::Bytes(b) => put_bytes(buf, field::BYTES, b),
@@ -223,7 +223,7 @@ fn encode_value(v: Option<&Value>, t: ValueType, buf: &mut impl BufMut) {
             }
             ValueType::Scalar(_) => {
                 put_key(buf, field::NULL, VARINT);
-                buf.put_u8(0);
+                buf.push(0);
             }
         },
     }
@@ -294,7 +294,7 @@ fn list_body_len(element: ScalarType, items: &[Option<Value>]) -> usize {
     }
 }
 
-fn encode_list_body(element: ScalarType, items: &[Option<Value>], buf: &mut impl BufMut) {
+fn encode_list_body(element: ScalarType, items: &[Option<Value>], buf: &mut Vec<u8>) {
     if matches!(element, ScalarType::String | ScalarType::Bytes) {
         for v in elements(element, items) {
             match v {
@@ -313,11 +313,11 @@ fn encode_list_body(element: ScalarType, items: &[Option<Value>], buf: &mut impl
     put_varint(buf, packed as u64);
     for v in elements(element, items) {
         match v {
-            Value::Bool(b) => buf.put_u8(u8::from(*b)),
+            Value::Bool(b) => buf.push(u8::from(*b)),
             Value::Int32(x) => put_varint(buf, i64::from(*x) as u64),
             Value::Int64(x) => put_varint(buf, *x as u64),
-            Value::Float32(x) => buf.put_f32_le(*x),
-            Value::Float64(x) => buf.put_f64_le(*x),
+            Value::Float32(x) => buf.extend_from_slice(&x.to_le_bytes()),
+            Value::Float64(x) => buf.extend_from_slice(&x.to_le_bytes()),
             Value::Timestamp(ns) => put_varint(buf, seconds(*ns) as u64),
             Value::String(_) | Value::Bytes(_) | Value::List(_) => unreachable!("filtered by type"),
         }
@@ -338,22 +338,22 @@ fn delimited_len(field: u32, len: usize) -> usize {
     key_len(field) + varint_len(len as u64) + len
 }
 
-fn put_varint(buf: &mut impl BufMut, mut v: u64) {
+fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
-        buf.put_u8((v as u8) | 0x80);
+        buf.push((v as u8) | 0x80);
         v >>= 7;
     }
-    buf.put_u8(v as u8);
+    buf.push(v as u8);
 }
 
-fn put_key(buf: &mut impl BufMut, field: u32, wire_type: u32) {
+fn put_key(buf: &mut Vec<u8>, field: u32, wire_type: u32) {
     put_varint(buf, u64::from((field << 3) | wire_type));
 }
 
-fn put_bytes(buf: &mut impl BufMut, field: u32, bytes: &[u8]) {
+fn put_bytes(buf: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     put_key(buf, field, LEN);
     put_varint(buf, bytes.len() as u64);
-    buf.put_slice(bytes);
+    buf.extend_from_slice(bytes);
 }
 
 #[cfg(test)]
