@@ -222,7 +222,7 @@ impl Encoder for WireEncoder {
 
     fn encode(&mut self, item: WireResponse, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         // Written to a plain Vec (cheap byte pushes), then copied once into tonic's buffer.
-        let mut out = Vec::with_capacity(crate::grpc_wire::encoded_len(&item.0));
+        let mut out = Vec::with_capacity(crate::grpc_wire::size_hint(&item.0));
         crate::grpc_wire::encode(&item.0, &mut out);
         dst.put_slice(&out);
         Ok(())
