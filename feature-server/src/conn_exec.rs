@@ -8,17 +8,26 @@
 //! [`INLINE_STREAMS`] requests in flight on a connection are polled by [`drive`], inside the
 //! connection's task; more concurrent ones are spawned as usual, so a client multiplexing many
 //! calls over one connection still gets every core.
+//!
+//! [`drive`] also serves wake-ups raised during its own poll (h2 and hyper wake their connection
+//! when a response is queued) by polling again, instead of letting tokio reschedule the task and
+//! wake an idle worker to steal it: measured at one connection, that removed 2 (HTTP/1.1) and 3.5
+//! (gRPC) `futex` calls and 2–3 context switches per request. Both ports' connections run in it.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 /// Requests in flight on one connection that run on the connection's task.
 pub const INLINE_STREAMS: usize = 2;
+
+/// Wake-ups served by polling again, per poll of [`drive`], before yielding to the scheduler.
+const MAX_SELF_WAKES: usize = 8;
 
 type Local = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -75,12 +84,26 @@ where
 
 /// Polls `conn` and the request futures handed to `exec` on the calling task, until the
 /// connection has ended and every inline request has finished.
+///
+/// Everything is polled with a [`SelfWake`] waker: a wake-up raised while this task is being
+/// polled (h2 waking its connection after a request queued a response, a request finishing) is
+/// served by polling again here instead of rescheduling the task — which would also make tokio
+/// wake an idle worker thread to steal it, a futex call and a context switch per request.
 pub async fn drive<C: Future>(conn: C, exec: ConnExec) -> C::Output {
     let mut conn = pin!(conn);
     let mut tasks: FuturesUnordered<Local> = FuturesUnordered::new();
     let mut output = None;
-    std::future::poll_fn(|cx| {
+    let flag = Arc::new(SelfWake::default());
+    let waker = Waker::from(flag.clone());
+    std::future::poll_fn(|outer| {
+        flag.set_task(outer.waker());
+        let cx = &mut Context::from_waker(&waker);
+        flag.polling.store(true, Ordering::SeqCst);
+        // Wake-ups served by polling again are bounded: a future that wakes itself and returns
+        // Pending (as tokio's cooperative budget does) must go back to the scheduler.
+        let mut self_wakes = 0;
         loop {
+            flag.pending.store(false, Ordering::SeqCst);
             if output.is_none()
                 && let Poll::Ready(out) = conn.as_mut().poll(cx)
             {
@@ -88,12 +111,8 @@ pub async fn drive<C: Future>(conn: C, exec: ConnExec) -> C::Output {
             }
             let queued = {
                 let mut shared = exec.lock();
-                if !shared
-                    .waker
-                    .as_ref()
-                    .is_some_and(|w| w.will_wake(cx.waker()))
-                {
-                    shared.waker = Some(cx.waker().clone());
+                if !shared.waker.as_ref().is_some_and(|w| w.will_wake(&waker)) {
+                    shared.waker = Some(waker.clone());
                 }
                 std::mem::take(&mut shared.queued)
             };
@@ -107,16 +126,73 @@ pub async fn drive<C: Future>(conn: C, exec: ConnExec) -> C::Output {
                 exec.lock().inline -= finished;
             }
             if output.is_some() && tasks.is_empty() {
+                flag.polling.store(false, Ordering::SeqCst);
                 return Poll::Ready(output.take().expect("checked above"));
             }
             // A request that finished (or started) may have queued frames for the connection
-            // to write; poll it again now rather than on a wake-up of our own.
-            if !new && finished == 0 {
+            // to write: poll it again now.
+            if new || finished > 0 {
+                continue;
+            }
+            if flag.pending.load(Ordering::SeqCst) {
+                self_wakes += 1;
+                if self_wakes <= MAX_SELF_WAKES {
+                    continue;
+                }
+                flag.polling.store(false, Ordering::SeqCst);
+                outer.waker().wake_by_ref();
                 return Poll::Pending;
             }
+            flag.polling.store(false, Ordering::SeqCst);
+            // Woken from another thread between the check above and now: poll again.
+            if flag.pending.load(Ordering::SeqCst) {
+                flag.polling.store(true, Ordering::SeqCst);
+                continue;
+            }
+            return Poll::Pending;
         }
     })
     .await
+}
+
+/// The waker [`drive`] polls with. While `drive` is polling, a wake-up only sets `pending`
+/// (`drive` then polls again); otherwise it wakes the task.
+#[derive(Default)]
+struct SelfWake {
+    polling: AtomicBool,
+    pending: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl SelfWake {
+    fn set_task(&self, waker: &Waker) {
+        let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if !task.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *task = Some(waker.clone());
+        }
+    }
+}
+
+impl Wake for SelfWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // `pending` before `polling`, where `drive` clears `polling` before reading `pending`
+        // (all SeqCst): either `drive` sees this wake-up before it returns Pending, or this sees
+        // `polling` cleared and wakes the task. Never neither.
+        self.pending.store(true, Ordering::SeqCst);
+        if !self.polling.load(Ordering::SeqCst)
+            && let Some(task) = self
+                .task
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+        {
+            task.wake_by_ref();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -174,5 +250,54 @@ mod tests {
         tx.send(7).unwrap();
         driving.await.unwrap();
         assert_eq!(got.load(Ordering::SeqCst), 7);
+    }
+
+    /// A connection that keeps waking itself without progress (as tokio's cooperative budget
+    /// makes I/O do) must not hold the thread: other tasks run in between, and it finishes.
+    /// Run on a thread of its own, so a spinning `drive` fails the test instead of hanging it.
+    #[test]
+    fn a_future_that_wakes_itself_yields_to_other_tasks() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let out = rt.block_on(async {
+                let other_ran = Arc::new(AtomicBool::new(false));
+                let conn = {
+                    let other_ran = other_ran.clone();
+                    std::future::poll_fn(move |cx| {
+                        if other_ran.load(Ordering::SeqCst) {
+                            Poll::Ready("done")
+                        } else {
+                            cx.waker().wake_by_ref();
+                            Poll::Pending
+                        }
+                    })
+                };
+                let driving = tokio::spawn(drive(conn, ConnExec::default()));
+                tokio::spawn(async move { other_ran.store(true, Ordering::SeqCst) });
+                driving.await.unwrap()
+            });
+            let _ = done_tx.send(out);
+        });
+        let out = done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("drive never yielded to the other task");
+        assert_eq!(out, "done");
+    }
+
+    /// A wake-up from another thread while `drive` is parked is never lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wake_ups_from_other_threads_are_not_lost() {
+        for _ in 0..200 {
+            let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
+            let driving = tokio::spawn(drive(rx, ConnExec::default()));
+            std::thread::spawn(move || tx.send(1).unwrap());
+            let got = tokio::time::timeout(std::time::Duration::from_secs(5), driving)
+                .await
+                .expect("a wake-up was lost");
+            assert_eq!(got.unwrap().unwrap(), 1);
+        }
     }
 }
