@@ -85,26 +85,62 @@ impl Service<http::Request<tonic::body::Body>> for ServingServer {
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        if req.uri().path() != GET_ONLINE_FEATURES {
+        let deadline = grpc_timeout(req.headers());
+        let call: Self::Future = if req.uri().path() != GET_ONLINE_FEATURES {
             let call = self.generated.call(req);
-            return Box::pin(async move { call.await.map(|r| r.map(tonic::body::Body::new)) });
-        }
-        let header = req.headers().get("authorization").map(|v| v.as_bytes());
-        if let Err(e) = self.auth.check(header, Need::OnlineRead) {
-            crate::auth::record_failure("grpc", &e);
-            let status: Status = e.into();
-            return Box::pin(std::future::ready(Ok(status.into_http())));
-        }
-        let call = OnlineCall {
-            service: self.service.clone(),
+            Box::pin(async move { call.await.map(|r| r.map(tonic::body::Body::new)) })
+        } else {
+            let header = req.headers().get("authorization").map(|v| v.as_bytes());
+            if let Err(e) = self.auth.check(header, Need::OnlineRead) {
+                crate::auth::record_failure("grpc", &e);
+                let status: Status = e.into();
+                return Box::pin(std::future::ready(Ok(status.into_http())));
+            }
+            let call = OnlineCall {
+                service: self.service.clone(),
+            };
+            let limit = self.max_message_bytes;
+            Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(OnlineCodec)
+                    .apply_max_message_size_config(Some(limit), None);
+                Ok(grpc.unary(call, req).await)
+            })
         };
-        let limit = self.max_message_bytes;
-        Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(OnlineCodec)
-                .apply_max_message_size_config(Some(limit), None);
-            Ok(grpc.unary(call, req).await)
-        })
+        match deadline {
+            None => call,
+            // The client's deadline: past it the call is dropped and answered DEADLINE_EXCEEDED.
+            Some(deadline) => Box::pin(async move {
+                match tokio::time::timeout(deadline, call).await {
+                    Ok(response) => response,
+                    Err(_) => Ok(Status::deadline_exceeded(format!(
+                        "no answer within the request's grpc-timeout ({deadline:?})"
+                    ))
+                    .into_http()),
+                }
+            }),
+        }
     }
+}
+
+/// The `grpc-timeout` request header: 1 to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+/// A malformed value is ignored, as gRPC servers do.
+fn grpc_timeout(headers: &http::HeaderMap) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// Checks the `authorization` metadata (`Bearer <token>`) for `online:read`.
@@ -424,5 +460,43 @@ fn list_val(element: ScalarType, items: Vec<Option<Value>>) -> Val {
                 })
                 .collect(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grpc_timeout;
+    use std::time::Duration;
+    use tonic::codegen::http::{HeaderMap, HeaderValue};
+
+    fn parse(v: &str) -> Option<Duration> {
+        let mut h = HeaderMap::new();
+        h.insert("grpc-timeout", HeaderValue::from_str(v).unwrap());
+        grpc_timeout(&h)
+    }
+
+    #[test]
+    fn grpc_timeout_values_follow_the_spec() {
+        assert_eq!(parse("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse("10S"), Some(Duration::from_secs(10)));
+        assert_eq!(parse("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse("99999999u"), Some(Duration::from_micros(99_999_999)));
+        assert_eq!(parse("5n"), Some(Duration::from_nanos(5)));
+        assert_eq!(grpc_timeout(&HeaderMap::new()), None);
+        for bad in [
+            "",
+            "m",
+            "100",
+            "123456789S",
+            "1.5S",
+            "-1S",
+            "10s",
+            "10 S",
+            "1x",
+            "ms",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
     }
 }

@@ -122,6 +122,102 @@ async fn a_slow_redis_times_requests_out_at_the_bound_instead_of_piling_up() {
     server.stop().await;
 }
 
+/// A gRPC call's `grpc-timeout` is a deadline the server keeps: with Redis asleep, a call with a
+/// 30 ms deadline is answered DEADLINE_EXCEEDED at about that time — not UNAVAILABLE at the
+/// store's 100 ms bound. Sent over a bare HTTP/2 connection, so no client-side timer can answer
+/// in the server's place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_deadlines_are_kept_by_the_server() {
+    use prost::Message;
+    let redis = RedisServer::start().unwrap();
+    let (_tmp, repo) = setup(&redis);
+    let server = start(&repo).await;
+    let tcp = tokio::net::TcpStream::connect(server.grpc).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let call = |timeout: Option<&'static str>| {
+        let mut client = client.clone();
+        let addr = server.grpc;
+        async move {
+            let request = quiver_proto::feast::serving::GetOnlineFeaturesRequest {
+                kind: Some(
+                    quiver_proto::feast::serving::get_online_features_request::Kind::FeatureService(
+                        "model_v1".into(),
+                    ),
+                ),
+                entities: [("driver_id", 1001), ("customer_id", 1)]
+                    .map(|(name, id)| {
+                        (
+                            name.to_string(),
+                            quiver_proto::feast::types::RepeatedValue {
+                                val: vec![quiver_proto::feast::types::Value {
+                                    val: Some(quiver_proto::feast::types::value::Val::Int64Val(id)),
+                                }],
+                            },
+                        )
+                    })
+                    .into(),
+                ..Default::default()
+            };
+            let body = request.encode_to_vec();
+            let mut frame = vec![0u8];
+            frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&body);
+            let mut builder = tonic::codegen::http::Request::post(format!(
+                "http://{addr}/feast.serving.ServingService/GetOnlineFeatures"
+            ))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+            if let Some(t) = timeout {
+                builder = builder.header("grpc-timeout", t);
+            }
+            let started = Instant::now();
+            std::future::poll_fn(|cx| client.poll_ready(cx))
+                .await
+                .unwrap();
+            let (response, mut send) = client
+                .send_request(builder.body(()).unwrap(), false)
+                .unwrap();
+            send.send_data(bytes::Bytes::from(frame), true).unwrap();
+            let response = response.await.unwrap();
+            let in_headers = response.headers().get("grpc-status").cloned();
+            let mut body = response.into_body();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.unwrap();
+                body.flow_control().release_capacity(chunk.len()).unwrap();
+            }
+            let trailers = body.trailers().await.unwrap();
+            let status = in_headers
+                .or_else(|| trailers.and_then(|t| t.get("grpc-status").cloned()))
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, started.elapsed())
+        }
+    };
+    assert_eq!(
+        call(Some("5S")).await.0.as_deref(),
+        Some("0"),
+        "a generous deadline"
+    );
+
+    let mut conn = redis.client().unwrap();
+    let sleeper = std::thread::spawn(move || {
+        let _: redis::RedisResult<()> = redis::cmd("DEBUG").arg("SLEEP").arg("1").query(&mut conn);
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, took) = call(Some("30m")).await;
+    assert_eq!(
+        status.as_deref(),
+        Some("4"),
+        "DEADLINE_EXCEEDED, after {took:?}"
+    );
+    assert!(took < Duration::from_millis(90), "answered after {took:?}");
+    // Without a deadline the store's own bound answers.
+    let (status, _) = call(None).await;
+    assert_eq!(status.as_deref(), Some("14"), "UNAVAILABLE");
+    sleeper.join().unwrap();
+    server.stop().await;
+}
+
 /// `materialize-incremental` killed with SIGKILL at several points: a rerun completes, and the
 /// online store then agrees with the offline join (`verify`).
 #[test]
