@@ -1,6 +1,7 @@
 //! gRPC adapter (tonic): Feast's `feast.serving.ServingService`. Converts and calls the core.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::BufMut;
@@ -14,7 +15,6 @@ use quiver_proto::feast::serving::{
 };
 use quiver_proto::feast::types::{self as pb, value::Val};
 use quiver_registry::{ScalarType, ValueType};
-use std::task::{Context, Poll};
 use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::codegen::{Service, http};
 use tonic::service::Interceptor;
