@@ -12,45 +12,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-5}"
-TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/quiver-target}"
-QUIVER="$TARGET/${PROFILE:-release}/quiver"
+source benches/lib.sh
 DRIVERS="${DRIVERS:-100000}" HOURS="${HOURS:-24}" CUSTOMERS="${CUSTOMERS:-200000}"
-[ -x "$QUIVER" ] || { echo "build first: cargo build --release -p quiver-cli" >&2; exit 1; }
-command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; exit 1; }
-
-WORK="$(mktemp -d)"
-REDIS_PID=""
-cleanup() { [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >/dev/null &
-REDIS_PID=$!
-for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+need "$QUIVER"
+PORT=$(free_port)
+start_redis "$PORT"
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "generating benchmark data..."
 "$QUIVER" init "$WORK/repo" --drivers "$DRIVERS" --hours "$HOURS" --customers "$CUSTOMERS" --end 2026-01-02T00:00:00Z
 du -sh "$WORK/repo/data"/*.parquet
 
-# Wall seconds and peak RSS (MiB) of one command, as "seconds rss".
-measure() {
-  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >"$WORK/out" 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
-  awk '{printf "%s %.0f\n", $1, $2/1024}' "$WORK/time"
-}
-
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-
 run_backend() {
   local name="$1" yaml="$2"
   cp "$WORK/repo/quiver.yaml.orig" "$WORK/repo/quiver.yaml"
-  python3 - "$WORK/repo/quiver.yaml" "$yaml" <<'PY'
-import sys
-p, block = sys.argv[1], sys.argv[2]
-s = open(p).read()
-s = s.replace("online_store:\n  type: embedded\n  path: .quiver/online.redb\n", block)
-open(p, "w").write(s)
-PY
+  set_online_store "$WORK/repo/quiver.yaml" "$yaml"
   "$QUIVER" -C "$WORK/repo" apply >/dev/null
   : >"$WORK/$name.times"
   for i in $(seq "$RUNS"); do
@@ -75,7 +51,7 @@ redis-cli -p "$PORT" flushall >/dev/null
 echo
 echo "| backend | rows read | keys written | median wall s | keys/s | median peak RSS MiB |"
 echo "|---|---|---|---|---|---|"
-run_backend redis $'online_store:\n  type: redis\n  url: redis://127.0.0.1:'"$PORT"$'\n'
+run_backend redis "$(redis_store "$PORT")"
 run_backend embedded $'online_store:\n  type: embedded\n  path: .quiver/online.redb\n'
 echo
 echo "runs per backend: $RUNS (median reported); views driver_hourly_stats + customer_profile, full range"

@@ -15,14 +15,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-5}"
-TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/quiver-target}"
-QUIVER="$TARGET/${PROFILE:-release}/quiver"
+source benches/lib.sh
 LABELS="${LABELS:-500000}" BIG_LABELS="${BIG_LABELS:-5000000}"
-[ -x "$QUIVER" ] || { echo "build first: cargo build --release -p quiver-cli" >&2; exit 1; }
+need "$QUIVER"
 python3 -c 'import duckdb, pyarrow' 2>/dev/null || { echo "needs: pip install duckdb pyarrow" >&2; exit 1; }
 HERE="$PWD"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); duckdb $(python3 -c 'import duckdb; print(duckdb.__version__)')"
 echo "generating benchmark data..."
@@ -34,13 +31,6 @@ if [ "$BIG_LABELS" -gt 0 ]; then
   rm -rf "$WORK/big"
 fi
 du -sh "$WORK/repo/data"/*.parquet
-
-# "seconds rss_mib" of one command.
-measure() {
-  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >"$WORK/out" 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
-  awk '{printf "%s %.0f\n", $1, $2/1024}' "$WORK/time"
-}
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 run_size() {
   local labels="$1" rows="$2" runs="$3"

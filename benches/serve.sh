@@ -13,32 +13,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-10}"
 ROUNDS="${2:-1}"
-TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/quiver-target}"
-QUIVER="$TARGET/release/quiver"
-LOADGEN="$TARGET/release/loadgen"
+source benches/lib.sh
+need "$QUIVER" "$LOADGEN"
 DRIVERS="${DRIVERS:-100000}" CUSTOMERS="${CUSTOMERS:-200000}"
-for b in "$QUIVER" "$LOADGEN"; do [ -x "$b" ] || { echo "build first: cargo build --release -p quiver-cli -p quiver-benches" >&2; exit 1; }; done
-
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 REDIS_PORT=$(free_port) HTTP_PORT=$(free_port) GRPC_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >/dev/null &
-PIDS+=($!)
-for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+start_redis "$REDIS_PORT"
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); redis $(redis-server --version | awk '{print $3}')"
 "$QUIVER" init "$WORK/repo" --drivers "$DRIVERS" --hours 24 --customers "$CUSTOMERS" >/dev/null
-python3 - "$WORK/repo/quiver.yaml" "$REDIS_PORT" <<'PY'
-import sys
-p, port = sys.argv[1], sys.argv[2]
-s = open(p).read()
-s = s.replace("online_store:\n  type: embedded\n  path: .quiver/online.redb\n", f"online_store:\n  type: redis\n  url: redis://127.0.0.1:{port}\n")
-open(p, "w").write(s)
-PY
+set_online_store "$WORK/repo/quiver.yaml" "$(redis_store "$REDIS_PORT")"
 "$QUIVER" -C "$WORK/repo" apply >/dev/null
 "$QUIVER" -C "$WORK/repo" materialize-incremental --views driver_hourly_stats,customer_profile
 "$QUIVER" -C "$WORK/repo" serve --http "127.0.0.1:$HTTP_PORT" --grpc "127.0.0.1:$GRPC_PORT" 2>"$WORK/serve.log" &
