@@ -23,6 +23,19 @@ async fn ready_until(
     }
 }
 
+/// Waits for `/ready` to report a registry problem, then checks it names `reason`, that version 1
+/// is still the one served, and that requests still succeed.
+async fn still_serving_version_1(addr: std::net::SocketAddr, reason: &str) {
+    let body = ready_until(addr, |b| b["registry"] != "ok").await;
+    assert_eq!(body["registry_version"], 1, "{body}");
+    assert!(
+        body["registry"].as_str().unwrap().contains(reason),
+        "{body}"
+    );
+    let (status, _) = http(addr, "POST", "/get-online-features", MODEL_V1).await;
+    assert_eq!(status, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_or_deleted_registry_keeps_the_last_good_version_serving() {
     let redis = RedisServer::start().unwrap();
@@ -32,17 +45,7 @@ async fn a_corrupted_or_deleted_registry_keeps_the_last_good_version_serving() {
 
     // A garbage "newer version" appears.
     std::fs::write(registry.join("v00000002.json"), b"{ not json").unwrap();
-    let body = ready_until(server.http, |b| b["registry"] != "ok").await;
-    assert_eq!(body["registry_version"], 1, "{body}");
-    assert!(
-        body["registry"]
-            .as_str()
-            .unwrap()
-            .contains("reload failing, serving the last good version"),
-        "{body}"
-    );
-    let (status, _) = http(server.http, "POST", "/get-online-features", MODEL_V1).await;
-    assert_eq!(status, 200);
+    still_serving_version_1(server.http, "reload failing, serving the last good version").await;
     let (_, metrics) = http(server.http, "GET", "/metrics", "").await;
     let metrics = metrics.as_str().unwrap().to_string();
     assert!(
@@ -60,17 +63,7 @@ async fn a_corrupted_or_deleted_registry_keeps_the_last_good_version_serving() {
     // The whole registry directory deleted: still serving version 1, and saying why.
     let moved = repo.join(".quiver/registry.moved");
     std::fs::rename(&registry, &moved).unwrap();
-    let body = ready_until(server.http, |b| b["registry"] != "ok").await;
-    assert_eq!(body["registry_version"], 1, "{body}");
-    assert!(
-        body["registry"]
-            .as_str()
-            .unwrap()
-            .contains("no registry versions"),
-        "{body}"
-    );
-    let (status, _) = http(server.http, "POST", "/get-online-features", MODEL_V1).await;
-    assert_eq!(status, 200);
+    still_serving_version_1(server.http, "no registry versions").await;
     std::fs::rename(&moved, &registry).unwrap();
     server.stop().await;
 }
