@@ -239,23 +239,31 @@ fn nested(buf: &mut Vec<u8>, field: u32, write: impl FnOnce(&mut Vec<u8>)) {
     if len < 0x80 {
         buf[at] = len as u8;
     } else {
-        let (mut bytes, mut n, mut v) = ([0u8; 10], 0, len as u64);
-        while v >= 0x80 {
-            bytes[n] = (v as u8) | 0x80;
-            v >>= 7;
-            n += 1;
-        }
-        bytes[n] = v as u8;
-        buf.splice(at..=at, bytes[..=n].iter().copied());
+        let (bytes, n) = varint(len as u64);
+        buf.splice(at..=at, bytes[..n].iter().copied());
     }
 }
 
-fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+/// `v` as a protobuf varint: the bytes and how many of them are used.
+fn varint(mut v: u64) -> ([u8; 10], usize) {
+    let (mut bytes, mut n) = ([0u8; 10], 0);
     while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
+        bytes[n] = (v as u8) | 0x80;
         v >>= 7;
+        n += 1;
     }
-    buf.push(v as u8);
+    bytes[n] = v as u8;
+    (bytes, n + 1)
+}
+
+fn put_varint(buf: &mut Vec<u8>, v: u64) {
+    if v < 0x80 {
+        // Keys, small lengths and statuses: the usual case, one byte.
+        buf.push(v as u8);
+        return;
+    }
+    let (bytes, n) = varint(v);
+    buf.extend_from_slice(&bytes[..n]);
 }
 
 fn put_key(buf: &mut Vec<u8>, field: u32, wire_type: u32) {
