@@ -42,9 +42,10 @@ PY
 # redis_store PORT — the online_store block for a local Redis.
 redis_store() { printf 'online_store:\n  type: redis\n  url: redis://127.0.0.1:%s\n' "$1"; }
 
-# measure COMMAND... — prints "wall_seconds peak_rss_mib"; stdout in $WORK/out, stderr in $WORK/err.
+# measure COMMAND... — prints "wall_seconds peak_rss_mib"; stdout in $WORK/out, stderr in $WORK/err;
+# fails (with set -e: stops the script) when COMMAND fails.
 measure() {
-  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >"$WORK/out" 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
+  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >"$WORK/out" 2>"$WORK/err" || { cat "$WORK/err" >&2; return 1; }
   awk '{printf "%s %.0f\n", $1, $2/1024}' "$WORK/time"
 }
 

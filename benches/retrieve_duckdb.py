@@ -2,6 +2,7 @@
 
     python3 benches/retrieve_duckdb.py run REPO LABELS OUT      # DuckDB's table (timed by the caller)
     python3 benches/retrieve_duckdb.py compare A B              # exit 1 unless A and B hold equal data
+    python3 benches/retrieve_duckdb.py head IN N OUT            # the first N rows of a Parquet file
 
 DuckDB's ASOF LEFT JOIN takes, per label row, the latest view row with event_timestamp <= t. To
 compute what Quiver computes: view rows are first deduplicated to the latest `created` per
@@ -72,10 +73,17 @@ def compare(a_path, b_path):
     print(f"identical: {a.num_rows} rows x {a.num_columns} columns")
 
 
+def head(src, n, out):
+    import pyarrow.parquet as pq
+    pq.write_table(pq.read_table(src).slice(0, int(n)), out)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "run":
         run(*sys.argv[2:5])
     elif sys.argv[1] == "compare":
         compare(*sys.argv[2:4])
+    elif sys.argv[1] == "head":
+        head(*sys.argv[2:5])
     else:
         sys.exit(__doc__)

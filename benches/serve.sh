@@ -31,8 +31,9 @@ for _ in $(seq 100); do curl -sf "127.0.0.1:$HTTP_PORT/ready" >/dev/null && brea
 
 echo
 echo "redis-benchmark MGET ceiling (1 driver key + 1 customer key per MGET):"
-DK="quiver:quickstart:driver_hourly_stats:1:{i1001}"
-CK="quiver:quickstart:customer_profile:1:{i1}"
+generation() { "$QUIVER" -C "$WORK/repo" --format json registry describe "$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["generation"])'; }
+DK="quiver:repo:driver_hourly_stats:$(generation driver_hourly_stats):{i1001}"
+CK="quiver:repo:customer_profile:$(generation customer_profile):{i1}"
 for c in 1 8; do
   printf '  %s clients: ' "$c"
   redis-benchmark -p "$REDIS_PORT" -c "$c" -n 200000 -q MGET "$DK" "$CK" | tr '\r' '\n' | grep -E "MGET" | tail -1

@@ -40,16 +40,41 @@ impl Context {
     }
 
     /// The newest applied registry version, or a user error saying to apply first.
-    pub fn current_version(&self, store: &dyn RegistryStore) -> Result<RegistryVersion> {
-        store.latest()?.ok_or_else(|| {
+    pub fn current_version(
+        &self,
+        repo: &Repository,
+        store: &dyn RegistryStore,
+    ) -> Result<RegistryVersion> {
+        let version = store.latest()?.ok_or_else(|| {
             crate::exit::UserError(format!(
                 "no registry version in {} yet: run `quiver apply` first",
                 store.location()
             ))
-            .into()
-        })
+        })?;
+        same_project(repo, store, &version)?;
+        Ok(version)
     }
+}
 
+/// A registry version of another project than `quiver.yaml` names (the project was renamed, or
+/// the registry location is shared) is never used: its keys would be the other project's.
+pub fn same_project(
+    repo: &Repository,
+    store: &dyn RegistryStore,
+    version: &RegistryVersion,
+) -> Result<()> {
+    let (held, named) = (&version.registry.project, &repo.config.project);
+    if held != named {
+        return Err(crate::exit::UserError(format!(
+            "{} holds project `{held}`, but quiver.yaml names project `{named}`; point `registry` in quiver.yaml at this project's registry (or a new location, then `quiver apply`), or restore `project: {held}`",
+            store.location()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+impl Context {
     /// A runtime for the commands that talk to stores and engines.
     pub fn runtime(&self) -> Result<tokio::runtime::Runtime> {
         Ok(tokio::runtime::Builder::new_multi_thread()

@@ -26,7 +26,43 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     // Validation errors carry their own layout; others get the usual `error:` prefix and causes.
     match err.downcast_ref::<quiver_registry::Error>() {
         Some(quiver_registry::Error::Invalid(_)) => eprintln!("{err}"),
-        _ => eprintln!("error: {err:#}"),
+        _ => eprintln!("error: {}", message(err)),
     }
     ExitCode::from(if user { 2 } else { 1 })
+}
+
+/// The error and its causes, `: `-separated, each said once: many errors already include their
+/// source in their own text, and printing the chain as it is repeated them ("… (os error 17):
+/// File exists (os error 17)").
+pub fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_said_once() {
+        let io = std::io::Error::from_raw_os_error(17);
+        let err = anyhow::Error::from(io).context(format!(
+            "cannot write x: {}",
+            std::io::Error::from_raw_os_error(17)
+        ));
+        let text = message(&err);
+        assert_eq!(text.matches("os error 17").count(), 1, "{text}");
+        let err = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(message(&err), "outer: inner");
+    }
 }

@@ -10,4 +10,4 @@ pub mod generator;
 pub mod scaffold;
 
 pub use generator::{SampleSpec, SampleSummary, write_sample_data};
-pub use scaffold::{ScaffoldError, scaffold};
+pub use scaffold::{ScaffoldError, project_name, scaffold};

@@ -64,6 +64,14 @@ impl ServiceError {
         }
     }
 
+    /// A body over one of the `serving` limits of `quiver.yaml`: names the limit and `key`,
+    /// the setting that raises it.
+    pub fn body_too_large(what: &str, limit: u64, key: &str) -> Self {
+        Self::too_large(format!(
+            "{what} is larger than the limit of {limit} bytes; raise `serving.{key}` in quiver.yaml to accept it"
+        ))
+    }
+
     /// What the client sees: the message, except for internal errors.
     pub fn public_message(&self) -> &str {
         match self.code {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -52,7 +53,9 @@ async fn require(
     }
 }
 
-/// The HTTP API. `max_body_bytes` bounds every request body (413 beyond it).
+/// The HTTP API. `max_body_bytes` bounds every request body read through axum's extractors (a
+/// JSON 413 beyond it, see [`body_rejection`]); `/get-historical-features` streams its body to
+/// disk under its own limit (`Training::max_upload_bytes`).
 pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
     crate::metrics::handle();
     let auth = state.auth.clone();
@@ -64,7 +67,8 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
     Router::new()
         .route(
             "/get-online-features",
-            post(get_online_features).layer(guard(Need::OnlineRead)),
+            post(move |state, body| get_online_features(state, body, max_body_bytes))
+                .layer(guard(Need::OnlineRead)),
         )
         .route(
             "/get-historical-features",
@@ -104,12 +108,28 @@ impl IntoResponse for ServiceError {
     }
 }
 
+/// A body axum's extractor refused, as the JSON error every other failure is: over the limit
+/// it is a 413 naming the limit and the key that raises it (axum's own rejection is plain text).
+pub fn body_rejection(rejection: &BytesRejection, limit: usize) -> ServiceError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ServiceError::body_too_large("the request body", limit as u64, "max_request_bytes")
+    } else {
+        ServiceError::invalid(format!(
+            "reading the request body: {}",
+            rejection.body_text()
+        ))
+    }
+}
+
 async fn get_online_features(
     State(state): State<HttpState>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
+    max_body_bytes: usize,
 ) -> Result<Response, ServiceError> {
     let started = Instant::now();
     let result = async {
+        // Rejected here rather than by the extractor, so the 413 is JSON and is counted.
+        let body = body.map_err(|e| body_rejection(&e, max_body_bytes))?;
         let request = parse_request(&body)?;
         let response = state.service.get_online_features(request).await?;
         Ok((
@@ -391,7 +411,7 @@ async fn ready(State(state): State<HttpState>) -> Response {
 async fn metrics() -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::handle().render(),
+        crate::metrics::render(),
     )
         .into_response()
 }

@@ -1,10 +1,25 @@
 //! Prometheus metrics: one recorder per process, rendered by `GET /metrics`.
+//!
+//! `quiver_view_freshness_seconds{view}` is not a recorder gauge. The exporter (0.18) cannot
+//! remove one series: its only removal is an idle timeout, per metric kind and process-wide,
+//! which would also drop gauges set only on change (`quiver_registry_version`,
+//! `quiver_registry_healthy`) and would have to outlast `registry_poll_ms`. So the reload task
+//! replaces the whole set of served views' watermarks after each poll ([`set_view_watermarks`])
+//! and [`render`] writes one series per view, `now − watermark` at scrape time: a view removed
+//! from the registry, or whose new generation has no watermark yet, has no series at all.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::formatting::{write_metric_line, write_type_line};
+use metrics_exporter_prometheus::{LabelSet, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The watermark (ns since the epoch) of each online view of the served registry version, by
+/// view name; see the module documentation.
+static VIEW_WATERMARKS: Mutex<Vec<(String, i64)>> = Mutex::new(Vec::new());
+
+const FRESHNESS: &str = "quiver_view_freshness_seconds";
 
 /// Latency buckets in seconds: 50 µs to 1 s.
 const BUCKETS: &[f64] = &[
@@ -45,4 +60,38 @@ pub fn handle() -> &'static PrometheusHandle {
         }
         handle
     })
+}
+
+/// The registry version being served (`quiver_registry_version`).
+pub fn set_registry_version(version: u64) {
+    metrics::gauge!("quiver_registry_version").set(version as f64);
+}
+
+/// Replaces the views whose freshness `/metrics` reports: `(view, watermark ns)` for each online
+/// view of the served version whose current generation has a watermark. Views left out lose
+/// their series.
+pub fn set_view_watermarks(views: Vec<(String, i64)>) {
+    *VIEW_WATERMARKS.lock().unwrap_or_else(|e| e.into_inner()) = views;
+}
+
+/// Everything `GET /metrics` shows, in the Prometheus text format.
+pub fn render() -> String {
+    let mut out = handle().render();
+    let views = VIEW_WATERMARKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if views.is_empty() {
+        return out;
+    }
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    write_type_line(&mut out, FRESHNESS, None, None, "gauge");
+    for (view, watermark) in views {
+        let key = metrics::Key::from_parts(FRESHNESS, vec![metrics::Label::new("view", view)]);
+        let labels = LabelSet::from_key_and_global(&key, &Default::default());
+        let lag = now.saturating_sub(watermark) as f64 / 1e9;
+        write_metric_line::<&str, f64>(&mut out, FRESHNESS, None, &labels, None, lag, None);
+    }
+    out.push('\n');
+    out
 }

@@ -1,6 +1,7 @@
 //! Picks up new registry versions and materialization commits without a restart: polls the
 //! registry store's newest version number and each online view's watermark.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,11 @@ use crate::snapshot::Snapshot;
 
 /// Runs until `shutdown` resolves. A registry that cannot be read keeps the last good version
 /// serving (reported by `quiver_registry_reload_errors_total` and `/ready`).
+///
+/// After each poll the served version's online views and their watermarks go to `/metrics`
+/// ([`crate::metrics::set_view_watermarks`]): a removed view, or a view whose new generation has
+/// no watermark yet, stops reporting a freshness. A watermark that cannot be read keeps the last
+/// one read for the same generation, so its age keeps growing instead of freezing.
 pub async fn watch(
     service: Arc<FeatureService>,
     registry: Arc<dyn RegistryStore>,
@@ -18,7 +24,10 @@ pub async fn watch(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    crate::metrics::set_registry_version(service.snapshot().version.version);
     let mut watermarks: Vec<Option<i64>> = Vec::new();
+    // The last watermark read of each (view, generation) served.
+    let mut known: HashMap<(String, u64), i64> = HashMap::new();
     loop {
         tokio::select! {
             () = &mut shutdown => return,
@@ -39,7 +48,7 @@ pub async fn watch(
         match newest {
             Ok(Ok(Some(version))) => {
                 tracing::info!(version = version.version, "serving new registry version");
-                metrics::gauge!("quiver_registry_version").set(version.version as f64);
+                crate::metrics::set_registry_version(version.version);
                 service.replace_snapshot(Snapshot::new(version));
                 service.set_registry_problem(None);
             }
@@ -53,25 +62,29 @@ pub async fn watch(
         }
         let snap = service.snapshot();
         let mut now = Vec::new();
+        let mut read = HashMap::new();
         let mut views: Vec<_> = snap.views.values().filter(|v| v.online).collect();
         views.sort_by(|a, b| a.name.cmp(&b.name));
         for view in views {
+            let key = (view.name.clone(), view.generation);
             let w = service
                 .store()
                 .watermark(&snap.version.registry.project, &view.name, view.generation)
-                .await
-                .ok()
-                .flatten();
-            if let Some(w) = w {
-                let lag = chrono::Utc::now()
-                    .timestamp_nanos_opt()
-                    .unwrap_or(i64::MAX)
-                    .saturating_sub(w);
-                metrics::gauge!("quiver_view_freshness_seconds", "view" => view.name.clone())
-                    .set(lag as f64 / 1e9);
+                .await;
+            let shown = match &w {
+                Ok(w) => *w,
+                Err(_) => known.get(&key).copied(),
+            };
+            if let Some(shown) = shown {
+                read.insert(key, shown);
             }
-            now.push(w);
+            now.push(w.ok().flatten());
         }
+        let mut shown: Vec<(String, i64)> =
+            read.iter().map(|((v, _), w)| (v.clone(), *w)).collect();
+        shown.sort();
+        crate::metrics::set_view_watermarks(shown);
+        known = read;
         if now != watermarks {
             if let Some(cache) = service.cache() {
                 cache.invalidate_all();

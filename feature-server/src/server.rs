@@ -40,6 +40,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     crate::metrics::handle();
+    // Exported from the first request on, not only after the first reload.
+    crate::metrics::set_registry_version(service.snapshot().version.version);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;

@@ -13,7 +13,7 @@ use quiver_registry::validate::did_you_mean;
 use quiver_registry::{ScalarType, ValueType};
 
 use crate::cache::BlobCache;
-use crate::error::{ErrorCode, Result, ServiceError};
+use crate::error::{Result, ServiceError};
 use crate::snapshot::{Resolved, Snapshot, ViewPlan};
 
 /// Which features a request asks for.
@@ -229,20 +229,26 @@ impl FeatureService {
             view_slots.push(slots);
         }
         let blobs = self.read(&keys).await?;
+        // A value that does not decode with its view's schema is never served: it reads as
+        // NOT_FOUND (the caller's other features still answer) and is reported loudly.
         let decoded: Vec<Option<Decoded>> = blobs
             .iter()
             .zip(&slot_view)
-            .map(|(blob, vi)| match blob {
-                None => Ok(None),
-                Some(b) => decode(b, &views[*vi].types).map(Some).map_err(|e| {
-                    tracing::error!(view = %views[*vi].name, error = %e, "corrupt online value");
-                    ServiceError {
-                        code: ErrorCode::Internal,
-                        message: e.to_string(),
-                    }
-                }),
+            .map(|(blob, vi)| {
+                let b = blob.as_ref()?;
+                decode(b, &views[*vi].types)
+                    .inspect_err(|e| {
+                        let view = &views[*vi].name;
+                        tracing::error!(
+                            %view, error = %e,
+                            "undecodable online value served as NOT_FOUND; re-materialize this view"
+                        );
+                        metrics::counter!("quiver_undecodable_values_total", "view" => view.clone())
+                            .increment(1);
+                    })
+                    .ok()
             })
-            .collect::<Result<_>>()?;
+            .collect();
 
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         let mut names: Vec<String> = key_names.iter().map(|s| s.to_string()).collect();

@@ -81,9 +81,11 @@ async fn spool(
             chunk.map_err(|e| ServiceError::invalid(format!("reading the request body: {e}")))?;
         written += chunk.len() as u64;
         if written > limit {
-            return Err(ServiceError::too_large(format!(
-                "the entity table is larger than the configured limit of {limit} bytes"
-            )));
+            return Err(ServiceError::body_too_large(
+                "the entity table",
+                limit,
+                "max_training_upload_bytes",
+            ));
         }
         file.write_all(&chunk).await.map_err(internal)?;
     }

@@ -9,7 +9,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use quiver_feature_server::auth::hash_token;
 use quiver_feature_server::http::{HttpState, router};
-use quiver_feature_server::{Authenticator, FeatureService, Limits, Snapshot};
+use quiver_feature_server::{Authenticator, FeatureService, Limits, Snapshot, Training};
 use quiver_online_store::key_codec::{KeyValue, entity_key, online_key, view_prefix};
 use quiver_online_store::value_codec::ValueEncoder;
 use quiver_online_store::{EmbeddedStore, OnlineStore, WriteEntry};
@@ -91,6 +91,15 @@ async fn app(limits: Limits) -> (axum::Router, tempfile::TempDir, i64) {
 }
 
 async fn app_with(limits: Limits, auth: Authenticator) -> (axum::Router, tempfile::TempDir, i64) {
+    app_full(limits, auth, None).await
+}
+
+/// Like `app_with`, with training retrieval when `training` is given.
+async fn app_full(
+    limits: Limits,
+    auth: Authenticator,
+    training: Option<Training>,
+) -> (axum::Router, tempfile::TempDir, i64) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("online.redb")).unwrap());
     let prefix = view_prefix("demo", "stats", 3);
@@ -144,7 +153,7 @@ async fn app_with(limits: Limits, auth: Authenticator) -> (axum::Router, tempfil
             HttpState {
                 service,
                 ready_timeout: Duration::from_millis(200),
-                training: None,
+                training: training.map(Arc::new),
                 auth: Arc::new(auth),
             },
             4096,
@@ -303,6 +312,58 @@ async fn bad_requests_get_400_with_a_message_naming_the_problem() {
     );
     let (status, _) = post(&app, &huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// Every 413 is a JSON error like the others, naming the limit and the `quiver.yaml` key that
+/// raises it, on the online endpoint (`serving.max_request_bytes`) and on training retrieval
+/// (`serving.max_training_upload_bytes`).
+#[tokio::test]
+async fn oversized_bodies_get_a_json_413_naming_the_limit_and_its_key() {
+    let root = tempfile::tempdir().unwrap();
+    let training = Training {
+        root: root.path().to_path_buf(),
+        max_upload_bytes: 1024,
+        engine: quiver_materializer::retrieve::Engine::default(),
+    };
+    let (app, _dir, _) = app_full(
+        Limits {
+            max_entity_rows: 100,
+        },
+        Authenticator::open(),
+        Some(training),
+    )
+    .await;
+    let huge = format!(
+        r#"{{"features": ["stats:rate"], "entities": {{"driver_id": [{}]}}}}"#,
+        vec!["1"; 3000].join(",")
+    );
+    for (path, limit, key) in [
+        ("/get-online-features", "4096", "serving.max_request_bytes"),
+        (
+            "/get-historical-features?features=stats:rate",
+            "1024",
+            "serving.max_training_upload_bytes",
+        ),
+    ] {
+        let request = Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(huge.clone()))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response.headers().get("content-type").cloned();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {text}");
+        assert_eq!(content_type.unwrap(), "application/json", "{path}: {text}");
+        let body: J =
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(limit) && message.contains(key),
+            "{path}: {body}"
+        );
+    }
 }
 
 #[tokio::test]

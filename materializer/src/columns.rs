@@ -247,12 +247,30 @@ fn cast_column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRe
     if column.data_type() == to {
         return Ok(column.clone());
     }
-    cast(column, to).map_err(|e| {
+    let out = cast(column, to).map_err(|e| {
         format!(
             "column `{name}` ({}) cannot be read as {to}: {e}",
             column.data_type()
         )
-    })
+    })?;
+    // A cast turns what it cannot represent into null; a value is never lost silently.
+    if out.null_count() > column.null_count() {
+        let i = (0..out.len())
+            .find(|&i| out.is_null(i) && column.is_valid(i))
+            .expect("a value turned null");
+        let value =
+            arrow::util::display::array_value_to_string(column, i).unwrap_or_else(|_| "?".into());
+        let hint = if matches!(to, DataType::Timestamp(..)) {
+            "; timestamps are kept in nanoseconds, 1677-09-21T00:12:44Z to 2262-04-11T23:47:16Z: \
+             turn values outside that (e.g. a 9999-12-31 sentinel) into null in the view's `query`"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "column `{name}`: the value `{value}` cannot be read as {to}{hint}"
+        ));
+    }
+    Ok(out)
 }
 
 impl Rows {

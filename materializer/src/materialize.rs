@@ -75,14 +75,15 @@ pub fn select_views<'r>(
         .map(|n| match views.get(n) {
             Some(v) if v.online => Ok(v),
             Some(_) => Err(Error::Invalid(format!(
-                "feature view `{n}` is not online (`online: false`): nothing to materialize"
+                "feature view `{n}` is offline only (`online: false`): it has no online values to materialize or verify"
             ))),
             None => {
                 let hint =
                     quiver_registry::validate::did_you_mean(n, views.keys().map(String::as_str))
+                        .map(|h| format!("; {h}"))
                         .unwrap_or_default();
                 Err(Error::Invalid(format!(
-                    "unknown feature view `{n}` in registry version {}; {hint}",
+                    "unknown feature view `{n}` in registry version {}{hint}",
                     registry.version
                 )))
             }
@@ -110,17 +111,26 @@ pub async fn materialize(
                 end_ns,
             ),
         };
-        if start.is_some_and(|s| s >= end) {
+        if let Some(watermark) = start.filter(|&s| s >= end) {
             if matches!(range, Range::Fixed { .. }) {
                 return Err(Error::Invalid(format!(
                     "empty range: start must be before end for `{}`",
                     view.name
                 )));
             }
+            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+            if watermark > now {
+                tracing::warn!(
+                    view = %view.name,
+                    watermark = %rfc3339(watermark),
+                    "the watermark is in the future: materialize-incremental reads nothing before it, so events up to it that arrive later are never materialized; materialize that range explicitly (`quiver materialize START END`)"
+                );
+            }
+            // Nothing read: the view is materialized up to its watermark, not to END.
             runs.push(run_record(
                 job,
                 view,
-                (start, end),
+                (Some(watermark), watermark),
                 &Latest::new(view.features.len(), 0, 0),
                 0,
                 0,
@@ -136,9 +146,6 @@ pub async fn materialize(
         let entities = winners.len() as u64;
         let entries = winners.into_iter().map(|(k, w)| (k, w.event_ns, w.blob));
         let written = write(job, view, entries, entities, progress).await?;
-        job.online
-            .advance_watermark(project, &view.name, view.generation, end)
-            .await?;
         let run = run_record(
             job,
             view,
@@ -148,7 +155,12 @@ pub async fn materialize(
             written,
             started.elapsed().as_secs_f64(),
         );
+        // The watermark is the commit, so it moves last: a run that fails before it (even only
+        // recording the run) leaves the range to be materialized again.
         job.registry_store.record_run(&run)?;
+        job.online
+            .advance_watermark(project, &view.name, view.generation, end)
+            .await?;
         runs.push(run);
     }
     Ok(runs)

@@ -294,12 +294,12 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
             report.time_mismatches += 1;
             if report.examples.len() < EXAMPLES {
                 report.examples.push(format!(
-                    "entity {}: online value from the row of {} (created {:?}), offline from {} (created {:?})",
+                    "entity {}: online value from the row of {} (created {}), offline from {} (created {})",
                     entity_names[row],
                     rfc3339(stored.event_ns),
-                    stored.created_ns.map(rfc3339),
+                    stored.created_ns.map_or("—".into(), rfc3339),
                     rfc3339(expected.event_ns),
-                    expected.created_ns.map(rfc3339),
+                    expected.created_ns.map_or("—".into(), rfc3339),
                 ));
             }
         }
@@ -311,9 +311,14 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
             } else {
                 f.mismatched += 1;
                 if report.examples.len() < EXAMPLES {
+                    let show =
+                        |v: &Option<Value>| v.as_ref().map_or("null".into(), Value::to_string);
                     report.examples.push(format!(
-                        "entity {}: `{}` online {:?}, offline {:?}",
-                        entity_names[row], f.feature, got, want
+                        "entity {}: `{}` online {}, offline {}",
+                        entity_names[row],
+                        f.feature,
+                        show(&got),
+                        show(&want)
                     ));
                 }
             }

@@ -63,7 +63,8 @@ fn registry(ttl_a: u64, ttl_b: u64) -> Registry {
             tags: BTreeMap::new(),
         },
     );
-    for (s, path) in [("sa", "a.parquet"), ("sb", "b.parquet")] {
+    // Globs: a view's rows may be one file (`a.parquet`) or several (`a-0.parquet`, …).
+    for (s, path) in [("sa", "a*.parquet"), ("sb", "b*.parquet")] {
         r.sources.insert(
             s.into(),
             Source {
@@ -127,8 +128,16 @@ struct Row {
 }
 
 fn write(path: &Path, batch: &RecordBatch) {
+    write_groups(path, batch, None);
+}
+
+/// Writes `batch` as one Parquet file of row groups of at most `group` rows.
+fn write_groups(path: &Path, batch: &RecordBatch, group: Option<usize>) {
     let file = std::fs::File::create(path).unwrap();
-    let mut w = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(group)
+        .build();
+    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
     w.write(batch).unwrap();
     w.close().unwrap();
 }
@@ -141,6 +150,33 @@ fn micros(secs: impl Iterator<Item = Option<i64>>) -> ArrayRef {
 }
 
 fn write_view(path: &Path, rows: &[Row], string_keys: bool) {
+    write(path, &view_batch(rows, string_keys));
+}
+
+/// Writes a view's rows as `files` files `{stem}-{i}.parquet` (consecutive slices, so a key's
+/// history may straddle files), each of row groups of at most `group` rows.
+fn write_view_parts(
+    dir: &Path,
+    stem: &str,
+    rows: &[Row],
+    string_keys: bool,
+    files: usize,
+    group: usize,
+) {
+    let batch = view_batch(rows, string_keys);
+    let per_file = rows.len().div_ceil(files).max(1);
+    for i in 0..files {
+        let start = (i * per_file).min(rows.len());
+        let len = per_file.min(rows.len() - start);
+        write_groups(
+            &dir.join(format!("{stem}-{i}.parquet")),
+            &batch.slice(start, len),
+            Some(group),
+        );
+    }
+}
+
+fn view_batch(rows: &[Row], string_keys: bool) -> RecordBatch {
     let key: ArrayRef = if string_keys {
         Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| format!("n{}", r.key)),
@@ -157,7 +193,7 @@ fn write_view(path: &Path, rows: &[Row], string_keys: bool) {
         ArrowField::new(if string_keys { "u" } else { "v" }, DataType::Int64, true),
         ArrowField::new("w", DataType::Int32, false),
     ]));
-    let batch = RecordBatch::try_new(
+    RecordBatch::try_new(
         schema,
         vec![
             key,
@@ -167,8 +203,7 @@ fn write_view(path: &Path, rows: &[Row], string_keys: bool) {
             Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.w))),
         ],
     )
-    .unwrap();
-    write(path, &batch);
+    .unwrap()
 }
 
 /// The blob the online store would hold for a row: the tie-break of last resort.
@@ -255,6 +290,23 @@ fn run(
     options: Options,
     memory_limit: usize,
 ) -> Vec<RecordBatch> {
+    let engine = Engine {
+        partitions: 2,
+        memory_limit,
+        with_times: false,
+        batch_rows: 8192,
+        gather_limit: None,
+    };
+    run_on(dir, registry, features, options, engine)
+}
+
+fn run_on(
+    dir: &Path,
+    registry: &Registry,
+    features: &[FeatureRef],
+    options: Options,
+    engine: Engine,
+) -> Vec<RecordBatch> {
     let input = EntityInput::open(&dir.join("entities.parquet"), None).unwrap();
     let request = Request {
         registry,
@@ -262,11 +314,6 @@ fn run(
         features,
         entities: &input,
         options,
-    };
-    let engine = Engine {
-        partitions: 2,
-        memory_limit,
-        with_times: false,
     };
     runtime().block_on(async {
         let r = retrieve(&request, &engine).await.unwrap();
@@ -314,6 +361,42 @@ fn row_strategy(keys: i64) -> impl Strategy<Value = Row> {
         })
 }
 
+/// Every entity row against the oracle: `extra` in input order, `a:v`, `a:w`, `b:u`.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    out: &[RecordBatch],
+    a_rows: &[Row],
+    b_rows: &[Row],
+    entities: &[EntityRow],
+    ttl_a: u64,
+    ttl_b: u64,
+    options: Options,
+) -> Result<(), TestCaseError> {
+    let full = options.full_feature_names;
+    let cutoff = options.created_cutoff;
+    let name = |v: &str, f: &str| {
+        if full {
+            format!("{v}__{f}")
+        } else {
+            f.to_string()
+        }
+    };
+    let got_v = column_i64(out, &name("a", "v"));
+    let got_w = column_i64(out, &name("a", "w"));
+    let got_u = column_i64(out, &name("b", "u"));
+    let extra = column_i64(out, "extra");
+    prop_assert_eq!(got_v.len(), entities.len());
+    for (i, &(id, nk, t, x)) in entities.iter().enumerate() {
+        prop_assert_eq!(extra[i], Some(x), "row {} out of order", i);
+        let a = t.and_then(|t| oracle(a_rows, id, t, ttl_a as i64, cutoff, true));
+        let b = t.and_then(|t| oracle(b_rows, nk, t, ttl_b as i64, cutoff, false));
+        prop_assert_eq!(got_v[i], a.and_then(|r| r.v), "a:v of row {}", i);
+        prop_assert_eq!(got_w[i], a.map(|r| i64::from(r.w)), "a:w of row {}", i);
+        prop_assert_eq!(got_u[i], b.and_then(|r| r.v), "b:u of row {}", i);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -336,21 +419,44 @@ proptest! {
         let features = refs(&[("a", "v"), ("b", "u"), ("a", "w")]);
         let options = Options { full_feature_names: full, created_cutoff: cutoff };
         let out = run(dir.path(), &registry, &features, options, 1 << 30);
+        check(&out, &a_rows, &b_rows, &entities, ttl_a, ttl_b, options)?;
+    }
 
-        let name = |v: &str, f: &str| if full { format!("{v}__{f}") } else { f.to_string() };
-        let got_v = column_i64(&out, &name("a", "v"));
-        let got_w = column_i64(&out, &name("a", "w"));
-        let got_u = column_i64(&out, &name("b", "u"));
-        let extra = column_i64(&out, "extra");
-        prop_assert_eq!(got_v.len(), entities.len());
-        for (i, &(id, nk, t, x)) in entities.iter().enumerate() {
-            prop_assert_eq!(extra[i], Some(x), "row {} out of order", i);
-            let a = t.and_then(|t| oracle(&a_rows, id, t, ttl_a as i64, cutoff, true));
-            let b = t.and_then(|t| oracle(&b_rows, nk, t, ttl_b as i64, cutoff, false));
-            prop_assert_eq!(got_v[i], a.and_then(|r| r.v), "a:v of row {}", i);
-            prop_assert_eq!(got_w[i], a.map(|r| i64::from(r.w)), "a:w of row {}", i);
-            prop_assert_eq!(got_u[i], b.and_then(|r| r.v), "b:u of row {}", i);
-        }
+    /// The shapes users have: an entity side far smaller than the feature side, sources split
+    /// over files, row groups and scan partitions, batches so small that every run of a key
+    /// ends mid-batch and the merge must release batches while skipping keys nobody asked
+    /// for, and both ways back to input order (in-memory gather, spilling sort).
+    #[test]
+    fn retrieval_matches_the_oracle_at_every_shape(
+        a_rows in proptest::collection::vec(row_strategy(60), 0..900),
+        b_rows in proptest::collection::vec(row_strategy(40), 0..300),
+        entities in proptest::collection::vec(
+            (0..64i64, 0..44i64, proptest::option::weighted(0.95, 0..10i64), 0..1000i64), 1..12),
+        files in 1..4usize,
+        group in 1..50usize,
+        batch_rows in 1..9usize,
+        partitions in 1..4usize,
+        sort_back in any::<bool>(),
+        ttl_a in prop_oneof![Just(0u64), 1..4u64],
+        cutoff in any::<bool>(),
+        full in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        write_view_parts(dir.path(), "a", &a_rows, false, files, group);
+        write_view_parts(dir.path(), "b", &b_rows, true, files, group);
+        write_entities(&dir.path().join("entities.parquet"), &entities);
+        let registry = registry(ttl_a, 0);
+        let features = refs(&[("a", "v"), ("b", "u"), ("a", "w")]);
+        let options = Options { full_feature_names: full, created_cutoff: cutoff };
+        let engine = Engine {
+            partitions,
+            memory_limit: 1 << 30,
+            with_times: false,
+            batch_rows,
+            gather_limit: sort_back.then_some(0),
+        };
+        let out = run_on(dir.path(), &registry, &features, options, engine);
+        check(&out, &a_rows, &b_rows, &entities, ttl_a, 0, options)?;
     }
 }
 

@@ -167,6 +167,39 @@ pub enum Value {
     List(Vec<Option<Value>>),
 }
 
+/// Values as users write them: `0.5`, `"Paris"`, `[1, null, 3]`, bytes in hex (`0xdead`),
+/// timestamps as nanoseconds since the Unix epoch.
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Bool(v) => write!(f, "{v}"),
+            Value::Int32(v) => write!(f, "{v}"),
+            Value::Int64(v) => write!(f, "{v}"),
+            Value::Float32(v) => write!(f, "{v}"),
+            Value::Float64(v) => write!(f, "{v}"),
+            Value::String(v) => write!(f, "{v:?}"),
+            Value::Bytes(v) => {
+                f.write_str("0x")?;
+                v.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
+            Value::Timestamp(ns) => write!(f, "{ns} ns since 1970-01-01T00:00:00Z"),
+            Value::List(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    match item {
+                        Some(v) => write!(f, "{v}")?,
+                        None => f.write_str("null")?,
+                    }
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
 /// A decoded blob.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {

@@ -230,15 +230,8 @@ impl ProjectConfig {
 
     fn check(&self, file: &str) -> Result<()> {
         let mut problems = Vec::new();
-        if !is_identifier(&self.project) {
-            problems.push(
-                Diagnostic::error(
-                    file,
-                    Span::NONE,
-                    format!("invalid project name `{}`", self.project),
-                )
-                .with_hint("use letters, digits and `_` (e.g. `my_project`)"),
-            );
+        if let Err((message, hint)) = check_name("project", &self.project) {
+            problems.push(Diagnostic::error(file, Span::NONE, message).with_hint(hint));
         }
         if self.definitions.is_empty() {
             problems.push(
@@ -359,12 +352,38 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The longest name of a project, entity, source, view, feature or service, in characters:
+/// names become parts of file names and keys, which have limits of their own.
+pub const MAX_NAME_LEN: usize = 100;
+
 /// Names of projects, entities, views, features and services: what can safely appear in keys,
-/// column names and SQL without quoting.
+/// file names, column names and SQL without quoting.
 pub fn is_identifier(name: &str) -> bool {
+    check_name("", name).is_ok()
+}
+
+/// Checks a name; on error, the message (`invalid {what} name …`) and a hint.
+pub fn check_name(what: &str, name: &str) -> std::result::Result<(), (String, String)> {
     let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    let well_formed = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !well_formed {
+        return Err((
+            format!("invalid {what} name `{name}`"),
+            "names use letters, digits and `_`, and do not start with a digit".into(),
+        ));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err((
+            format!(
+                "invalid {what} name `{}…`: names are at most {MAX_NAME_LEN} characters, this one has {}",
+                &name[..40],
+                name.len()
+            ),
+            format!("shorten the name to at most {MAX_NAME_LEN} characters"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -424,6 +443,108 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// Loads `text` with `REDIS_PASSWORD` set to `password`.
+    fn load_with_password(text: &str, password: &str) -> Result<ProjectConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_FILE);
+        std::fs::write(&path, text).unwrap();
+        ProjectConfig::load(&path, &|name| {
+            (name == "REDIS_PASSWORD").then(|| password.to_string())
+        })
+    }
+
+    #[test]
+    fn substituted_values_stay_whole_strings() {
+        let text = "# the online store: set ${REDIS_PASSWORD} (and ${ANYTHING})\nproject: demo\nonline_store:\n  type: redis\n  url: redis://:${REDIS_PASSWORD}@host:6379\n  timeout_ms: ${TIMEOUT_MS:-250}\n  key_ttl: ${KEY_TTL:-true}\nregistry:\n  type: redis\n  url: \"redis://:${REDIS_PASSWORD}@host:6379/1\"\n  key_prefix: ${PREFIX:-}\n";
+        for password in [
+            "ab #cd",
+            "p@ss: word",
+            "line1\nkey_ttl: false",
+            "x\n  cluster: true",
+            "q\"uo'te\\",
+            "*alias",
+            "&anchor",
+            "!tag",
+            "- item",
+            "[a, b]",
+            "{a: b}",
+            "| block",
+            "> folded",
+            "% directive",
+            "@at",
+            "`tick",
+            "? key",
+            "",
+            " spaced ",
+            "tab\there",
+            "null",
+            "~",
+            "123",
+            "${NOT_AGAIN}",
+        ] {
+            let c = load_with_password(text, password)
+                .unwrap_or_else(|e| panic!("password {password:?}: {e}"));
+            match &c.online_store {
+                OnlineStoreConfig::Redis {
+                    url,
+                    timeout_ms,
+                    key_ttl,
+                    cluster,
+                    ..
+                } => {
+                    assert_eq!(url, &format!("redis://:{password}@host:6379"));
+                    assert_eq!(*timeout_ms, 250);
+                    assert!(*key_ttl, "{password:?}");
+                    assert!(!*cluster, "{password:?}");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            match &c.registry {
+                RegistryConfig::Redis {
+                    url, key_prefix, ..
+                } => {
+                    assert_eq!(url, &format!("redis://:{password}@host:6379/1"));
+                    assert_eq!(key_prefix, "", "an empty default is the empty string");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn nested_defaults_work_and_unset_ones_name_their_line() {
+        let text = "project: demo\nonline_store:\n  type: redis\n  url: ${URL:-redis://:${REDIS_PASSWORD}@host:6379}\n";
+        match load_with_password(text, "pw").unwrap().online_store {
+            OnlineStoreConfig::Redis { url, .. } => assert_eq!(url, "redis://:pw@host:6379"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let text = text.replace("REDIS_PASSWORD", "UNSET_PASSWORD");
+        let err = load_with_password(&text, "pw").unwrap_err().to_string();
+        assert!(err.contains("`UNSET_PASSWORD` is not set"), "{err}");
+        assert!(err.contains("quiver.yaml:4:"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_named_with_their_line() {
+        let err = load("project: demo\nserving:\n  http: 0.0.0.0:1\n  http: 0.0.0.0:2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("duplicate key `http` at line 4; each key may appear once"),
+            "{err}"
+        );
+        assert!(!err.contains("DuplicateKeyPolicy"), "{err}");
+    }
+
+    #[test]
+    fn names_longer_than_the_limit_are_refused() {
+        let err = load(&format!("project: {}\n", "p".repeat(MAX_NAME_LEN + 1)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 100 characters"), "{err}");
+        assert!(load(&format!("project: {}\n", "p".repeat(MAX_NAME_LEN))).is_ok());
     }
 
     #[test]

@@ -1,71 +1,409 @@
 //! `${VAR}` and `${VAR:-default}` substitution in configuration and definition files.
 //!
+//! Substitution happens inside parsed YAML scalars, never in the text: a value can hold `#`,
+//! `: `, quotes, newlines or YAML indicators and still be one string, and it can never add
+//! keys or items. Every `${…}` is first masked with a placeholder that is plain text in any YAML
+//! context; the file is parsed; each scalar holding a placeholder is then rewritten as a
+//! double-quoted scalar of its substituted value (or left plain when it is exactly one
+//! `${…}` whose value is a number or a boolean, so typed keys keep their type). Lines never
+//! move, so every later location is where the user wrote it.
+//!
 //! The caller supplies the lookup: libraries never read the process environment themselves.
 
-/// Replaces every `${NAME}` / `${NAME:-default}` in `text`. `$${` escapes a literal `${`.
-/// Whole-line YAML comments are left as they are, so they can document variables freely.
-/// Returns every unset variable without a default (with its 1-based line) as an error.
+use serde_saphyr::granit_parser::{Event, Options, Parser, ScalarStyle};
+
+/// Starts a placeholder for the reference whose index follows (decimal digits).
+const REF_START: char = '\u{E000}';
+/// Ends a placeholder.
+const REF_END: char = '\u{E001}';
+/// Stands for a literal `${` written as `$${`.
+const LITERAL: char = '\u{E002}';
+/// How deep defaults may nest (`${A:-${B:-${C}}}` is 3 deep).
+const MAX_NESTING: usize = 8;
+
+/// One `${…}` as written, with its 1-based line.
+struct Reference {
+    expr: String,
+    line: u64,
+}
+
+/// Substitutes every `${NAME}` / `${NAME:-default}` in the scalars of the YAML `text` and
+/// returns YAML with the same structure and the same line numbers. `$${` escapes a literal `${`.
+/// Defaults may nest (`${A:-${B:-x}}`), an empty default (`${A:-}`) is the empty string, and a
+/// default is taken literally, up to its matching `}`. Comments may mention `${VAR}` freely.
+/// Returns every unset variable without a default, and every malformed reference, with its
+/// 1-based line. Text that is not valid YAML is returned masked, for the parser to report.
 pub fn substitute(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, Vec<(u64, String)>> {
-    let mut out = String::with_capacity(text.len());
-    let mut missing = Vec::new();
-    for (index, line) in text.split_inclusive('\n').enumerate() {
-        if line.trim_start().starts_with('#') {
-            out.push_str(line);
+    if !text.contains("${") {
+        return Ok(text.to_string());
+    }
+    let mut problems = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.contains([REF_START, REF_END, LITERAL]) {
+            problems.push((
+                index as u64 + 1,
+                "characters U+E000 to U+E002 are reserved in files that use `${…}`".to_string(),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let (masked, refs) = mask(text);
+    let mut options = Options::default();
+    options.set_emit_comments(false);
+    let mut rewrites: Vec<(usize, usize, String)> = Vec::new();
+    // End of the last node event: a block scalar's header lies between it and the content.
+    let mut previous_end = 0;
+    for event in Parser::new_from_str_with_options(&masked, options) {
+        let Ok((event, span)) = event else {
+            // Not YAML: let the deserializer report it where it is.
+            return Ok(masked);
+        };
+        let Some(range) = span.byte_range() else {
+            return Ok(masked);
+        };
+        let scalar_start = range.start;
+        let region_start = previous_end;
+        previous_end = previous_end.max(range.end);
+        let Event::Scalar(value, style, _, tag) = event else {
+            continue;
+        };
+        if !value.contains([REF_START, LITERAL]) && !value.contains("${") {
             continue;
         }
+        let line = span.start.line() as u64;
+        let Some(expanded) = expand_scalar(&value, &refs, lookup, &mut problems, || {
+            line + newlines_before(&masked[range.clone()], "${")
+        }) else {
+            continue;
+        };
+        let whole_reference = style == ScalarStyle::Plain
+            && tag.is_none()
+            && value.starts_with(REF_START)
+            && value.ends_with(REF_END)
+            && value.matches(REF_START).count() == 1;
+        let rendered = if whole_reference && is_plain_number_or_bool(&expanded) {
+            expanded
+        } else {
+            double_quoted(&expanded)
+        };
+        let start = match style {
+            ScalarStyle::Literal | ScalarStyle::Folded => masked
+                .get(region_start..scalar_start)
+                .and_then(block_header)
+                .map_or(scalar_start, |at| region_start + at),
+            _ => scalar_start,
+        };
+        if rewrites.last().is_some_and(|(_, end, _)| *end > start) {
+            problems.push((line, "cannot substitute `${…}` in this scalar".into()));
+            continue;
+        }
+        // Keep every line break of the replaced text, and the column where it ended.
+        let breaks = masked[start..range.end].matches('\n').count();
+        let mut replacement = rendered;
+        if breaks > 0 {
+            replacement.push_str(&"\n".repeat(breaks));
+            replacement.push_str(&" ".repeat(span.end.col()));
+        }
+        rewrites.push((start, range.end, replacement));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    // Outside the rewritten scalars (comments), put back what was written.
+    let mut out = String::with_capacity(masked.len());
+    let mut at = 0;
+    for (start, end, replacement) in rewrites {
+        unmask(&masked[at..start], &refs, &mut out);
+        out.push_str(&replacement);
+        at = end;
+    }
+    unmask(&masked[at..], &refs, &mut out);
+    Ok(out)
+}
+
+/// `text` with its placeholders turned back into what they stand for.
+fn unmask(text: &str, refs: &[Reference], out: &mut String) {
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            LITERAL => out.push_str("$${"),
+            REF_START => {
+                let digits: String = chars.by_ref().take_while(|&c| c != REF_END).collect();
+                let expr = digits
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|n| refs.get(n))
+                    .map_or("", |r| r.expr.as_str());
+                out.push_str("${");
+                out.push_str(expr);
+                out.push('}');
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// Replaces each complete `${…}` with a placeholder and each `$${` with [`LITERAL`]. An
+/// unterminated `${` is left as written: it is an error only if it ends up in a scalar.
+fn mask(text: &str) -> (String, Vec<Reference>) {
+    let mut out = String::with_capacity(text.len());
+    let mut refs = Vec::new();
+    for (index, line) in text.split_inclusive('\n').enumerate() {
         let mut rest = line;
         while let Some(pos) = rest.find("${") {
             if rest[..pos].ends_with('$') {
                 out.push_str(&rest[..pos - 1]);
-                out.push_str("${");
+                out.push(LITERAL);
                 rest = &rest[pos + 2..];
                 continue;
             }
             out.push_str(&rest[..pos]);
             let after = &rest[pos + 2..];
-            let Some(end) = after.find('}') else {
-                missing.push((
-                    index as u64 + 1,
-                    "unterminated `${`: close it with `}`".into(),
-                ));
-                out.push_str(&rest[pos..]);
-                rest = "";
-                break;
-            };
-            let expr = &after[..end];
-            let (name, default) = match expr.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (expr, None),
-            };
-            let valid = !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !name.starts_with(|c: char| c.is_ascii_digit());
-            if !valid {
-                missing.push((
-                    index as u64 + 1,
-                    format!("`${{{expr}}}` is not a valid variable reference"),
-                ));
-            } else {
-                match lookup(name).or_else(|| default.map(str::to_string)) {
-                    Some(value) => out.push_str(&value),
-                    None => missing.push((
-                        index as u64 + 1,
-                        format!("environment variable `{name}` is not set (give a default with `${{{name}:-value}}`)"),
-                    )),
+            match closing_brace(after) {
+                Some(end) => {
+                    out.push(REF_START);
+                    out.push_str(&refs.len().to_string());
+                    out.push(REF_END);
+                    refs.push(Reference {
+                        expr: after[..end].to_string(),
+                        line: index as u64 + 1,
+                    });
+                    rest = &after[end + 1..];
+                }
+                None => {
+                    out.push_str("${");
+                    rest = after;
                 }
             }
-            rest = &after[end + 1..];
         }
         out.push_str(rest);
     }
-    if missing.is_empty() {
-        Ok(out)
-    } else {
-        Err(missing)
+    (out, refs)
+}
+
+/// The index of the `}` that closes a `${` whose text follows, counting nested `${…}`; `None`
+/// when it is not closed on its line.
+fn closing_brace(after: &str) -> Option<usize> {
+    let bytes = after.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\n' => return None,
+            b'$' if bytes.get(i + 1) == Some(&b'{') => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
     }
+    None
+}
+
+/// A scalar's value with its placeholders substituted; `None` when something could not be.
+fn expand_scalar(
+    value: &str,
+    refs: &[Reference],
+    lookup: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<(u64, String)>,
+    unterminated_line: impl Fn() -> u64,
+) -> Option<String> {
+    let before = problems.len();
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            LITERAL => out.push_str("${"),
+            REF_START => {
+                let rest = &value[i + c.len_utf8()..];
+                let end = rest.find(REF_END).unwrap_or(rest.len());
+                match rest[..end].parse::<usize>().ok().and_then(|n| refs.get(n)) {
+                    Some(r) => {
+                        if let Some(v) = resolve(&r.expr, r.line, 1, lookup, problems) {
+                            out.push_str(&v);
+                        }
+                    }
+                    // Written as such by the user (reserved characters are refused earlier).
+                    None => out.push(c),
+                }
+                for _ in rest[..end].chars().chain(rest[end..].chars().take(1)) {
+                    chars.next();
+                }
+            }
+            '$' if value[i..].starts_with("${") => {
+                problems.push((
+                    unterminated_line(),
+                    "unterminated `${`: close it with `}` on the same line (write `$${` for a literal `${`)".into(),
+                ));
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    (problems.len() == before).then_some(out)
+}
+
+/// The value of one `${expr}` (without `${` and `}`); problems are recorded with `line`.
+fn resolve(
+    expr: &str,
+    line: u64,
+    depth: usize,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<(u64, String)>,
+) -> Option<String> {
+    if depth > MAX_NESTING {
+        problems.push((
+            line,
+            format!("defaults nest more than {MAX_NESTING} deep: `${{{expr}}}`"),
+        ));
+        return None;
+    }
+    let (name, default) = match expr.split_once(":-") {
+        Some((n, d)) => (n, Some(d)),
+        None => (expr, None),
+    };
+    let valid = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if !valid {
+        problems.push((
+            line,
+            format!(
+                "`${{{expr}}}` is not a valid variable reference: write `${{NAME}}` or `${{NAME:-default}}`, with a name of letters, digits and `_`"
+            ),
+        ));
+        return None;
+    }
+    if let Some(value) = lookup(name) {
+        return Some(value);
+    }
+    match default {
+        Some(default) => expand_default(default, line, depth, lookup, problems),
+        None => {
+            problems.push((
+                line,
+                format!(
+                    "environment variable `{name}` is not set (give a default with `${{{name}:-value}}`)"
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// A default as written, with its own `${…}` substituted and `$${` unescaped.
+fn expand_default(
+    text: &str,
+    line: u64,
+    depth: usize,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<(u64, String)>,
+) -> Option<String> {
+    let before = problems.len();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("${") {
+        if rest[..pos].ends_with('$') {
+            out.push_str(&rest[..pos - 1]);
+            out.push_str("${");
+            rest = &rest[pos + 2..];
+            continue;
+        }
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 2..];
+        // Always closed: the whole default was inside a closed reference.
+        let end = closing_brace(after).unwrap_or(after.len());
+        if let Some(v) = resolve(&after[..end], line, depth + 1, lookup, problems) {
+            out.push_str(&v);
+        }
+        rest = after.get(end + 1..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    (problems.len() == before).then_some(out)
+}
+
+/// Line breaks in `text` before the first `needle` (0 when there is none).
+fn newlines_before(text: &str, needle: &str) -> u64 {
+    text.find(needle)
+        .map_or(0, |at| text[..at].matches('\n').count() as u64)
+}
+
+/// Where the `|` or `>` header of a block scalar starts in the text between the previous node
+/// and the scalar's content (indicators, properties, comments and blank lines).
+fn block_header(region: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in region.split_inclusive('\n') {
+        let mut previous = '\n';
+        for (i, c) in line.char_indices() {
+            if c == '#' && previous.is_whitespace() {
+                break; // a comment: the rest of the line
+            }
+            if (c == '|' || c == '>') && is_header_rest(&line[i + 1..]) {
+                return Some(offset + i);
+            }
+            previous = c;
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// Chomping/indentation indicators, then blanks and perhaps a comment, to the end of the line.
+fn is_header_rest(rest: &str) -> bool {
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit() || c == '+' || c == '-');
+    let rest = rest.trim_start_matches([' ', '\t']);
+    rest.is_empty() || rest.starts_with(['#', '\n', '\r'])
+}
+
+/// A value that means the same left plain as when written literally: a number or a boolean,
+/// which can never be read as structure.
+fn is_plain_number_or_bool(value: &str) -> bool {
+    if matches!(
+        value,
+        "true" | "false" | "True" | "False" | "TRUE" | "FALSE"
+    ) {
+        return true;
+    }
+    let unsigned = value.strip_prefix(['+', '-']).unwrap_or(value);
+    let unsigned = unsigned.strip_prefix('.').unwrap_or(unsigned);
+    unsigned.starts_with(|c: char| c.is_ascii_digit())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-'))
+}
+
+/// `value` as a YAML double-quoted scalar on one line: whatever it holds stays one string.
+fn double_quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control()
+                || matches!(
+                    c,
+                    '\u{2028}' | '\u{2029}' | '\u{FEFF}' | '\u{FFFE}' | '\u{FFFF}'
+                ) =>
+            {
+                out.push_str(&format!("\\u{:04X}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
@@ -76,6 +414,8 @@ mod tests {
         match name {
             "HOST" => Some("redis.internal".into()),
             "EMPTY" => Some(String::new()),
+            "PORT_SET" => Some("7000".into()),
+            "TRICKY" => Some("ab #cd: \"q\" 'x'\n  injected: true\\".into()),
             _ => None,
         }
     }
@@ -85,7 +425,7 @@ mod tests {
         let text = "url: redis://${HOST}:${PORT:-6379}/0\nx: '${EMPTY:-unused}'\nlit: $${HOST}\n";
         assert_eq!(
             substitute(text, &env).unwrap(),
-            "url: redis://redis.internal:6379/0\nx: ''\nlit: ${HOST}\n"
+            "url: \"redis://redis.internal:6379/0\"\nx: \"\"\nlit: \"${HOST}\"\n"
         );
     }
 
@@ -97,5 +437,84 @@ mod tests {
         assert!(err[0].1.contains("`A` is not set"));
         assert_eq!(err[1].0, 3);
         assert!(err[2].1.contains("not a valid variable"));
+    }
+
+    #[test]
+    fn values_never_add_structure_and_lines_never_move() {
+        let text = "a: ${TRICKY}\nb: |\n  one ${HOST}\n  two\nc: [${TRICKY}, x]\nd: 1\n";
+        let out = substitute(text, &env).unwrap();
+        assert_eq!(out.lines().count(), text.lines().count(), "{out}");
+        assert_eq!(out.lines().nth(5), Some("d: 1"), "{out}");
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        struct Doc {
+            a: String,
+            b: String,
+            c: Vec<String>,
+            d: u32,
+        }
+        let doc: Doc = serde_saphyr::from_str(&out).unwrap();
+        let tricky = env("TRICKY").unwrap();
+        assert_eq!(doc.a, tricky);
+        assert_eq!(doc.b, "one redis.internal\ntwo\n");
+        assert_eq!(doc.c, [tricky.as_str(), "x"]);
+        assert_eq!(doc.d, 1);
+    }
+
+    #[test]
+    fn block_scalars_keys_and_aliases() {
+        let text = "a:\n  - !!str |  # ${IGNORED}\n\n    x ${HOST}\n  - >-\n    folded\n    ${TRICKY}\n  - &h ${HOST}\n  - *h\n${HOST}: \"q\n  ${PORT_SET}\"\nz: ${PORT_SET}\n";
+        let out = substitute(text, &env).unwrap();
+        assert_eq!(out.lines().count(), text.lines().count(), "{out}");
+        assert_eq!(out.lines().last(), Some("z: 7000"), "{out}");
+        #[derive(serde::Deserialize, Debug)]
+        struct Doc {
+            a: Vec<String>,
+            #[serde(rename = "redis.internal")]
+            host: String,
+            z: u16,
+        }
+        let doc: Doc = serde_saphyr::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+        let tricky = env("TRICKY").unwrap();
+        assert_eq!(
+            doc.a,
+            [
+                "\nx redis.internal\n",
+                &format!("folded {tricky}"),
+                "redis.internal",
+                "redis.internal"
+            ]
+        );
+        assert_eq!(doc.host, "q 7000");
+        assert_eq!(doc.z, 7000);
+        let err = substitute("a: |\n  one\n  ${MISSING}\n", &env).unwrap_err();
+        assert_eq!(err[0].0, 3, "{err:?}");
+    }
+
+    #[test]
+    fn nested_and_empty_defaults() {
+        let one = |text: &str| substitute(&format!("k: {text}\n"), &env);
+        assert_eq!(one("${A:-${PORT_SET}}").unwrap(), "k: 7000\n");
+        assert_eq!(one("${A:-${B:-x}y}").unwrap(), "k: \"xy\"\n");
+        assert_eq!(one("${A:-}").unwrap(), "k: \"\"\n");
+        assert_eq!(one("${A:-a #b: c}").unwrap(), "k: \"a #b: c\"\n");
+        assert_eq!(one("${A:-$${B}}").unwrap(), "k: \"${B}\"\n");
+        let err = one("${A:-${B}}").unwrap_err();
+        assert_eq!(err[0].0, 1);
+        assert!(err[0].1.contains("`B` is not set"), "{err:?}");
+        let err = one("x ${A:-${B}").unwrap_err();
+        assert!(err[0].1.contains("unterminated"), "{err:?}");
+        let deep = format!("{}x{}", "${A:-".repeat(20_000), "}".repeat(20_000));
+        let err = one(&deep).unwrap_err();
+        assert!(err[0].1.contains("nest more than 8 deep"), "{err:?}");
+    }
+
+    #[test]
+    fn comments_may_mention_anything() {
+        let text = "# ${UNSET} and ${unterminated\na: 1 # ${ALSO_UNSET}\nb: ${HOST} # ${NOPE\n";
+        assert_eq!(
+            substitute(text, &env).unwrap(),
+            "# ${UNSET} and ${unterminated\na: 1 # ${ALSO_UNSET}\nb: \"redis.internal\" # ${NOPE\n"
+        );
     }
 }

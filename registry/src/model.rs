@@ -16,8 +16,9 @@ pub struct Registry {
     pub sources: BTreeMap<String, Source>,
     pub feature_views: BTreeMap<String, FeatureView>,
     pub feature_services: BTreeMap<String, FeatureService>,
-    /// The last generation of every view that was removed, so a view re-added under the same
-    /// name never reuses a generation whose stored values may still exist.
+    /// Versions written when generations were counted (1, 2, …) kept here the last generation of
+    /// every removed view. Generations are now derived from definitions and never repeat, so
+    /// new versions leave this empty; it is read only so that old versions still load.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub retired_generations: BTreeMap<String, u64>,
 }
@@ -67,8 +68,9 @@ pub struct FeatureView {
     pub features: Vec<Field>,
     pub ttl: Ttl,
     pub online: bool,
-    /// Bumped whenever stored values of the previous generation could not be decoded with this
-    /// definition (a join key or a feature type changed, a feature was removed or reordered).
+    /// The identity of what this view stores online, derived from everything that decides it
+    /// (`plan::generation_id`): online keys and watermarks belong to it, and any change to the
+    /// view's keys, source, query or features gives a new one.
     pub generation: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,

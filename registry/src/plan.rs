@@ -7,38 +7,55 @@ use serde_json::Value;
 
 use crate::model::{FeatureView, Registry};
 
-/// Gives every view of `next` its generation relative to `prev`: kept when values stored under
-/// the previous definition still decode correctly, bumped otherwise. Removed views are
-/// remembered in `retired_generations`, so a re-added view never reuses a generation.
-pub fn assign_generations(prev: Option<&Registry>, next: &mut Registry) {
-    let Some(prev) = prev else {
-        for view in next.feature_views.values_mut() {
-            view.generation = 1;
-        }
-        return;
-    };
-    let mut retired = prev.retired_generations.clone();
-    for (name, old) in &prev.feature_views {
-        if !next.feature_views.contains_key(name) {
-            retired.insert(name.clone(), old.generation);
-        }
-    }
-    let join_keys: Vec<(String, Vec<(String, String)>)> = next
+/// Gives every view of `next` its generation: an identity derived from everything that decides
+/// what the view stores online (see [`generation_id`]). Any change to one of those gives a new
+/// generation; the same definition gets the same generation in any registry — reset, moved to
+/// another path or migrated to Redis — so an identity never names two meanings, and values and
+/// watermarks written under it stay valid exactly as long as the definition does.
+pub fn assign_generations(next: &mut Registry) {
+    let ids: Vec<(String, u64)> = next
         .feature_views
         .values()
-        .map(|v| (v.name.clone(), key_signature(next, v)))
+        .map(|v| (v.name.clone(), generation_id(next, v)))
         .collect();
-    for (name, keys) in join_keys {
-        let view = next.feature_views.get_mut(&name).expect("listed above");
-        view.generation = match prev.feature_views.get(&name) {
-            Some(old) if key_signature(prev, old) == keys && features_extend(old, view) => {
-                old.generation
-            }
-            Some(old) => old.generation + 1,
-            None => retired.remove(&name).map_or(1, |g| g + 1),
-        };
+    for (name, id) in ids {
+        next.feature_views
+            .get_mut(&name)
+            .expect("listed above")
+            .generation = id;
     }
-    next.retired_generations = retired;
+    // Identities never repeat by construction; this list only mattered for counted ones.
+    next.retired_generations.clear();
+}
+
+/// A view's generation: 48 bits of the SHA-256 of the canonical JSON of what its stored values
+/// depend on — the view's name; its join keys (names and types, in order); its source's path,
+/// timestamp fields and field mapping; its query; its features (names and types, in order).
+/// Descriptions, tags, owner, ttl and `online` do not change stored bytes and are left out.
+/// (48 bits: decimal in keys, exact as a JSON number anywhere; never 0.)
+pub fn generation_id(registry: &Registry, view: &FeatureView) -> u64 {
+    use sha2::{Digest, Sha256};
+    let source = registry.sources.get(&view.source);
+    let identity = serde_json::json!({
+        "view": view.name,
+        "join_keys": key_signature(registry, view),
+        "source": source.map(|s| serde_json::json!({
+            "path": s.path,
+            "timestamp_field": s.timestamp_field,
+            "created_timestamp_field": s.created_timestamp_field,
+            "field_mapping": s.field_mapping,
+        })),
+        "query": view.query,
+        "features": view
+            .features
+            .iter()
+            .map(|f| (f.name.as_str(), f.value_type.to_string()))
+            .collect::<Vec<_>>(),
+    });
+    let digest = Sha256::digest(identity.to_string().as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes[2..].copy_from_slice(&digest[..6]);
+    u64::from_be_bytes(bytes).max(1)
 }
 
 fn key_signature(registry: &Registry, view: &FeatureView) -> Vec<(String, String)> {
@@ -47,17 +64,6 @@ fn key_signature(registry: &Registry, view: &FeatureView) -> Vec<(String, String
         .into_iter()
         .map(|k| (k.name.clone(), k.value_type.to_string()))
         .collect()
-}
-
-/// Stored values keep their meaning when the old features are a prefix of the new ones (same
-/// names and types, same order): appended features simply have no stored value yet.
-fn features_extend(old: &FeatureView, new: &FeatureView) -> bool {
-    old.features.len() <= new.features.len()
-        && old
-            .features
-            .iter()
-            .zip(&new.features)
-            .all(|(a, b)| a.name == b.name && a.value_type == b.value_type)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -115,6 +121,35 @@ impl Plan {
             &next.feature_services,
             &mut changes,
         );
+        // A view whose own definition is unchanged still gets a new generation when its source
+        // or an entity's join key changed: it must be listed, or the plan would hide that its
+        // stored values are no longer read.
+        for (name, b) in &next.feature_views {
+            let listed = changes
+                .iter()
+                .any(|c| c.kind == "feature_view" && &c.name == name);
+            if let Some(a) = old.feature_views.get(name)
+                && a.generation != b.generation
+                && !listed
+            {
+                changes.push(Change {
+                    action: Action::Change,
+                    kind: "feature_view",
+                    name: name.clone(),
+                    details: vec![format!(
+                        "reads a changed source (`{}`) or entity join key",
+                        b.source
+                    )],
+                    rematerialize: None,
+                });
+            }
+        }
+        let rank = |kind: &str| {
+            ["entity", "source", "feature_view", "feature_service"]
+                .iter()
+                .position(|k| *k == kind)
+        };
+        changes.sort_by(|x, y| (rank(x.kind), &x.name).cmp(&(rank(y.kind), &y.name)));
         for change in &mut changes {
             if change.kind != "feature_view" || change.action != Action::Change {
                 continue;
@@ -125,14 +160,9 @@ impl Plan {
             );
             if a.generation != b.generation {
                 change.rematerialize = Some(format!(
-                    "generation {} → {}: stored values no longer match the definition; run `quiver materialize` for this view",
-                    a.generation, b.generation
+                    "new generation {} (was {}): stored values no longer match the definition; run `quiver materialize` for this view",
+                    b.generation, a.generation
                 ));
-            } else if b.features.len() > a.features.len() {
-                change.rematerialize = Some(
-                    "new features have no online values until the view is materialized again"
-                        .into(),
-                );
             }
         }
         Plan {

@@ -100,6 +100,36 @@ fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
+/// A path as it would be opened: absolute, with symbolic links and `..` resolved as far as the
+/// path exists (a file not yet written is resolved through its directory).
+pub fn resolved_path(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(dir), Some(name)) => resolved_path(dir).join(name),
+        _ => absolute,
+    }
+}
+
+/// Whether writing `file` would change what the source path `path` reads: it is one of the
+/// source's files, lies inside its directory, or matches its glob. URLs are never local files.
+pub fn source_reads(root: &Path, path: &str, file: &Path) -> bool {
+    if is_url(path) {
+        return false;
+    }
+    let file = resolved_path(file);
+    let full = root.join(path);
+    if path.contains(['*', '?', '[']) {
+        let pattern = resolved_path(&root.join(".")).join(path);
+        return glob::Pattern::new(&pattern.to_string_lossy()).is_ok_and(|p| p.matches_path(&file))
+            || glob::Pattern::new(&full.to_string_lossy()).is_ok_and(|p| p.matches_path(&file));
+    }
+    let source = resolved_path(&full);
+    file == source || (source.is_dir() && file.starts_with(&source))
+}
+
 /// The schema shared by every file of a source; files that disagree on a column are an error.
 pub fn read_parquet_schema(root: &Path, path: &str) -> Result<SchemaRef, String> {
     let files = resolve_source_files(root, path)?;

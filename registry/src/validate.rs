@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::is_identifier;
+use crate::config::check_name;
 use crate::definitions::{DefinitionFile, FieldDef, Loc};
 use crate::duration::Ttl;
 use crate::error::{Diagnostic, Error, Result, Severity, Span};
 use crate::model::{Entity, FeatureRef, FeatureService, FeatureView, Field, Registry, Source};
 use crate::source_schema::{SchemaResolver, check_view_columns};
-use crate::value_type::{ValueType, type_names};
+use crate::value_type::{ValueType, is_nested_list, type_names};
 
 /// The checked registry and the warnings found on the way.
 #[derive(Debug)]
@@ -73,7 +73,30 @@ impl Kind {
             Kind::Service => "feature service",
         }
     }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Kind::Entity => "entities",
+            Kind::Source => "sources",
+            Kind::View => "feature views",
+            Kind::Service => "feature services",
+        }
+    }
+
+    /// The key of a definition file that lists them.
+    fn section(self) -> &'static str {
+        match self {
+            Kind::Entity => "entities",
+            Kind::Source => "sources",
+            Kind::View => "feature_views",
+            Kind::Service => "feature_services",
+        }
+    }
 }
+
+/// Everything a definition file names. They share one namespace: `quiver registry describe NAME`
+/// and `--features NAME` look a name up among all of them.
+const KINDS: [Kind; 4] = [Kind::Entity, Kind::Source, Kind::View, Kind::Service];
 
 struct Validator {
     out: Vec<Diagnostic>,
@@ -116,13 +139,8 @@ impl Validator {
     /// Checks a name and records where it was defined; false when it cannot be used.
     fn declare(&mut self, kind: Kind, file: &str, name: &Loc<String>) -> bool {
         let label = kind.label();
-        if !is_identifier(&name.value) {
-            self.error(
-                file,
-                at(name),
-                format!("invalid {label} name `{}`", name.value),
-                Some("names use letters, digits and `_`, and do not start with a digit".into()),
-            );
+        if let Err((message, hint)) = check_name(label, &name.value) {
+            self.error(file, at(name), message, Some(hint));
             return false;
         }
         let key = (kind, name.value.clone());
@@ -135,10 +153,15 @@ impl Validator {
                 file,
                 at(name),
                 message,
-                Some(format!("rename or remove one of the two {label}s")),
+                Some(format!("rename or remove one of the two {}", kind.plural())),
             );
             return false;
         }
+        let clash = KINDS.into_iter().find_map(|other| {
+            self.places
+                .get(&(other, name.value.clone()))
+                .map(|first| (other, first.clone()))
+        });
         self.places.insert(
             key,
             Place {
@@ -147,6 +170,27 @@ impl Validator {
                 detail: HashMap::new(),
             },
         );
+        if let Some((other, first)) = clash {
+            // Recorded all the same: references to it are not reported as unknown as well.
+            let message = format!(
+                "{label} `{}` has the name of {} `{}` (defined at {}:{}:{})",
+                name.value,
+                other.label(),
+                name.value,
+                first.file,
+                first.at.line,
+                first.at.column
+            );
+            self.error(
+                file,
+                at(name),
+                message,
+                Some(
+                    "entities, sources, feature views and feature services share one namespace (`quiver registry describe NAME`, `--features NAME`): rename one of the two".into(),
+                ),
+            );
+            return false;
+        }
         true
     }
 
@@ -162,13 +206,8 @@ impl Validator {
         let mut seen: HashMap<&str, Span> = HashMap::new();
         for def in defs {
             let name = &def.name.value;
-            if !is_identifier(name) {
-                self.error(
-                    file,
-                    at(&def.name),
-                    format!("invalid {what} name `{name}`"),
-                    Some("names use letters, digits and `_`, and do not start with a digit".into()),
-                );
+            if let Err((message, hint)) = check_name(what, name) {
+                self.error(file, at(&def.name), message, Some(hint));
                 ok = false;
             } else if let Some(first) = seen.insert(name, at(&def.name)) {
                 self.error(
@@ -199,9 +238,12 @@ impl Validator {
                 }),
                 Err(message) => {
                     let names = type_names();
-                    let hint =
+                    let hint = if is_nested_list(&def.value_type.value) {
+                        "a feature is a scalar or a list of scalars (e.g. `list<int32>`); flatten the values, or encode them as `string` or `bytes`".to_string()
+                    } else {
                         did_you_mean(&def.value_type.value, names.iter().map(String::as_str))
-                            .unwrap_or_else(|| format!("valid types: {}", names.join(", ")));
+                            .unwrap_or_else(|| format!("valid types: {}", names.join(", ")))
+                    };
                     self.error(file, at(&def.value_type), message, Some(hint));
                     ok = false;
                 }
@@ -264,17 +306,32 @@ impl Validator {
                     ok = false;
                 }
             }
+            if let Some(created) = &def.created_timestamp_field
+                && created.value == def.timestamp_field.value
+                && !created.value.trim().is_empty()
+            {
+                self.error(
+                    file,
+                    at(created),
+                    format!(
+                        "source `{}`: `created_timestamp_field` is the same column as `timestamp_field` (`{}`)",
+                        def.name.value, created.value
+                    ),
+                    Some("remove `created_timestamp_field`, or name the column holding when each row was written".into()),
+                );
+                ok = false;
+            }
             let mut targets: HashMap<&str, &str> = HashMap::new();
             for (from, to) in &def.field_mapping {
-                if !is_identifier(to) {
+                if let Err((message, hint)) = check_name("mapped column", to) {
                     self.error(
                         file,
                         at(&def.name),
                         format!(
-                            "field_mapping of source `{}` maps `{from}` to invalid name `{to}`",
+                            "field_mapping of source `{}` maps `{from}` to an {message}",
                             def.name.value
                         ),
-                        Some("mapped names use letters, digits and `_`".into()),
+                        Some(hint),
                     );
                     ok = false;
                 } else if let Some(other) = targets.insert(to, from) {
@@ -323,14 +380,9 @@ impl Validator {
         let hint = did_you_mean(&name.value, known.iter().copied())
             .or_else(|| {
                 (!known.is_empty())
-                    .then(|| format!("defined {}s: {}", kind.label(), known.join(", ")))
+                    .then(|| format!("defined {}: {}", kind.plural(), known.join(", ")))
             })
-            .or_else(|| {
-                Some(format!(
-                    "define it under `{}s:`",
-                    kind.label().replace(' ', "_")
-                ))
-            });
+            .or_else(|| Some(format!("define it under `{}:`", kind.section())));
         self.error(
             file,
             at(name),
@@ -437,13 +489,57 @@ impl Validator {
                     }
                 }
             }
+            // So do the source's timestamps: the view's input is read as one row of them all.
+            let source = self.registry.sources[&def.source.value].clone();
+            let timestamps: Vec<(&str, &String)> =
+                std::iter::once(("timestamp_field", &source.timestamp_field))
+                    .chain(
+                        source
+                            .created_timestamp_field
+                            .as_ref()
+                            .map(|c| ("created_timestamp_field", c)),
+                    )
+                    .collect();
+            for key in columns.keys() {
+                if let Some((field, _)) = timestamps.iter().find(|(_, t)| *t == key) {
+                    self.error(
+                        file,
+                        at(&def.entities),
+                        format!(
+                            "{from}: join key `{key}` is also the `{field}` of source `{}`",
+                            source.name
+                        ),
+                        Some(format!(
+                            "set the source's `{field}` to the column holding each row's time"
+                        )),
+                    );
+                    ok = false;
+                }
+            }
             for (f, d) in features.iter().zip(&def.features.value) {
-                if columns.contains_key(f.name.as_str()) {
+                if let Some(entity) = columns.get(f.name.as_str()) {
                     self.error(
                         file,
                         at(&d.name),
-                        format!("{from}: feature `{}` has the name of a join key", f.name),
-                        Some("rename the feature (e.g. with the source's field_mapping)".into()),
+                        format!(
+                            "{from}: feature `{}` has the name of a join key of entity `{entity}`",
+                            f.name
+                        ),
+                        Some("rename the feature (e.g. with the source's field_mapping, or `AS` in the view's `query`)".into()),
+                    );
+                    ok = false;
+                } else if let Some((field, _)) = timestamps.iter().find(|(_, t)| **t == f.name) {
+                    self.error(
+                        file,
+                        at(&d.name),
+                        format!(
+                            "{from}: feature `{}` has the name of the `{field}` of source `{}`",
+                            f.name, source.name
+                        ),
+                        Some(format!(
+                            "rename the feature: to serve the time itself, add a renamed copy in the view's `query` (e.g. `SELECT *, {0} AS {0}_value FROM source`) and declare that",
+                            f.name
+                        )),
                     );
                     ok = false;
                 }
@@ -546,7 +642,21 @@ impl Validator {
                     .replace("did you mean ", &format!("did you mean `{view}:"))
                     .replace('?', "`?")
             }),
-            None => did_you_mean(view, self.registry.feature_views.keys().map(String::as_str)),
+            None => {
+                let views: Vec<&str> = self
+                    .registry
+                    .feature_views
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                did_you_mean(view, views.iter().copied()).or_else(|| {
+                    Some(if views.is_empty() {
+                        "define it under `feature_views:`".to_string()
+                    } else {
+                        format!("defined feature views: {}", views.join(", "))
+                    })
+                })
+            }
         }
     }
 

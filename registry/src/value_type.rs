@@ -45,6 +45,13 @@ pub fn type_names() -> Vec<String> {
         .collect()
 }
 
+/// Whether `written` is a list of lists (`list<list<…>>`), which no feature can be.
+pub fn is_nested_list(written: &str) -> bool {
+    let t = written.trim().to_ascii_lowercase();
+    t.strip_prefix("list<")
+        .is_some_and(|inner| inner.trim_start().starts_with("list<"))
+}
+
 impl ScalarType {
     pub fn name(self) -> &'static str {
         SCALARS
@@ -118,6 +125,12 @@ impl FromStr for ValueType {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim().to_ascii_lowercase();
         let scalar = |name: &str| SCALARS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
+        if is_nested_list(&t) {
+            return Err(format!(
+                "nested lists are not supported: `{}` is a list of lists",
+                s.trim()
+            ));
+        }
         if let Some(inner) = t.strip_prefix("list<").and_then(|r| r.strip_suffix('>')) {
             return scalar(inner.trim())
                 .map(ValueType::List)
@@ -160,6 +173,8 @@ mod tests {
         );
         assert!("int65".parse::<ValueType>().is_err());
         assert!("list<map>".parse::<ValueType>().is_err());
+        let err = "list<list<int32>>".parse::<ValueType>().unwrap_err();
+        assert!(err.contains("nested lists are not supported"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Reading one YAML file into a typed value, with `${VAR}` substitution and located errors.
+//! Reading one YAML file into a typed value, with `${VAR}` substitution (inside parsed scalars,
+//! see [`crate::env_subst`]) and located errors.
 
 use serde::de::DeserializeOwned;
 
@@ -24,6 +25,18 @@ pub(crate) fn parse_yaml<T: DeserializeOwned>(
 
 fn yaml_diagnostic(file: &str, err: &serde_saphyr::Error) -> Diagnostic {
     let at = err.location().map(Span::from).unwrap_or(Span::NONE);
+    if let serde_saphyr::Error::DuplicateMappingKey { key, location } = err.without_snippet() {
+        let key = key.as_ref().map(|k| format!(" `{k}`")).unwrap_or_default();
+        return Diagnostic::error(
+            file,
+            Span::from(*location),
+            format!(
+                "duplicate key{key} at line {}; each key may appear once",
+                location.line()
+            ),
+        )
+        .with_hint("remove one of the two, or merge them");
+    }
     let message = err.without_snippet().to_string();
     // The library appends its own position; ours is in the `-->` line.
     let message = match message.rfind(" at line ") {

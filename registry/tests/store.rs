@@ -141,52 +141,110 @@ fn of_two_concurrent_applies_exactly_one_wins() {
     );
 }
 
+fn generation(store: &dyn RegistryStore, r: Registry) -> u64 {
+    prepare(store, r).unwrap().next.feature_views["stats"].generation
+}
+
+/// Every change that can alter what a view stores gives it a new generation and a plan line
+/// saying to materialize; nothing else does; and the same definition has the same generation in
+/// any registry (reset, moved, migrated), so an identity never names two meanings.
 #[test]
-fn a_type_change_bumps_the_generation_and_asks_for_rematerialization() {
+fn generations_follow_what_decides_stored_values() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path().join("registry"));
+    let base = generation(&store, registry());
     commit(&store, registry());
+    type Edit = fn(&mut Registry);
+    let changes: &[(&str, Edit)] = &[
+        ("append a feature", |r| {
+            r.feature_views
+                .get_mut("stats")
+                .unwrap()
+                .features
+                .push(field("rating", "float64"))
+        }),
+        ("retype a feature", |r| {
+            r.feature_views.get_mut("stats").unwrap().features[0] = field("conv_rate", "float64")
+        }),
+        ("reorder features", |r| {
+            r.feature_views.get_mut("stats").unwrap().features.reverse()
+        }),
+        ("change the query", |r| {
+            r.feature_views.get_mut("stats").unwrap().query =
+                Some("SELECT * FROM source WHERE trips > 0".into())
+        }),
+        ("retype the join key", |r| {
+            r.entities.get_mut("driver").unwrap().join_keys[0] = field("driver_id", "string")
+        }),
+        ("rename the join key", |r| {
+            r.entities.get_mut("driver").unwrap().join_keys[0] = field("id", "int64")
+        }),
+        ("map a field", |r| {
+            r.sources
+                .get_mut("src")
+                .unwrap()
+                .field_mapping
+                .insert("rate".into(), "conv_rate".into());
+        }),
+        ("move the source", |r| {
+            r.sources.get_mut("src").unwrap().path = "data/other.parquet".into()
+        }),
+        ("change the timestamp field", |r| {
+            r.sources.get_mut("src").unwrap().timestamp_field = "at".into()
+        }),
+        ("add a created field", |r| {
+            r.sources.get_mut("src").unwrap().created_timestamp_field = Some("created".into())
+        }),
+    ];
+    let mut seen = vec![base];
+    for (what, edit) in changes {
+        let mut next = registry();
+        edit(&mut next);
+        let prepared = prepare(&store, next).unwrap();
+        let g = prepared.next.feature_views["stats"].generation;
+        assert!(!seen.contains(&g), "{what}: generation {g} repeats");
+        seen.push(g);
+        let text = prepared.plan.render();
+        assert!(
+            text.contains("~ feature_view stats") && text.contains("run `quiver materialize`"),
+            "{what}: {text}"
+        );
+    }
+    let kept: &[(&str, Edit)] = &[
+        ("ttl", |r| {
+            r.feature_views.get_mut("stats").unwrap().ttl = Ttl { seconds: 60 }
+        }),
+        ("description and owner", |r| {
+            let v = r.feature_views.get_mut("stats").unwrap();
+            v.description = "d".into();
+            v.owner = "o".into();
+        }),
+        ("offline only", |r| {
+            r.feature_views.get_mut("stats").unwrap().online = false
+        }),
+    ];
+    for (what, edit) in kept {
+        let mut next = registry();
+        edit(&mut next);
+        let prepared = prepare(&store, next).unwrap();
+        assert_eq!(
+            prepared.next.feature_views["stats"].generation, base,
+            "{what}"
+        );
+        assert!(!prepared.plan.render().contains("materialize"), "{what}");
+    }
 
-    // Appending a feature keeps stored values readable: same generation.
-    let mut appended = registry();
-    appended
-        .feature_views
-        .get_mut("stats")
-        .unwrap()
-        .features
-        .push(field("rating", "float64"));
-    let prepared = prepare(&store, appended.clone()).unwrap();
-    assert_eq!(prepared.next.feature_views["stats"].generation, 1);
-    assert!(
-        prepared
-            .plan
-            .render()
-            .contains("new features have no online values")
-    );
-    commit(&store, appended);
-
-    let mut retyped = registry();
-    retyped.feature_views.get_mut("stats").unwrap().features[0] = field("conv_rate", "float64");
-    let prepared = prepare(&store, retyped.clone()).unwrap();
-    assert_eq!(prepared.next.feature_views["stats"].generation, 2);
-    let text = prepared.plan.render();
-    assert!(text.contains("generation 1 → 2"), "{text}");
-    commit(&store, retyped.clone());
-
-    let mut rekeyed = retyped.clone();
-    rekeyed.entities.get_mut("driver").unwrap().join_keys[0] = field("driver_id", "string");
-    assert_eq!(
-        prepare(&store, rekeyed).unwrap().next.feature_views["stats"].generation,
-        3
-    );
-
-    // Removing a view and adding it back never reuses a generation.
-    let mut removed = retyped.clone();
+    // Removed and added back: the same definition, the same identity.
+    let mut removed = registry();
     removed.feature_views.remove("stats");
     removed.feature_services.clear();
     commit(&store, removed);
-    let prepared = prepare(&store, retyped).unwrap();
-    assert_eq!(prepared.next.feature_views["stats"].generation, 3);
+    assert_eq!(generation(&store, registry()), base);
+
+    // A reset or moved registry gives the same definition the same generation, never "1 again".
+    let fresh = LocalStore::new(dir.path().join("elsewhere"));
+    assert_eq!(generation(&fresh, registry()), base);
+    assert!(base > 1 << 20, "{base}");
 }
 
 #[test]
@@ -245,7 +303,7 @@ Plan: 4 to add, 0 to change, 0 to remove. `quiver apply` will write version 1.
       + feature rating (float64)
       source: src → src2
       ttl: 2h → 1d
-      ! generation 1 → 2: stored values no longer match the definition; run `quiver materialize` for this view
+      ! new generation 193349285395733 (was 150187695571525): stored values no longer match the definition; run `quiver materialize` for this view
   ~ feature_service model
       features: [stats:conv_rate] → [stats:conv_rate, stats:rating]
 

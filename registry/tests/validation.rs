@@ -228,6 +228,55 @@ const CASES: &[(&str, &str, &str, u64, &str)] = &[
         21,
         "letters, digits",
     ),
+    (
+        "  - name: model_v1",
+        "  - name: driver_stats",
+        "feature service `driver_stats` has the name of feature view `driver_stats` (defined at features/defs.yaml:11:",
+        21,
+        "share one namespace",
+    ),
+    (
+        "  - name: driver_source",
+        "  - name: driver",
+        "source `driver` has the name of entity `driver`",
+        7,
+        "rename one of the two",
+    ),
+    (
+        "  - name: driver\n",
+        "  - name: driver\n    join_keys: [{name: driver_id, type: int64}]\n  - name: driver\n",
+        "duplicate entity `driver`",
+        4,
+        "rename or remove one of the two entities",
+    ),
+    (
+        "      - name: trips\n",
+        "      - name: driver_id\n",
+        "feature `driver_id` has the name of a join key of entity `driver`",
+        18,
+        "rename the feature",
+    ),
+    (
+        "      - name: trips\n        type: int64",
+        "      - name: event_timestamp\n        type: timestamp",
+        "feature `event_timestamp` has the name of the `timestamp_field` of source `driver_source`",
+        18,
+        "in the view's `query`",
+    ),
+    (
+        "type: float64",
+        "type: list<list<int32>>",
+        "nested lists are not supported: `list<list<int32>>` is a list of lists",
+        17,
+        "a feature is a scalar or a list of scalars",
+    ),
+    (
+        "    ttl: 2h\n",
+        "    ttl: 2h\n    ttl: 3h\n",
+        "duplicate key `ttl` at line 15; each key may appear once",
+        15,
+        "remove one of the two",
+    ),
 ];
 
 #[test]
@@ -341,4 +390,206 @@ fn env_variables_are_substituted_in_definitions() {
     let err = repo.load(&|_| None, &resolver).unwrap_err().to_string();
     assert!(err.contains("`DRIVER_TTL` is not set"), "{err}");
     assert!(err.contains("features/defs.yaml:14:"), "{err}");
+}
+
+#[test]
+fn nested_lists_are_refused_plainly() {
+    let defs = DEFS.replacen("type: float64", "type: list<list<int32>>", 1);
+    let diagnostics = check(&defs).unwrap_err();
+    let d = diagnostics
+        .iter()
+        .find(|d| d.message.contains("nested lists"))
+        .unwrap_or_else(|| panic!("{diagnostics:#?}"));
+    let hint = d.hint.clone().unwrap_or_default();
+    assert!(!hint.contains("did you mean"), "{hint}");
+}
+
+#[test]
+fn a_feature_named_like_a_source_timestamp_is_refused() {
+    // After field_mapping, `ts` is the event time: a feature `ts` would be read twice.
+    let defs = DEFS
+        .replacen(
+            "    timestamp_field: event_timestamp\n",
+            "    timestamp_field: ts\n    created_timestamp_field: created\n    field_mapping: {event_timestamp: ts}\n",
+            1,
+        )
+        .replacen(
+            "      - name: trips\n        type: int64",
+            "      - name: ts\n        type: timestamp\n      - name: created\n        type: timestamp",
+            1,
+        );
+    let diagnostics = check(&defs).unwrap_err();
+    for (message, line) in [
+        (
+            "feature view `driver_stats`: feature `ts` has the name of the `timestamp_field` of source `driver_source`",
+            20,
+        ),
+        (
+            "feature `created` has the name of the `created_timestamp_field` of source `driver_source`",
+            22,
+        ),
+    ] {
+        let d = diagnostics
+            .iter()
+            .find(|d| d.message.contains(message))
+            .unwrap_or_else(|| panic!("no {message:?} in {diagnostics:#?}"));
+        assert_eq!((d.file.as_str(), d.line), ("features/defs.yaml", line));
+        assert!(d.hint.as_deref().unwrap_or("").contains("query"), "{d:?}");
+    }
+    let same = DEFS.replacen(
+        "    timestamp_field: event_timestamp\n",
+        "    timestamp_field: event_timestamp\n    created_timestamp_field: event_timestamp\n",
+        1,
+    );
+    let diagnostics = check(&same).unwrap_err();
+    assert!(
+        diagnostics
+            .iter()
+            .any(|d| d.message.contains("same column as `timestamp_field`") && d.line == 10),
+        "{diagnostics:#?}"
+    );
+}
+
+#[test]
+fn names_are_one_namespace_and_every_clash_is_reported_at_once() {
+    let defs = DEFS.replace("driver_source", "driver").replacen(
+        "  - name: model_v1",
+        "  - name: driver_stats",
+        1,
+    );
+    let diagnostics = check(&defs).unwrap_err();
+    let rendered = Error::Invalid(diagnostics.clone()).to_string();
+    assert!(
+        rendered.contains(
+            "source `driver` has the name of entity `driver` (defined at features/defs.yaml:2:"
+        ),
+        "{rendered}"
+    );
+    assert!(rendered.contains("--> features/defs.yaml:7:"), "{rendered}");
+    assert!(
+        rendered.contains("feature service `driver_stats` has the name of feature view"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("--> features/defs.yaml:21:"),
+        "{rendered}"
+    );
+    // The clashing source is not also reported as unknown where it is used.
+    assert!(!rendered.contains("unknown source"), "{rendered}");
+    assert_eq!(diagnostics.len(), 2, "{rendered}");
+}
+
+#[test]
+fn names_longer_than_100_characters_are_refused() {
+    let long = "v".repeat(240);
+    let diagnostics = check(&DEFS.replace("driver_stats", &long)).unwrap_err();
+    let d = diagnostics
+        .iter()
+        .find(|d| d.message.contains("invalid feature view name"))
+        .unwrap_or_else(|| panic!("{diagnostics:#?}"));
+    assert!(d.message.contains("at most 100 characters"), "{d:?}");
+    assert!(d.message.len() < 200, "the name is shortened: {d:?}");
+    assert_eq!(d.line, 11);
+    let feature = "f".repeat(101);
+    let diagnostics = check(&DEFS.replace("conv_rate", &feature)).unwrap_err();
+    assert!(
+        diagnostics
+            .iter()
+            .any(|d| d.message.contains("invalid feature name") && d.line == 16),
+        "{diagnostics:#?}"
+    );
+    let mapped = DEFS.replacen(
+        "    timestamp_field: event_timestamp\n",
+        &format!("    timestamp_field: event_timestamp\n    field_mapping: {{trips: {feature}}}\n"),
+        1,
+    );
+    let diagnostics = check(&mapped).unwrap_err();
+    assert!(
+        diagnostics
+            .iter()
+            .any(|d| d.message.contains("at most 100 characters")),
+        "{diagnostics:#?}"
+    );
+    let hundred = "v".repeat(100);
+    assert!(check(&DEFS.replace("driver_stats", &hundred)).is_ok());
+}
+
+#[test]
+fn unknown_references_are_hinted_in_plain_english() {
+    let defs = DEFS
+        .replacen("entities:\n  - name: driver\n    join_keys:\n      - name: driver_id\n        type: int64\n", "", 1);
+    let diagnostics = check(&defs).unwrap_err();
+    let d = diagnostics
+        .iter()
+        .find(|d| d.message.contains("references unknown entity `driver`"))
+        .unwrap_or_else(|| panic!("{diagnostics:#?}"));
+    assert_eq!(d.hint.as_deref(), Some("define it under `entities:`"));
+    let defs = DEFS.replacen("      - driver_stats\n", "      - nope\n", 1);
+    let diagnostics = check(&defs).unwrap_err();
+    let d = diagnostics
+        .iter()
+        .find(|d| d.message.contains("unknown feature view `nope`"))
+        .unwrap_or_else(|| panic!("{diagnostics:#?}"));
+    assert!(d.message.ends_with("`nope`"), "{d:?}");
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("defined feature views: driver_stats")
+    );
+}
+
+/// Values that would change a YAML file's structure if pasted into its text.
+const TRICKY_VALUES: &[&str] = &[
+    "ab #cd",
+    "p@ss: word",
+    "two\nlines",
+    "x\n    owner: injected",
+    "say \"hi\" and 'bye' \\",
+    "*alias",
+    "&anchor",
+    "!tag",
+    "- item",
+    "[a, b]",
+    "{a: b}",
+    "| block",
+    "> folded",
+    "",
+    "null",
+    "~",
+    "12",
+];
+
+#[test]
+fn env_values_never_change_the_structure_of_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("quiver.yaml"), "project: demo\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("features")).unwrap();
+    let defs = DEFS.replacen(
+        "    ttl: 2h\n",
+        "    ttl: 2h\n    # ${DESC} is documented here, and ${UNSET_IN_COMMENT}\n    description: ${DESC}\n    owner: ${OWNER:-}\n    tags: {team: '${TEAM:-core}', note: \"${DESC}\"}\n",
+        1,
+    );
+    std::fs::write(dir.path().join("features/defs.yaml"), defs).unwrap();
+    write_parquet(&dir.path().join("data/drivers.parquet"));
+    let repo = Repository::open(dir.path(), None, &|_| None).unwrap();
+    let resolver = ParquetSchemaResolver {
+        root: dir.path().to_path_buf(),
+    };
+    for value in TRICKY_VALUES {
+        let env = |name: &str| (name == "DESC").then(|| value.to_string());
+        let registry = repo
+            .load(&env, &resolver)
+            .unwrap_or_else(|e| panic!("{value:?}: {e}"))
+            .registry;
+        let view = &registry.feature_views["driver_stats"];
+        assert_eq!(view.description, *value);
+        assert_eq!(view.owner, "", "an empty default is the empty string");
+        assert_eq!(view.tags["team"], "core");
+        assert_eq!(view.tags["note"], *value);
+        assert_eq!(view.tags.len(), 2, "{value:?}");
+        assert_eq!(view.features.len(), 2, "{value:?}");
+    }
+    let err = repo.load(&|_| None, &resolver).unwrap_err().to_string();
+    assert!(err.contains("`DESC` is not set"), "{err}");
+    assert!(err.contains("features/defs.yaml:16:"), "{err}");
+    assert!(!err.contains("UNSET_IN_COMMENT"), "{err}");
 }

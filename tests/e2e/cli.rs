@@ -29,6 +29,9 @@ fn init_plan_apply_list_describe_history() {
     init(tmp.path());
     let repo = tmp.path().join("repo");
     assert!(repo.join("data/driver_stats.parquet").is_file());
+    // The project is named after the directory, so two `init`s never share a key space.
+    let yaml = std::fs::read_to_string(repo.join("quiver.yaml")).unwrap();
+    assert!(yaml.contains("\nproject: repo\n"), "{yaml}");
 
     let plan = quiver(&repo, &["plan"]);
     assert!(plan.status.success(), "{}", describe(&plan));
@@ -89,8 +92,28 @@ fn init_plan_apply_list_describe_history() {
         text.contains("~ feature conv_rate: float32 → float64"),
         "{text}"
     );
-    assert!(text.contains("generation 1 → 2"), "{text}");
+    assert!(
+        text.contains("! new generation") && text.contains("run `quiver materialize`"),
+        "{text}"
+    );
+    let describe_json = |version: &str| {
+        let out = quiver(
+            &repo,
+            &[
+                "--format",
+                "json",
+                "registry",
+                "describe",
+                "driver_hourly_stats",
+                "--version",
+                version,
+            ],
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let first_generation = describe_json("1")["generation"].as_u64().unwrap();
     assert!(quiver(&repo, &["apply"]).status.success());
+    assert_ne!(describe_json("2")["generation"], first_generation);
     let history = quiver(&repo, &["--format", "json", "registry", "history"]);
     let json: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2, "{}", describe(&history));
@@ -107,7 +130,7 @@ fn init_plan_apply_list_describe_history() {
         ],
     );
     let json: serde_json::Value = serde_json::from_slice(&old.stdout).unwrap();
-    assert_eq!(json["generation"], 1);
+    assert_eq!(json["generation"], first_generation);
     assert_eq!(json["features"][0]["type"], "float32");
 }
 
@@ -181,7 +204,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
     std::fs::write(
         &config,
-        yaml.replace("project: quickstart", "project: quickstart\nprojct: x"),
+        yaml.replace("project: repo", "project: repo\nprojct: x"),
     )
     .unwrap();
     assert_fails_cleanly(&repo, 2, "unknown field `projct`");

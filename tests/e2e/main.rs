@@ -2,6 +2,7 @@
 
 mod cli;
 mod faults;
+mod generations;
 mod materialize;
 mod online_store;
 mod registry_redis;

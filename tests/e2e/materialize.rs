@@ -198,7 +198,7 @@ async fn materialize_matches_a_brute_force_oracle_on_both_backends() {
         let view = &version.registry.feature_views["driver_hourly_stats"];
         assert_eq!(
             store
-                .watermark("quickstart", &view.name, view.generation)
+                .watermark("repo", &view.name, view.generation)
                 .await
                 .unwrap(),
             Some(END_NS),
@@ -363,7 +363,7 @@ async fn redis_stopped_mid_run_keeps_the_watermark_and_a_rerun_completes() {
     let online = connect().await;
     assert_eq!(
         online
-            .watermark("quickstart", &view.name, view.generation)
+            .watermark("repo", &view.name, view.generation)
             .await
             .unwrap(),
         Some(first_end),
@@ -380,7 +380,7 @@ async fn redis_stopped_mid_run_keeps_the_watermark_and_a_rerun_completes() {
     assert_eq!(runs[0].start.as_deref(), Some("2026-01-01T23:30:00Z"));
     assert_eq!(
         online
-            .watermark("quickstart", &view.name, view.generation)
+            .watermark("repo", &view.name, view.generation)
             .await
             .unwrap(),
         Some(END_NS + 1)

@@ -49,7 +49,7 @@ fn apply_through_redis_is_shared_and_versioned() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["changed"], false);
 
-    let store = RedisStore::open(&redis.url(), "quiver:registry", "quickstart", None).unwrap();
+    let store = RedisStore::open(&redis.url(), "quiver:registry", "repo", None).unwrap();
     let latest = store.latest().unwrap().unwrap();
     assert_eq!(latest.version, 1);
     assert_eq!(latest.hash, latest.registry.content_hash());
@@ -60,7 +60,7 @@ fn apply_through_redis_is_shared_and_versioned() {
         .unwrap();
     assert!(
         keys.iter()
-            .all(|k| k.starts_with("quiver:registry:{quickstart}:")),
+            .all(|k| k.starts_with("quiver:registry:{repo}:")),
         "{keys:?}"
     );
 }
@@ -71,8 +71,7 @@ fn concurrent_applies_to_redis_have_one_winner() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = redis_repo(tmp.path(), &redis.url());
     assert!(quiver(&repo, &["apply"]).status.success());
-    let store =
-        Arc::new(RedisStore::open(&redis.url(), "quiver:registry", "quickstart", None).unwrap());
+    let store = Arc::new(RedisStore::open(&redis.url(), "quiver:registry", "repo", None).unwrap());
     let base = store.latest().unwrap().unwrap().registry;
     for round in 0..10u64 {
         let barrier = Arc::new(Barrier::new(3));

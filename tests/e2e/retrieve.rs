@@ -158,6 +158,51 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
         "driver_id,customer_id,event_timestamp\n1001,1,17\n",
     )
     .unwrap();
+    // Values that cannot be read are errors naming their row, never silent nulls.
+    for (name, text) in [
+        (
+            "badtime.csv",
+            "driver_id,customer_id,event_timestamp\n1001,1,2026-01-01T00:00:00Z\n1002,1,not a time\n",
+        ),
+        (
+            "slashtime.csv",
+            "driver_id,customer_id,event_timestamp\n1001,1,2026/01/01\n",
+        ),
+        (
+            "badkey.csv",
+            "driver_id,customer_id,event_timestamp\n1001,1,2026-01-01T00:00:00Z\nabc,1,2026-01-01T00:00:00Z\n",
+        ),
+    ] {
+        std::fs::write(repo.join(name), text).unwrap();
+    }
+    {
+        // A Parquet string column in a non-RFC 3339 format.
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("driver_id", arrow::datatypes::DataType::Int64, false),
+            arrow::datatypes::Field::new("customer_id", arrow::datatypes::DataType::Int64, false),
+            arrow::datatypes::Field::new(
+                "event_timestamp",
+                arrow::datatypes::DataType::Utf8,
+                false,
+            ),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                std::sync::Arc::new(arrow::array::Int64Array::from(vec![1001, 1002])),
+                std::sync::Arc::new(arrow::array::Int64Array::from(vec![1, 1])),
+                std::sync::Arc::new(arrow::array::StringArray::from(vec![
+                    "2026-01-01T01:00:00Z",
+                    "01/01/2026 01:00",
+                ])),
+            ],
+        )
+        .unwrap();
+        let file = std::fs::File::create(repo.join("strtime.parquet")).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
     std::fs::write(
         repo.join("clash.csv"),
         "driver_id,customer_id,event_timestamp,conv_rate\n1001,1,2026-01-01T00:00:00Z,1\n",
@@ -207,6 +252,40 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
             "collides",
         ),
         (
+            &["--entities", "badtime.csv", "--features", "model_v1"],
+            "row 2, column `event_timestamp`: `not a time`",
+        ),
+        (
+            &["--entities", "slashtime.csv", "--features", "model_v1"],
+            "`2026/01/01` cannot be read as a timestamp",
+        ),
+        (
+            &["--entities", "strtime.parquet", "--features", "model_v1"],
+            "row 2, column `event_timestamp`: `01/01/2026 01:00`",
+        ),
+        (
+            &["--entities", "badkey.csv", "--features", "model_v1"],
+            "row 2, column `driver_id`: `abc` cannot be read as int64",
+        ),
+        (
+            &[
+                "--entities",
+                "data/labels.parquet",
+                "--features",
+                "model_v1,driver_hourly_stats:conv_rate",
+            ],
+            "is a feature service",
+        ),
+        (
+            &[
+                "--entities",
+                "data/labels.parquet",
+                "--features",
+                "driver_hourly_stats:",
+            ],
+            "names no feature",
+        ),
+        (
             &[
                 "--entities",
                 "data/labels.parquet",
@@ -222,6 +301,33 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
         let mut all = vec!["retrieve", "--output", "out.parquet"];
         all.extend_from_slice(args);
         quiver_tests::assert_refused(&repo, &all, expected);
+    }
+    // The output may not replace the entity table or any source's data.
+    for (output, expected) in [
+        ("data/labels.parquet", "is the entity table itself"),
+        (
+            "./data/../data/labels.parquet",
+            "is the entity table itself",
+        ),
+        ("data/driver_stats.parquet", "source `driver_stats_source`"),
+        (
+            "data/customer_profile.parquet",
+            "source `customer_profile_source`",
+        ),
+    ] {
+        quiver_tests::assert_refused(
+            &repo,
+            &[
+                "retrieve",
+                "--entities",
+                "data/labels.parquet",
+                "--features",
+                "driver_hourly_stats:conv_rate",
+                "--output",
+                output,
+            ],
+            expected,
+        );
     }
     // With full feature names the clash is gone.
     let out = quiver(
@@ -245,6 +351,33 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
             .is_ok()
     );
     assert!(t[0].schema().field_with_name("conv_rate").is_ok());
+    // CSV times come out as UTC timestamps (Parquet TIMESTAMP, not a bare INT64).
+    let schema = t[0].schema();
+    let ts = schema.field_with_name("event_timestamp").unwrap();
+    assert!(
+        matches!(ts.data_type(), arrow::datatypes::DataType::Timestamp(_, Some(z)) if z.as_ref() == "UTC"),
+        "{ts:?}"
+    );
+    let file = std::fs::File::open(repo.join("ok.parquet")).unwrap();
+    let meta = parquet::file::reader::FileReader::metadata(
+        &parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap(),
+    )
+    .clone();
+    let column = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .find(|c| c.name() == "event_timestamp")
+        .unwrap()
+        .clone();
+    assert!(
+        matches!(
+            column.logical_type_ref(),
+            Some(parquet::basic::LogicalType::Timestamp(t)) if t.is_adjusted_to_u_t_c
+        ),
+        "{column:?}"
+    );
 }
 
 /// POSTs `body` and returns the status and the de-chunked response body.
@@ -496,4 +629,123 @@ fn verify_agrees_after_materializing_and_catches_a_corrupted_value() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("disagree"), "{err}");
     let _ = std::io::stderr().flush();
+}
+
+/// Retrieval output as (driver_id, event time, conv_rate) per row, for comparing tables.
+fn conv_rates(batches: &[RecordBatch]) -> Vec<Option<f32>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = b
+                .column_by_name("conv_rate")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Float32Type>();
+            (0..c.len())
+                .map(|i| (!c.is_null(i)).then(|| c.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Small entity tables over a source bigger than the as-of merge's window of retained batches
+/// (64 batches of 8,192 rows): 600,000 driver rows against 1,000 and 1 entity rows, through the
+/// CLI, `verify` and the HTTP training endpoint. Every one of them crashed with "all columns in
+/// a record batch must have the same length" before the merge's fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_entity_tables_over_a_large_source_retrieve_and_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        tmp.path(),
+        25_000,
+        24,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+    );
+    let retrieve = |entities: &str, output: &str| {
+        let out = quiver(
+            &repo,
+            &[
+                "retrieve",
+                "--entities",
+                entities,
+                "--features",
+                "driver_hourly_stats:conv_rate",
+                "--output",
+                output,
+                "--no-manifest",
+            ],
+        );
+        assert!(out.status.success(), "{}", describe(&out));
+        read_parquet(&repo.join(output))
+    };
+    let thousand = retrieve("data/labels.parquet", "t1000.parquet");
+    let labels = read_parquet(&repo.join("data/labels.parquet"));
+    assert_eq!(ids(&thousand, "driver_id"), ids(&labels, "driver_id"));
+    let rates = conv_rates(&thousand);
+    assert_eq!(rates.len(), 1000);
+    assert!(
+        rates.iter().filter(|r| r.is_some()).count() > 500,
+        "most labels fall within the 2h ttl of a driver row"
+    );
+
+    // One row: the first label with a value, alone, must get the same value.
+    let first = rates.iter().position(Option::is_some).unwrap();
+    let batch = labels
+        .iter()
+        .flat_map(|b| (0..b.num_rows()).map(move |r| b.slice(r, 1)))
+        .nth(first)
+        .unwrap();
+    let file = std::fs::File::create(repo.join("one.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let one = retrieve("one.parquet", "t1.parquet");
+    assert_eq!(conv_rates(&one), [rates[first]]);
+
+    // The HTTP training endpoint with the same one-row body: 200 and the same row.
+    let server = crate::serve::start(&repo).await;
+    let (status, body) = post_bytes(
+        server.http,
+        "/get-historical-features?features=driver_hourly_stats:conv_rate",
+        "application/vnd.apache.parquet",
+        &std::fs::read(repo.join("one.parquet")).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let got: Vec<RecordBatch> = arrow::ipc::reader::StreamReader::try_new(&body[..], None)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(conv_rates(&got), [rates[first]]);
+    server.stop().await;
+
+    // verify samples a few entities and retrieves them over the whole source.
+    json(&quiver(
+        &repo,
+        &[
+            "--format",
+            "json",
+            "materialize-incremental",
+            "2026-01-02T00:00:01Z",
+        ],
+    ));
+    for sample in ["1", "1000"] {
+        let report = json(&quiver(
+            &repo,
+            &[
+                "--format",
+                "json",
+                "verify",
+                "--views",
+                "driver_hourly_stats",
+                "--sample",
+                sample,
+            ],
+        ));
+        let v = &report[0];
+        assert_eq!(v["sampled"].as_u64(), Some(sample.parse().unwrap()), "{v}");
+        for f in v["features"].as_array().unwrap() {
+            assert_eq!(f["mismatched"], 0, "{v}");
+            assert_eq!(f["matched"], v["sampled"], "{v}");
+        }
+    }
 }

@@ -21,16 +21,19 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     } else {
         ctx.repo.join(args.dir)
     };
-    let summary = quiver_examples::scaffold(&dir, &args.sample.spec()?, false)?;
+    let project = quiver_examples::project_name(&dir);
+    let summary = quiver_examples::scaffold(&dir, &project, &args.sample.spec()?, false)?;
     let value = serde_json::json!({
         "repository": dir,
+        "project": project,
         "driver_rows": summary.driver_rows,
         "customer_rows": summary.customer_rows,
     });
     ctx.print(&value, || {
         format!(
-            "Created a Quiver repository in {}\n  features/drivers.yaml, features/customers.yaml\n  data/driver_stats.parquet ({} rows), data/customer_profile.parquet ({} rows)\n\nNext:\n  cd {}\n  quiver plan\n  quiver apply\n",
+            "Created a Quiver repository in {} (project `{}`)\n  features/drivers.yaml, features/customers.yaml\n  data/driver_stats.parquet ({} rows), data/customer_profile.parquet ({} rows)\n\nNext:\n  cd {}\n  quiver plan\n  quiver apply\n",
             dir.display(),
+            project,
             summary.driver_rows,
             summary.customer_rows,
             dir.display()

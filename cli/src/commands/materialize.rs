@@ -68,7 +68,7 @@ pub fn execute(
     range: Range,
 ) -> Result<Vec<MaterializationRun>> {
     let registry_store = repo.store()?;
-    let version = ctx.current_version(registry_store.as_ref())?;
+    let version = ctx.current_version(repo, registry_store.as_ref())?;
     let views = select_views(&version, views).map_err(|e| UserError(e.to_string()))?;
     let key_ttl = matches!(
         repo.config.online_store,
@@ -97,9 +97,17 @@ pub fn render(runs: &[MaterializationRun]) -> String {
     let mut out = String::new();
     for r in runs {
         if r.rows_read == 0 && r.start.as_deref() >= Some(r.end.as_str()) {
+            let future =
+                chrono::DateTime::parse_from_rfc3339(&r.end).is_ok_and(|w| w > chrono::Utc::now());
             out.push_str(&format!(
-                "{:<24} up to date (watermark {})\n",
-                r.view, r.end
+                "{:<24} up to date (watermark {}){}\n",
+                r.view,
+                r.end,
+                if future {
+                    " — IN THE FUTURE: events before it that arrive later are never picked up; materialize that range explicitly"
+                } else {
+                    ""
+                }
             ));
             continue;
         }

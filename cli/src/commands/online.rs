@@ -27,15 +27,16 @@ pub enum Command {
 pub fn run(ctx: &Context, cmd: Command) -> Result<()> {
     let Command::Get { view, keys } = cmd;
     let repo = ctx.open()?;
-    let version = ctx.current_version(repo.store()?.as_ref())?;
+    let version = ctx.current_version(&repo, repo.store()?.as_ref())?;
     let registry = &version.registry;
     let fv = registry.feature_views.get(&view).ok_or_else(|| {
         let hint = quiver_registry::validate::did_you_mean(
             &view,
             registry.feature_views.keys().map(String::as_str),
         )
+        .map(|h| format!("; {h}"))
         .unwrap_or_default();
-        UserError(format!("unknown feature view `{view}`; {hint}"))
+        UserError(format!("unknown feature view `{view}`{hint}"))
     })?;
     let join_keys = registry.join_keys(fv);
     let mut given: Vec<(String, String)> = Vec::new();

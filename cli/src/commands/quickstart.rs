@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         ctx.repo.join(args.dir)
     };
     let started = std::time::Instant::now();
-    let summary = quiver_examples::scaffold(&dir, &args.sample.spec()?, true)?;
+    let summary = quiver_examples::scaffold(&dir, "quickstart", &args.sample.spec()?, true)?;
     let repo_ctx = Context {
         repo: dir.clone(),
         config: None,
@@ -72,7 +72,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             "Quiver quickstart\n\
              \n\
              1. Wrote a sample repository to {shown}\n   \
-                features/drivers.yaml, features/customers.yaml (2 entities, 2 feature views, 2 feature services)\n   \
+                features/drivers.yaml, features/customers.yaml (2 entities, 3 feature views, 2 feature services)\n   \
                 data/driver_stats.parquet ({} rows), data/customer_profile.parquet ({} rows),\n   \
                 data/labels.parquet (an entity table for training retrieval)\n\
              2. Validated it against its Parquet sources and applied it: registry version {version}\n\

@@ -29,14 +29,12 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<()> {
     let store = repo.store()?;
     let current = |version: Option<u64>| -> Result<RegistryVersion> {
         match version {
-            Some(v) => Ok(store.get(v)?),
-            None => store.latest()?.ok_or_else(|| {
-                UserError(format!(
-                    "no registry version in {} yet: run `quiver apply` first",
-                    store.location()
-                ))
-                .into()
-            }),
+            Some(v) => {
+                let version = store.get(v)?;
+                crate::context::same_project(&repo, store.as_ref(), &version)?;
+                Ok(version)
+            }
+            None => ctx.current_version(&repo, store.as_ref()),
         }
     };
     match cmd {

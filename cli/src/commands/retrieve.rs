@@ -133,7 +133,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             )
         }
         None => {
-            let version = ctx.current_version(store.as_ref())?;
+            let version = ctx.current_version(&repo, store.as_ref())?;
             let selection = args.features.clone().expect("required by clap");
             let features = resolve_selection(&version.registry, &selection)?;
             let path = args.entities.as_deref().expect("required by clap");
@@ -145,6 +145,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             (version, selection, features, input, options)
         }
     };
+    refuse_overwriting_inputs(&args.output, &input, &version, &repo.root)?;
     let sources = source_fingerprints(&version, &repo.root, &features, true)?;
     let runtime = ctx.runtime()?;
     let (rows, columns) = runtime.block_on(async {
@@ -192,6 +193,42 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         registry_version: version.version,
     };
     ctx.print(&summary, || render(&summary))
+}
+
+/// The output (or its manifest) must not replace the entity table or any source's data: the
+/// table would be computed from, and then destroy, its own input.
+fn refuse_overwriting_inputs(
+    output: &Path,
+    input: &EntityInput,
+    version: &RegistryVersion,
+    root: &Path,
+) -> Result<()> {
+    use quiver_registry::source_schema::{resolved_path, source_reads};
+    let entities = resolved_path(&input.path);
+    for (what, path) in [
+        ("--output", output.to_path_buf()),
+        ("its manifest", manifest_path(output)),
+    ] {
+        if resolved_path(&path) == entities {
+            return Err(UserError(format!(
+                "{what} {} is the entity table itself; write the training table to another file",
+                path.display()
+            ))
+            .into());
+        }
+        for source in version.registry.sources.values() {
+            if source_reads(root, &source.path, &path) {
+                return Err(UserError(format!(
+                    "{what} {} would change the data of source `{}` ({}); write the training table outside it",
+                    path.display(),
+                    source.name,
+                    source.path
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

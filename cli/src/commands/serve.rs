@@ -22,7 +22,7 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let repo = ctx.open()?;
     let registry: Arc<dyn quiver_registry::RegistryStore> = Arc::from(repo.store()?);
-    let version = ctx.current_version(registry.as_ref())?;
+    let version = ctx.current_version(&repo, registry.as_ref())?;
     let serving = repo.config.serving.clone();
     let http_addr = args.http.unwrap_or(serving.http.clone());
     let grpc_addr = args.grpc.unwrap_or(serving.grpc.clone());

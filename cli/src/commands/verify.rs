@@ -27,7 +27,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     }
     let repo = ctx.open()?;
     let store = repo.store()?;
-    let version = ctx.current_version(store.as_ref())?;
+    let version = ctx.current_version(&repo, store.as_ref())?;
     let views = select_views(&version, &args.views).map_err(|e| UserError(e.to_string()))?;
     let runtime = ctx.runtime()?;
     let reports = runtime.block_on(async {

@@ -193,6 +193,9 @@ struct RightBatch {
     blobs: Option<crate::columns::Rows>,
 }
 
+/// An output row: the entity row's position and its winner (retained batch `seq`, row), if any.
+type Decided = (u64, Option<(usize, usize)>);
+
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
     seq: usize,
@@ -324,8 +327,9 @@ impl Merge {
         };
         let mut group_key: Option<OwnedRow> = None;
         let mut group: Vec<Candidate> = Vec::new();
-        let mut out_rows: Vec<u64> = Vec::with_capacity(self.spec.batch_rows);
-        let mut picks: Vec<Option<(usize, usize)>> = Vec::with_capacity(self.spec.batch_rows);
+        // Decided output rows: (entity row position, winning right row). One vector, so a
+        // flush can never see a position without its winner.
+        let mut decided: Vec<Decided> = Vec::with_capacity(self.spec.batch_rows);
         let k = self.spec.keys;
         while let Some(batch) = entities.next().await {
             let batch = batch?;
@@ -336,9 +340,10 @@ impl Merge {
                 .column(k + 1)
                 .as_primitive::<arrow::datatypes::UInt64Type>();
             for r in 0..batch.num_rows() {
-                out_rows.push(positions.value(r));
-                if key_is_null(r) || t.is_null(r) {
-                    picks.push(None);
+                // A row is pushed only once its winner is decided: advancing the right side to
+                // its key (below) may flush, and must emit only earlier rows.
+                let pick = if key_is_null(r) || t.is_null(r) {
+                    None
                 } else {
                     let key = keys.row(r);
                     let t = t.value(r);
@@ -352,14 +357,7 @@ impl Merge {
                             right.row += 1;
                             if right.batches.len() > MAX_RETAINED
                                 && !self
-                                    .flush(
-                                        &mut right,
-                                        &columns,
-                                        &mut out_rows,
-                                        &mut picks,
-                                        &[],
-                                        &tx,
-                                    )
+                                    .flush(&mut right, &columns, &mut decided, &[], &tx)
                                     .await?
                             {
                                 return Ok(());
@@ -387,18 +385,19 @@ impl Merge {
                         group.push(c);
                         right.row += 1;
                     }
-                    picks.push(self.choose(&mut right, &group, t)?);
-                }
-                if (out_rows.len() >= self.spec.batch_rows || right.batches.len() > MAX_RETAINED)
+                    self.choose(&mut right, &group, t)?
+                };
+                decided.push((positions.value(r), pick));
+                if (decided.len() >= self.spec.batch_rows || right.batches.len() > MAX_RETAINED)
                     && !self
-                        .flush(&mut right, &columns, &mut out_rows, &mut picks, &group, &tx)
+                        .flush(&mut right, &columns, &mut decided, &group, &tx)
                         .await?
                 {
                     return Ok(());
                 }
             }
         }
-        self.flush(&mut right, &columns, &mut out_rows, &mut picks, &group, &tx)
+        self.flush(&mut right, &columns, &mut decided, &group, &tx)
             .await?;
         Ok(())
     }
@@ -464,28 +463,27 @@ impl Merge {
         &self,
         right: &mut Right,
         columns: &[usize],
-        out_rows: &mut Vec<u64>,
-        picks: &mut Vec<Option<(usize, usize)>>,
+        decided: &mut Vec<Decided>,
         group: &[Candidate],
         tx: &Sender<Result<RecordBatch>>,
     ) -> Result<bool> {
-        if !out_rows.is_empty() {
+        if !decided.is_empty() {
             // Source 0 is the all-null row; source i + 1 is retained batch i.
-            let indices: Vec<(usize, usize)> = picks
+            let indices: Vec<(usize, usize)> = decided
                 .iter()
-                .map(|p| match p {
+                .map(|(_, p)| match p {
                     None => (0, 0),
                     Some((seq, row)) => (seq - right.base + 1, *row),
                 })
                 .collect();
-            let mut out: Vec<ArrayRef> =
-                vec![Arc::new(UInt64Array::from(std::mem::take(out_rows)))];
+            let positions = UInt64Array::from_iter_values(decided.iter().map(|(r, _)| *r));
+            let mut out: Vec<ArrayRef> = vec![Arc::new(positions)];
             for (i, &c) in columns.iter().enumerate() {
                 let mut sources: Vec<&dyn Array> = vec![self.nulls[i].as_ref()];
                 sources.extend(right.batches.iter().map(|b| b.batch.column(c).as_ref()));
                 out.push(interleave(&sources, &indices)?);
             }
-            picks.clear();
+            decided.clear();
             let batch = RecordBatch::try_new(self.schema.clone(), out)?;
             if tx.send(Ok(batch)).await.is_err() {
                 return Ok(false);

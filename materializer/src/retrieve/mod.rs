@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt64Array};
-use arrow::compute::{can_cast_types, cast, concat_batches};
+use arrow::compute::{can_cast_types, concat_batches};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::ScalarValue;
@@ -61,6 +61,12 @@ pub struct Engine {
     /// Add each view's winning `(event, created)` times as columns `{view}__event_timestamp` and
     /// `{view}__created_timestamp` (used by `verify`).
     pub with_times: bool,
+    /// Rows per batch inside the engine (scans, sorts, the as-of merge, the reorder). Small
+    /// values only cost speed; tests use them to put batch boundaries everywhere.
+    pub batch_rows: usize,
+    /// Bytes of one view's join output the reorder to input order may hold in memory (beyond
+    /// them, a spilling sort on `__row`); `None`: an even part of half the memory limit.
+    pub gather_limit: Option<u64>,
 }
 
 impl Default for Engine {
@@ -69,6 +75,8 @@ impl Default for Engine {
             partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             memory_limit: default_memory_limit(),
             with_times: false,
+            batch_rows: entities::BATCH_ROWS,
+            gather_limit: None,
         }
     }
 }
@@ -147,13 +155,24 @@ fn plan_outputs<'r>(
             r.feature.clone()
         };
         if !names.insert(name.clone()) {
-            let hint = if options.full_feature_names {
-                "rename the entity table's column"
+            let from_entities = entity_schema.field_with_name(&name).is_ok();
+            let hint = match (from_entities, options.full_feature_names) {
+                (true, true) => "rename the entity table's column",
+                (true, false) => {
+                    "use full feature names (`view__feature`) or rename the entity table's column"
+                }
+                (false, true) => "request each feature once",
+                (false, false) => {
+                    "use full feature names (`view__feature`), or request each feature once"
+                }
+            };
+            let other = if from_entities {
+                "a column of the entity table"
             } else {
-                "use full feature names (`view__feature`) or rename the entity table's column"
+                "another requested feature"
             };
             return Err(Error::Invalid(format!(
-                "output column `{name}` (from `{r}`) collides with another column; {hint}"
+                "output column `{name}` (from `{r}`) collides with {other}; {hint}"
             )));
         }
         let p = match parts.iter().position(|p| p.view.name == r.view) {
@@ -176,7 +195,7 @@ fn plan_outputs<'r>(
 fn session(engine: &Engine) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_target_partitions(engine.partitions.max(1))
-        .with_batch_size(entities::BATCH_ROWS)
+        .with_batch_size(engine.batch_rows.max(1))
         .with_information_schema(false)
         // Each sort reserves this much for merging its spills; several sorts run at once.
         .with_sort_spill_reservation_bytes((engine.memory_limit / 64).clamp(256 << 10, 10 << 20))
@@ -212,14 +231,9 @@ impl EntityKeys {
             let column = batch
                 .column_by_name(name)
                 .ok_or_else(|| Error::Invalid(format!("entity table lacks column `{name}`")))?;
-            columns.push(cast(column, to).map_err(|e| {
-                Error::Invalid(format!(
-                    "entity table column `{name}` ({}) cannot be read as {to}: {e}",
-                    column.data_type()
-                ))
-            })?);
+            columns.push(self.input.cast_column(name, column, to, first_row)?);
         }
-        columns.push(Arc::new(self.input.times(batch)?));
+        columns.push(Arc::new(self.input.times(batch, first_row)?));
         let n = batch.num_rows() as u64;
         columns.push(Arc::new(UInt64Array::from_iter_values(
             first_row..first_row + n,
@@ -271,6 +285,7 @@ async fn view_plan(
     request: &Request<'_>,
     view: &FeatureView,
     bounds: Option<(i64, i64)>,
+    batch_rows: usize,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let registry = request.registry;
     let source = registry.sources.get(&view.source).ok_or_else(|| {
@@ -394,7 +409,7 @@ async fn view_plan(
             created: Some(CREATED.into()),
             features: view.features.clone(),
         },
-        batch_rows: entities::BATCH_ROWS,
+        batch_rows: batch_rows.max(1),
     };
     let entities = single_partition(entities);
     let rows = single_partition(rows);
@@ -409,6 +424,7 @@ fn in_input_order(
     join: Arc<dyn ExecutionPlan>,
     rows: u64,
     share: u64,
+    batch_rows: usize,
     task: Arc<TaskContext>,
 ) -> datafusion::error::Result<SendableRecordBatchStream> {
     let schema = join.schema();
@@ -446,8 +462,9 @@ fn in_input_order(
                 "as-of join lost an entity row".into(),
             ));
         }
-        for (c, chunk) in at.chunks(entities::BATCH_ROWS).enumerate() {
-            let first = (c * entities::BATCH_ROWS) as u64;
+        let batch_rows = batch_rows.max(1);
+        for (c, chunk) in at.chunks(batch_rows).enumerate() {
+            let first = (c * batch_rows) as u64;
             let indices = arrow::array::UInt32Array::from(chunk.to_vec());
             let mut columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from_iter_values(
                 first..first + chunk.len() as u64,
@@ -514,7 +531,7 @@ impl std::fmt::Debug for Retrieval {
 /// name collisions) are reported here, before any data is read; read errors come through the
 /// stream.
 pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieval> {
-    let entity_schema = request.entities.schema();
+    let entity_schema = request.entities.output_schema();
     let (parts, order) = plan_outputs(
         request.registry,
         request.features,
@@ -523,7 +540,9 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
     )?;
     let (bounds, entity_rows) = request.entities.time_bounds()?;
     // Each view may keep its join output in memory, to restore input order, within this share.
-    let share = engine.memory_limit as u64 / (2 * parts.len().max(1) as u64);
+    let share = engine
+        .gather_limit
+        .unwrap_or(engine.memory_limit as u64 / (2 * parts.len().max(1) as u64));
     let ctx = session(engine)?;
     let task = ctx.task_ctx();
 
@@ -554,8 +573,8 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
     let mut builder = RecordBatchReceiverStreamBuilder::new(schema.clone(), 2);
     let mut views = Vec::new();
     for part in &parts {
-        let join = view_plan(&ctx, request, part.view, bounds).await?;
-        let stream = in_input_order(join, entity_rows, share, task.clone())
+        let join = view_plan(&ctx, request, part.view, bounds, engine.batch_rows).await?;
+        let stream = in_input_order(join, entity_rows, share, engine.batch_rows, task.clone())
             .map_err(Error::engine(format!("feature view `{}`", part.view.name)))?;
         // Each view runs on its own task so the views' sorts proceed side by side.
         let (tx, rx) = tokio::sync::mpsc::channel(2);
@@ -597,8 +616,12 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
                 return Ok(());
             }
         };
+        let mut row = 0u64;
         for batch in reader {
-            let batch = batch.map_err(|e| input.read_error(e));
+            let batch = batch
+                .map_err(|e| input.read_error(e))
+                .and_then(|b| input.for_output(&b, row));
+            row += batch.as_ref().map_or(0, |b| b.num_rows() as u64);
             let stop = batch.is_err();
             if etx.blocking_send(batch).is_err() || stop {
                 break;
@@ -697,18 +720,33 @@ pub fn resolve_selection(registry: &Registry, selection: &str) -> Result<Vec<Fea
         .map(str::trim)
         .filter(|p| !p.is_empty())
     {
+        let view = part.split(':').next().unwrap_or(part);
+        if registry.feature_services.contains_key(part) {
+            return Err(Error::Invalid(format!(
+                "`{part}` is a feature service: name it alone, or list `view:feature` references without it"
+            )));
+        }
+        if let Some(v) = part.strip_suffix(':')
+            && registry.feature_views.contains_key(v)
+        {
+            return Err(Error::Invalid(format!(
+                "`{part}` names no feature: write `{v}:FEATURE`, or `{v}` for all of its features"
+            )));
+        }
         refs.extend(registry.resolve_ref(part).map_err(|e| {
-            let names = registry
-                .feature_services
-                .keys()
-                .chain(registry.feature_views.keys())
-                .map(String::as_str);
-            let hint = quiver_registry::validate::did_you_mean(
-                part.split(':').next().unwrap_or(part),
-                names,
-            )
-            .map(|h| format!("; {h}"))
-            .unwrap_or_default();
+            // A hint only for a name that is not a view; never the name itself.
+            let hint = if registry.feature_views.contains_key(view) {
+                None
+            } else {
+                let names = registry
+                    .feature_services
+                    .keys()
+                    .chain(registry.feature_views.keys())
+                    .map(String::as_str)
+                    .filter(|n| *n != view);
+                quiver_registry::validate::did_you_mean(view, names)
+            };
+            let hint = hint.map(|h| format!("; {h}")).unwrap_or_default();
             Error::Invalid(format!(
                 "`{part}` is neither a feature service nor a feature reference: {e}{hint}"
             ))

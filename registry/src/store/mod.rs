@@ -133,7 +133,7 @@ pub fn prepare(store: &dyn RegistryStore, mut registry: Registry) -> Result<Prep
             registry.project
         )));
     }
-    assign_generations(base.as_ref().map(|b| &b.registry), &mut registry);
+    assign_generations(&mut registry);
     let plan = Plan::between(base.as_ref().map(|b| (b.version, &b.registry)), &registry);
     Ok(Prepared {
         base,
