@@ -39,6 +39,9 @@ pub struct VerifyJob<'a> {
     pub sample: usize,
     pub seed: u64,
     pub engine: Engine,
+    /// Online keys expire at event time + ttl (Redis `key_ttl: true`): an offline winner older
+    /// than that is expected to be gone online, and is counted as expired, not missing.
+    pub key_ttl: bool,
 }
 
 /// Agreement of one feature over the sample.
@@ -60,6 +63,8 @@ pub struct ViewReport {
     pub sampled: u64,
     /// Entities whose online value comes from a different (event, created) time than offline.
     pub time_mismatches: u64,
+    /// Entities with no online value because their key expired (`key_ttl`), as it should.
+    pub expired: u64,
     pub features: Vec<FeatureAgreement>,
     /// A few disagreements, described.
     pub examples: Vec<String>,
@@ -104,6 +109,7 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
         entities: 0,
         sampled: 0,
         time_mismatches: 0,
+        expired: 0,
         features: view
             .features
             .iter()
@@ -259,11 +265,37 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
     }
     let blobs = job.online.read(&online_keys).await?;
     let types: Vec<_> = view.features.iter().map(|f| f.value_type).collect();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let expires = |event_ns: i64| {
+        (job.key_ttl && !view.ttl.is_unbounded()).then(|| {
+            event_ns
+                .div_euclid(1_000_000)
+                .saturating_add((view.ttl.seconds as i64).saturating_mul(1000))
+        })
+    };
     for (row, blob) in blobs.into_iter().enumerate() {
         let Some((event, created)) = rows.times(row) else {
+            // No offline value: the online store must have none either.
+            for f in &mut report.features {
+                if blob.is_none() {
+                    f.matched += 1;
+                } else {
+                    f.mismatched += 1;
+                }
+            }
+            if blob.is_some() && report.examples.len() < EXAMPLES {
+                report.examples.push(format!(
+                    "entity {}: an online value, but no offline row before the watermark",
+                    entity_names[row]
+                ));
+            }
             continue;
         };
         let expected = decode(&rows.encode(row, event, created, Vec::new()), &types)?;
+        if blob.is_none() && expires(event).is_some_and(|at| at <= now_ms) {
+            report.expired += 1;
+            continue;
+        }
         let Some(blob) = blob else {
             for f in &mut report.features {
                 f.missing += 1;
@@ -377,6 +409,12 @@ pub fn render(reports: &[ViewReport]) -> String {
             out.push_str(&format!(
                 "  {} entities hold a value from a different row than offline\n",
                 r.time_mismatches
+            ));
+        }
+        if r.expired > 0 {
+            out.push_str(&format!(
+                "  {} entities have no online value because their key expired (key_ttl: older than the ttl), as expected\n",
+                r.expired
             ));
         }
         for e in &r.examples {

@@ -210,6 +210,13 @@ fn default_write_timeout_ms() -> u64 {
     10_000
 }
 
+impl OnlineStoreConfig {
+    /// Whether stored values expire (Redis `key_ttl: true`) once a view's ttl makes them useless.
+    pub fn key_ttl(&self) -> bool {
+        matches!(self, OnlineStoreConfig::Redis { key_ttl: true, .. })
+    }
+}
+
 impl Default for OnlineStoreConfig {
     fn default() -> Self {
         OnlineStoreConfig::Embedded {

@@ -749,3 +749,40 @@ async fn small_entity_tables_over_a_large_source_retrieve_and_verify() {
         }
     }
 }
+
+/// With `key_ttl: true` Redis drops values once their view's ttl makes them useless: `verify`
+/// counts those entities as expired, as they should be, not as missing.
+#[test]
+fn verify_counts_expired_keys_as_expected_with_key_ttl() {
+    let redis = RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = format!("{}  key_ttl: true\n", redis_yaml(&redis.url()));
+    let repo = repo_with(tmp.path(), 40, 6, &store);
+    json(&quiver(
+        &repo,
+        &[
+            "--format",
+            "json",
+            "materialize-incremental",
+            "2026-01-02T00:00:01Z",
+        ],
+    ));
+    // The sample's data ended on 2026-01-02: older than every ttl, so every key has expired.
+    let report = json(&quiver(
+        &repo,
+        &[
+            "--format",
+            "json",
+            "verify",
+            "--views",
+            "driver_hourly_stats",
+        ],
+    ));
+    let v = &report[0];
+    assert!(v["sampled"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["expired"], v["sampled"], "{v}");
+    for f in v["features"].as_array().unwrap() {
+        assert_eq!(f["missing"], 0, "{v}");
+        assert_eq!(f["mismatched"], 0, "{v}");
+    }
+}

@@ -70,10 +70,7 @@ pub fn execute(
     let registry_store = repo.store()?;
     let version = ctx.current_version(repo, registry_store.as_ref())?;
     let views = select_views(&version, views).map_err(|e| UserError(e.to_string()))?;
-    let key_ttl = matches!(
-        repo.config.online_store,
-        quiver_registry::OnlineStoreConfig::Redis { key_ttl: true, .. }
-    );
+    let key_ttl = repo.config.online_store.key_ttl();
     let runtime = ctx.runtime()?;
     let runs = runtime.block_on(async {
         let online = quiver_online_store::open(&repo.config.online_store, &repo.root).await?;

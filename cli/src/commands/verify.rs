@@ -39,6 +39,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             sample: args.sample,
             seed: args.seed,
             engine: Engine::default(),
+            key_ttl: repo.config.online_store.key_ttl(),
         };
         anyhow::Ok(verify(&job, &views).await?)
     })?;
