@@ -18,10 +18,9 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
                 cause.downcast_ref::<quiver_examples::ScaffoldError>(),
                 Some(quiver_examples::ScaffoldError::Exists(_))
             )
-            || matches!(
-                cause.downcast_ref::<quiver_materializer::Error>(),
-                Some(quiver_materializer::Error::Invalid(_))
-            )
+            || cause
+                .downcast_ref::<quiver_materializer::Error>()
+                .is_some_and(quiver_materializer::Error::is_user_error)
     });
     // Validation errors carry their own layout; others get the usual `error:` prefix and causes.
     match err.downcast_ref::<quiver_registry::Error>() {

@@ -55,6 +55,22 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(sha256(token.trim().as_bytes()))
 }
 
+/// The shortest token Quiver accepts, in characters (surrounding whitespace aside).
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// The one rule for a token in the clear (`quiver auth hash-token`, `token_file`): at least
+/// [`MIN_TOKEN_CHARS`] characters once trimmed. Returns the trimmed token; the error never
+/// quotes it.
+pub fn check_token(token: &str) -> Result<&str, String> {
+    let token = token.trim();
+    if token.chars().count() < MIN_TOKEN_CHARS {
+        return Err(format!(
+            "the token is shorter than {MIN_TOKEN_CHARS} characters: use a long random one, e.g. `openssl rand -hex 32`"
+        ));
+    }
+    Ok(token)
+}
+
 impl Authenticator {
     /// No authentication: every endpoint is open.
     pub fn open() -> Self {
@@ -87,7 +103,9 @@ impl Authenticator {
                     if text.trim().is_empty() {
                         return Err(format!("token `{}`: {} is empty", t.name, path.display()));
                     }
-                    sha256(text.trim().as_bytes())
+                    let token = check_token(&text)
+                        .map_err(|e| format!("token `{}` in {}: {e}", t.name, path.display()))?;
+                    sha256(token.as_bytes())
                 }
                 (None, None) => return Err(format!("token `{}` has no sha256", t.name)),
             };
@@ -262,7 +280,7 @@ mod tests {
     #[test]
     fn token_files_are_read_and_hashed() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("t"), "from-a-file\n").unwrap();
+        std::fs::write(dir.path().join("t"), "from-a-file-0123456789\n").unwrap();
         let config = AuthConfig {
             tokens: vec![TokenConfig {
                 name: "f".into(),
@@ -274,7 +292,7 @@ mod tests {
         };
         let a = Authenticator::from_config(Some(&config), dir.path()).unwrap();
         assert!(
-            a.check(Some(b"Bearer from-a-file"), Need::OnlineRead)
+            a.check(Some(b"Bearer from-a-file-0123456789"), Need::OnlineRead)
                 .is_ok()
         );
         let missing = AuthConfig {
@@ -286,5 +304,38 @@ mod tests {
         };
         let err = Authenticator::from_config(Some(&missing), dir.path()).unwrap_err();
         assert!(err.contains("cannot read"), "{err}");
+    }
+
+    /// `token_file` and `quiver auth hash-token` share one rule: at least 16 characters.
+    #[test]
+    fn short_tokens_are_refused_the_same_way_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |file: &str| AuthConfig {
+            tokens: vec![TokenConfig {
+                name: "f".into(),
+                sha256: None,
+                token_file: Some(file.into()),
+                scopes: vec!["online:read".into()],
+            }],
+            metrics_public: true,
+        };
+        let fifteen = "x".repeat(MIN_TOKEN_CHARS - 1);
+        for (file, token) in [("one", "a\n"), ("fifteen", fifteen.as_str())] {
+            std::fs::write(dir.path().join(file), token).unwrap();
+            let err = Authenticator::from_config(Some(&config(file)), dir.path()).unwrap_err();
+            assert!(err.contains("shorter than 16 characters"), "{err}");
+            assert!(!err.contains(&fifteen), "the token is never quoted: {err}");
+            assert_eq!(
+                check_token(token).unwrap_err(),
+                check_token("a").unwrap_err()
+            );
+        }
+        // Sixteen characters (whitespace around them aside) are enough, counted as characters.
+        let sixteen = format!("  {}\n", "é".repeat(MIN_TOKEN_CHARS));
+        std::fs::write(dir.path().join("ok"), &sixteen).unwrap();
+        let a = Authenticator::from_config(Some(&config("ok")), dir.path()).unwrap();
+        let header = format!("Bearer {}", sixteen.trim());
+        assert!(a.check(Some(header.as_bytes()), Need::OnlineRead).is_ok());
+        assert_eq!(check_token(&sixteen), Ok(sixteen.trim()));
     }
 }

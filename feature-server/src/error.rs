@@ -42,6 +42,10 @@ impl ErrorCode {
     }
 }
 
+/// What a client is told when a store does not answer (in time).
+pub const UNAVAILABLE_MESSAGE: &str =
+    "the online store is unavailable or did not answer in time; retry later";
+
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ServiceError {
@@ -72,10 +76,12 @@ impl ServiceError {
         ))
     }
 
-    /// What the client sees: the message, except for internal errors.
+    /// What the client sees: the message, except for internal errors and an unavailable store,
+    /// whose details (addresses, paths) go to the log only.
     pub fn public_message(&self) -> &str {
         match self.code {
             ErrorCode::Internal => "internal error",
+            ErrorCode::Unavailable => UNAVAILABLE_MESSAGE,
             _ => &self.message,
         }
     }
@@ -91,5 +97,25 @@ impl From<quiver_online_store::Error> for ServiceError {
             code,
             message: e.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store that does not answer is a 503 / UNAVAILABLE whose public message names no
+    /// address; the detail stays in `message`, for the log.
+    #[test]
+    fn unavailable_stores_are_not_described_to_clients() {
+        let e = ServiceError::from(quiver_online_store::Error::Unavailable(
+            "redis://***@10.1.2.3:6379: Connection refused (os error 111)".into(),
+        ));
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert_eq!(e.code.http_status(), 503);
+        assert_eq!(e.public_message(), UNAVAILABLE_MESSAGE);
+        assert!(e.message.contains("10.1.2.3"), "kept for the log");
+        let too_large = ServiceError::too_large("over the limit");
+        assert_eq!(too_large.public_message(), "over the limit");
     }
 }

@@ -383,29 +383,58 @@ pub fn rfc3339(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
-async fn ready(State(state): State<HttpState>) -> Response {
+/// What `/ready` says of a registry that cannot be reloaded.
+const RELOAD_FAILING: &str = "reload failing, serving the last good version";
+
+/// Readiness, open to every prober: status words only. The reasons (the store's address and
+/// error, the registry's path and parser errors) go to the log, and to callers allowed `admin`
+/// (everyone when authentication is off).
+async fn ready(State(state): State<HttpState>, headers: header::HeaderMap) -> Response {
     let snap = state.service.snapshot();
     let ping = tokio::time::timeout(state.ready_timeout, state.service.store().ping()).await;
+    let detailed = state
+        .auth
+        .check(
+            headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+            Need::Admin,
+        )
+        .is_ok();
     // A registry that cannot be reloaded does not make the server unready: the last good
-    // version keeps serving, and the problem is reported here and in metrics.
+    // version keeps serving, and the problem is reported here and in metrics (the reload
+    // loop logs the reason).
     let registry = match state.service.registry_problem() {
         None => "ok".to_string(),
-        Some(p) => format!("reload failing, serving the last good version: {p}"),
+        Some(p) if detailed => format!("{RELOAD_FAILING}: {p}"),
+        Some(_) => RELOAD_FAILING.to_string(),
     };
-    let body = |ok: bool, store: String| {
-        Json(
-            json!({"ready": ok, "registry_version": snap.version.version, "registry": registry, "online_store": store}),
-        )
+    let (ok, store) = match ping {
+        Ok(Ok(())) => (true, "ok".to_string()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: the online store is unavailable");
+            (
+                false,
+                if detailed {
+                    e.to_string()
+                } else {
+                    "unavailable".into()
+                },
+            )
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = state.ready_timeout.as_millis() as u64,
+                "not ready: the online store did not answer in time"
+            );
+            (false, "no answer in time".to_string())
+        }
     };
-    match ping {
-        Ok(Ok(())) => (StatusCode::OK, body(true, "ok".into())).into_response(),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, body(false, e.to_string())).into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            body(false, "no answer in time".into()),
-        )
-            .into_response(),
-    }
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({"ready": ok, "registry_version": snap.version.version, "registry": registry, "online_store": store});
+    (status, Json(body)).into_response()
 }
 
 async fn metrics() -> Response {

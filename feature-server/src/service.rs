@@ -2,13 +2,14 @@
 //! snapshot, read every (entity, view) blob in one round trip, and assemble columnar results
 //! with statuses and event timestamps. HTTP and gRPC only convert to and from these types.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use quiver_online_store::OnlineStore;
 use quiver_online_store::key_codec::{KeyValue, entity_key, online_key};
 use quiver_online_store::value_codec::{Decoded, Value, decode};
+use quiver_registry::config::DEFAULT_MAX_RESPONSE_VALUES;
 use quiver_registry::validate::did_you_mean;
 use quiver_registry::{ScalarType, ValueType};
 
@@ -95,6 +96,7 @@ pub struct FeatureService {
     store: Arc<dyn OnlineStore>,
     cache: Option<BlobCache>,
     limits: Limits,
+    max_response_values: usize,
 }
 
 impl FeatureService {
@@ -110,6 +112,7 @@ impl FeatureService {
             store,
             cache,
             limits,
+            max_response_values: DEFAULT_MAX_RESPONSE_VALUES,
         }
     }
 
@@ -150,16 +153,16 @@ impl FeatureService {
         self.cache.as_ref()
     }
 
+    /// Bounds the answer: at most `n` values (entity rows × requested features) per request;
+    /// `serving.max_response_values`, [`DEFAULT_MAX_RESPONSE_VALUES`] unless set.
+    pub fn with_max_response_values(mut self, n: usize) -> Self {
+        self.max_response_values = n;
+        self
+    }
+
     pub async fn get_online_features(&self, req: OnlineRequest) -> Result<OnlineResponse> {
         let snap = self.snapshot();
         let wanted = resolve(&snap, &req.selection)?;
-        let rows = row_count(&req.entities)?;
-        if rows > self.limits.max_entity_rows {
-            return Err(ServiceError::too_large(format!(
-                "{rows} entity rows exceed the limit of {} per request",
-                self.limits.max_entity_rows
-            )));
-        }
         // Views in order of first use; join keys in order of first use by those views.
         let mut views: Vec<&ViewPlan> = Vec::new();
         for (view, _) in &wanted {
@@ -174,6 +177,24 @@ impl FeatureService {
                     key_names.push(&k.name);
                 }
             }
+        }
+        // Everything that can be refused from the request's shape alone is refused here, before
+        // anything proportional to the answer (rows × features) is built.
+        let names = output_names(&key_names, &wanted, req.full_feature_names)?;
+        let rows = row_count(&req.entities)?;
+        if rows > self.limits.max_entity_rows {
+            return Err(ServiceError::too_large(format!(
+                "{rows} entity rows exceed the limit of {} per request; send fewer rows per request or raise `serving.max_entity_rows` in quiver.yaml",
+                self.limits.max_entity_rows
+            )));
+        }
+        let values = rows.saturating_mul(wanted.len());
+        if values > self.max_response_values {
+            return Err(ServiceError::too_large(format!(
+                "the answer would hold {rows} entity rows × {} features = {values} values, more than the limit of {} per request; ask for fewer rows or features per request or raise `serving.max_response_values` in quiver.yaml",
+                wanted.len(),
+                self.max_response_values
+            )));
         }
         // A handful of join keys at most: a scan beats hashing.
         let column = |name: &str| {
@@ -251,7 +272,6 @@ impl FeatureService {
             .collect();
 
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-        let mut names: Vec<String> = key_names.iter().map(|s| s.to_string()).collect();
         let key_type = |name: &str| {
             views
                 .iter()
@@ -277,11 +297,6 @@ impl FeatureService {
                 .position(|v| v.name == view.name)
                 .expect("listed above");
             let feature = &view.features[*fi];
-            names.push(if req.full_feature_names {
-                format!("{}__{}", view.name, feature.name)
-            } else {
-                feature.name.clone()
-            });
             let mut col = Column {
                 value_type: feature.value_type,
                 values: Vec::with_capacity(rows),
@@ -302,14 +317,6 @@ impl FeatureService {
                 col.event_ns.push(ts);
             }
             out.push(col);
-        }
-        let mut sorted: Vec<&str> = names.iter().map(String::as_str).collect();
-        sorted.sort_unstable();
-        if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(ServiceError::invalid(format!(
-                "two output columns are named `{}`; set full_feature_names to get `view__feature` names",
-                pair[0]
-            )));
         }
         Ok(OnlineResponse {
             names,
@@ -352,6 +359,41 @@ pub fn feature_status(decoded: &Decoded, index: usize, ttl_ns: i64, now_ns: i64)
         Some(None) => Status::NullValue,
         Some(Some(_)) => Status::Present,
     }
+}
+
+/// The output columns' names (join keys, then features in request order). A feature asked for
+/// twice, or two columns with one name, is refused: neither can be answered as Feast's columns.
+fn output_names(
+    key_names: &[&str],
+    wanted: &[Resolved<'_>],
+    full_feature_names: bool,
+) -> Result<Vec<String>> {
+    let mut seen: HashSet<(&str, usize)> = HashSet::with_capacity(wanted.len());
+    for (view, fi) in wanted {
+        if !seen.insert((view.name.as_str(), *fi)) {
+            return Err(ServiceError::invalid(format!(
+                "feature `{}:{}` is requested more than once; list each feature once",
+                view.name, view.features[*fi].name
+            )));
+        }
+    }
+    let mut names: Vec<String> = Vec::with_capacity(key_names.len() + wanted.len());
+    names.extend(key_names.iter().map(|k| k.to_string()));
+    names.extend(wanted.iter().map(|(view, fi)| {
+        let feature = &view.features[*fi].name;
+        if full_feature_names {
+            format!("{}__{feature}", view.name)
+        } else {
+            feature.clone()
+        }
+    }));
+    let mut unique: HashSet<&str> = HashSet::with_capacity(names.len());
+    if let Some(name) = names.iter().find(|n| !unique.insert(n.as_str())) {
+        return Err(ServiceError::invalid(format!(
+            "two output columns are named `{name}`; set full_feature_names to get `view__feature` names"
+        )));
+    }
+    Ok(names)
 }
 
 /// Resolves the selection to (view, feature index) pairs, in request order.
@@ -432,5 +474,65 @@ fn echo(v: &EntityValue) -> Option<Value> {
         EntityValue::Str(s) => Some(Value::String(s.clone())),
         EntityValue::Bytes(b) => Some(Value::Bytes(b.clone())),
         EntityValue::Null => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quiver_registry::Field;
+
+    fn view(name: &str, features: &[&str]) -> ViewPlan {
+        let field = |n: &str| Field {
+            name: n.into(),
+            value_type: ValueType::Scalar(ScalarType::Int64),
+            description: String::new(),
+        };
+        ViewPlan {
+            name: name.into(),
+            generation: 1,
+            online: true,
+            prefix: String::new(),
+            join_keys: vec![field("id")],
+            features: features.iter().map(|f| field(f)).collect(),
+            types: vec![ValueType::Scalar(ScalarType::Int64); features.len()],
+            ttl_ns: 0,
+        }
+    }
+
+    /// Duplicates and name collisions are refused from the request's shape alone, with a message
+    /// that says which; distinct features get join keys first, then features in order.
+    #[test]
+    fn output_names_refuse_duplicates_and_collisions() {
+        let (a, b) = (view("a", &["x", "y", "id"]), view("b", &["x"]));
+        let names = |wanted: &[Resolved<'_>], full| {
+            output_names(&["id"], wanted, full).map_err(|e| (e.code, e.message))
+        };
+        assert_eq!(names(&[(&a, 0), (&a, 1)], false).unwrap(), ["id", "x", "y"]);
+        assert_eq!(
+            names(&[(&a, 0), (&b, 0)], true).unwrap(),
+            ["id", "a__x", "b__x"]
+        );
+        let many: Vec<Resolved<'_>> = vec![(&a, 1); 40_000];
+        for full in [false, true] {
+            let (code, message) = names(&many, full).unwrap_err();
+            assert_eq!(code, crate::error::ErrorCode::InvalidArgument);
+            assert!(
+                message.contains("feature `a:y` is requested more than once"),
+                "{message}"
+            );
+        }
+        let (_, message) = names(&[(&a, 0), (&b, 0)], false).unwrap_err();
+        assert!(
+            message.contains("two output columns are named `x`"),
+            "{message}"
+        );
+        // A feature named like a join key collides with the echoed key column.
+        let (_, message) = names(&[(&a, 2)], false).unwrap_err();
+        assert!(
+            message.contains("two output columns are named `id`"),
+            "{message}"
+        );
+        assert_eq!(names(&[(&a, 2)], true).unwrap(), ["id", "a__id"]);
     }
 }

@@ -13,6 +13,7 @@ use quiver_feature_server::{Authenticator, FeatureService, Limits, Snapshot, Tra
 use quiver_online_store::key_codec::{KeyValue, entity_key, online_key, view_prefix};
 use quiver_online_store::value_codec::ValueEncoder;
 use quiver_online_store::{EmbeddedStore, OnlineStore, WriteEntry};
+use quiver_registry::config::DEFAULT_MAX_RESPONSE_VALUES;
 use quiver_registry::store::RegistryVersion;
 use quiver_registry::{
     FeatureRef, FeatureService as Service, FeatureView, Field, Registry, Ttl, ValueType,
@@ -100,6 +101,16 @@ async fn app_full(
     auth: Authenticator,
     training: Option<Training>,
 ) -> (axum::Router, tempfile::TempDir, i64) {
+    app_bounded(limits, DEFAULT_MAX_RESPONSE_VALUES, auth, training).await
+}
+
+/// Like `app_full`, with at most `max_response_values` values per answer.
+async fn app_bounded(
+    limits: Limits,
+    max_response_values: usize,
+    auth: Authenticator,
+    training: Option<Training>,
+) -> (axum::Router, tempfile::TempDir, i64) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("online.redb")).unwrap());
     let prefix = view_prefix("demo", "stats", 3);
@@ -142,12 +153,10 @@ async fn app_full(
         quiver_version: String::new(),
         registry: registry(),
     };
-    let service = Arc::new(FeatureService::new(
-        Snapshot::new(version),
-        store,
-        None,
-        limits,
-    ));
+    let service = Arc::new(
+        FeatureService::new(Snapshot::new(version), store, None, limits)
+            .with_max_response_values(max_response_values),
+    );
     (
         router(
             HttpState {
@@ -284,7 +293,7 @@ async fn bad_requests_get_400_with_a_message_naming_the_problem() {
         (
             r#"{"features": ["stats:rate", "stats:rate"], "entities": {"driver_id": [1]}}"#,
             StatusCode::BAD_REQUEST,
-            "two output columns are named `rate`",
+            "feature `stats:rate` is requested more than once",
         ),
         (
             r#"{"features": ["stats:rate"], "entities": {"driver_id": [1]}, "colour": 1}"#,
@@ -317,6 +326,59 @@ async fn bad_requests_get_400_with_a_message_naming_the_problem() {
 /// Every 413 is a JSON error like the others, naming the limit and the `quiver.yaml` key that
 /// raises it, on the online endpoint (`serving.max_request_bytes`) and on training retrieval
 /// (`serving.max_training_upload_bytes`).
+/// rows × features is bounded by `max_response_values` (413 naming the key), checked with the
+/// other request-shape checks before any answer is built: a feature listed many times over more
+/// rows than allowed is refused as a duplicate, not after building its columns.
+#[tokio::test]
+async fn answers_over_max_response_values_get_a_413_naming_the_key() {
+    let (app, _dir, _) = app_bounded(
+        Limits {
+            max_entity_rows: 100,
+        },
+        10,
+        Authenticator::open(),
+        None,
+    )
+    .await;
+    let request = |features: &[&str], rows: usize| {
+        let ids: Vec<String> = (1..=rows).map(|i| i.to_string()).collect();
+        format!(
+            r#"{{"features": {}, "entities": {{"driver_id": [{}]}}}}"#,
+            serde_json::to_string(features).unwrap(),
+            ids.join(",")
+        )
+    };
+    let three = ["stats:rate", "stats:city", "stats:tags"];
+    let (status, body) = post(&app, &request(&three, 3)).await;
+    assert_eq!(status, StatusCode::OK, "9 values: {body}");
+    let (status, body) = post(&app, &request(&three, 4)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "12 values: {body}");
+    let message = body["error"].as_str().unwrap();
+    for part in [
+        "4 entity rows × 3 features = 12 values",
+        "limit of 10",
+        "`serving.max_response_values`",
+    ] {
+        assert!(message.contains(part), "{message}");
+    }
+    let (status, body) = post(&app, &request(&["stats:rate"; 50], 100)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("`stats:rate` is requested more than once"),
+        "{body}"
+    );
+    // The feature service path is bounded the same way (2 features).
+    let (status, _) = post(
+        &app,
+        r#"{"feature_service": "model", "entities": {"driver_id": [1, 2, 3, 4, 5, 6]}}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
 #[tokio::test]
 async fn oversized_bodies_get_a_json_413_naming_the_limit_and_its_key() {
     let root = tempfile::tempdir().unwrap();

@@ -14,6 +14,25 @@ pub enum Error {
         #[source]
         source: datafusion::error::DataFusionError,
     },
+    /// The machine failed us (disk full, permissions, a vanished file): not the user's mistake.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A view of a multi-view run failed: the views before it committed (their watermarks
+    /// moved), it and the views after it did not.
+    #[error(
+        "materializing `{view}` failed: {source}; {}",
+        committed_text(committed)
+    )]
+    ViewFailed {
+        view: String,
+        committed: Vec<String>,
+        #[source]
+        source: Box<Error>,
+    },
     #[error(transparent)]
     Store(#[from] quiver_online_store::Error),
     #[error(transparent)]
@@ -21,10 +40,42 @@ pub enum Error {
 }
 
 impl Error {
+    /// A mistake the user can fix (exit code 2 in the CLI), looking through a failed view.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Error::Invalid(_) => true,
+            Error::ViewFailed { source, .. } => source.is_user_error(),
+            Error::Registry(e) => e.is_user_error(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
     pub(crate) fn engine(
         context: impl Into<String>,
     ) -> impl FnOnce(datafusion::error::DataFusionError) -> Error {
         let context = context.into();
         move |source| Error::Engine { context, source }
+    }
+}
+
+fn committed_text(committed: &[String]) -> String {
+    if committed.is_empty() {
+        "no view committed: every watermark is where it was; run it again".into()
+    } else {
+        format!(
+            "committed before it: {} (their watermarks moved); the failed view and any after it kept theirs; run it again",
+            committed
+                .iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }

@@ -100,70 +100,230 @@ pub async fn materialize(
     progress: &dyn Progress,
 ) -> Result<Vec<MaterializationRun>> {
     let mut runs = Vec::new();
+    let recorded = match range {
+        Range::Incremental { .. } => recorded_watermarks(job.registry_store)?,
+        Range::Fixed { .. } => Default::default(),
+    };
     for view in views {
-        let project = &job.registry.registry.project;
-        let (start, end) = match range {
-            Range::Fixed { start_ns, end_ns } => (Some(start_ns), end_ns),
-            Range::Incremental { end_ns } => (
-                job.online
-                    .watermark(project, &view.name, view.generation)
-                    .await?,
-                end_ns,
-            ),
-        };
-        if let Some(watermark) = start.filter(|&s| s >= end) {
-            if matches!(range, Range::Fixed { .. }) {
-                return Err(Error::Invalid(format!(
-                    "empty range: start must be before end for `{}`",
-                    view.name
-                )));
+        match materialize_view(job, view, range, &recorded, progress).await {
+            Ok(run) => runs.push(run),
+            Err(source) => {
+                return Err(Error::ViewFailed {
+                    view: view.name.clone(),
+                    committed: runs.iter().map(|r| r.view.clone()).collect(),
+                    source: Box::new(source),
+                });
             }
-            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-            if watermark > now {
-                tracing::warn!(
-                    view = %view.name,
-                    watermark = %rfc3339(watermark),
-                    "the watermark is in the future: materialize-incremental reads nothing before it, so events up to it that arrive later are never materialized; materialize that range explicitly (`quiver materialize START END`)"
-                );
-            }
-            // Nothing read: the view is materialized up to its watermark, not to END.
-            runs.push(run_record(
-                job,
-                view,
-                (Some(watermark), watermark),
-                &Latest::new(view.features.len(), 0, 0),
-                0,
-                0,
-                0.0,
-            ));
-            continue;
         }
-        progress.view_started(&view.name);
-        let started = Instant::now();
-        let mut latest = latest_rows(job, view, start.unwrap_or(i64::MIN), end, progress).await?;
-        // The blobs move into the write batches: the winners are not needed after this.
-        let winners = std::mem::take(&mut latest.winners);
-        let entities = winners.len() as u64;
-        let entries = winners.into_iter().map(|(k, w)| (k, w.event_ns, w.blob));
-        let written = write(job, view, entries, entities, progress).await?;
-        let run = run_record(
-            job,
-            view,
-            (start, end),
-            &latest,
-            entities,
-            written,
-            started.elapsed().as_secs_f64(),
-        );
-        // The watermark is the commit, so it moves last: a run that fails before it (even only
-        // recording the run) leaves the range to be materialized again.
-        job.registry_store.record_run(&run)?;
-        job.online
-            .advance_watermark(project, &view.name, view.generation, end)
-            .await?;
-        runs.push(run);
     }
     Ok(runs)
+}
+
+/// One view's part of a run; its watermark moves last, so a failure leaves it where it was.
+async fn materialize_view(
+    job: &Job<'_>,
+    view: &FeatureView,
+    range: Range,
+    recorded: &std::collections::HashMap<(String, u64), String>,
+    progress: &dyn Progress,
+) -> Result<MaterializationRun> {
+    let project = &job.registry.registry.project;
+    let (start, end) = match range {
+        Range::Fixed { start_ns, end_ns } => (Some(start_ns), end_ns),
+        Range::Incremental { end_ns } => (
+            job.online
+                .watermark(project, &view.name, view.generation)
+                .await?,
+            end_ns,
+        ),
+    };
+    if let Some(watermark) = start.filter(|&s| s >= end) {
+        if matches!(range, Range::Fixed { .. }) {
+            return Err(Error::Invalid(format!(
+                "empty range: start must be before end for `{}`",
+                view.name
+            )));
+        }
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        if watermark > now {
+            tracing::warn!(
+                view = %view.name,
+                watermark = %rfc3339(watermark),
+                "the watermark is in the future: materialize-incremental reads nothing before it, so events up to it that arrive later are never materialized; materialize that range explicitly (`quiver materialize START END`)"
+            );
+        }
+        // Nothing read: the view is materialized up to its watermark, not to END.
+        let mut run = run_record(
+            job,
+            view,
+            (Some(watermark), watermark),
+            &Latest::new(view.features.len(), 0, 0),
+            0,
+            0,
+            0.0,
+        );
+        run.watermark = Some(rfc3339(watermark));
+        return Ok(run);
+    }
+    progress.view_started(&view.name);
+    let started = Instant::now();
+    // Where the watermark may go: only over a range contiguous with what is materialized
+    // (an explicit range that starts after the watermark would skip the gap forever), and
+    // never past now (new rows up to END could still arrive).
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let (target, note) = match range {
+        Range::Incremental { .. } => (Some(end.min(now)), None),
+        Range::Fixed { start_ns, .. } => {
+            let current = job
+                .online
+                .watermark(project, &view.name, view.generation)
+                .await?;
+            let contiguous = match current {
+                Some(w) => start_ns <= w,
+                None => !has_rows_before(job, view, start_ns).await?,
+            };
+            if contiguous {
+                (Some(end.min(now)), None)
+            } else {
+                let (from, what) = match current {
+                    Some(w) => (rfc3339(w), format!("the watermark is {}", rfc3339(w))),
+                    None => (
+                        "the beginning".to_string(),
+                        "the view has rows before START and no watermark".to_string(),
+                    ),
+                };
+                (
+                    None,
+                    Some(format!(
+                        "watermark not moved: {what}, and moving it to END would skip [{from}, {}) forever; materialize that range too (`quiver materialize-incremental` continues from the watermark)",
+                        rfc3339(start_ns)
+                    )),
+                )
+            }
+        }
+    };
+    let lost = match (
+        range,
+        start,
+        recorded.get(&(view.name.clone(), view.generation)),
+    ) {
+        (Range::Incremental { .. }, None, Some(w)) => {
+            let message = lost_message(&view.name, w);
+            tracing::warn!("{message}; refilling it from the beginning of its source");
+            Some(format!(
+                "{message}; refilled from the beginning of the source"
+            ))
+        }
+        _ => None,
+    };
+    let note = lost.or(note).or_else(|| {
+        (target.is_some_and(|t| t < end)).then(|| {
+            format!(
+                "watermark moved only to now ({}): END is in the future, where rows may still arrive",
+                rfc3339(now)
+            )
+        })
+    });
+    let mut latest = latest_rows(job, view, start.unwrap_or(i64::MIN), end, progress).await?;
+    // The blobs move into the write batches: the winners are not needed after this.
+    let winners = std::mem::take(&mut latest.winners);
+    let entities = winners.len() as u64;
+    let entries = winners.into_iter().map(|(k, w)| (k, w.event_ns, w.blob));
+    let written = write(job, view, entries, entities, progress).await?;
+    let mut run = run_record(
+        job,
+        view,
+        (start, end),
+        &latest,
+        entities,
+        written,
+        started.elapsed().as_secs_f64(),
+    );
+    let current = job
+        .online
+        .watermark(project, &view.name, view.generation)
+        .await?;
+    let after = match (current, target) {
+        (Some(w), Some(t)) => Some(w.max(t)),
+        (w, t) => w.or(t),
+    };
+    run.watermark = after.map(rfc3339);
+    run.watermark_note = note;
+    // The watermark is the commit, so it moves last: a run that fails before it (even only
+    // recording the run) leaves the range to be materialized again.
+    job.registry_store.record_run(&run)?;
+    if let Some(t) = target {
+        job.online
+            .advance_watermark(project, &view.name, view.generation, t)
+            .await?;
+    }
+    Ok(run)
+}
+
+/// Run records read to find what each view generation was last materialized to.
+const RUNS_CHECKED: usize = 2_000;
+
+/// The watermark each (view, generation) reached according to the registry's run records (the
+/// newest of the last [`RUNS_CHECKED`] runs). The online store keeps the real watermark next to
+/// the values; when it has none for a generation recorded here, the store lost its data (wiped,
+/// flushed, evicted, or a fresh store under an old registry).
+pub fn recorded_watermarks(
+    store: &dyn RegistryStore,
+) -> Result<std::collections::HashMap<(String, u64), String>> {
+    let mut out = std::collections::HashMap::new();
+    for run in store.runs(RUNS_CHECKED)? {
+        // Records from before `watermark` existed: every completed run moved it to `end`.
+        let reached = match (&run.watermark, &run.watermark_note) {
+            (Some(w), _) => Some(w.clone()),
+            (None, None) => Some(run.end.clone()),
+            (None, Some(_)) => None,
+        };
+        if let Some(w) = reached {
+            out.insert((run.view.clone(), run.generation), w);
+        }
+    }
+    Ok(out)
+}
+
+/// What to say when the online store has no watermark for a generation the registry recorded.
+pub fn lost_message(view: &str, recorded: &str) -> String {
+    format!(
+        "the online store has no watermark for `{view}`, though a run recorded it materialized up to {recorded}: the store was wiped, flushed or evicted (or is not the one materialized into)"
+    )
+}
+
+/// Whether the view's input has a row with an event time before `start` (the part of its
+/// history a range starting at `start` leaves out). Row-group statistics prune most files.
+async fn has_rows_before(job: &Job<'_>, view: &FeatureView, start: i64) -> Result<bool> {
+    if start == i64::MIN {
+        return Ok(false);
+    }
+    let registry = &job.registry.registry;
+    let source = registry.sources.get(&view.source).ok_or_else(|| {
+        Error::Invalid(format!(
+            "view `{}` names unknown source `{}`",
+            view.name, view.source
+        ))
+    })?;
+    let ctx = session(job.partitions);
+    let context = format!("looking for rows of `{}` before the range", view.name);
+    let df = view_input(&ctx, job.root, source, view.query.as_deref()).await?;
+    let ts_type = df
+        .schema()
+        .field_with_unqualified_name(&source.timestamp_field)
+        .map(|f| f.data_type().clone())
+        .map_err(Error::engine(&context))?;
+    let Some(before) = time_filter(&ts_type, &source.timestamp_field, i64::MIN, start) else {
+        return Ok(true);
+    };
+    let rows = df
+        .filter(before)
+        .and_then(|df| df.limit(0, Some(1)))
+        .map_err(Error::engine(&context))?
+        .count()
+        .await
+        .map_err(Error::engine(&context))?;
+    Ok(rows > 0)
 }
 
 /// A UTC time as RFC 3339, with as many fraction digits as it needs.
@@ -191,6 +351,8 @@ fn run_record(
         keys_written: written,
         seconds,
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        watermark: None,
+        watermark_note: None,
         features: view
             .features
             .iter()

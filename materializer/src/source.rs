@@ -8,6 +8,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, col};
 use quiver_registry::source_schema::{
     ParquetSchemaResolver, SchemaResolver, is_url, resolve_source_files,
@@ -76,10 +77,40 @@ pub async fn view_input(
     let _ = ctx.deregister_table("source");
     ctx.register_table("source", df.into_view())
         .map_err(Error::engine(context()))?;
-    ctx.sql(query).await.map_err(Error::engine(format!(
-        "query of a view over source `{}`",
-        source.name
-    )))
+    let context = format!("query of a view over source `{}`", source.name);
+    // Planned first and checked before anything runs: a view's query may only read. DDL
+    // (`CREATE EXTERNAL TABLE … LOCATION '/etc/passwd'` would read any file while planning),
+    // DML (`INSERT`, `COPY … TO` would write) and statements (`SET`) are refused.
+    let plan = ctx
+        .state()
+        .create_logical_plan(query)
+        .await
+        .map_err(Error::engine(context.clone()))?;
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "{context}: a view's query may only read (SELECT …); {} is refused",
+                refused_kind(&e)
+            ))
+        })?;
+    ctx.execute_logical_plan(plan)
+        .await
+        .map_err(Error::engine(context))
+}
+
+/// What [`SQLOptions::verify_plan`] refused, in a few words (`DDL not supported: CreateExternalTable`
+/// → `CreateExternalTable`).
+fn refused_kind(e: &datafusion::error::DataFusionError) -> String {
+    let text = e.strip_backtrace();
+    let text = text.trim_start_matches("Error during planning: ");
+    match text.split_once(": ") {
+        Some((kind, what)) => format!("{} ({what})", kind.trim_end_matches(" not supported")),
+        None => text.to_string(),
+    }
 }
 
 /// The columns a view reads, from the query engine: used by `apply` so that views with a SQL
@@ -138,4 +169,109 @@ pub fn needed_columns(view: &FeatureView, join_keys: &[String], source: &Source)
     }
     cols.extend(view.features.iter().map(|f| f.name.clone()));
     cols
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    /// A repository root with `data/s.parquet` (one `id` column) and its source.
+    fn repo() -> (tempfile::TempDir, Source) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])
+                .unwrap();
+        let file = std::fs::File::create(dir.path().join("data/s.parquet")).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let source = Source {
+            name: "s".into(),
+            path: "data/s.parquet".into(),
+            timestamp_field: "ts".into(),
+            created_timestamp_field: None,
+            field_mapping: Default::default(),
+            description: String::new(),
+            tags: Default::default(),
+        };
+        (dir, source)
+    }
+
+    /// A view's query may only read: DDL (which would read any file while planning), DML and
+    /// statements are refused as the user's mistake, before anything runs, and the message says
+    /// nothing about the files they name.
+    #[tokio::test]
+    async fn queries_that_are_not_reads_are_refused_before_they_run() {
+        let (dir, source) = repo();
+        let out = dir.path().join("written.csv");
+        let cases = [
+            (
+                "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'".to_string(),
+                "DDL",
+            ),
+            (
+                "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/nonexistent/quiver-probe/'"
+                    .to_string(),
+                "DDL",
+            ),
+            ("CREATE TABLE t AS SELECT * FROM source".to_string(), "DDL"),
+            ("CREATE VIEW v AS SELECT * FROM source".to_string(), "DDL"),
+            ("DROP TABLE source".to_string(), "DDL"),
+            (
+                format!(
+                    "COPY (SELECT * FROM source) TO '{}' STORED AS CSV",
+                    out.display()
+                ),
+                "DML",
+            ),
+            ("INSERT INTO source VALUES (3)".to_string(), "DML"),
+            (
+                "SET datafusion.execution.batch_size = 1".to_string(),
+                "Statement",
+            ),
+        ];
+        for (query, kind) in &cases {
+            let ctx = session(1);
+            let err = view_input(&ctx, dir.path(), &source, Some(query))
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("`{query}` was accepted"));
+            let Error::Invalid(message) = &err else {
+                panic!("`{query}`: not a user error: {err}");
+            };
+            assert!(message.contains("may only read (SELECT …)"), "{message}");
+            assert!(message.contains(kind), "{query}: {message}");
+            for leak in ["No files found", "passwd", "nonexistent", "root:"] {
+                assert!(!message.contains(leak), "{query}: {message}");
+            }
+            // Nothing ran: the source is still there, nothing was written.
+            assert!(ctx.table_exist("source").unwrap(), "{query}");
+            assert!(!ctx.table_exist("t").unwrap(), "{query}");
+        }
+        assert!(!out.exists(), "COPY wrote {}", out.display());
+
+        // Reading still works, and `apply`'s resolver says the same as the materializer.
+        let ctx = session(1);
+        let df = view_input(
+            &ctx,
+            dir.path(),
+            &source,
+            Some("SELECT id * 2 AS d FROM source"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(df.count().await.unwrap(), 2);
+        let resolver = DataFusionSchemaResolver {
+            root: dir.path().to_path_buf(),
+        };
+        let err = resolver
+            .view_input_schema(&source, Some(&cases[0].0))
+            .unwrap_err();
+        assert!(err.contains("may only read (SELECT …)"), "{err}");
+        assert!(!err.contains("root:"), "{err}");
+    }
 }

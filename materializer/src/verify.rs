@@ -42,6 +42,10 @@ pub struct VerifyJob<'a> {
     /// Online keys expire at event time + ttl (Redis `key_ttl: true`): an offline winner older
     /// than that is expected to be gone online, and is counted as expired, not missing.
     pub key_ttl: bool,
+    /// What run records say each (view, generation) was materialized to
+    /// ([`crate::materialize::recorded_watermarks`]): a view the store has no watermark for,
+    /// though recorded, lost its data.
+    pub recorded: std::collections::HashMap<(String, u64), String>,
 }
 
 /// Agreement of one feature over the sample.
@@ -65,6 +69,10 @@ pub struct ViewReport {
     pub time_mismatches: u64,
     /// Entities with no online value because their key expired (`key_ttl`), as it should.
     pub expired: u64,
+    /// Set when the online store has no watermark for a materialized generation: its data is
+    /// gone (wiped, flushed, evicted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<String>,
     pub features: Vec<FeatureAgreement>,
     /// A few disagreements, described.
     pub examples: Vec<String>,
@@ -72,7 +80,8 @@ pub struct ViewReport {
 
 impl ViewReport {
     pub fn agrees(&self) -> bool {
-        self.time_mismatches == 0
+        self.lost.is_none()
+            && self.time_mismatches == 0
             && self
                 .features
                 .iter()
@@ -110,6 +119,7 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
         sampled: 0,
         time_mismatches: 0,
         expired: 0,
+        lost: None,
         features: view
             .features
             .iter()
@@ -125,6 +135,9 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
         .watermark(project, &view.name, view.generation)
         .await?
     else {
+        if let Some(w) = job.recorded.get(&(view.name.clone(), view.generation)) {
+            report.lost = Some(crate::materialize::lost_message(&view.name, w));
+        }
         return Ok(report);
     };
     report.watermark = Some(rfc3339(watermark));
@@ -363,6 +376,13 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
 pub fn render(reports: &[ViewReport]) -> String {
     let mut out = String::new();
     for r in reports {
+        if let Some(lost) = &r.lost {
+            out.push_str(&format!(
+                "{}: DATA LOST — {lost}; run `quiver materialize-incremental` to refill it\n\n",
+                r.view
+            ));
+            continue;
+        }
         let Some(w) = &r.watermark else {
             out.push_str(&format!(
                 "{}: not materialized yet, nothing to verify\n\n",

@@ -31,7 +31,14 @@ impl EmbeddedStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let db = Database::create(path).map_err(|e| match e {
+        // An existing empty file is a truncated store, not a new one: opening it would serve an
+        // empty store as if nothing had been materialized.
+        if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            return Err(corrupt(path, "the file is empty (0 bytes)"));
+        }
+        let opened = std::panic::catch_unwind(|| Database::create(path))
+            .map_err(|p| corrupt(path, &panic_text(&*p)))?;
+        let db = opened.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::Unavailable(format!(
                 "{} is open in another process (the embedded store allows one at a time; use Redis to share it)",
                 path.display()
@@ -53,10 +60,30 @@ impl EmbeddedStore {
         f: impl FnOnce(&Database) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| Error::Backend(format!("embedded store task failed: {e}")))?
+        let path = self.path.clone();
+        // redb panics on some corruptions: a corrupt store is an error, never a crash.
+        tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&db)))
+                .unwrap_or_else(|p| Err(corrupt(&path, &panic_text(&*p))))
+        })
+        .await
+        .map_err(|e| Error::Backend(format!("embedded store task failed: {e}")))?
     }
+}
+
+/// The error of a damaged store file, with how to recover.
+fn corrupt(path: &Path, what: &str) -> Error {
+    Error::Corrupt(format!(
+        "the embedded store {} is damaged ({what}); move it aside and run `quiver materialize-incremental` to rebuild it from the sources",
+        path.display()
+    ))
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "the storage engine failed".into())
 }
 
 fn watermark_field(project: &str, view: &str, generation: u64) -> String {

@@ -363,6 +363,29 @@ mod tests {
         assert_eq!(super::read_bound(t, 20_000), Duration::from_secs(2));
     }
 
+    /// A URL the Redis client cannot parse is reported without its password, even when it is
+    /// too malformed to have a scheme (`redis:/user:password@host`).
+    #[tokio::test]
+    async fn invalid_urls_are_reported_without_their_password() {
+        for url in ["redis:/default:S3cret@host", "redis://default:S3cret@"] {
+            let config = quiver_registry::OnlineStoreConfig::Redis {
+                url: url.into(),
+                cluster: false,
+                cluster_nodes: Vec::new(),
+                timeout_ms: 100,
+                write_timeout_ms: 100,
+                key_ttl: false,
+                tls_ca_file: None,
+            };
+            let err = super::RedisStore::connect(&config, std::path::Path::new("."))
+                .await
+                .expect_err("the URL is refused")
+                .to_string();
+            assert!(err.contains("Redis URL"), "{url}: {err}");
+            assert!(!err.contains("S3cret"), "{url}: {err}");
+        }
+    }
+
     #[test]
     fn slots_follow_the_cluster_spec() {
         // Reference values from the Redis Cluster specification and `CLUSTER KEYSLOT`.

@@ -38,6 +38,10 @@ pub struct ServingConfig {
     pub max_request_bytes: usize,
     /// Most entity rows one request may ask for.
     pub max_entity_rows: usize,
+    /// Most values one online answer may hold: entity rows × requested features. Bounds the
+    /// memory and time of a request that is small itself (many features, or one feature listed
+    /// many times, over many rows).
+    pub max_response_values: usize,
     /// Largest entity table `/get-historical-features` accepts, in bytes (spooled to disk).
     pub max_training_upload_bytes: u64,
     /// How often to look for a new registry version and new materializations, in milliseconds.
@@ -52,6 +56,9 @@ pub struct ServingConfig {
     /// milliseconds (slow or idle clients are disconnected).
     pub header_timeout_ms: u64,
 }
+
+/// The default of `serving.max_response_values`: 10,000 rows × 100 features.
+pub const DEFAULT_MAX_RESPONSE_VALUES: usize = 1_000_000;
 
 /// A certificate chain and private key (PEM files, relative to the repository root).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -68,6 +75,7 @@ impl Default for ServingConfig {
             grpc: "127.0.0.1:6567".into(),
             max_request_bytes: 1 << 20,
             max_entity_rows: 10_000,
+            max_response_values: DEFAULT_MAX_RESPONSE_VALUES,
             max_training_upload_bytes: 2 << 30,
             registry_poll_ms: 500,
             cache: None,
@@ -349,13 +357,31 @@ fn check_redis_url(file: &str, url: &str, has_ca: bool, problems: &mut Vec<Diagn
     }
 }
 
-/// A Redis URL without its password, for messages and logs.
+/// A Redis URL without its secrets, for messages and logs, however malformed the URL is:
+/// everything before the last `@` (user and password) but a well-formed scheme, and the query
+/// (`?pass=…` of socket URLs).
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
+    let (head, rest) = match url.rfind('@') {
+        None => ("", url),
+        Some(at) => {
+            let scheme = url.find("://").filter(|&i| {
+                i < at
+                    && url[..i]
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+            });
+            let kept = scheme.map_or("", |i| &url[..i + 3]);
+            (kept, &url[at..])
         }
-        _ => url.to_string(),
+    };
+    let masked = if head.len() < url.len() - rest.len() {
+        "***"
+    } else {
+        ""
+    };
+    match rest.split_once('?') {
+        Some((base, query)) if !query.is_empty() => format!("{head}{masked}{base}?***"),
+        _ => format!("{head}{masked}{rest}"),
     }
 }
 
@@ -416,6 +442,8 @@ mod tests {
         assert_eq!(c.project, "my_project");
         assert_eq!(c.registry, RegistryConfig::default());
         assert_eq!(c.online_store, OnlineStoreConfig::default());
+        // The limits it shows are the defaults.
+        assert_eq!(c.serving, ServingConfig::default());
     }
 
     #[test]
@@ -425,6 +453,47 @@ mod tests {
             "redis://***@host:6379/0"
         );
         assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+        // Malformed URLs too: everything before the last `@` goes, whatever surrounds it.
+        for (url, shown) in [
+            ("redis:/default:S3cret@host", "***@host"),
+            ("redis:default:S3cret@host:6379", "***@host:6379"),
+            ("default:S3cret@host", "***@host"),
+            ("redis://u:S3cret@x@host/0", "redis://***@host/0"),
+            ("redis:/u:S3cret://@host", "***@host"),
+            ("rediss://:S3cret@host", "rediss://***@host"),
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=S3cret",
+                "redis+unix:///run/redis.sock?***",
+            ),
+            (
+                "redis://host:6379/0?protocol=resp3",
+                "redis://host:6379/0?***",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn invalid_redis_urls_are_reported_without_their_password() {
+        for url in [
+            "redis:/default:S3cret@host",
+            "redis:default:S3cret@host:6379",
+            "http://default:S3cret@host",
+            "redis+unix:///run/redis.sock?pass=S3cret",
+        ] {
+            for yaml in [
+                format!("project: demo\nonline_store:\n  type: redis\n  url: \"{url}\"\n"),
+                format!("project: demo\nregistry:\n  type: redis\n  url: \"{url}\"\n"),
+                format!(
+                    "project: demo\nonline_store:\n  type: redis\n  url: redis://h\n  cluster: true\n  cluster_nodes: [\"{url}\"]\n"
+                ),
+            ] {
+                let err = load(&yaml).unwrap_err().to_string();
+                assert!(err.contains("invalid Redis URL"), "{err}");
+                assert!(!err.contains("S3cret"), "{err}");
+            }
+        }
     }
 
     #[test]

@@ -340,3 +340,37 @@ fn inspection_commands_reject_bad_arguments_clearly() {
         describe(&out)
     );
 }
+
+/// Renaming `project:` after applying: every command refuses the registry of the old project
+/// with the same clear message (exit 2), instead of carrying on under the old name.
+#[test]
+fn a_renamed_project_is_refused_by_every_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path());
+    let repo = tmp.path().join("repo");
+    assert!(quiver(&repo, &["apply"]).status.success());
+    let config = repo.join("quiver.yaml");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, yaml.replace("project: repo", "project: renamed")).unwrap();
+    for args in [
+        &["plan"][..],
+        &["apply"],
+        &["registry", "list"],
+        &["registry", "history"],
+        &["materialize-incremental"],
+        &[
+            "online",
+            "get",
+            "driver_hourly_stats",
+            "--key",
+            "driver_id=1001",
+        ],
+        &["verify"],
+    ] {
+        quiver_tests::assert_refused(
+            &repo,
+            args,
+            "holds project `repo`, but quiver.yaml names project `renamed`",
+        );
+    }
+}

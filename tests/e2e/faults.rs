@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use quiver_tests::RedisServer;
+use quiver_tests::{RedisServer, describe, quiver};
 
 use crate::serve::{MODEL_V1, http, setup, start};
 
@@ -215,7 +215,7 @@ async fn grpc_deadlines_are_kept_by_the_server() {
 /// online store then agrees with the offline join (`verify`).
 #[test]
 fn materialization_killed_at_any_point_is_completed_by_a_rerun() {
-    use quiver_tests::{describe, quiver, quiver_bin};
+    use quiver_tests::quiver_bin;
     let redis = RedisServer::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let repo = crate::materialize::repo_with(
@@ -309,4 +309,91 @@ async fn redis_restarted_under_load_costs_only_the_downtime() {
         "not recovered: {late:?}"
     );
     server.stop().await;
+}
+
+/// A store wiped under a live registry (FLUSHALL, a Redis restarted without persistence): the
+/// registry's run records say what was materialized, so `verify` fails naming the loss instead
+/// of "nothing to verify", and `materialize-incremental` says it refills from the beginning.
+#[test]
+fn a_wiped_store_is_reported_and_refilled() {
+    let redis = RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = crate::materialize::repo_with(
+        tmp.path(),
+        30,
+        6,
+        &crate::materialize::redis_yaml(&redis.url()),
+    );
+    let incremental = || {
+        crate::materialize::json(&quiver(
+            &repo,
+            &[
+                "--format",
+                "json",
+                "materialize-incremental",
+                "2026-01-02T00:00:01Z",
+            ],
+        ))
+    };
+    incremental();
+    let () = redis::cmd("FLUSHALL")
+        .query(&mut redis.client().unwrap())
+        .unwrap();
+    let out = quiver(&repo, &["--format", "json", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for view in report.as_array().unwrap() {
+        assert!(view["lost"].as_str().unwrap().contains("wiped"), "{view}");
+    }
+    for run in incremental().as_array().unwrap() {
+        assert!(run["rows_read"].as_u64().unwrap() > 0, "{run}");
+        assert!(
+            run["watermark_note"].as_str().unwrap().contains("refilled"),
+            "{run}"
+        );
+    }
+    let out = quiver(&repo, &["--format", "json", "verify"]);
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+/// A damaged embedded store file (bytes flipped, or truncated to nothing) is an error that says
+/// how to recover — never a crash (redb panics on some damage), never an empty store served as
+/// if nothing had been materialized.
+#[test]
+fn a_damaged_embedded_store_is_an_error_not_a_crash_or_an_empty_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = crate::materialize::repo_with(
+        tmp.path(),
+        20,
+        8,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+    );
+    let out = quiver(&repo, &["materialize-incremental", "2026-01-02T00:00:01Z"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let file = repo.join(".quiver/online.redb");
+    let mut bytes = std::fs::read(&file).unwrap();
+    for i in (4096..bytes.len()).step_by(997) {
+        bytes[i] ^= 0xff;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let get = [
+        "online",
+        "get",
+        "driver_hourly_stats",
+        "--key",
+        "driver_id=1001",
+    ];
+    for args in [&get[..], &["verify"]] {
+        let out = quiver(&repo, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is damaged") && err.contains("rebuild"),
+            "{err}"
+        );
+    }
+    std::fs::write(&file, b"").unwrap();
+    let out = quiver(&repo, &get);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty (0 bytes)"));
 }

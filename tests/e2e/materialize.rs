@@ -196,13 +196,22 @@ async fn materialize_matches_a_brute_force_oracle_on_both_backends() {
             .unwrap();
         assert_matches_oracle(store.as_ref(), &version, &expected).await;
         let view = &version.registry.feature_views["driver_hourly_stats"];
+        // The range leaves out rows before its start: the watermark is not set, so
+        // `materialize-incremental` would still read them (a gap is never skipped).
         assert_eq!(
             store
                 .watermark("repo", &view.name, view.generation)
                 .await
                 .unwrap(),
-            Some(END_NS),
+            None,
             "{backend}"
+        );
+        assert!(
+            runs[0]["watermark_note"]
+                .as_str()
+                .unwrap()
+                .contains("not moved"),
+            "{runs}"
         );
         drop(store);
         // The run is recorded in the registry store.
@@ -235,7 +244,8 @@ fn two_half_ranges_give_the_store_one_full_range_gives_and_reruns_write_nothing(
         .unwrap()
         .replace(&halves.url(), &whole.url());
     std::fs::write(&other, yaml).unwrap();
-    let (start, mid) = ("2025-12-31", "2026-01-01T20:30:00Z");
+    // From before every row (customers have five days of history), so the watermark is set.
+    let (start, mid) = ("2025-12-01", "2026-01-01T20:30:00Z");
 
     json(&quiver(
         &repo,
@@ -400,7 +410,7 @@ async fn redis_cluster_holds_every_key() {
     let repo = repo_with(tmp.path(), 500, 3, &yaml);
     let runs = json(&quiver(
         &repo,
-        &["--format", "json", "materialize", "2025-12-31", END],
+        &["--format", "json", "materialize", "2025-12-01", END],
     ));
     assert_eq!(runs.as_array().unwrap().len(), 3, "{runs}");
     let keys: u64 = runs
@@ -611,4 +621,111 @@ fn sql_query_views_serve_their_computed_columns() {
         stderr.contains("its query fails") && stderr.contains("features/drivers.yaml:53:"),
         "{stderr}"
     );
+}
+
+/// The watermark moves only over a range contiguous with what is materialized, and never past
+/// now: an explicit range after a gap (a scheduler's failed run) or into the future used to move
+/// it anyway, and the skipped interval was never materialized.
+#[test]
+fn the_watermark_never_skips_a_gap_or_runs_ahead_of_now() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        tmp.path(),
+        20,
+        24,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+    );
+    let run = |args: &[&str]| {
+        let mut all = vec!["--format", "json"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--views", "driver_hourly_stats"]);
+        json(&quiver(&repo, &all))[0].clone()
+    };
+    // No watermark yet and rows before START: the range is written, the watermark not set.
+    let r = run(&[
+        "materialize",
+        "2026-01-01T18:00:00Z",
+        "2026-01-01T20:00:00Z",
+    ]);
+    assert!(r["rows_read"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["watermark"], serde_json::Value::Null, "{r}");
+    assert!(
+        r["watermark_note"].as_str().unwrap().contains("not moved"),
+        "{r}"
+    );
+
+    let r = run(&["materialize-incremental", "2026-01-01T12:00:00Z"]);
+    assert_eq!(r["watermark"], "2026-01-01T12:00:00Z", "{r}");
+    // A range starting after the watermark leaves it where it is, and says why.
+    let r = run(&[
+        "materialize",
+        "2026-01-01T18:00:00Z",
+        "2026-01-02T00:00:01Z",
+    ]);
+    assert_eq!(r["watermark"], "2026-01-01T12:00:00Z", "{r}");
+    let note = r["watermark_note"].as_str().unwrap();
+    assert!(
+        note.contains("2026-01-01T12:00:00Z") && note.contains("skip"),
+        "{note}"
+    );
+    // So incremental still reads the gap, and the store ends up exact.
+    let r = run(&["materialize-incremental", "2026-01-02T00:00:01Z"]);
+    assert!(r["rows_read"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["start"], "2026-01-01T12:00:00Z", "{r}");
+    let report = json(&quiver(
+        &repo,
+        &[
+            "--format",
+            "json",
+            "verify",
+            "--views",
+            "driver_hourly_stats",
+        ],
+    ));
+    for f in report[0]["features"].as_array().unwrap() {
+        assert_eq!(f["mismatched"], 0, "{report}");
+        assert_eq!(f["missing"], 0, "{report}");
+    }
+
+    // END in the future: the watermark stops at now.
+    let r = run(&[
+        "materialize",
+        "2026-01-01T00:00:00Z",
+        "2099-01-01T00:00:00Z",
+    ]);
+    let watermark = chrono::DateTime::parse_from_rfc3339(r["watermark"].as_str().unwrap()).unwrap();
+    assert!(watermark <= chrono::Utc::now(), "{r}");
+    assert!(r["watermark_note"].as_str().unwrap().contains("now"), "{r}");
+    let r = run(&["materialize-incremental"]);
+    let watermark = chrono::DateTime::parse_from_rfc3339(r["watermark"].as_str().unwrap()).unwrap();
+    assert!(watermark <= chrono::Utc::now(), "{r}");
+}
+
+/// A run over several views that fails part-way says which view failed and which committed.
+#[test]
+fn a_failed_run_names_the_failing_view_and_the_committed_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        tmp.path(),
+        10,
+        3,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+    );
+    // Views run in name order: customer_profile, then driver_derived (reads this file).
+    std::fs::write(repo.join("data/driver_stats.parquet"), b"PAR1 not parquet").unwrap();
+    let out = quiver(&repo, &["materialize-incremental", END]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("materializing `driver_derived` failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("committed before it: `customer_profile`"),
+        "{err}"
+    );
+    let repository = quiver_registry::Repository::open(&repo, None, &|_| None).unwrap();
+    let runs = repository.store().unwrap().runs(10).unwrap();
+    let viewed: Vec<&str> = runs.iter().map(|r| r.view.as_str()).collect();
+    assert_eq!(viewed, ["customer_profile"]);
 }

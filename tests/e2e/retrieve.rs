@@ -169,6 +169,10 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
             "driver_id,customer_id,event_timestamp\n1001,1,2026/01/01\n",
         ),
         (
+            "floatkey.csv",
+            "driver_id,customer_id,event_timestamp\n1002.0,1,2026-01-01T00:00:00Z\n1002.9,1,2026-01-01T00:00:00Z\n",
+        ),
+        (
             "badkey.csv",
             "driver_id,customer_id,event_timestamp\n1001,1,2026-01-01T00:00:00Z\nabc,1,2026-01-01T00:00:00Z\n",
         ),
@@ -268,6 +272,11 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
             "row 2, column `driver_id`: `abc` cannot be read as int64",
         ),
         (
+            // 1002.9 is not driver 1002.
+            &["--entities", "floatkey.csv", "--features", "model_v1"],
+            "row 2, column `driver_id`: `1002.9` cannot be read as int64",
+        ),
+        (
             &[
                 "--entities",
                 "data/labels.parquet",
@@ -314,6 +323,17 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
             "data/customer_profile.parquet",
             "source `customer_profile_source`",
         ),
+        ("quiver.yaml", "would overwrite quiver.yaml"),
+        ("features/drivers.yaml", "would overwrite a definition file"),
+        (
+            ".quiver/registry/v9.parquet",
+            "would overwrite the registry",
+        ),
+        (
+            ".quiver/online.redb",
+            "would overwrite the embedded online store",
+        ),
+        ("train.csv", "name the format by its extension"),
     ] {
         quiver_tests::assert_refused(
             &repo,
@@ -785,4 +805,125 @@ fn verify_counts_expired_keys_as_expected_with_key_ttl() {
         assert_eq!(f["missing"], 0, "{v}");
         assert_eq!(f["mismatched"], 0, "{v}");
     }
+}
+
+/// An interrupted retrieval leaves no temporary output behind (SIGTERM mid-write), and the
+/// temporary output of a killed one (SIGKILL: no chance to clean) is removed by the next run.
+#[test]
+fn interrupted_retrievals_leave_no_temporary_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        tmp.path(),
+        20_000,
+        24,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+    );
+    let temps = || -> Vec<String> {
+        std::fs::read_dir(&repo)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect()
+    };
+    // A stale temporary file of a process that no longer exists.
+    std::fs::write(repo.join("t.parquet.tmp-4000000"), b"half a table").unwrap();
+    let args = [
+        "retrieve",
+        "--entities",
+        "data/labels.parquet",
+        "--features",
+        "model_v1",
+        "--output",
+        "t.parquet",
+        "--no-manifest",
+    ];
+    let mut child = std::process::Command::new(quiver_tests::quiver_bin())
+        .args(args)
+        .current_dir(&repo)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the write has begun (its temporary file exists), then interrupt.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !temps().iter().any(|t| !t.ends_with("4000000")) && std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        // It finished first: then the table is whole.
+        assert!(repo.join("t.parquet").exists());
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("interrupted by SIGTERM"), "{err}");
+        assert!(!repo.join("t.parquet").exists());
+    }
+    assert!(temps().is_empty(), "{:?}", temps());
+}
+
+/// A timestamp beyond what nanoseconds hold (the 9999-12-31 sentinel) in a source: retrieval
+/// and materialization both refuse it the same way, saying what to do (exit 2), never a silent
+/// null online and an engine error offline.
+#[test]
+fn a_timestamp_sentinel_in_a_source_is_refused_the_same_online_and_offline() {
+    use arrow::array::{ArrayRef, TimestampMicrosecondArray};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with(
+        tmp.path(),
+        10,
+        3,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+    );
+    let path = repo.join("data/customer_profile.parquet");
+    let batches = read_parquet(&path);
+    let schema = batches[0].schema();
+    let i = schema.index_of("signup_at").unwrap();
+    let mut rewritten = Vec::new();
+    for (n, b) in batches.iter().enumerate() {
+        let mut columns: Vec<ArrayRef> = b.columns().to_vec();
+        if n == 0 {
+            let old = columns[i].as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            let mut values: Vec<Option<i64>> = old.iter().collect();
+            values[0] = Some(253_402_214_400_000_000); // 9999-12-31T00:00:00Z in µs
+            let tz = match old.data_type() {
+                arrow::datatypes::DataType::Timestamp(_, tz) => tz.clone(),
+                _ => None,
+            };
+            columns[i] =
+                std::sync::Arc::new(TimestampMicrosecondArray::from(values).with_timezone_opt(tz));
+        }
+        rewritten.push(RecordBatch::try_new(schema.clone(), columns).unwrap());
+    }
+    let file = std::fs::File::create(&path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    for b in &rewritten {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+    quiver_tests::assert_refused(
+        &repo,
+        &[
+            "retrieve",
+            "--entities",
+            "data/labels.parquet",
+            "--features",
+            "customer_profile:age",
+            "--output",
+            "t.parquet",
+        ],
+        "outside what a timestamp holds",
+    );
+    let out = quiver(
+        &repo,
+        &["materialize-incremental", "--views", "customer_profile"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("9999-12-31"), "{err}");
 }

@@ -17,13 +17,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_to_string(&mut token)?;
-            let token = token.trim();
-            if token.len() < 16 {
-                return Err(UserError(
-                    "the token is shorter than 16 characters: use a long random one, e.g. `openssl rand -hex 32`".into(),
-                )
-                .into());
-            }
+            let token = quiver_feature_server::auth::check_token(&token).map_err(UserError)?;
             println!("{}", quiver_feature_server::auth::hash_token(token));
             Ok(())
         }

@@ -118,6 +118,9 @@ pub fn render(runs: &[MaterializationRun]) -> String {
             r.start.as_deref().unwrap_or("beginning"),
             r.end
         ));
+        if let Some(note) = &r.watermark_note {
+            out.push_str(&format!("{:<24} ! {note}\n", ""));
+        }
     }
     out
 }

@@ -61,6 +61,9 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<()> {
             describe(ctx, &v.registry, &name)
         }
         Command::History => {
+            if let Some(latest) = store.latest()? {
+                crate::context::same_project(&repo, store.as_ref(), &latest)?;
+            }
             let history = store.history()?;
             ctx.print(&history, || {
                 let mut out = format!(

@@ -145,7 +145,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             (version, selection, features, input, options)
         }
     };
-    refuse_overwriting_inputs(&args.output, &input, &version, &repo.root)?;
+    refuse_overwriting_inputs(&args.output, &input, &version, &repo)?;
     let sources = source_fingerprints(&version, &repo.root, &features, true)?;
     let runtime = ctx.runtime()?;
     let (rows, columns) = runtime.block_on(async {
@@ -163,7 +163,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let rows = write_output(retrieval, &args.output).await?;
+        // Interrupted (Ctrl-C, SIGTERM): the write is dropped, which removes its temporary file.
+        let rows = tokio::select! {
+            rows = write_output(retrieval, &args.output) => rows?,
+            signal = interrupted() => anyhow::bail!("interrupted by {signal}: nothing written"),
+        };
         anyhow::Ok((rows, columns))
     })?;
     let manifest = if args.no_manifest {
@@ -195,23 +199,61 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     ctx.print(&summary, || render(&summary))
 }
 
+/// Resolves on SIGINT or SIGTERM, naming it.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
 /// The output (or its manifest) must not replace the entity table or any source's data: the
 /// table would be computed from, and then destroy, its own input.
 fn refuse_overwriting_inputs(
     output: &Path,
     input: &EntityInput,
     version: &RegistryVersion,
-    root: &Path,
+    repo: &quiver_registry::Repository,
 ) -> Result<()> {
     use quiver_registry::source_schema::{resolved_path, source_reads};
+    let root = &repo.root;
     let entities = resolved_path(&input.path);
+    // The repository's own files: its configuration, definitions and local stores.
+    let mut own: Vec<(PathBuf, &str)> = vec![(resolved_path(&repo.config_path), "quiver.yaml")];
+    for f in repo.definition_files().unwrap_or_default() {
+        own.push((resolved_path(&f), "a definition file"));
+    }
+    if let quiver_registry::RegistryConfig::Local { path } = &repo.config.registry {
+        own.push((resolved_path(&root.join(path)), "the registry"));
+    }
+    if let quiver_registry::OnlineStoreConfig::Embedded { path } = &repo.config.online_store {
+        own.push((resolved_path(&root.join(path)), "the embedded online store"));
+    }
     for (what, path) in [
         ("--output", output.to_path_buf()),
         ("its manifest", manifest_path(output)),
     ] {
-        if resolved_path(&path) == entities {
+        let resolved = resolved_path(&path);
+        if resolved == entities {
             return Err(UserError(format!(
                 "{what} {} is the entity table itself; write the training table to another file",
+                path.display()
+            ))
+            .into());
+        }
+        if let Some((_, name)) = own
+            .iter()
+            .find(|(p, _)| resolved == *p || resolved.starts_with(p))
+        {
+            return Err(UserError(format!(
+                "{what} {} would overwrite {name} of this repository; write the training table elsewhere",
                 path.display()
             ))
             .into());
@@ -227,6 +269,22 @@ fn refuse_overwriting_inputs(
                 .into());
             }
         }
+    }
+    let known = output
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| {
+            matches!(
+                e.to_ascii_lowercase().as_str(),
+                "parquet" | "arrow" | "feather" | "ipc"
+            )
+        });
+    if !known {
+        return Err(UserError(format!(
+            "--output {}: name the format by its extension, `.parquet`, or `.arrow` (also `.feather`, `.ipc`) for Arrow IPC",
+            output.display()
+        ))
+        .into());
     }
     Ok(())
 }

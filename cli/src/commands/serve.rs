@@ -53,14 +53,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             .cache
             .as_ref()
             .map(|c| BlobCache::new(Duration::from_millis(c.max_staleness_ms), c.max_entries));
-        let service = Arc::new(FeatureService::new(
-            Snapshot::new(version),
-            store.clone(),
-            cache,
-            Limits {
-                max_entity_rows: serving.max_entity_rows,
-            },
-        ));
+        let service = Arc::new(
+            FeatureService::new(
+                Snapshot::new(version),
+                store.clone(),
+                cache,
+                Limits {
+                    max_entity_rows: serving.max_entity_rows,
+                },
+            )
+            .with_max_response_values(serving.max_response_values),
+        );
         eprintln!(
             "serving project `{}` (registry version {}) from {}\n  HTTP {}{}",
             repo.config.project,

@@ -40,6 +40,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             seed: args.seed,
             engine: Engine::default(),
             key_ttl: repo.config.online_store.key_ttl(),
+            recorded: quiver_materializer::materialize::recorded_watermarks(store.as_ref())?,
         };
         anyhow::Ok(verify(&job, &views).await?)
     })?;

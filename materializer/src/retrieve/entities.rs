@@ -237,10 +237,19 @@ impl EntityInput {
                 ),
             )
         })?;
-        if out.null_count() > column.null_count() {
-            let i = (0..out.len())
-                .find(|&i| out.is_null(i) && column.is_valid(i))
-                .expect("a value turned null");
+        // A float key is read as an integer only when it is one: 1001.7 is not driver 1001.
+        let mut changed = None;
+        if column.data_type().is_floating() && to.is_integer() {
+            let back = cast(&out, column.data_type()).map_err(|e| invalid(&self.path, e))?;
+            let same = arrow::compute::kernels::cmp::eq(&back, column)
+                .map_err(|e| invalid(&self.path, e))?;
+            changed = (0..same.len())
+                .find(|&i| arrow::array::Array::is_valid(&same, i) && !same.value(i));
+        }
+        let lost = (out.null_count() > column.null_count())
+            .then(|| (0..out.len()).find(|&i| out.is_null(i) && column.is_valid(i)))
+            .flatten();
+        if let Some(i) = lost.into_iter().chain(changed).min() {
             let value = arrow::util::display::array_value_to_string(column, i)
                 .unwrap_or_else(|_| "?".into());
             let hint = if matches!(to, DataType::Timestamp(..)) {

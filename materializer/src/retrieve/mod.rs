@@ -771,24 +771,60 @@ pub fn output_is_arrow(path: &Path) -> bool {
 /// Writes the whole retrieval to `path` (Parquet, or Arrow IPC by extension), through a
 /// temporary file renamed into place only when complete; returns the rows written.
 pub async fn write_output(retrieval: Retrieval, path: &Path) -> Result<u64> {
+    remove_stale_temps(path);
     let tmp = temp_path(path);
-    let result = write_to(retrieval, path, &tmp).await;
-    match result {
-        Ok(rows) => {
-            std::fs::rename(&tmp, path)
-                .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-            Ok(rows)
+    // Removes the temporary file however this future ends: error, or dropped (interrupted).
+    struct Cleanup<'a>(&'a Path, bool);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            if !self.1 {
+                let _ = std::fs::remove_file(self.0);
+            }
         }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
+    }
+    let mut cleanup = Cleanup(&tmp, false);
+    let rows = write_to(retrieval, path, &tmp).await?;
+    std::fs::rename(&tmp, path).map_err(Error::io(path))?;
+    cleanup.1 = true;
+    Ok(rows)
+}
+
+/// Temporary outputs of earlier runs for `output` whose process is gone (killed, crashed):
+/// removed, so an interrupted retrieval leaves nothing behind for long.
+fn remove_stale_temps(output: &Path) {
+    let (Some(dir), Some(name)) = (output.parent(), output.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::info!(file = %entry.path().display(), "removed the temporary output of an interrupted retrieval");
         }
     }
 }
 
 async fn write_to(mut retrieval: Retrieval, path: &Path, tmp: &Path) -> Result<u64> {
-    let io = |e: &dyn std::fmt::Display| Error::Invalid(format!("{}: {e}", path.display()));
-    let file = std::fs::File::create(tmp).map_err(|e| io(&e))?;
+    let io = |e: &dyn std::fmt::Display| Error::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let file = std::fs::File::create(tmp).map_err(Error::io(tmp))?;
     let file = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut rows = 0u64;
     let failed = stream_error;
@@ -847,6 +883,10 @@ pub fn stream_error(e: DataFusionError) -> Error {
             },
         },
         DataFusionError::ResourcesExhausted(m) => memory_error(&m),
+        other if other.to_string().contains("Cannot cast Timestamp") => Error::Invalid(format!(
+            "a timestamp in a requested view's source is outside what a timestamp holds here (nanoseconds, 1677-09-21 to 2262-04-11), e.g. a 9999-12-31 sentinel: make such values null in the view's `query` (materialize refuses them too) — {}",
+            other.to_string().lines().next().unwrap_or_default()
+        )),
         other => Error::Engine {
             context: "computing the training table".into(),
             source: other,

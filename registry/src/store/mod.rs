@@ -126,11 +126,12 @@ pub fn prepare(store: &dyn RegistryStore, mut registry: Registry) -> Result<Prep
     if let Some(b) = &base
         && b.registry.project != registry.project
     {
-        return Err(Error::Corrupt(format!(
-            "{} holds project `{}`, not `{}`; point `registry` in quiver.yaml elsewhere",
+        return Err(Error::NotFound(format!(
+            "{} holds project `{}`, but quiver.yaml names project `{}`; point `registry` in quiver.yaml at this project's registry (or a new location), or restore `project: {}`",
             store.location(),
             b.registry.project,
-            registry.project
+            registry.project,
+            b.registry.project
         )));
     }
     assign_generations(&mut registry);

@@ -21,6 +21,12 @@ pub struct MaterializationRun {
     pub seconds: f64,
     pub finished_at: String,
     pub features: BTreeMap<String, FeatureStats>,
+    /// The view's watermark after the run (RFC 3339), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
+    /// Why the watermark did not move to `end` (a gap before `start`, an `end` in the future).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark_note: Option<String>,
 }
 
 /// Statistics of one feature over the rows read.
