@@ -16,6 +16,8 @@ pub enum ErrorCode {
     PermissionDenied,
     /// A bug or corrupt data: details go to the log, not to the client.
     Internal,
+    /// The client did not send its request body in time (`serving.body_timeout_ms`).
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -27,6 +29,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,
             ErrorCode::Internal => 500,
+            ErrorCode::RequestTimeout => 408,
         }
     }
 
@@ -38,6 +41,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
             ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
             ErrorCode::Internal => tonic::Code::Internal,
+            ErrorCode::RequestTimeout => tonic::Code::DeadlineExceeded,
         }
     }
 }
@@ -45,6 +49,11 @@ impl ErrorCode {
 /// What a client is told when a store does not answer (in time).
 pub const UNAVAILABLE_MESSAGE: &str =
     "the online store is unavailable or did not answer in time; retry later";
+
+/// What a client is told while the server has no registry version to serve yet (the registry
+/// store was unreachable at start).
+pub const REGISTRY_NOT_LOADED: &str =
+    "no registry version loaded yet (the registry store is unreachable); retry later";
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -76,11 +85,31 @@ impl ServiceError {
         ))
     }
 
+    /// No registry version loaded yet: 503 / `UNAVAILABLE`.
+    pub fn registry_not_loaded() -> Self {
+        ServiceError {
+            code: ErrorCode::Unavailable,
+            message: REGISTRY_NOT_LOADED.into(),
+        }
+    }
+
+    /// A request body that did not arrive within `serving.body_timeout_ms`: 408.
+    pub fn body_timeout(timeout: std::time::Duration) -> Self {
+        ServiceError {
+            code: ErrorCode::RequestTimeout,
+            message: format!(
+                "the request body did not arrive within {} ms (`serving.body_timeout_ms`)",
+                timeout.as_millis()
+            ),
+        }
+    }
+
     /// What the client sees: the message, except for internal errors and an unavailable store,
     /// whose details (addresses, paths) go to the log only.
     pub fn public_message(&self) -> &str {
         match self.code {
             ErrorCode::Internal => "internal error",
+            ErrorCode::Unavailable if self.message == REGISTRY_NOT_LOADED => REGISTRY_NOT_LOADED,
             ErrorCode::Unavailable => UNAVAILABLE_MESSAGE,
             _ => &self.message,
         }

@@ -32,6 +32,9 @@ pub struct HttpState {
     pub training: Option<Arc<crate::training::Training>>,
     /// Who may call what; open by default.
     pub auth: Arc<Authenticator>,
+    /// Longest a client may take to send a request body (`serving.body_timeout_ms`): the whole
+    /// body of an online request, each wait for more of a training upload.
+    pub body_timeout: Duration,
 }
 
 /// Lets a request through only with a token that has what `need` says.
@@ -67,7 +70,7 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
     Router::new()
         .route(
             "/get-online-features",
-            post(move |state, body| get_online_features(state, body, max_body_bytes))
+            post(move |state, request| get_online_features(state, request, max_body_bytes))
                 .layer(guard(Need::OnlineRead)),
         )
         .route(
@@ -87,7 +90,38 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
             get(feature_service).layer(guard(Need::Authenticated)),
         )
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(close_after_timeout))
         .with_state(state)
+}
+
+/// A request whose body did not arrive in time (408) ends its HTTP/1 connection: the rest of
+/// the body may still be on its way, so the connection cannot carry another request. (HTTP/2
+/// ends only the stream: hyper answers and resets it.)
+async fn close_after_timeout(request: axum::extract::Request, next: Next) -> Response {
+    let http1 = request.version() < axum::http::Version::HTTP_2;
+    let mut response = next.run(request).await;
+    if http1 && response.status() == StatusCode::REQUEST_TIMEOUT {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+/// The whole body of `request`, at most `limit` bytes (413 beyond, see [`body_rejection`]),
+/// within `timeout` (408 after it: a client that stops sending mid-body is not waited for).
+pub async fn read_body(
+    request: axum::extract::Request,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ServiceError> {
+    use axum::extract::FromRequest;
+    match tokio::time::timeout(timeout, Bytes::from_request(request, &())).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(rejection)) => Err(body_rejection(&rejection, limit)),
+        Err(_) => Err(ServiceError::body_timeout(timeout)),
+    }
 }
 
 impl IntoResponse for ServiceError {
@@ -123,13 +157,13 @@ pub fn body_rejection(rejection: &BytesRejection, limit: usize) -> ServiceError 
 
 async fn get_online_features(
     State(state): State<HttpState>,
-    body: Result<Bytes, BytesRejection>,
+    request: axum::extract::Request,
     max_body_bytes: usize,
 ) -> Result<Response, ServiceError> {
     let started = Instant::now();
     let result = async {
-        // Rejected here rather than by the extractor, so the 413 is JSON and is counted.
-        let body = body.map_err(|e| body_rejection(&e, max_body_bytes))?;
+        // Read here rather than by an extractor, so the 413 and the 408 are JSON and counted.
+        let body = read_body(request, max_body_bytes, state.body_timeout).await?;
         let request = parse_request(&body)?;
         let response = state.service.get_online_features(request).await?;
         Ok((
@@ -383,15 +417,13 @@ pub fn rfc3339(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
-/// What `/ready` says of a registry that cannot be reloaded.
-const RELOAD_FAILING: &str = "reload failing, serving the last good version";
-
-/// Readiness, open to every prober: status words only. The reasons (the store's address and
-/// error, the registry's path and parser errors) go to the log, and to callers allowed `admin`
-/// (everyone when authentication is off).
+/// Readiness, open to every prober: status words only (the same check as gRPC health,
+/// [`crate::health::readiness`]). The reasons (the store's address and error, the registry's
+/// path and parser errors) go to the log, and to callers allowed `admin` (everyone when
+/// authentication is off).
 async fn ready(State(state): State<HttpState>, headers: header::HeaderMap) -> Response {
-    let snap = state.service.snapshot();
-    let ping = tokio::time::timeout(state.ready_timeout, state.service.store().ping()).await;
+    let r = crate::health::readiness(&state.service, state.ready_timeout).await;
+    r.log();
     let detailed = state
         .auth
         .check(
@@ -399,41 +431,20 @@ async fn ready(State(state): State<HttpState>, headers: header::HeaderMap) -> Re
             Need::Admin,
         )
         .is_ok();
-    // A registry that cannot be reloaded does not make the server unready: the last good
-    // version keeps serving, and the problem is reported here and in metrics (the reload
-    // loop logs the reason).
-    let registry = match state.service.registry_problem() {
-        None => "ok".to_string(),
-        Some(p) if detailed => format!("{RELOAD_FAILING}: {p}"),
-        Some(_) => RELOAD_FAILING.to_string(),
+    let words = |word: &str, detail: &Option<String>, joined: bool| match detail {
+        Some(d) if detailed && joined => format!("{word}: {d}"),
+        Some(d) if detailed => d.clone(),
+        _ => word.to_string(),
     };
-    let (ok, store) = match ping {
-        Ok(Ok(())) => (true, "ok".to_string()),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "not ready: the online store is unavailable");
-            (
-                false,
-                if detailed {
-                    e.to_string()
-                } else {
-                    "unavailable".into()
-                },
-            )
-        }
-        Err(_) => {
-            tracing::warn!(
-                timeout_ms = state.ready_timeout.as_millis() as u64,
-                "not ready: the online store did not answer in time"
-            );
-            (false, "no answer in time".to_string())
-        }
-    };
-    let status = if ok {
+    let registry = words(r.registry, &r.registry_detail, true);
+    // An admin sees the store's error itself (as before), or the timeout.
+    let store = words(r.online_store, &r.online_store_detail, false);
+    let status = if r.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({"ready": ok, "registry_version": snap.version.version, "registry": registry, "online_store": store});
+    let body = json!({"ready": r.ready, "registry_version": r.registry_version, "registry": registry, "online_store": store});
     (status, Json(body)).into_response()
 }
 
@@ -445,17 +456,27 @@ async fn metrics() -> Response {
         .into_response()
 }
 
-async fn registry(State(state): State<HttpState>) -> Json<J> {
-    let snap = state.service.snapshot();
+async fn registry(State(state): State<HttpState>) -> Result<Json<J>, ServiceError> {
+    let snap = loaded(&state)?;
     let r = &snap.version.registry;
-    Json(json!({
+    Ok(Json(json!({
         "project": r.project,
         "version": snap.version.version,
         "hash": snap.version.hash,
         "entities": r.entities.keys().collect::<Vec<_>>(),
         "feature_views": r.feature_views.keys().collect::<Vec<_>>(),
         "feature_services": r.feature_services.keys().collect::<Vec<_>>(),
-    }))
+    })))
+}
+
+/// The snapshot served, or 503 before the first registry version has loaded.
+fn loaded(state: &HttpState) -> Result<Arc<crate::snapshot::Snapshot>, ServiceError> {
+    let snap = state.service.snapshot();
+    if snap.loaded() {
+        Ok(snap)
+    } else {
+        Err(ServiceError::registry_not_loaded())
+    }
 }
 
 fn found<T: serde::Serialize>(what: &str, name: &str, item: Option<&T>) -> Response {
@@ -472,7 +493,10 @@ fn found<T: serde::Serialize>(what: &str, name: &str, item: Option<&T>) -> Respo
 }
 
 async fn feature_view(State(state): State<HttpState>, Path(name): Path<String>) -> Response {
-    let snap = state.service.snapshot();
+    let snap = match loaded(&state) {
+        Ok(snap) => snap,
+        Err(e) => return e.into_response(),
+    };
     found(
         "feature view",
         &name,
@@ -481,7 +505,10 @@ async fn feature_view(State(state): State<HttpState>, Path(name): Path<String>) 
 }
 
 async fn feature_service(State(state): State<HttpState>, Path(name): Path<String>) -> Response {
-    let snap = state.service.snapshot();
+    let snap = match loaded(&state) {
+        Ok(snap) => snap,
+        Err(e) => return e.into_response(),
+    };
     found(
         "feature service",
         &name,

@@ -10,8 +10,11 @@
 //! - [`snapshot`], [`reload`] — registry versions served, swapped atomically
 //! - [`training`] — point-in-time tables over HTTP: entity table in, Arrow IPC stream out
 //! - [`auth`] — bearer tokens with scopes, checked the same way for HTTP and gRPC
+//! - [`health`] — readiness, one check for `/ready` and gRPC health
 //! - [`listener`] — the accept loop of both ports: TLS, request-head timeouts, graceful shutdown;
 //!   [`conn_exec`] runs HTTP/2 requests on their connection's task
+//! - [`store_report`] — the online store's eviction policy and persistence, warned about and
+//!   exported while serving
 //! - [`cache`], [`metrics`], [`server`]
 
 pub mod auth;
@@ -20,6 +23,7 @@ pub mod conn_exec;
 pub mod error;
 pub mod grpc;
 pub mod grpc_wire;
+pub mod health;
 pub mod http;
 pub mod listener;
 pub mod metrics;
@@ -27,6 +31,7 @@ pub mod reload;
 pub mod server;
 pub mod service;
 pub mod snapshot;
+pub mod store_report;
 pub mod training;
 
 pub use auth::Authenticator;

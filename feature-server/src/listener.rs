@@ -2,7 +2,9 @@
 //! on each with hyper (HTTP/1.1 and HTTP/2 on the HTTP port, HTTP/2 only for gRPC), bounds how
 //! long a client may take to send its first bytes, request head or TLS handshake (slowloris), runs
 //! HTTP/2 requests on their connection's task ([`crate::conn_exec`]), and on shutdown stops
-//! accepting and lets in-flight requests finish.
+//! accepting, lets in-flight requests finish for at most a grace period, then closes every
+//! connection still open (an HTTP/2 client that never acknowledges the shutdown, a request whose
+//! body stalls).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -79,16 +81,30 @@ fn connection_builder(
     builder
 }
 
-/// Serves `app` until `shutdown` resolves, then waits for open connections' requests to finish.
+/// Where a port is in its shutdown; connection tasks watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Serving,
+    /// Shutdown began: connections that have not sent a request yet are closed, the others
+    /// finish what is in flight (hyper's graceful shutdown).
+    Draining,
+    /// The grace period is over: every connection is closed.
+    Closing,
+}
+
+/// Serves `app` until `shutdown` resolves, then lets open connections' requests finish for at
+/// most `grace`, then closes the connections still open.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     protocols: Protocols,
     tls: Option<TlsAcceptor>,
     header_timeout: Duration,
+    grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let (phase_tx, phase) = tokio::sync::watch::channel(Phase::Serving);
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -109,34 +125,49 @@ pub async fn serve(
         let service = TowerToHyperService::new(app.clone());
         let watcher = graceful.watcher();
         let tls = tls.clone();
-        tokio::spawn(async move {
-            let result = match tls {
-                None => {
-                    // hyper's head timeout starts with the first byte: a client that sends
-                    // nothing at all is bounded here.
-                    let mut first = [0u8; 1];
-                    match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
-                        Ok(Ok(n)) if n > 0 => {}
-                        _ => return,
+        let (mut draining, mut closing) = (phase.clone(), phase.clone());
+        let connection = async move {
+            // Until its first bytes (and TLS handshake) a connection has no request in flight:
+            // shutdown closes it at once.
+            let started = async {
+                match tls {
+                    None => {
+                        // hyper's head timeout starts with the first byte: a client that sends
+                        // nothing at all is bounded here.
+                        let mut first = [0u8; 1];
+                        match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+                            Ok(Ok(n)) if n > 0 => Some(Conn::Plain(stream)),
+                            _ => None,
+                        }
                     }
+                    Some(acceptor) => {
+                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => Some(Conn::Tls(Box::new(s))),
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                None
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake timed out");
+                                None
+                            }
+                        }
+                    }
+                }
+            };
+            let stream = tokio::select! {
+                s = started => s,
+                _ = draining.wait_for(|p| *p >= Phase::Draining) => None,
+            };
+            let result = match stream {
+                None => return,
+                Some(Conn::Plain(stream)) => {
                     let io = Io::new(stream, protocols);
                     let conn = builder.serve_connection(TokioIo::new(io), service);
                     drive(watcher.watch(conn), exec).await
                 }
-                Some(acceptor) => {
-                    let stream =
-                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!("TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let io = Io::new(stream, protocols);
+                Some(Conn::Tls(stream)) => {
+                    let io = Io::new(*stream, protocols);
                     let conn = builder.serve_connection(TokioIo::new(io), service);
                     drive(watcher.watch(conn), exec).await
                 }
@@ -144,11 +175,38 @@ pub async fn serve(
             if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+        };
+        tokio::spawn(async move {
+            // Dropping the connection closes its socket and drops the requests it runs.
+            tokio::select! {
+                biased;
+                () = connection => {}
+                _ = closing.wait_for(|p| *p == Phase::Closing) => {
+                    tracing::debug!("connection closed at the end of the shutdown grace period");
+                }
+            }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    let _ = phase_tx.send(Phase::Draining);
+    let drained = graceful.shutdown();
+    tokio::pin!(drained);
+    if tokio::time::timeout(grace, &mut drained).await.is_err() {
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "connections still open at the end of the shutdown grace period (serving.shutdown_grace_ms); closing them"
+        );
+        let _ = phase_tx.send(Phase::Closing);
+        // Each task drops its connection as soon as it is polled; bounded all the same.
+        let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
+    }
     Ok(())
+}
+
+/// A connection's stream once it has started: plain TCP or TLS.
+enum Conn {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
 }
 
 /// A connection's stream as hyper sees it. On HTTP/2-only ports it reports that it cannot write

@@ -67,6 +67,24 @@ pub fn set_registry_version(version: u64) {
     metrics::gauge!("quiver_registry_version").set(version as f64);
 }
 
+/// What the online store last reported about keeping values (`store_report`):
+/// `quiver_online_store_may_evict` (its policy may evict served values) and
+/// `quiver_online_store_persistent` (values survive its restart) are 1 for yes, 0 for no and -1
+/// when it would not say; `quiver_online_store_evicted_keys` is its own count, when it has one.
+pub fn set_online_store_report(
+    may_evict: Option<bool>,
+    persistent: Option<bool>,
+    evicted_keys: Option<u64>,
+) {
+    handle();
+    let flag = |v: Option<bool>| v.map_or(-1.0, |v| f64::from(u8::from(v)));
+    metrics::gauge!("quiver_online_store_may_evict").set(flag(may_evict));
+    metrics::gauge!("quiver_online_store_persistent").set(flag(persistent));
+    if let Some(n) = evicted_keys {
+        metrics::gauge!("quiver_online_store_evicted_keys").set(n as f64);
+    }
+}
+
 /// Replaces the views whose freshness `/metrics` reports: `(view, watermark ns)` for each online
 /// view of the served version whose current generation has a watermark. Views left out lose
 /// their series.

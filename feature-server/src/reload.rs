@@ -11,7 +11,10 @@ use crate::service::FeatureService;
 use crate::snapshot::Snapshot;
 
 /// Runs until `shutdown` resolves. A registry that cannot be read keeps the last good version
-/// serving (reported by `quiver_registry_reload_errors_total` and `/ready`).
+/// serving (reported by `quiver_registry_reload_errors_total` and `/ready`). A server started
+/// without a version ([`Snapshot::unloaded`]: the registry store was unreachable) loads its first
+/// one here, retrying every poll (each failure logged) until it can; a version of another
+/// project than the one served is never swapped in.
 ///
 /// After each poll the served version's online views and their watermarks go to `/metrics`
 /// ([`crate::metrics::set_view_watermarks`]): a removed view, or a view whose new generation has
@@ -33,10 +36,21 @@ pub async fn watch(
             () = &mut shutdown => return,
             () = tokio::time::sleep(every) => {}
         }
-        let current = service.snapshot().version.version;
+        let (current, project) = {
+            let snap = service.snapshot();
+            (snap.version.version, snap.version.registry.project.clone())
+        };
         let store = registry.clone();
         let newest = tokio::task::spawn_blocking(move || match store.latest_version() {
-            Ok(Some(v)) if v > current => store.get(v).map(Some).map_err(|e| e.to_string()),
+            Ok(Some(v)) if v > current => match store.get(v) {
+                Ok(version) if version.registry.project != project => Err(format!(
+                    "{} holds project `{}`, not `{project}`; point `registry` in quiver.yaml at this project's registry",
+                    store.location(),
+                    version.registry.project
+                )),
+                Ok(version) => Ok(Some(version)),
+                Err(e) => Err(e.to_string()),
+            },
             Ok(Some(v)) if v < current => Err(format!(
                 "the registry's newest version is {v}, older than the served {current} (restored from a backup?)"
             )),
@@ -47,12 +61,24 @@ pub async fn watch(
         .await;
         match newest {
             Ok(Ok(Some(version))) => {
-                tracing::info!(version = version.version, "serving new registry version");
+                if current == 0 {
+                    tracing::warn!(
+                        version = version.version,
+                        "registry loaded: serving its first version"
+                    );
+                } else {
+                    tracing::info!(version = version.version, "serving new registry version");
+                }
                 crate::metrics::set_registry_version(version.version);
                 service.replace_snapshot(Snapshot::new(version));
                 service.set_registry_problem(None);
             }
             Ok(Ok(None)) => service.set_registry_problem(None),
+            Ok(Err(e)) if current == 0 => {
+                tracing::warn!(error = %e, "no registry version loaded yet; retrying");
+                metrics::counter!("quiver_registry_reload_errors_total").increment(1);
+                service.set_registry_problem(Some(e));
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "registry reload failed; still serving version {current}");
                 metrics::counter!("quiver_registry_reload_errors_total").increment(1);

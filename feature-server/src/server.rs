@@ -12,7 +12,6 @@ use crate::grpc::grpc_service;
 use crate::http::{HttpState, router};
 use crate::listener::Protocols;
 use crate::service::FeatureService;
-use quiver_proto::feast::serving::serving_service_server::ServingServiceServer;
 
 /// Server settings that are not per request.
 #[derive(Debug, Clone)]
@@ -28,9 +27,15 @@ pub struct ServeOptions {
     pub tls: Option<crate::listener::TlsFiles>,
     /// Longest a client may take to send a request head or finish a TLS handshake.
     pub header_timeout: Duration,
+    /// Longest a client may take to send a request body (HTTP port): the whole body of an
+    /// online request, each wait for more of a training upload.
+    pub body_timeout: Duration,
+    /// After `shutdown`, how long in-flight requests may take before every connection is closed.
+    pub shutdown_grace: Duration,
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests and returns.
+/// Serves until `shutdown` resolves, then drains in-flight requests (for at most
+/// `options.shutdown_grace`, then closes what is still open) and returns.
 pub async fn serve(
     http: TcpListener,
     grpc: Option<TcpListener>,
@@ -62,6 +67,7 @@ pub async fn serve(
             ready_timeout: options.ready_timeout,
             training: options.training.clone().map(Arc::new),
             auth: options.auth.clone(),
+            body_timeout: options.body_timeout,
         },
         options.max_body_bytes,
     );
@@ -78,14 +84,17 @@ pub async fn serve(
         Protocols::Any,
         acceptor(Protocols::Any)?,
         options.header_timeout,
+        options.shutdown_grace,
         stopped(stop_rx.clone()),
     ));
     let grpc_task = match grpc {
         Some(listener) => {
-            let (health_reporter, health) = tonic_health::server::health_reporter();
-            health_reporter
-                .set_serving::<ServingServiceServer<crate::grpc::GrpcService>>()
-                .await;
+            // SERVING exactly when `/ready` is 200: the same check answers both.
+            let health = crate::health::health_service(
+                service.clone(),
+                options.ready_timeout,
+                stop_rx.clone(),
+            );
             let svc = grpc_service(
                 service.clone(),
                 options.max_body_bytes,
@@ -103,6 +112,7 @@ pub async fn serve(
                 Protocols::Http2,
                 acceptor(Protocols::Http2)?,
                 options.header_timeout,
+                options.shutdown_grace,
                 stopped(stop_rx.clone()),
             )))
         }

@@ -162,6 +162,9 @@ impl FeatureService {
 
     pub async fn get_online_features(&self, req: OnlineRequest) -> Result<OnlineResponse> {
         let snap = self.snapshot();
+        if !snap.loaded() {
+            return Err(ServiceError::registry_not_loaded());
+        }
         let wanted = resolve(&snap, &req.selection)?;
         // Views in order of first use; join keys in order of first use by those views.
         let mut views: Vec<&ViewPlan> = Vec::new();

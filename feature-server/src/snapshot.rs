@@ -90,6 +90,27 @@ impl Snapshot {
         snapshot
     }
 
+    /// What a server serves before its first registry version has loaded (the registry store
+    /// was unreachable at start): version 0, project `project`, nothing in it. Requests are
+    /// refused as unavailable until [`crate::reload`] swaps in a real version.
+    pub fn unloaded(project: &str) -> Self {
+        Snapshot::new(RegistryVersion {
+            version: 0,
+            hash: String::new(),
+            applied_at: String::new(),
+            quiver_version: String::new(),
+            registry: quiver_registry::Registry {
+                project: project.to_string(),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Whether this is a registry version (not [`Snapshot::unloaded`]); versions start at 1.
+    pub fn loaded(&self) -> bool {
+        self.version.version > 0
+    }
+
     /// The features of feature service `name`, in its order.
     pub fn resolve_service(&self, name: &str) -> Result<Vec<Resolved<'_>>> {
         match self.services.get(name) {

@@ -59,12 +59,15 @@ fn flag(query: &HashMap<String, String>, name: &str) -> Result<bool, ServiceErro
     }
 }
 
-/// Writes the request body to a file in `dir`, refusing more than `limit` bytes.
+/// Writes the request body to a file in `dir`, refusing more than `limit` bytes. A client that
+/// sends nothing more for `idle` is answered 408: an upload may be large and slow, but every
+/// wait for it is bounded.
 async fn spool(
     body: Body,
     dir: &tempfile::TempDir,
     csv: bool,
     limit: u64,
+    idle: std::time::Duration,
 ) -> Result<PathBuf, ServiceError> {
     let path = dir
         .path()
@@ -76,7 +79,13 @@ async fn spool(
     let mut file = tokio::fs::File::create(&path).await.map_err(internal)?;
     let mut stream = body.into_data_stream();
     let mut written = 0u64;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let Some(chunk) = tokio::time::timeout(idle, stream.next())
+            .await
+            .map_err(|_| ServiceError::body_timeout(idle))?
+        else {
+            break;
+        };
         let chunk =
             chunk.map_err(|e| ServiceError::invalid(format!("reading the request body: {e}")))?;
         written += chunk.len() as u64;
@@ -155,6 +164,9 @@ async fn start(
         created_cutoff: flag(query, "created_cutoff")?,
     };
     let snapshot = state.service.snapshot();
+    if !snapshot.loaded() {
+        return Err(ServiceError::registry_not_loaded());
+    }
     let registry = &snapshot.version.registry;
     let features = resolve_selection(registry, selection).map_err(materializer_error)?;
     let csv = headers
@@ -165,7 +177,14 @@ async fn start(
         code: ErrorCode::Internal,
         message: format!("temporary directory: {e}"),
     })?;
-    let path = spool(body, &dir, csv, training.max_upload_bytes).await?;
+    let path = spool(
+        body,
+        &dir,
+        csv,
+        training.max_upload_bytes,
+        state.body_timeout,
+    )
+    .await?;
     let input = EntityInput::open(&path, query.get("timestamp_column").map(String::as_str))
         .map_err(|e| {
             // The spool file's name means nothing to the client.

@@ -111,6 +111,8 @@ async fn serve(registry: &LocalStore, store: Arc<EmbeddedStore>, poll: Duration)
         auth: Arc::new(Authenticator::open()),
         tls: None,
         header_timeout: Duration::from_secs(5),
+        body_timeout: Duration::from_secs(5),
+        shutdown_grace: Duration::from_secs(5),
     };
     let task = tokio::spawn(quiver_feature_server::serve(
         http,
@@ -278,6 +280,7 @@ async fn oversized_bodies_are_counted_as_errors() {
                 engine: quiver_materializer::retrieve::Engine::default(),
             })),
             auth: Arc::new(Authenticator::open()),
+            body_timeout: Duration::from_secs(5),
         },
         4096,
     );

@@ -164,6 +164,7 @@ async fn app_bounded(
                 ready_timeout: Duration::from_millis(200),
                 training: training.map(Arc::new),
                 auth: Arc::new(auth),
+                body_timeout: Duration::from_secs(10),
             },
             4096,
         ),

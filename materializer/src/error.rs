@@ -33,6 +33,14 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// The online store may evict the values a run would write (Redis `maxmemory-policy`), and
+    /// `allow_eviction` is not set: nothing was written.
+    #[error("{0}")]
+    EvictingStore(String),
+    /// The online store evicted keys while a view was written: its values may be missing, so
+    /// its watermark did not move.
+    #[error("{0}")]
+    Evicted(String),
     #[error(transparent)]
     Store(#[from] quiver_online_store::Error),
     #[error(transparent)]
@@ -43,7 +51,7 @@ impl Error {
     /// A mistake the user can fix (exit code 2 in the CLI), looking through a failed view.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::Invalid(_) => true,
+            Error::Invalid(_) | Error::EvictingStore(_) => true,
             Error::ViewFailed { source, .. } => source.is_user_error(),
             Error::Registry(e) => e.is_user_error(),
             _ => false,

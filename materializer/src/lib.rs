@@ -7,7 +7,8 @@
 //! - [`source`] — a view's input as a DataFusion plan; the query-aware `SchemaResolver`
 //! - [`columns`] — record batches as entity keys, timestamps and value blobs
 //! - [`latest`] — each entity's latest row, in memory bounded by the number of entities
-//! - [`materialize`] — ranges, watermarks, writes and run records
+//! - [`materialize`] — ranges, watermarks, writes and run records; `store_check` — refusing a
+//!   store that may evict values, counting evictions during a run
 //! - [`retrieve`] — point-in-time training tables: the sort-merge as-of join, manifests
 //! - [`verify`] — online values against the offline join at each view's watermark
 
@@ -17,6 +18,7 @@ pub mod latest;
 pub mod materialize;
 pub mod retrieve;
 pub mod source;
+mod store_check;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -19,6 +19,7 @@ use crate::columns::{Layout, Rows};
 use crate::error::{Error, Result};
 use crate::latest::Latest;
 use crate::source::{needed_columns, session, view_input};
+use crate::store_check;
 
 /// Keys handed to the store per write call.
 const WRITE_CHUNK: usize = 16_384;
@@ -47,6 +48,9 @@ pub struct Job<'a> {
     pub registry_store: &'a dyn RegistryStore,
     /// Let the online store expire values once they are older than the view's ttl.
     pub key_ttl: bool,
+    /// Write to a store that may evict values, and commit views during whose writes it
+    /// evicted keys, with warnings (else the run is refused, the view fails).
+    pub allow_eviction: bool,
     /// DataFusion partitions (CPU threads) to scan with.
     pub partitions: usize,
 }
@@ -92,13 +96,15 @@ pub fn select_views<'r>(
 }
 
 /// Materializes each view in turn. A view's failure stops the run with its watermark unchanged;
-/// views finished before it keep their progress.
+/// views finished before it keep their progress. A store that may evict values is refused
+/// first, unless the job allows it (see `store_check`).
 pub async fn materialize(
     job: &Job<'_>,
     views: &[&FeatureView],
     range: Range,
     progress: &dyn Progress,
 ) -> Result<Vec<MaterializationRun>> {
+    store_check::before_run(job).await?;
     let mut runs = Vec::new();
     let recorded = match range {
         Range::Incremental { .. } => recorded_watermarks(job.registry_store)?,
@@ -229,7 +235,10 @@ async fn materialize_view(
     let winners = std::mem::take(&mut latest.winners);
     let entities = winners.len() as u64;
     let entries = winners.into_iter().map(|(k, w)| (k, w.event_ns, w.blob));
+    let evicted_before = store_check::evicted_so_far(job).await?;
     let written = write(job, view, entries, entities, progress).await?;
+    // Before the watermark moves: values evicted behind it would never be written again.
+    let evicted = store_check::after_writes(job, &view.name, evicted_before).await?;
     let mut run = run_record(
         job,
         view,
@@ -249,6 +258,11 @@ async fn materialize_view(
     };
     run.watermark = after.map(rfc3339);
     run.watermark_note = note;
+    if let Some((count, warning)) = evicted {
+        tracing::warn!("{warning}");
+        run.evicted_keys = Some(count);
+        run.warnings.push(warning);
+    }
     // The watermark is the commit, so it moves last: a run that fails before it (even only
     // recording the run) leaves the range to be materialized again.
     job.registry_store.record_run(&run)?;
@@ -292,19 +306,27 @@ pub fn lost_message(view: &str, recorded: &str) -> String {
     )
 }
 
+/// The source a view reads, from the job's registry version.
+fn source_of<'r>(job: &Job<'r>, view: &FeatureView) -> Result<&'r quiver_registry::Source> {
+    job.registry
+        .registry
+        .sources
+        .get(&view.source)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "view `{}` names unknown source `{}`",
+                view.name, view.source
+            ))
+        })
+}
+
 /// Whether the view's input has a row with an event time before `start` (the part of its
 /// history a range starting at `start` leaves out). Row-group statistics prune most files.
 async fn has_rows_before(job: &Job<'_>, view: &FeatureView, start: i64) -> Result<bool> {
     if start == i64::MIN {
         return Ok(false);
     }
-    let registry = &job.registry.registry;
-    let source = registry.sources.get(&view.source).ok_or_else(|| {
-        Error::Invalid(format!(
-            "view `{}` names unknown source `{}`",
-            view.name, view.source
-        ))
-    })?;
+    let source = source_of(job, view)?;
     let ctx = session(job.partitions);
     let context = format!("looking for rows of `{}` before the range", view.name);
     let df = view_input(&ctx, job.root, source, view.query.as_deref()).await?;
@@ -353,6 +375,8 @@ fn run_record(
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         watermark: None,
         watermark_note: None,
+        evicted_keys: None,
+        warnings: Vec::new(),
         features: view
             .features
             .iter()
@@ -407,12 +431,7 @@ pub async fn latest_rows(
     progress: &dyn Progress,
 ) -> Result<Latest> {
     let registry = &job.registry.registry;
-    let source = registry.sources.get(&view.source).ok_or_else(|| {
-        Error::Invalid(format!(
-            "view `{}` names unknown source `{}`",
-            view.name, view.source
-        ))
-    })?;
+    let source = source_of(job, view)?;
     let join_keys: Vec<_> = registry.join_keys(view).into_iter().cloned().collect();
     let layout = Arc::new(Layout {
         join_keys: join_keys.clone(),

@@ -5,17 +5,24 @@
 //!
 //! - [`key_codec`] — keys and entity keys (with the Cluster hash tag)
 //! - [`value_codec`] — value blobs: timestamps, presence bitmap, typed values
-//! - [`store`] — the [`OnlineStore`] trait and [`open`]
+//! - [`store`] — the [`OnlineStore`] trait and [`open`]; [`reconnect`] — [`open_or_retry`], a
+//!   store that connects in the background when it cannot be reached at first
+//! - [`health`] — what a store reports about keeping values: eviction, persistence, evictions
 //! - `embedded`, `redis_backend` — the backends
 
 mod embedded;
 pub mod error;
+pub mod health;
 pub mod key_codec;
+pub mod reconnect;
 mod redis_backend;
+mod redis_health;
 pub mod store;
 pub mod value_codec;
 
 pub use embedded::EmbeddedStore;
 pub use error::{Error, Result};
+pub use health::StoreReport;
+pub use reconnect::open_or_retry;
 pub use redis_backend::{RedisStore, slot};
 pub use store::{OnlineStore, WriteEntry, open};

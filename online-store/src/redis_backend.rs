@@ -8,13 +8,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use quiver_registry::OnlineStoreConfig;
-use quiver_registry::config::redact_url;
+use quiver_registry::config::{check_redis_url_encoding, invalid_redis_url, redact_url};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use crate::error::{Error, Result};
+use crate::health::StoreReport;
 use crate::key_codec::{hash_tag, watermark_key};
+use crate::redis_health::{Answer, Answers, HEALTH_COMMANDS, server_report};
 use crate::store::{OnlineStore, WriteEntry};
 
 /// KEYS: the keys. ARGV: for each key, its blob then its expiry (Unix ms, `0` for none).
@@ -142,6 +144,10 @@ impl RedisStore {
         };
         let timeout = Duration::from_millis(*timeout_ms);
         let shown = redact_url(url);
+        // Such a URL may parse, but into another host, port or database than the one meant.
+        for u in std::iter::once(url).chain(cluster_nodes) {
+            check_redis_url_encoding(u).map_err(Error::Config)?;
+        }
         let unavailable = |e: redis::RedisError| Error::Unavailable(format!("{shown}: {e}"));
         let certs = match tls_ca_file {
             Some(f) => {
@@ -165,9 +171,12 @@ impl RedisStore {
             if let Some(certs) = certs {
                 builder = builder.certs(certs);
             }
-            let client = builder
-                .build()
-                .map_err(|e| Error::Config(format!("invalid Redis Cluster configuration: {e}")))?;
+            let client = builder.build().map_err(|e| {
+                Error::Config(format!(
+                    "invalid Redis Cluster configuration: {e}; {}",
+                    quiver_registry::config::REDIS_URL_HINT
+                ))
+            })?;
             let conn = tokio::time::timeout(Duration::from_secs(5), client.get_async_connection())
                 .await
                 .map_err(|_| Error::Unavailable(format!("{shown}: no answer within 5 s")))?
@@ -178,7 +187,7 @@ impl RedisStore {
                 None => redis::Client::open(url.as_str()),
                 Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
             }
-            .map_err(|e| Error::Config(format!("invalid Redis URL {shown}: {e}")))?;
+            .map_err(|e| Error::Config(invalid_redis_url(url, e)))?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout.max(Duration::from_secs(1))))
                 .set_response_timeout(Some(Duration::from_millis(*write_timeout_ms)))
@@ -241,6 +250,47 @@ impl RedisStore {
             invocation.invoke_async::<u64>(&mut conn),
         )
         .await
+    }
+
+    /// Sends `cmd` to every server holding values (the one server, or each master of a
+    /// Cluster) and returns each one's answer, by server. An error is a store that did not
+    /// answer at all.
+    async fn on_every_server(&self, cmd: &Cmd) -> Result<Vec<(String, Answer)>> {
+        let limit = self.timeout.max(Duration::from_secs(1));
+        let answer = match &self.conn {
+            Conn::Single(c) => {
+                let mut c = c.clone();
+                self.bounded(limit, cmd.query_async::<Value>(&mut c)).await
+            }
+            Conn::Cluster(c) => {
+                let mut c = c.clone();
+                let masters = redis::cluster_routing::RoutingInfo::MultiNode((
+                    redis::cluster_routing::MultipleNodeRoutingInfo::AllMasters,
+                    None,
+                ));
+                self.bounded(limit, c.route_command(cmd.clone(), masters))
+                    .await
+            }
+        };
+        let server = self.shown.clone();
+        match answer {
+            // A command sent to several nodes answers with each node's reply, by address.
+            Ok(Value::Map(replies)) if self.cluster => Ok(replies
+                .into_iter()
+                .map(|(node, reply)| {
+                    let node =
+                        redis::from_redis_value::<String>(node).unwrap_or_else(|_| server.clone());
+                    let reply = match reply {
+                        Value::ServerError(e) => Err(e.to_string()),
+                        other => Ok(other),
+                    };
+                    (node, reply)
+                })
+                .collect()),
+            Ok(reply) => Ok(vec![(server, Ok(reply))]),
+            Err(Error::Backend(refused)) => Ok(vec![(server, Err(refused))]),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -341,6 +391,35 @@ impl OnlineStore for RedisStore {
         .map(|_| ())
     }
 
+    async fn health_report(&self) -> Result<StoreReport> {
+        let mut servers: Vec<(String, Answers)> = Vec::new();
+        for (i, args) in HEALTH_COMMANDS.into_iter().enumerate() {
+            let mut cmd = Cmd::new();
+            for arg in args {
+                cmd.arg(*arg);
+            }
+            for (server, answer) in self.on_every_server(&cmd).await? {
+                let at = match servers.iter().position(|(s, _)| *s == server) {
+                    Some(at) => at,
+                    None => {
+                        servers.push((server, Vec::new()));
+                        servers.len() - 1
+                    }
+                };
+                let answers = &mut servers[at].1;
+                answers.resize(i, Err("no answer".into()));
+                answers.push(answer);
+            }
+        }
+        servers.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(StoreReport {
+            servers: servers
+                .into_iter()
+                .map(|(server, answers)| server_report(server, &answers))
+                .collect(),
+        })
+    }
+
     fn location(&self) -> String {
         format!(
             "Redis {}{}",
@@ -375,6 +454,7 @@ mod tests {
                 timeout_ms: 100,
                 write_timeout_ms: 100,
                 key_ttl: false,
+                allow_eviction: false,
                 tls_ca_file: None,
             };
             let err = super::RedisStore::connect(&config, std::path::Path::new("."))
@@ -384,6 +464,58 @@ mod tests {
             assert!(err.contains("Redis URL"), "{url}: {err}");
             assert!(!err.contains("S3cret"), "{url}: {err}");
         }
+    }
+
+    /// A password with `#`, `/` or `?` written as is used to give "InvalidClientConfig" or
+    /// "Invalid database number", or to connect to the user name as a host (`u:12#x@h` is host
+    /// `u`, port 12). It is now refused with the encoding to use, never showing the password;
+    /// the encoded URL is accepted.
+    #[tokio::test]
+    async fn reserved_characters_in_a_password_get_an_encoding_hint() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = |url: String, cluster: bool| quiver_registry::OnlineStoreConfig::Redis {
+            url,
+            cluster,
+            cluster_nodes: Vec::new(),
+            timeout_ms: 100,
+            write_timeout_ms: 100,
+            key_ttl: false,
+            allow_eviction: false,
+            tls_ca_file: None,
+        };
+        for secret in [
+            "Pa#ss",
+            "12#Sx",
+            "Pa/ss",
+            "12/34",
+            "Pa?ss",
+            "12?Sx",
+            "P@ss#w/rd?",
+        ] {
+            for cluster in [false, true] {
+                let url = format!("redis://default:{secret}@127.0.0.1:{port}/0");
+                let err =
+                    super::RedisStore::connect(&config(url, cluster), std::path::Path::new("."))
+                        .await
+                        .expect_err("the URL is refused")
+                        .to_string();
+                assert!(
+                    err.contains("percent-encode") && err.contains("`#` → `%23`"),
+                    "{secret}: {err}"
+                );
+                assert!(!err.contains(secret), "{secret}: {err}");
+            }
+        }
+        // Encoded, the URL parses and names the right server (nothing listens there).
+        let url = format!("redis://default:Pa%23s%2Fs%3F%40@127.0.0.1:{port}/0");
+        let err = super::RedisStore::connect(&config(url, false), std::path::Path::new("."))
+            .await
+            .expect_err("nothing listens");
+        assert!(matches!(err, crate::Error::Unavailable(_)), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use quiver_registry::OnlineStoreConfig;
 
 use crate::embedded::EmbeddedStore;
 use crate::error::Result;
+use crate::health::StoreReport;
 use crate::redis_backend::RedisStore;
 
 /// One blob to store under `key`, unless a newer one is there already.
@@ -39,6 +40,13 @@ pub trait OnlineStore: Send + Sync + std::fmt::Debug {
     ) -> Result<()>;
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;
+    /// What the store says about keeping values: whether it may evict them, whether they
+    /// survive a restart, how many keys it has evicted (see [`StoreReport`]). What it refuses
+    /// to tell is in the report; an error means the store did not answer at all. A store that
+    /// keeps everything on disk (embedded) reports nothing to worry about.
+    async fn health_report(&self) -> Result<StoreReport> {
+        Ok(StoreReport::default())
+    }
     /// Where the store is, for messages (no secrets).
     fn location(&self) -> String;
 }

@@ -55,6 +55,13 @@ pub struct ServingConfig {
     /// Longest a client may take to send a request head or finish a TLS handshake, in
     /// milliseconds (slow or idle clients are disconnected).
     pub header_timeout_ms: u64,
+    /// Longest a client may take to send a request body, in milliseconds: the whole body of an
+    /// online request; each wait for more of a training upload (which may be gigabytes). Past
+    /// it the request gets 408 and the connection is closed.
+    pub body_timeout_ms: u64,
+    /// On SIGTERM or Ctrl-C, how long in-flight requests may take to finish, in milliseconds;
+    /// then every connection still open is closed and the process exits.
+    pub shutdown_grace_ms: u64,
 }
 
 /// The default of `serving.max_response_values`: 10,000 rows × 100 features.
@@ -82,6 +89,8 @@ impl Default for ServingConfig {
             auth: None,
             tls: None,
             header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -199,6 +208,11 @@ pub enum OnlineStoreConfig {
         /// Let Redis expire values a view's ttl makes useless.
         #[serde(default)]
         key_ttl: bool,
+        /// Materialize into a Redis whose `maxmemory-policy` may evict Quiver's values (any
+        /// `allkeys-*`, or `volatile-*` with `key_ttl`), and finish runs during which Redis
+        /// evicted keys, with warnings instead of refusing and failing.
+        #[serde(default)]
+        allow_eviction: bool,
         /// With `rediss://`: a PEM CA certificate to trust instead of the system's roots
         /// (relative to the repository root).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,6 +237,17 @@ impl OnlineStoreConfig {
     pub fn key_ttl(&self) -> bool {
         matches!(self, OnlineStoreConfig::Redis { key_ttl: true, .. })
     }
+
+    /// Whether the user accepts a Redis that may evict values (`allow_eviction: true`).
+    pub fn allow_eviction(&self) -> bool {
+        matches!(
+            self,
+            OnlineStoreConfig::Redis {
+                allow_eviction: true,
+                ..
+            }
+        )
+    }
 }
 
 impl Default for OnlineStoreConfig {
@@ -239,12 +264,16 @@ impl ProjectConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let shown = path.display().to_string();
         let config: ProjectConfig = parse_yaml(&shown, &text, env)?;
-        config.check(&shown)?;
+        // Read again only to point at an empty path.
+        let spans = || parse_yaml::<PathSpans>(&shown, &text, env).unwrap_or_default();
+        config.check(&shown, spans)?;
         Ok(config)
     }
 
-    fn check(&self, file: &str) -> Result<()> {
+    /// `spans`: where the store paths are written, for messages.
+    fn check(&self, file: &str, spans: impl FnOnce() -> PathSpans) -> Result<()> {
         let mut problems = Vec::new();
+        check_store_paths(file, self, spans, &mut problems);
         if let Err((message, hint)) = check_name("project", &self.project) {
             problems.push(Diagnostic::error(file, Span::NONE, message).with_hint(hint));
         }
@@ -280,6 +309,67 @@ impl ProjectConfig {
         } else {
             Err(Error::Invalid(problems))
         }
+    }
+}
+
+/// Where `registry.path` and `online_store.path` are written in `quiver.yaml`.
+#[derive(Default, Deserialize)]
+struct PathSpans {
+    #[serde(default)]
+    registry: Option<PathSpan>,
+    #[serde(default)]
+    online_store: Option<PathSpan>,
+}
+
+#[derive(Default, Deserialize)]
+struct PathSpan {
+    #[serde(default)]
+    path: Option<serde_saphyr::Spanned<serde::de::IgnoredAny>>,
+}
+
+impl PathSpan {
+    fn at(section: Option<&PathSpan>) -> Span {
+        section
+            .and_then(|s| s.path.as_ref())
+            .map_or(Span::NONE, |p| p.referenced.into())
+    }
+}
+
+/// An empty path (often an empty `${VAR}`) would be the repository root itself: the registry's
+/// versions written among the user's files, the embedded store opened on a directory.
+fn check_store_paths(
+    file: &str,
+    config: &ProjectConfig,
+    spans: impl FnOnce() -> PathSpans,
+    problems: &mut Vec<Diagnostic>,
+) {
+    let empty = |p: &Path| p.to_str().is_some_and(|p| p.trim().is_empty());
+    let registry = matches!(&config.registry, RegistryConfig::Local { path } if empty(path));
+    let online =
+        matches!(&config.online_store, OnlineStoreConfig::Embedded { path } if empty(path));
+    if !registry && !online {
+        return;
+    }
+    let spans = spans();
+    if registry {
+        problems.push(
+            Diagnostic::error(
+                file,
+                PathSpan::at(spans.registry.as_ref()),
+                "`registry.path` is empty: the registry would be written into the repository root",
+            )
+            .with_hint("give a directory, e.g. `.quiver/registry` (an unset or empty `${VAR:-}` gives an empty path)"),
+        );
+    }
+    if online {
+        problems.push(
+            Diagnostic::error(
+                file,
+                PathSpan::at(spans.online_store.as_ref()),
+                "`online_store.path` is empty: the embedded store would be the repository root",
+            )
+            .with_hint("give a file, e.g. `.quiver/online.redb` (an unset or empty `${VAR:-}` gives an empty path)"),
+        );
     }
 }
 
@@ -383,6 +473,40 @@ pub fn redact_url(url: &str) -> String {
         Some((base, query)) if !query.is_empty() => format!("{head}{masked}{base}?***"),
         _ => format!("{head}{masked}{rest}"),
     }
+}
+
+/// Said with every Redis URL that cannot be used as written: the usual cause is a user or
+/// password holding characters that mean something in a URL.
+pub const REDIS_URL_HINT: &str = "percent-encode reserved characters in the user and password: `#` → `%23`, `@` → `%40`, `/` → `%2F`, `?` → `%3F`, `:` → `%3A`, `%` → `%25` (e.g. redis://default:p%23ss@host:6379)";
+
+/// Refuses a `redis://` / `rediss://` URL whose user or password holds `#`, `/` or `?`
+/// unencoded, with the message to show (never the password). Each ends a URL's host part, so
+/// such a URL names another host, port or database than meant (`redis://u:12#x@h` is host `u`,
+/// port 12), or does not parse at all.
+pub fn check_redis_url_encoding(url: &str) -> std::result::Result<(), String> {
+    let rest = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"));
+    let unencoded = rest.is_some_and(|rest| {
+        rest.rfind('@')
+            .is_some_and(|at| rest[..at].contains(['#', '/', '?']))
+    });
+    if unencoded {
+        Err(format!(
+            "invalid Redis URL {}: its user or password holds `#`, `/` or `?`, which end a URL's host part; {REDIS_URL_HINT}",
+            redact_url(url)
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Why a Redis URL did not parse, as said to the user: never its password.
+pub fn invalid_redis_url(url: &str, problem: impl std::fmt::Display) -> String {
+    format!(
+        "invalid Redis URL {}: {problem}; {REDIS_URL_HINT}",
+        redact_url(url)
+    )
 }
 
 /// The longest name of a project, entity, source, view, feature or service, in characters:
@@ -493,6 +617,73 @@ mod tests {
                 assert!(err.contains("invalid Redis URL"), "{err}");
                 assert!(!err.contains("S3cret"), "{err}");
             }
+        }
+    }
+
+    /// An empty `path` (often an empty `${VAR}`) used to put the registry's versions in the
+    /// repository root; it is refused at load, pointing at its line.
+    #[test]
+    fn empty_store_paths_are_refused_with_their_line() {
+        for (text, expected, line) in [
+            (
+                "project: demo\nregistry: {type: local, path: \"\"}\n",
+                "`registry.path` is empty",
+                "quiver.yaml:2:",
+            ),
+            (
+                "project: demo\nregistry:\n  type: local\n  path: ${REDIS_PASSWORD}\n",
+                "`registry.path` is empty",
+                "quiver.yaml:4:",
+            ),
+            (
+                "project: demo\nregistry:\n  type: local\n  path: ${RP:-}\n",
+                "`registry.path` is empty",
+                "quiver.yaml:4:",
+            ),
+            (
+                "project: demo\nonline_store:\n  type: embedded\n  path: \"  \"\n",
+                "`online_store.path` is empty",
+                "quiver.yaml:4:",
+            ),
+        ] {
+            let err = load_with_password(text, "").unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+            assert!(err.contains(line), "{text}: {err}");
+            assert!(err.contains("e.g. `.quiver/"), "{text}: {err}");
+        }
+        assert!(load("project: demo\nregistry: {type: local, path: reg}\n").is_ok());
+    }
+
+    /// A password with `#`, `/` or `?` written as is gave "InvalidClientConfig" or "Invalid
+    /// database number" (or another host): the registry's Redis says to percent-encode, without
+    /// the password; a URL that does not parse gets the same hint.
+    #[test]
+    fn reserved_characters_in_redis_passwords_get_an_encoding_hint() {
+        for secret in ["Pa#ss", "12/34", "12?Sx", "P@ss#w/rd?"] {
+            let url = format!("redis://default:{secret}@127.0.0.1:6379/0");
+            let err = check_redis_url_encoding(&url).unwrap_err();
+            let from_store = crate::store::RedisStore::open(&url, "quiver", "demo", None)
+                .unwrap_err()
+                .to_string();
+            for err in [err, from_store] {
+                assert!(err.contains("`#` → `%23`"), "{secret}: {err}");
+                assert!(!err.contains(secret), "{secret}: {err}");
+            }
+        }
+        let err = crate::store::RedisStore::open("redis://default:S3cret@", "quiver", "demo", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("percent-encode") && !err.contains("S3cret"),
+            "{err}"
+        );
+        for fine in [
+            "redis://default:Pa%23s%2Fs%3F%40@host:6379/0",
+            "redis://default:p@ss@host:6379/0",
+            "redis://host:6379/0",
+            "redis+unix:///run/redis.sock?pass=a#b@c",
+        ] {
+            assert!(check_redis_url_encoding(fine).is_ok(), "{fine}");
         }
     }
 

@@ -96,40 +96,15 @@ fn init_plan_apply_list_describe_history() {
         text.contains("! new generation") && text.contains("run `quiver materialize`"),
         "{text}"
     );
-    let describe_json = |version: &str| {
-        let out = quiver(
-            &repo,
-            &[
-                "--format",
-                "json",
-                "registry",
-                "describe",
-                "driver_hourly_stats",
-                "--version",
-                version,
-            ],
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let describe_json =
+        |version| crate::generations::describe_view(&repo, "driver_hourly_stats", Some(version));
     let first_generation = describe_json("1")["generation"].as_u64().unwrap();
     assert!(quiver(&repo, &["apply"]).status.success());
     assert_ne!(describe_json("2")["generation"], first_generation);
     let history = quiver(&repo, &["--format", "json", "registry", "history"]);
     let json: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2, "{}", describe(&history));
-    let old = quiver(
-        &repo,
-        &[
-            "--format",
-            "json",
-            "registry",
-            "describe",
-            "driver_hourly_stats",
-            "--version",
-            "1",
-        ],
-    );
-    let json: serde_json::Value = serde_json::from_slice(&old.stdout).unwrap();
+    let json = describe_json("1");
     assert_eq!(json["generation"], first_generation);
     assert_eq!(json["features"][0]["type"], "float32");
 }

@@ -28,11 +28,18 @@ fn verify_all_match(repo: &std::path::Path, view: &str) {
 }
 
 fn generation(repo: &std::path::Path, view: &str) -> u64 {
-    let out = json(&quiver(
-        repo,
-        &["--format", "json", "registry", "describe", view],
-    ));
-    out["generation"].as_u64().unwrap()
+    describe_view(repo, view, None)["generation"]
+        .as_u64()
+        .unwrap()
+}
+
+/// `registry describe VIEW [--version N]` as JSON.
+pub(crate) fn describe_view(repo: &std::path::Path, view: &str, version: Option<&str>) -> J {
+    let mut args = vec!["--format", "json", "registry", "describe", view];
+    if let Some(v) = version {
+        args.extend(["--version", v]);
+    }
+    json(&quiver(repo, &args))
 }
 
 /// Issue 20's reproduction: a changed `query` used to keep its generation, so re-materializing
@@ -71,22 +78,11 @@ fn a_changed_query_gets_a_new_generation_and_rematerializes_exactly() {
     assert!(quiver(&repo, &["apply"]).status.success());
     let after = generation(&repo, "driver_derived");
     assert_ne!(before, after);
-    assert_eq!(generation(&repo, "driver_hourly_stats"), {
-        // The other views are untouched: same generation as in version 1.
-        let out = json(&quiver(
-            &repo,
-            &[
-                "--format",
-                "json",
-                "registry",
-                "describe",
-                "driver_hourly_stats",
-                "--version",
-                "1",
-            ],
-        ));
-        out["generation"].as_u64().unwrap()
-    });
+    // The other views are untouched: same generation as in version 1.
+    assert_eq!(
+        J::from(generation(&repo, "driver_hourly_stats")),
+        describe_view(&repo, "driver_hourly_stats", Some("1"))["generation"]
+    );
     let runs = json(&quiver(
         &repo,
         &[

@@ -1,10 +1,12 @@
 //! End-to-end tests: the real `quiver` binary, real files, a private `redis-server`.
 
+mod availability;
 mod cli;
 mod faults;
 mod generations;
 mod materialize;
 mod online_store;
+mod redis_health;
 mod registry_redis;
 mod retrieve;
 mod security;

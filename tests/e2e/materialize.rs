@@ -338,6 +338,7 @@ async fn redis_stopped_mid_run_keeps_the_watermark_and_a_rerun_completes() {
         online,
         registry_store: registry_store.as_ref(),
         key_ttl: false,
+        allow_eviction: false,
         partitions: 2,
     };
 

@@ -13,6 +13,7 @@ pub fn redis_config(url: &str) -> OnlineStoreConfig {
         timeout_ms: 1000,
         write_timeout_ms: 5000,
         key_ttl: false,
+        allow_eviction: false,
         tls_ca_file: None,
     }
 }

@@ -81,6 +81,8 @@ pub(crate) async fn start_full(
         auth: Arc::new(auth),
         tls,
         header_timeout,
+        body_timeout: Duration::from_secs(10),
+        shutdown_grace: Duration::from_secs(10),
     };
     let task = tokio::spawn(quiver_feature_server::serve(
         http,
@@ -658,6 +660,8 @@ async fn the_cache_is_emptied_when_a_materialization_commits() {
         auth: Arc::new(quiver_feature_server::Authenticator::open()),
         tls: None,
         header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(10),
+        shutdown_grace: Duration::from_secs(10),
     };
     let task = tokio::spawn(quiver_feature_server::serve(
         listener,

@@ -23,6 +23,13 @@ impl RedisServer {
         Self::start_with(free_port()?, &["--save", "", "--appendonly", "no"])
     }
 
+    /// A server without persistence, with more options (e.g. `--maxmemory 2mb`).
+    pub fn start_args(extra: &[&str]) -> Result<Self> {
+        let mut args = vec!["--save", "", "--appendonly", "no"];
+        args.extend_from_slice(extra);
+        Self::start_with(free_port()?, &args)
+    }
+
     /// A server that fsyncs every write to its append-only file: a kill loses nothing, and a
     /// restart comes back with the data.
     pub fn start_persistent() -> Result<Self> {
@@ -134,6 +141,26 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the server (SIGSTOP), as a hung Redis: the kernel still accepts connections,
+    /// nothing answers. [`RedisServer::resume`] thaws it; dropping it kills it either way.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a server frozen by [`RedisServer::pause`] (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let child = self.child.as_ref().expect("the server is running");
+        let status = Command::new("kill")
+            .args([which, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {which} {}", child.id());
     }
 
     /// Starts the server again on the same port (its data is gone: no persistence).

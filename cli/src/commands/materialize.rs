@@ -80,6 +80,7 @@ pub fn execute(
             online,
             registry_store: registry_store.as_ref(),
             key_ttl,
+            allow_eviction: repo.config.online_store.allow_eviction(),
             partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
         let bar = Bar::new(ctx.output == crate::Output::Text);
@@ -120,6 +121,9 @@ pub fn render(runs: &[MaterializationRun]) -> String {
         ));
         if let Some(note) = &r.watermark_note {
             out.push_str(&format!("{:<24} ! {note}\n", ""));
+        }
+        for warning in &r.warnings {
+            out.push_str(&format!("{:<24} ! {warning}\n", ""));
         }
     }
     out

@@ -22,11 +22,12 @@ pub struct Args {
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let repo = ctx.open()?;
     let registry: Arc<dyn quiver_registry::RegistryStore> = Arc::from(repo.store()?);
-    let version = ctx.current_version(&repo, registry.as_ref())?;
+    let version = first_version(&repo, &registry)?;
     let serving = repo.config.serving.clone();
     let http_addr = args.http.unwrap_or(serving.http.clone());
     let grpc_addr = args.grpc.unwrap_or(serving.grpc.clone());
-    ctx.runtime()?.block_on(async move {
+    let runtime = ctx.runtime()?;
+    let served = runtime.block_on(async move {
         let tls = serving
             .tls
             .as_ref()
@@ -47,15 +48,27 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             "" => None,
             addr => Some(listen(addr, "gRPC").await?),
         };
-        // Everything the user can get wrong is checked above, before the store is opened.
-        let store = quiver_online_store::open(&repo.config.online_store, &repo.root).await?;
+        // Everything the user can get wrong is checked above, before the store is opened. A
+        // store that cannot be reached yet is connected in the background: not ready until then.
+        let store =
+            quiver_online_store::open_or_retry(&repo.config.online_store, &repo.root, STARTUP_WAIT)
+                .await?;
+        // Whether the store may evict or lose what is served: warned about and exported.
+        tokio::spawn(quiver_feature_server::store_report::watch(
+            store.clone(),
+            repo.config.online_store.key_ttl(),
+            quiver_feature_server::store_report::CHECK_EVERY,
+        ));
         let cache = serving
             .cache
             .as_ref()
             .map(|c| BlobCache::new(Duration::from_millis(c.max_staleness_ms), c.max_entries));
         let service = Arc::new(
             FeatureService::new(
-                Snapshot::new(version),
+                match version {
+                    Some(version) => Snapshot::new(version),
+                    None => Snapshot::unloaded(&repo.config.project),
+                },
                 store.clone(),
                 cache,
                 Limits {
@@ -64,10 +77,15 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             )
             .with_max_response_values(serving.max_response_values),
         );
+        let snapshot = service.snapshot();
         eprintln!(
-            "serving project `{}` (registry version {}) from {}\n  HTTP {}{}",
+            "serving project `{}` ({}) from {}\n  HTTP {}{}",
             repo.config.project,
-            service.snapshot().version.version,
+            if snapshot.loaded() {
+                format!("registry version {}", snapshot.version.version)
+            } else {
+                "no registry version yet: not ready until one loads".to_string()
+            },
             store.location(),
             http.local_addr()?,
             grpc.as_ref()
@@ -94,6 +112,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             auth: Arc::new(auth),
             tls: tls.clone(),
             header_timeout: Duration::from_millis(serving.header_timeout_ms),
+            body_timeout: Duration::from_millis(serving.body_timeout_ms),
+            shutdown_grace: Duration::from_millis(serving.shutdown_grace_ms),
             training: Some(quiver_feature_server::Training {
                 root: repo.root.clone(),
                 max_upload_bytes: serving.max_training_upload_bytes,
@@ -104,7 +124,53 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             .await?;
         eprintln!("stopped");
         anyhow::Ok(())
-    })
+    });
+    // Blocking work still running (a registry poll waiting on a hung Redis) must not keep a
+    // stopped server alive.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    served
+}
+
+/// How long `serve` waits at start for a store before starting without it (not ready).
+const STARTUP_WAIT: Duration = Duration::from_secs(2);
+
+/// The newest registry version, waiting at most [`STARTUP_WAIT`] for the registry store. One
+/// that cannot be reached (or does not answer in time) is not an error: the server starts not
+/// ready and loads its first version when the store answers (`reload`). A reachable registry
+/// without versions, or of another project, is the user's to fix, as in every command.
+fn first_version(
+    repo: &quiver_registry::Repository,
+    registry: &Arc<dyn quiver_registry::RegistryStore>,
+) -> Result<Option<quiver_registry::RegistryVersion>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let store = registry.clone();
+    // A thread of its own: a hung store must not hold the process when it exits.
+    std::thread::spawn(move || {
+        let _ = tx.send(store.latest());
+    });
+    let latest = match rx.recv_timeout(STARTUP_WAIT) {
+        Ok(Err(quiver_registry::Error::Unavailable(e))) => {
+            tracing::warn!(error = %e, "the registry store is unreachable; serving as not ready until it answers");
+            return Ok(None);
+        }
+        Err(_) => {
+            tracing::warn!(
+                store = %registry.location(),
+                "the registry store did not answer within {} s; serving as not ready until it does",
+                STARTUP_WAIT.as_secs()
+            );
+            return Ok(None);
+        }
+        Ok(latest) => latest?,
+    };
+    let version = latest.ok_or_else(|| {
+        crate::exit::UserError(format!(
+            "no registry version in {} yet: run `quiver apply` first",
+            registry.location()
+        ))
+    })?;
+    crate::context::same_project(repo, registry.as_ref(), &version)?;
+    Ok(Some(version))
 }
 
 /// Ctrl-C or SIGTERM.

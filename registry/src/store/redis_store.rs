@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::{Commands, Connection};
 
 use super::{MaterializationRun, RegistryStore, RegistryVersion, VersionSummary};
-use crate::config::redact_url;
+use crate::config::{check_redis_url_encoding, invalid_redis_url, redact_url};
 use crate::error::{Error, Result};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,6 +35,8 @@ pub struct RedisStore {
 impl RedisStore {
     /// `ca`: a PEM CA certificate to trust for `rediss://` instead of the system's roots.
     pub fn open(url: &str, prefix: &str, project: &str, ca: Option<Vec<u8>>) -> Result<Self> {
+        // Such a URL may parse, but into another host, port or database than the one meant.
+        check_redis_url_encoding(url).map_err(Error::Unavailable)?;
         let client = match ca {
             None => redis::Client::open(url),
             Some(pem) => redis::Client::build_with_tls(
@@ -45,7 +47,7 @@ impl RedisStore {
                 },
             ),
         }
-        .map_err(|e| Error::Unavailable(format!("invalid Redis URL: {e}")))?;
+        .map_err(|e| Error::Unavailable(invalid_redis_url(url, e)))?;
         let tag = format!("{prefix}:{{{project}}}");
         Ok(RedisStore {
             client,

@@ -27,6 +27,13 @@ pub struct MaterializationRun {
     /// Why the watermark did not move to `end` (a gap before `start`, an `end` in the future).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark_note: Option<String>,
+    /// Keys the online store evicted while the run wrote (Redis `evicted_keys` grew), when it
+    /// counts them; a run commits with evictions only under `allow_eviction: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted_keys: Option<u64>,
+    /// What the user should know about the run although it succeeded (evictions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Statistics of one feature over the rows read.
