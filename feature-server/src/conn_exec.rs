@@ -43,6 +43,10 @@ struct Shared {
     queued: Vec<Local>,
     /// Queued plus being polled by `drive`.
     inline: usize,
+    /// Spawned (beyond [`INLINE_STREAMS`]) and not finished yet.
+    spawned: usize,
+    /// Every future handed over so far: the listener's idle check compares it between checks.
+    started: u64,
     /// `drive`'s task, woken when a future is queued from outside its poll.
     waker: Option<Waker>,
 }
@@ -61,6 +65,21 @@ impl ConnExec {
         // consistent between statements, so a poisoned lock is still usable.
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Request futures (HTTP/2 streams) not finished yet, and how many were ever handed over.
+    pub fn activity(&self) -> (usize, u64) {
+        let shared = self.lock();
+        (shared.inline + shared.spawned, shared.started)
+    }
+}
+
+/// Held by a spawned request future: counts it in [`ConnExec::activity`] until it ends.
+struct Spawned(ConnExec);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.0.lock().spawned -= 1;
+    }
 }
 
 impl<F> hyper::rt::Executor<F> for ConnExec
@@ -69,9 +88,15 @@ where
 {
     fn execute(&self, fut: F) {
         let mut shared = self.lock();
+        shared.started += 1;
         if shared.inline >= INLINE_STREAMS {
+            shared.spawned += 1;
             drop(shared);
-            tokio::spawn(fut);
+            let open = Spawned(self.clone());
+            tokio::spawn(async move {
+                let _open = open;
+                fut.await;
+            });
             return;
         }
         shared.inline += 1;
@@ -218,6 +243,12 @@ mod tests {
                     });
                 }
                 assert_eq!(exec.lock().inline, INLINE_STREAMS, "the rest were spawned");
+                let handed = INLINE_STREAMS + 3;
+                assert_eq!(
+                    exec.activity(),
+                    (handed, handed as u64),
+                    "all of them are open"
+                );
                 let _ = rx.await;
                 "closed"
             }
@@ -226,6 +257,11 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert_eq!(done.load(Ordering::SeqCst), INLINE_STREAMS + 3);
         assert_eq!(exec.lock().inline, 0);
+        assert_eq!(
+            exec.activity(),
+            (0, INLINE_STREAMS as u64 + 3),
+            "spawned ones too ended"
+        );
         tx.send(()).unwrap();
         assert_eq!(driving.await.unwrap(), "closed");
     }

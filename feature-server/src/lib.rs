@@ -11,7 +11,8 @@
 //! - [`training`] — point-in-time tables over HTTP: entity table in, Arrow IPC stream out
 //! - [`auth`] — bearer tokens with scopes, checked the same way for HTTP and gRPC
 //! - [`health`] — readiness, one check for `/ready` and gRPC health
-//! - [`listener`] — the accept loop of both ports: TLS, request-head timeouts, graceful shutdown;
+//! - [`listener`] — the accept loop of both ports: TLS, request-head timeouts, HTTP/2 idle and
+//!   keep-alive timeouts, a connection limit, graceful shutdown;
 //!   [`conn_exec`] runs HTTP/2 requests on their connection's task
 //! - [`store_report`] — the online store's eviction policy and persistence, warned about and
 //!   exported while serving

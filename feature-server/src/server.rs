@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::grpc::grpc_service;
 use crate::http::{HttpState, router};
-use crate::listener::Protocols;
+use crate::listener::{PortOptions, Protocols, Slots};
 use crate::service::FeatureService;
 
 /// Server settings that are not per request.
@@ -32,6 +32,8 @@ pub struct ServeOptions {
     pub body_timeout: Duration,
     /// After `shutdown`, how long in-flight requests may take before every connection is closed.
     pub shutdown_grace: Duration,
+    /// Idle and keep-alive timeouts of HTTP/2 connections; most connections open at once.
+    pub connections: crate::listener::ConnectionLimits,
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests (for at most
@@ -78,13 +80,22 @@ pub async fn serve(
             .map_err(std::io::Error::other),
         None => Ok(None),
     };
+    let port_options = PortOptions {
+        header_timeout: options.header_timeout,
+        shutdown_grace: options.shutdown_grace,
+        limits: options.connections.clone(),
+    };
+    // One limit for both ports: they share the process's file descriptors.
+    let slots = Slots::new(crate::listener::fit_open_file_limit(
+        options.connections.max_connections,
+    ));
     let http_task = tokio::spawn(crate::listener::serve(
         http,
         app,
         Protocols::Any,
         acceptor(Protocols::Any)?,
-        options.header_timeout,
-        options.shutdown_grace,
+        port_options.clone(),
+        slots.clone(),
         stopped(stop_rx.clone()),
     ));
     let grpc_task = match grpc {
@@ -111,8 +122,8 @@ pub async fn serve(
                 routes,
                 Protocols::Http2,
                 acceptor(Protocols::Http2)?,
-                options.header_timeout,
-                options.shutdown_grace,
+                port_options,
+                slots,
                 stopped(stop_rx.clone()),
             )))
         }

@@ -1,27 +1,49 @@
 //! `POST /get-historical-features`: point-in-time retrieval over HTTP, on the same engine as
 //! `quiver retrieve`. The entity table comes in as the body (Parquet, Arrow IPC file or stream,
-//! or CSV with `Content-Type: text/csv`) and is spooled to a temporary file, never held in memory;
-//! the table goes out as an Arrow IPC stream, batch by batch, as the join produces it.
+//! or CSV with `Content-Type: text/csv`) and is spooled to a file in the server's upload
+//! directory, never held in memory; the table goes out as an Arrow IPC stream, batch by batch,
+//! as the join produces it.
+//!
+//! What training may take from the process that also serves online traffic is bounded: at most
+//! `max_requests` run at once (more get 503 with `Retry-After`), their sorts share one memory
+//! budget (each request's engine gets an equal part and spills beyond it), and an upload may
+//! decode to at most `max_decoded_bytes` (413 naming the limit), however small it is.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use quiver_materializer::retrieve::{
-    Engine, EntityInput, Options, Request, resolve_selection, retrieve,
+    Engine, EntityInput, EntityLimits, Options, Request, resolve_selection, retrieve,
 };
 use tokio::io::AsyncWriteExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{ErrorCode, ServiceError};
 use crate::http::HttpState;
 
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+/// How messages name an upload: never by its path on the server.
+pub const UPLOAD_NAME: &str = "the uploaded entity table";
+
+/// Defaults of the `serving` training settings (`quiver.yaml`).
+pub const DEFAULT_MEMORY_LIMIT: u64 = 1 << 30;
+pub const DEFAULT_MAX_REQUESTS: usize = 2;
+pub const DEFAULT_MAX_DECODED_BYTES: u64 = 1 << 30;
+/// Longest CSV record of an upload.
+pub const MAX_CSV_RECORD_BYTES: u64 = 1 << 20;
+/// The `Retry-After` of a 503 when every training slot is taken, in seconds.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// Spool directories of uploads are named `upload-PID-…` inside the upload directory.
+const UPLOAD_PREFIX: &str = "upload-";
 
 /// What the training endpoint needs beyond the serving core.
 #[derive(Debug, Clone)]
@@ -30,12 +52,173 @@ pub struct Training {
     pub root: PathBuf,
     /// Largest entity table accepted, in bytes.
     pub max_upload_bytes: u64,
+    /// One request's engine; its memory limit is the request's share of the training budget.
     pub engine: Engine,
+    /// What an upload may decode to.
+    pub limits: EntityLimits,
+    /// Where uploads are spooled (one directory per request, removed with it).
+    pub upload_dir: PathBuf,
+    /// One permit per running request.
+    slots: Arc<Semaphore>,
+    max_requests: usize,
 }
 
+impl Training {
+    /// Training over the repository at `root`, with the default budget, concurrency, decoded
+    /// size limit and upload directory (`.quiver/uploads`).
+    pub fn new(root: PathBuf, max_upload_bytes: u64) -> Self {
+        let upload_dir = root.join(".quiver").join("uploads");
+        Training {
+            root,
+            max_upload_bytes,
+            engine: Engine::default(),
+            limits: EntityLimits::default(),
+            upload_dir,
+            slots: Arc::new(Semaphore::new(1)),
+            max_requests: 1,
+        }
+        .with_budget(DEFAULT_MEMORY_LIMIT, DEFAULT_MAX_REQUESTS)
+        .with_max_decoded_bytes(DEFAULT_MAX_DECODED_BYTES)
+    }
+
+    /// At most `max_requests` retrievals at once (at least one), sharing `memory_limit` bytes
+    /// for their sorts: each gets an equal part, beyond which its sorts spill to disk.
+    pub fn with_budget(mut self, memory_limit: u64, max_requests: usize) -> Self {
+        let max_requests = max_requests.max(1);
+        let share = memory_limit / max_requests as u64;
+        self.engine.memory_limit = usize::try_from(share).unwrap_or(usize::MAX);
+        self.slots = Arc::new(Semaphore::new(max_requests));
+        self.max_requests = max_requests;
+        self
+    }
+
+    /// An upload may decode to at most `bytes` (and its CSV records may be at most
+    /// [`MAX_CSV_RECORD_BYTES`] long).
+    pub fn with_max_decoded_bytes(mut self, bytes: u64) -> Self {
+        self.limits = EntityLimits {
+            max_decoded_bytes: Some(bytes),
+            max_csv_record_bytes: Some(MAX_CSV_RECORD_BYTES.min(bytes)),
+            hint: "raise `serving.max_training_decoded_bytes` in quiver.yaml to accept it \
+                   (CSV records: send long values as Parquet or Arrow IPC)"
+                .into(),
+        };
+        self
+    }
+
+    /// Uploads go to `dir` (relative paths are relative to the repository root).
+    pub fn with_upload_dir(mut self, dir: &Path) -> Self {
+        self.upload_dir = self.root.join(dir);
+        self
+    }
+
+    /// Most retrievals at once.
+    pub fn max_requests(&self) -> usize {
+        self.max_requests
+    }
+
+    /// Creates the upload directory and removes what a server that is gone (crashed, killed)
+    /// left in it; uploads of live servers sharing the directory are kept. Returns how many
+    /// were removed.
+    pub fn prepare(&self) -> std::io::Result<usize> {
+        std::fs::create_dir_all(&self.upload_dir)?;
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.upload_dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix(UPLOAD_PREFIX)
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+            if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, dir = %self.upload_dir.display(), "removed the uploads of a server that is gone");
+        }
+        Ok(removed)
+    }
+
+    /// A spool directory for one upload, removed when dropped.
+    fn spool_dir(&self) -> std::io::Result<tempfile::TempDir> {
+        std::fs::create_dir_all(&self.upload_dir)?;
+        tempfile::Builder::new()
+            .prefix(&format!("{UPLOAD_PREFIX}{}-", std::process::id()))
+            .tempdir_in(&self.upload_dir)
+    }
+}
+
+/// A running request's slot. When the last running request gives its slot back, the memory it
+/// freed is handed back to the operating system (see [`return_memory`]).
+#[derive(Debug)]
+struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    slots: Arc<Semaphore>,
+    max_requests: usize,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        if self.slots.available_permits() == self.max_requests
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(return_memory(self.slots.clone(), self.max_requests));
+        }
+    }
+}
+
+/// The process's allocator (mimalloc) gives memory freed to its arenas back to the operating
+/// system lazily: during later allocations, once it has been free for a purge delay (1 s). An
+/// idle server would never purge what a finished training request freed. So once no training
+/// request runs, a few large allocations, a little apart, let it purge; a request that starts
+/// meanwhile stops this. (Pages still held by threads' own heaps stay: the bounded budget is
+/// what keeps those small.)
+async fn return_memory(slots: Arc<Semaphore>, max_requests: usize) {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..8 {
+        if slots.available_permits() < max_requests {
+            return;
+        }
+        let block = std::hint::black_box(vec![1u8; 8 << 20]);
+        drop(block);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// The answer when every training slot is taken: 503, `Retry-After`, a JSON message.
+fn busy(max_requests: usize) -> Response {
+    let message = format!(
+        "the server is running its limit of {max_requests} training retrievals (`serving.max_training_requests`); retry in a few seconds"
+    );
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({ "error": message })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    response
+}
+
+/// What the server says instead of the CLI's `--memory-limit` hint.
+const SERVER_MEMORY_HINT: &str = "raise `serving.training_memory_limit` in quiver.yaml (each of the `serving.max_training_requests` running requests gets an equal part of it)";
+
 fn materializer_error(e: quiver_materializer::Error) -> ServiceError {
+    let e = match e {
+        quiver_materializer::Error::Invalid(m) => quiver_materializer::Error::Invalid(m.replace(
+            quiver_materializer::retrieve::MEMORY_HINT,
+            SERVER_MEMORY_HINT,
+        )),
+        e => e,
+    };
     let code = match e {
         quiver_materializer::Error::Invalid(_) => ErrorCode::InvalidArgument,
+        quiver_materializer::Error::TooLarge(_) => ErrorCode::TooLarge,
         quiver_materializer::Error::Store(ref s)
             if matches!(s, quiver_online_store::Error::Unavailable(_)) =>
         {
@@ -67,14 +250,15 @@ async fn spool(
     dir: &tempfile::TempDir,
     csv: bool,
     limit: u64,
-    idle: std::time::Duration,
+    idle: Duration,
 ) -> Result<PathBuf, ServiceError> {
     let path = dir
         .path()
         .join(if csv { "entities.csv" } else { "entities" });
+    // The path goes to the log only (a 500's message), never to the client.
     let internal = |e: std::io::Error| ServiceError {
         code: ErrorCode::Internal,
-        message: format!("spooling the entity table: {e}"),
+        message: format!("spooling the entity table to {}: {e}", path.display()),
     };
     let mut file = tokio::fs::File::create(&path).await.map_err(internal)?;
     let mut stream = body.into_data_stream();
@@ -114,7 +298,26 @@ pub async fn get_historical_features(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let result = start(&state, &query, &headers, body).await;
+    let result = match state.training.as_ref() {
+        // A slot for the whole request: the upload, the retrieval, the response stream.
+        Some(training) => match training.slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let slot = Slot {
+                    permit: Some(permit),
+                    slots: training.slots.clone(),
+                    max_requests: training.max_requests,
+                };
+                start(&state, &query, &headers, body, slot).await
+            }
+            Err(_) => {
+                metrics::counter!("quiver_training_requests_refused_total").increment(1);
+                return busy(training.max_requests);
+            }
+        },
+        None => Err(ServiceError::invalid(
+            "training retrieval is not enabled on this server",
+        )),
+    };
     let outcome = if result.is_ok() { "ok" } else { "error" };
     metrics::histogram!("quiver_request_duration_seconds", "endpoint" => "http_get_historical_features", "outcome" => outcome)
         .record(started.elapsed().as_secs_f64());
@@ -131,6 +334,7 @@ async fn start(
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: Body,
+    slot: Slot,
 ) -> Result<Response, ServiceError> {
     let Some(training) = state.training.clone() else {
         return Err(ServiceError::invalid(
@@ -173,9 +377,12 @@ async fn start(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/csv"));
-    let dir = tempfile::tempdir().map_err(|e| ServiceError {
+    let dir = training.spool_dir().map_err(|e| ServiceError {
         code: ErrorCode::Internal,
-        message: format!("temporary directory: {e}"),
+        message: format!(
+            "creating a spool directory in {}: {e}",
+            training.upload_dir.display()
+        ),
     })?;
     let path = spool(
         body,
@@ -185,14 +392,13 @@ async fn start(
         state.body_timeout,
     )
     .await?;
-    let input = EntityInput::open(&path, query.get("timestamp_column").map(String::as_str))
-        .map_err(|e| {
-            // The spool file's name means nothing to the client.
-            ServiceError::invalid(e.to_string().replace(
-                &format!("entity table {}: ", path.display()),
-                "entity table: ",
-            ))
-        })?;
+    let input = EntityInput::open_with(
+        &path,
+        query.get("timestamp_column").map(String::as_str),
+        UPLOAD_NAME,
+        training.limits.clone(),
+    )
+    .map_err(materializer_error)?;
     let request = Request {
         registry,
         root: &training.root,
@@ -209,8 +415,8 @@ async fn start(
             message: e.to_string(),
         })?;
     let head = Bytes::from(std::mem::take(writer.get_mut()));
-    // The spool directory lives until the stream ends.
-    let state = Arc::new(dir);
+    // The spool directory and the request's slot live until the stream ends (or is dropped).
+    let state = Arc::new((dir, slot));
     let batches =
         futures::stream::unfold(Some((writer, retrieval.stream, state)), |step| async move {
             let (mut writer, mut stream, dir) = step?;
@@ -223,9 +429,14 @@ async fn start(
                     Err(e) => Some((Err(std::io::Error::other(e)), None)),
                 },
                 Some(Err(e)) => {
-                    let e = quiver_materializer::retrieve::stream_error(e);
+                    let e = quiver_materializer::retrieve::stream_error(e)
+                        .to_string()
+                        .replace(
+                            quiver_materializer::retrieve::MEMORY_HINT,
+                            SERVER_MEMORY_HINT,
+                        );
                     tracing::warn!(error = %e, "training retrieval failed mid-stream");
-                    Some((Err(std::io::Error::other(e.to_string())), None))
+                    Some((Err(std::io::Error::other(e)), None))
                 }
                 None => match writer.finish() {
                     Ok(()) => {

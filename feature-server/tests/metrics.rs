@@ -113,6 +113,7 @@ async fn serve(registry: &LocalStore, store: Arc<EmbeddedStore>, poll: Duration)
         header_timeout: Duration::from_secs(5),
         body_timeout: Duration::from_secs(5),
         shutdown_grace: Duration::from_secs(5),
+        connections: Default::default(),
     };
     let task = tokio::spawn(quiver_feature_server::serve(
         http,
@@ -274,11 +275,10 @@ async fn oversized_bodies_are_counted_as_errors() {
         HttpState {
             service,
             ready_timeout: Duration::from_millis(200),
-            training: Some(Arc::new(quiver_feature_server::Training {
-                root: dir.path().to_path_buf(),
-                max_upload_bytes: 1024,
-                engine: quiver_materializer::retrieve::Engine::default(),
-            })),
+            training: Some(Arc::new(quiver_feature_server::Training::new(
+                dir.path().to_path_buf(),
+                1024,
+            ))),
             auth: Arc::new(Authenticator::open()),
             body_timeout: Duration::from_secs(5),
         },

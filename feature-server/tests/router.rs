@@ -383,11 +383,7 @@ async fn answers_over_max_response_values_get_a_413_naming_the_key() {
 #[tokio::test]
 async fn oversized_bodies_get_a_json_413_naming_the_limit_and_its_key() {
     let root = tempfile::tempdir().unwrap();
-    let training = Training {
-        root: root.path().to_path_buf(),
-        max_upload_bytes: 1024,
-        engine: quiver_materializer::retrieve::Engine::default(),
-    };
+    let training = Training::new(root.path().to_path_buf(), 1024);
     let (app, _dir, _) = app_full(
         Limits {
             max_entity_rows: 100,

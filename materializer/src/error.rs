@@ -7,6 +7,9 @@ pub enum Error {
     /// The user asked for something that cannot work (unknown view, bad range, bad query).
     #[error("{0}")]
     Invalid(String),
+    /// An input is larger than a configured limit allows; the message names the limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// A source could not be read or a query failed while running.
     #[error("{context}: {source}")]
     Engine {
@@ -51,7 +54,7 @@ impl Error {
     /// A mistake the user can fix (exit code 2 in the CLI), looking through a failed view.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::Invalid(_) | Error::EvictingStore(_) => true,
+            Error::Invalid(_) | Error::TooLarge(_) | Error::EvictingStore(_) => true,
             Error::ViewFailed { source, .. } => source.is_user_error(),
             Error::Registry(e) => e.is_user_error(),
             _ => false,

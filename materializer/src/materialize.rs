@@ -134,7 +134,7 @@ async fn materialize_view(
     progress: &dyn Progress,
 ) -> Result<MaterializationRun> {
     let project = &job.registry.registry.project;
-    let (start, end) = match range {
+    let (start, requested_end) = match range {
         Range::Fixed { start_ns, end_ns } => (Some(start_ns), end_ns),
         Range::Incremental { end_ns } => (
             job.online
@@ -143,14 +143,21 @@ async fn materialize_view(
             end_ns,
         ),
     };
+    // Online values answer as of now: rows dated after now are not materialized yet (a later
+    // run picks them up), or the store would serve values retrieval at `t = now` cannot see.
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let end = requested_end.min(now.saturating_add(1));
     if let Some(watermark) = start.filter(|&s| s >= end) {
         if matches!(range, Range::Fixed { .. }) {
-            return Err(Error::Invalid(format!(
-                "empty range: start must be before end for `{}`",
-                view.name
-            )));
+            return Err(Error::Invalid(if watermark >= requested_end {
+                format!("empty range: start must be before end for `{}`", view.name)
+            } else {
+                format!(
+                    "the range starts after now ({}): online values are as of now, so rows dated later are materialized once their time has come",
+                    rfc3339(now)
+                )
+            }));
         }
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         if watermark > now {
             tracing::warn!(
                 view = %view.name,
@@ -176,7 +183,6 @@ async fn materialize_view(
     // Where the watermark may go: only over a range contiguous with what is materialized
     // (an explicit range that starts after the watermark would skip the gap forever), and
     // never past now (new rows up to END could still arrive).
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let (target, note) = match range {
         Range::Incremental { .. } => (Some(end.min(now)), None),
         Range::Fixed { start_ns, .. } => {
@@ -223,9 +229,9 @@ async fn materialize_view(
         _ => None,
     };
     let note = lost.or(note).or_else(|| {
-        (target.is_some_and(|t| t < end)).then(|| {
+        (target.is_some() && requested_end > now).then(|| {
             format!(
-                "watermark moved only to now ({}): END is in the future, where rows may still arrive",
+                "END is in the future: rows up to now ({}) were materialized and the watermark moved to now; later rows are picked up once their time has come",
                 rfc3339(now)
             )
         })

@@ -296,6 +296,7 @@ fn run(
         with_times: false,
         batch_rows: 8192,
         gather_limit: None,
+        key_filter_rows: quiver_materializer::retrieve::DEFAULT_KEY_FILTER_ROWS,
     };
     run_on(dir, registry, features, options, engine)
 }
@@ -437,6 +438,7 @@ proptest! {
         batch_rows in 1..9usize,
         partitions in 1..4usize,
         sort_back in any::<bool>(),
+        key_filter in any::<bool>(),
         ttl_a in prop_oneof![Just(0u64), 1..4u64],
         cutoff in any::<bool>(),
         full in any::<bool>(),
@@ -454,6 +456,7 @@ proptest! {
             with_times: false,
             batch_rows,
             gather_limit: sort_back.then_some(0),
+            key_filter_rows: if key_filter { u64::MAX } else { 0 },
         };
         let out = run_on(dir.path(), &registry, &features, options, engine);
         check(&out, &a_rows, &b_rows, &entities, ttl_a, 0, options)?;

@@ -43,6 +43,13 @@ impl EmbeddedStore {
                 "{} is open in another process (the embedded store allows one at a time; use Redis to share it)",
                 path.display()
             )),
+            redb::DatabaseError::Storage(redb::StorageError::Io(e))
+                if e.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                Error::Config(format!("cannot open embedded store {}: {e}", path.display()))
+            }
+            // An existing file redb cannot open is damaged (truncated, overwritten, bad header).
+            other if path.is_file() => corrupt(path, &other.to_string()),
             other => Error::Config(format!("cannot open embedded store {}: {other}", path.display())),
         })?;
         let txn = db.begin_write().map_err(backend)?;

@@ -44,6 +44,18 @@ pub struct ServingConfig {
     pub max_response_values: usize,
     /// Largest entity table `/get-historical-features` accepts, in bytes (spooled to disk).
     pub max_training_upload_bytes: u64,
+    /// Most bytes an uploaded entity table may decode to (its columns in memory, a dictionary
+    /// value counted for every row that uses it); also what a Parquet upload's pages may hold
+    /// uncompressed. A small file that decodes to more is refused with 413.
+    pub max_training_decoded_bytes: u64,
+    /// Memory the training retrievals of the server share for their sorts, in bytes: each of
+    /// the `max_training_requests` running requests gets an equal part and spills beyond it.
+    pub training_memory_limit: u64,
+    /// Most training retrievals at once; more get 503 with `Retry-After`.
+    pub max_training_requests: usize,
+    /// Where training uploads are spooled, relative to the repository root; what a server that
+    /// is gone left there is removed when `quiver serve` starts.
+    pub upload_dir: PathBuf,
     /// How often to look for a new registry version and new materializations, in milliseconds.
     pub registry_poll_ms: u64,
     /// An in-process cache of online values; off when absent.
@@ -62,6 +74,16 @@ pub struct ServingConfig {
     /// On SIGTERM or Ctrl-C, how long in-flight requests may take to finish, in milliseconds;
     /// then every connection still open is closed and the process exits.
     pub shutdown_grace_ms: u64,
+    /// An HTTP/2 connection with no open stream for this long is closed (GOAWAY), in
+    /// milliseconds.
+    pub idle_timeout_ms: u64,
+    /// An HTTP/2 peer silent for this long is sent a PING, in milliseconds…
+    pub keepalive_interval_ms: u64,
+    /// …and closed when it does not answer a PING within this, in milliseconds.
+    pub keepalive_timeout_ms: u64,
+    /// Most connections open at once, both ports together; more are closed as soon as accepted
+    /// (also lowered to what the process's open-file limit allows).
+    pub max_connections: usize,
 }
 
 /// The default of `serving.max_response_values`: 10,000 rows × 100 features.
@@ -84,6 +106,10 @@ impl Default for ServingConfig {
             max_entity_rows: 10_000,
             max_response_values: DEFAULT_MAX_RESPONSE_VALUES,
             max_training_upload_bytes: 2 << 30,
+            max_training_decoded_bytes: 1 << 30,
+            training_memory_limit: 1 << 30,
+            max_training_requests: 2,
+            upload_dir: PathBuf::from(".quiver/uploads"),
             registry_poll_ms: 500,
             cache: None,
             auth: None,
@@ -91,6 +117,10 @@ impl Default for ServingConfig {
             header_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            keepalive_interval_ms: 30_000,
+            keepalive_timeout_ms: 10_000,
+            max_connections: 10_000,
         }
     }
 }
@@ -301,8 +331,49 @@ impl ProjectConfig {
                 check_redis_url(file, node, tls_ca_file.is_some(), &mut problems);
             }
         }
+        for (key, zero) in [
+            (
+                "max_training_decoded_bytes",
+                self.serving.max_training_decoded_bytes == 0,
+            ),
+            (
+                "training_memory_limit",
+                self.serving.training_memory_limit == 0,
+            ),
+            (
+                "max_training_requests",
+                self.serving.max_training_requests == 0,
+            ),
+        ] {
+            if zero {
+                problems.push(
+                    Diagnostic::error(file, Span::NONE, format!("`serving.{key}` is 0"))
+                        .with_hint("it must be at least 1 (see examples/quiver.reference.yaml)"),
+                );
+            }
+        }
+        if self.serving.upload_dir.as_os_str().is_empty() {
+            problems.push(
+                Diagnostic::error(file, Span::NONE, "`serving.upload_dir` is empty")
+                    .with_hint("give a directory for training uploads, e.g. `.quiver/uploads`"),
+            );
+        }
         if let Some(auth) = &self.serving.auth {
             check_auth(file, auth, &mut problems);
+        }
+        let s = &self.serving;
+        for (key, value) in [
+            ("idle_timeout_ms", s.idle_timeout_ms),
+            ("keepalive_interval_ms", s.keepalive_interval_ms),
+            ("keepalive_timeout_ms", s.keepalive_timeout_ms),
+            ("max_connections", s.max_connections as u64),
+        ] {
+            if value == 0 {
+                problems.push(
+                    Diagnostic::error(file, Span::NONE, format!("`serving.{key}` is 0"))
+                        .with_hint("it must be at least 1 (see examples/quiver.reference.yaml)"),
+                );
+            }
         }
         if problems.is_empty() {
             Ok(())
@@ -568,6 +639,52 @@ mod tests {
         assert_eq!(c.online_store, OnlineStoreConfig::default());
         // The limits it shows are the defaults.
         assert_eq!(c.serving, ServingConfig::default());
+    }
+
+    #[test]
+    fn connection_limits_of_zero_are_refused() {
+        for key in [
+            "idle_timeout_ms",
+            "keepalive_interval_ms",
+            "keepalive_timeout_ms",
+            "max_connections",
+        ] {
+            let err = load(&format!("project: p\nserving:\n  {key}: 0\n")).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("`serving.{key}` is 0")),
+                "{err}"
+            );
+        }
+        let c = load("project: p\nserving:\n  idle_timeout_ms: 5\n  max_connections: 1\n").unwrap();
+        assert_eq!(
+            (c.serving.idle_timeout_ms, c.serving.max_connections),
+            (5, 1)
+        );
+    }
+
+    #[test]
+    fn training_limits_have_defaults_and_refuse_zero() {
+        let c = load("project: p\n").unwrap();
+        assert_eq!(c.serving.max_training_decoded_bytes, 1 << 30);
+        assert_eq!(c.serving.training_memory_limit, 1 << 30);
+        assert_eq!(c.serving.max_training_requests, 2);
+        assert_eq!(c.serving.upload_dir, PathBuf::from(".quiver/uploads"));
+        for key in [
+            "max_training_decoded_bytes",
+            "training_memory_limit",
+            "max_training_requests",
+        ] {
+            let err = load(&format!("project: p\nserving:\n  {key}: 0\n")).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("`serving.{key}` is 0")),
+                "{err}"
+            );
+        }
+        let err = load("project: p\nserving:\n  upload_dir: ''\n").unwrap_err();
+        assert!(
+            err.to_string().contains("`serving.upload_dir` is empty"),
+            "{err}"
+        );
     }
 
     #[test]

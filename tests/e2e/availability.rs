@@ -19,15 +19,15 @@ use crate::materialize::{json, redis_yaml, repo_ending};
 use crate::serve::MODEL_V1;
 
 /// A `quiver serve` process on free ports; killed when dropped (also when a test fails).
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    http: SocketAddr,
-    grpc: SocketAddr,
+    pub(crate) http: SocketAddr,
+    pub(crate) grpc: SocketAddr,
     log: PathBuf,
 }
 
 impl Server {
-    fn start(repo: &Path) -> Server {
+    pub(crate) fn start(repo: &Path) -> Server {
         let addr = || SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
         let (http, grpc) = (addr(), addr());
         let log = repo.join(format!("serve-{}.log", http.port()));
@@ -48,13 +48,13 @@ impl Server {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits until `/health` answers (the process listens), failing the test if the process
     /// exits first or `limit` passes; returns how long it took.
-    async fn wait_listening(&mut self, limit: Duration) -> Duration {
+    pub(crate) async fn wait_listening(&mut self, limit: Duration) -> Duration {
         let started = Instant::now();
         loop {
             if let Some(exit) = self.child.try_wait().unwrap() {
@@ -104,7 +104,12 @@ impl Drop for Server {
 
 /// One HTTP/1.1 request on its own connection, bounded at 5 s; status 0 when there was no
 /// answer (nothing listening, or no response in time).
-async fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+pub(crate) async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
     let exchange = async {
         let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
         let head = format!(
@@ -193,7 +198,7 @@ async fn both_say(server: &Server, want_ready: bool, limit: Duration) -> J {
 
 /// A repository whose online store is `redis` and whose `quiver.yaml` ends with `extra`, applied
 /// and materialized; event times end now, so values are within their ttl.
-fn repo(tmp: &Path, redis: &RedisServer, extra: &str) -> PathBuf {
+pub(crate) fn repo(tmp: &Path, redis: &RedisServer, extra: &str) -> PathBuf {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let repo = repo_ending(
         tmp,

@@ -2,6 +2,7 @@
 
 mod availability;
 mod cli;
+mod connections;
 mod faults;
 mod generations;
 mod materialize;
@@ -11,3 +12,4 @@ mod registry_redis;
 mod retrieve;
 mod security;
 mod serve;
+mod training_limits;

@@ -669,6 +669,18 @@ fn the_watermark_never_skips_a_gap_or_runs_ahead_of_now() {
         note.contains("2026-01-01T12:00:00Z") && note.contains("skip"),
         "{note}"
     );
+    // Values past the watermark are newer than what verify compares with: not a disagreement.
+    let report = json(&quiver(
+        &repo,
+        &[
+            "--format",
+            "json",
+            "verify",
+            "--views",
+            "driver_hourly_stats",
+        ],
+    ));
+    assert!(report[0]["ahead"].as_u64().unwrap() > 0, "{report}");
     // So incremental still reads the gap, and the store ends up exact.
     let r = run(&["materialize-incremental", "2026-01-02T00:00:01Z"]);
     assert!(r["rows_read"].as_u64().unwrap() > 0, "{r}");
@@ -729,4 +741,65 @@ fn a_failed_run_names_the_failing_view_and_the_committed_ones() {
     let runs = repository.store().unwrap().runs(10).unwrap();
     let viewed: Vec<&str> = runs.iter().map(|r| r.view.as_str()).collect();
     assert_eq!(viewed, ["customer_profile"]);
+}
+
+/// Rows dated after now are not materialized yet: online answers are as of now, the same as
+/// retrieval at `t = now` (an END in the future used to write them, served as PRESENT).
+#[test]
+fn rows_dated_in_the_future_wait_for_their_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let end = (chrono::Utc::now() + chrono::Duration::hours(3))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let repo = repo_ending(
+        tmp.path(),
+        20,
+        8,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+        &end,
+    );
+    let runs = json(&quiver(
+        &repo,
+        &[
+            "--format",
+            "json",
+            "materialize",
+            "2000-01-01T00:00:00Z",
+            "2099-01-01T00:00:00Z",
+            "--views",
+            "driver_hourly_stats",
+        ],
+    ));
+    assert!(
+        runs[0]["watermark_note"]
+            .as_str()
+            .unwrap()
+            .contains("END is in the future"),
+        "{runs}"
+    );
+    let report = json(&quiver(
+        &repo,
+        &[
+            "--format",
+            "json",
+            "verify",
+            "--views",
+            "driver_hourly_stats",
+        ],
+    ));
+    assert_eq!(report[0]["ahead"], 0, "{report}");
+    for f in report[0]["features"].as_array().unwrap() {
+        assert_eq!(f["mismatched"], 0, "{report}");
+        assert_eq!(f["missing"], 0, "{report}");
+    }
+    // A range that starts after now has nothing to materialize yet, and says why.
+    let out = quiver(
+        &repo,
+        &[
+            "materialize",
+            "2098-01-01T00:00:00Z",
+            "2099-01-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("starts after now"));
 }

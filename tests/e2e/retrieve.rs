@@ -680,7 +680,7 @@ async fn small_entity_tables_over_a_large_source_retrieve_and_verify() {
         24,
         "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
     );
-    let retrieve = |entities: &str, output: &str| {
+    let retrieve = |entities: &str, output: &str, key_filter_rows: &str| {
         let out = quiver(
             &repo,
             &[
@@ -692,12 +692,18 @@ async fn small_entity_tables_over_a_large_source_retrieve_and_verify() {
                 "--output",
                 output,
                 "--no-manifest",
+                "--key-filter-rows",
+                key_filter_rows,
             ],
         );
         assert!(out.status.success(), "{}", describe(&out));
         read_parquet(&repo.join(output))
     };
-    let thousand = retrieve("data/labels.parquet", "t1000.parquet");
+    // Without the key filter the merge walks all 600,000 rows (the shape that crashed); with it
+    // (the default for small tables) only the rows of the entities asked for: the same table.
+    let thousand = retrieve("data/labels.parquet", "t1000.parquet", "0");
+    let filtered = retrieve("data/labels.parquet", "t1000f.parquet", "20000");
+    assert_eq!(conv_rates(&filtered), conv_rates(&thousand));
     let labels = read_parquet(&repo.join("data/labels.parquet"));
     assert_eq!(ids(&thousand, "driver_id"), ids(&labels, "driver_id"));
     let rates = conv_rates(&thousand);
@@ -718,8 +724,10 @@ async fn small_entity_tables_over_a_large_source_retrieve_and_verify() {
     let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
-    let one = retrieve("one.parquet", "t1.parquet");
-    assert_eq!(conv_rates(&one), [rates[first]]);
+    for key_filter_rows in ["0", "20000"] {
+        let one = retrieve("one.parquet", "t1.parquet", key_filter_rows);
+        assert_eq!(conv_rates(&one), [rates[first]]);
+    }
 
     // The HTTP training endpoint with the same one-row body: 200 and the same row.
     let server = crate::serve::start(&repo).await;

@@ -73,16 +73,16 @@ pub(crate) async fn start_full(
         max_body_bytes: 1 << 20,
         registry_poll: Duration::from_millis(100),
         ready_timeout: Duration::from_millis(300),
-        training: Some(quiver_feature_server::Training {
-            root: repository.root.clone(),
-            max_upload_bytes: 1 << 20,
-            engine: quiver_materializer::retrieve::Engine::default(),
-        }),
+        training: Some(quiver_feature_server::Training::new(
+            repository.root.clone(),
+            1 << 20,
+        )),
         auth: Arc::new(auth),
         tls,
         header_timeout,
         body_timeout: Duration::from_secs(10),
         shutdown_grace: Duration::from_secs(10),
+        connections: Default::default(),
     };
     let task = tokio::spawn(quiver_feature_server::serve(
         http,
@@ -662,6 +662,7 @@ async fn the_cache_is_emptied_when_a_materialization_commits() {
         header_timeout: Duration::from_secs(10),
         body_timeout: Duration::from_secs(10),
         shutdown_grace: Duration::from_secs(10),
+        connections: Default::default(),
     };
     let task = tokio::spawn(quiver_feature_server::serve(
         listener,

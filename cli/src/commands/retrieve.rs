@@ -48,6 +48,10 @@ pub struct Args {
     /// Do not write a manifest next to the output.
     #[arg(long)]
     pub no_manifest: bool,
+    /// Entity tables of at most this many rows read only their entities' rows of each view
+    /// (a key filter), instead of sorting whole sources; 0 turns the filter off.
+    #[arg(long, default_value_t = quiver_materializer::retrieve::DEFAULT_KEY_FILTER_ROWS)]
+    pub key_filter_rows: u64,
 }
 
 /// `512MiB`, `2GiB`, `1.5GB`, `1000000` (bytes).
@@ -98,6 +102,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let defaults = Engine::default();
     let engine = Engine {
         memory_limit: args.memory_limit.unwrap_or(defaults.memory_limit),
+        key_filter_rows: args.key_filter_rows,
         ..defaults
     };
     let (version, selection, features, input, options) = match &args.rebuild {
@@ -148,7 +153,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     refuse_overwriting_inputs(&args.output, &input, &version, &repo)?;
     let sources = source_fingerprints(&version, &repo.root, &features, true)?;
     let runtime = ctx.runtime()?;
-    let (rows, columns) = runtime.block_on(async {
+    let result = runtime.block_on(async {
         let request = Request {
             registry: &version.registry,
             root: &repo.root,
@@ -169,7 +174,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             signal = interrupted() => anyhow::bail!("interrupted by {signal}: nothing written"),
         };
         anyhow::Ok((rows, columns))
-    })?;
+    });
+    // An interrupted or failed retrieval can leave engine tasks running (sorts, readers): exit
+    // without waiting for them.
+    runtime.shutdown_background();
+    let (rows, columns) = result?;
     let manifest = if args.no_manifest {
         None
     } else {

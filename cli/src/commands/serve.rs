@@ -105,6 +105,21 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             ),
             None => eprintln!("  auth: off — every endpoint is open (configure serving.auth)"),
         }
+        // Training: bounded concurrency, memory and decoded upload size; uploads in a directory
+        // of the server's own, emptied of what a server that is gone left there.
+        let training = quiver_feature_server::Training::new(
+            repo.root.clone(),
+            serving.max_training_upload_bytes,
+        )
+        .with_budget(serving.training_memory_limit, serving.max_training_requests)
+        .with_max_decoded_bytes(serving.max_training_decoded_bytes)
+        .with_upload_dir(&serving.upload_dir);
+        training.prepare().map_err(|e| {
+            crate::exit::UserError(format!(
+                "serving.upload_dir {}: {e}",
+                training.upload_dir.display()
+            ))
+        })?;
         let options = ServeOptions {
             max_body_bytes: serving.max_request_bytes,
             registry_poll: Duration::from_millis(serving.registry_poll_ms),
@@ -114,11 +129,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             header_timeout: Duration::from_millis(serving.header_timeout_ms),
             body_timeout: Duration::from_millis(serving.body_timeout_ms),
             shutdown_grace: Duration::from_millis(serving.shutdown_grace_ms),
-            training: Some(quiver_feature_server::Training {
-                root: repo.root.clone(),
-                max_upload_bytes: serving.max_training_upload_bytes,
-                engine: quiver_materializer::retrieve::Engine::default(),
-            }),
+            connections: quiver_feature_server::listener::ConnectionLimits {
+                idle_timeout: Duration::from_millis(serving.idle_timeout_ms),
+                keepalive_interval: Duration::from_millis(serving.keepalive_interval_ms),
+                keepalive_timeout: Duration::from_millis(serving.keepalive_timeout_ms),
+                max_connections: serving.max_connections,
+            },
+            training: Some(training),
         };
         quiver_feature_server::serve(http, grpc, service, registry, options, shutdown_signal())
             .await?;

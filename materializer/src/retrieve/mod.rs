@@ -11,6 +11,7 @@
 pub mod asof;
 pub mod entities;
 pub mod manifest;
+mod parquet_bounds;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -40,7 +41,7 @@ use crate::columns::{Layout, canonical_type, key_type, utc_ns};
 use crate::error::{Error, Result};
 use crate::source::view_input;
 use asof::{AsOfExec, AsOfSpec, CREATED, ENTITY_ROW, ENTITY_TIME, EVENT};
-pub use entities::{DEFAULT_TIMESTAMP_COLUMN, EntityFormat, EntityInput};
+pub use entities::{DEFAULT_TIMESTAMP_COLUMN, EntityFormat, EntityInput, EntityLimits};
 
 /// How the table is computed (recorded in the manifest).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +68,10 @@ pub struct Engine {
     /// Bytes of one view's join output the reorder to input order may hold in memory (beyond
     /// them, a spilling sort on `__row`); `None`: an even part of half the memory limit.
     pub gather_limit: Option<u64>,
+    /// Entity tables of at most this many rows also filter each view's rows by their join keys
+    /// (`key IN (…)`), so a one-row request sorts the few rows of its entities, not the source.
+    /// 0 turns it off.
+    pub key_filter_rows: u64,
 }
 
 impl Default for Engine {
@@ -77,9 +82,13 @@ impl Default for Engine {
             with_times: false,
             batch_rows: entities::BATCH_ROWS,
             gather_limit: None,
+            key_filter_rows: DEFAULT_KEY_FILTER_ROWS,
         }
     }
 }
+
+/// Entity tables up to this many rows filter view rows by key (see [`Engine::key_filter_rows`]).
+pub const DEFAULT_KEY_FILTER_ROWS: u64 = 20_000;
 
 /// A quarter of physical memory, at least 1 GiB: the sorts share it in fair parts (each sort of
 /// each partition gets its share), so a limit near the data size would make them spill early.
@@ -286,6 +295,7 @@ async fn view_plan(
     view: &FeatureView,
     bounds: Option<(i64, i64)>,
     batch_rows: usize,
+    key_filter: bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let registry = request.registry;
     let source = registry.sources.get(&view.source).ok_or_else(|| {
@@ -340,6 +350,17 @@ async fn view_plan(
     let mut filter = ident(EVENT).is_not_null();
     for (name, _) in &keys {
         filter = filter.and(ident(name).is_not_null());
+    }
+    if key_filter {
+        // Each key column within the values the entity table holds: a superset of the rows any
+        // entity row can match (the merge still matches whole key tuples).
+        for (name, values) in entity_key_values(request.entities, &keys)? {
+            filter = filter.and(if values.is_empty() {
+                lit(false)
+            } else {
+                ident(&name).in_list(values.into_iter().map(lit).collect(), false)
+            });
+        }
     }
     match bounds {
         None => filter = lit(false),
@@ -416,6 +437,40 @@ async fn view_plan(
     Ok(Arc::new(
         AsOfExec::try_new(entities, rows, spec).map_err(Error::engine(context()))?,
     ))
+}
+
+/// The distinct non-null values of each join key column in the entity table, cast as the view
+/// reads them; for small entity tables only (read in full).
+fn entity_key_values(
+    input: &EntityInput,
+    keys: &[(String, DataType)],
+) -> Result<Vec<(String, Vec<ScalarValue>)>> {
+    let names: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
+    let mut sets: Vec<std::collections::HashSet<ScalarValue>> =
+        vec![Default::default(); keys.len()];
+    let mut row = 0u64;
+    for batch in input.reader_of(Some(&names))? {
+        let batch = batch.map_err(|e| input.read_error(e))?;
+        for (i, (name, to)) in keys.iter().enumerate() {
+            let column = batch
+                .column_by_name(name)
+                .ok_or_else(|| Error::Invalid(format!("entity table lacks column `{name}`")))?;
+            let cast = input.cast_column(name, column, to, row)?;
+            for r in 0..cast.len() {
+                if cast.is_valid(r) {
+                    let value = ScalarValue::try_from_array(&cast, r)
+                        .map_err(Error::engine("reading the entity keys"))?;
+                    sets[i].insert(value);
+                }
+            }
+        }
+        row += batch.num_rows() as u64;
+    }
+    Ok(keys
+        .iter()
+        .zip(sets)
+        .map(|((name, _), set)| (name.clone(), set.into_iter().collect()))
+        .collect())
 }
 
 /// A view's join output back in input order. When it fits in its share of memory, the batches
@@ -573,7 +628,16 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
     let mut builder = RecordBatchReceiverStreamBuilder::new(schema.clone(), 2);
     let mut views = Vec::new();
     for part in &parts {
-        let join = view_plan(&ctx, request, part.view, bounds, engine.batch_rows).await?;
+        let key_filter = entity_rows <= engine.key_filter_rows;
+        let join = view_plan(
+            &ctx,
+            request,
+            part.view,
+            bounds,
+            engine.batch_rows,
+            key_filter,
+        )
+        .await?;
         let stream = in_input_order(join, entity_rows, share, engine.batch_rows, task.clone())
             .map_err(Error::engine(format!("feature view `{}`", part.view.name)))?;
         // Each view runs on its own task so the views' sorts proceed side by side.
@@ -894,11 +958,14 @@ pub fn stream_error(e: DataFusionError) -> Error {
     }
 }
 
+/// What [`stream_error`] tells a user whose sorts need more memory (the server says its own).
+pub const MEMORY_HINT: &str = "raise --memory-limit (e.g. 1GiB)";
+
 /// The sorts could not work within the memory limit even by spilling: the user's to raise.
 fn memory_error(detail: &str) -> Error {
     let first = detail.lines().next().unwrap_or(detail);
     Error::Invalid(format!(
-        "the sorts need more memory than the memory limit allows, even spilling to disk ({first}); raise --memory-limit (e.g. 1GiB)"
+        "the sorts need more memory than the memory limit allows, even spilling to disk ({first}); {MEMORY_HINT}"
     ))
 }
 
