@@ -33,10 +33,17 @@ pub struct Readiness {
     /// `ok`, `unavailable` or `no answer in time`.
     pub online_store: &'static str,
     pub online_store_detail: Option<String>,
+    /// `ok`, or [`DATA_LOST`] when the store answers but lacks values a run recorded writing.
+    pub online_data: &'static str,
+    pub online_data_detail: Option<String>,
 }
 
-/// Whether the server can answer online requests now: a registry version is loaded and the
-/// online store answers a ping within `ready_timeout`. A registry that cannot be reloaded does
+/// What `/ready` says when the online store lost materialized data (wiped, flushed, evicted).
+pub const DATA_LOST: &str = "lost: materialize again";
+
+/// Whether the server can answer online requests now: a registry version is loaded, the
+/// online store answers a ping within `ready_timeout`, and it still holds what was materialized
+/// into it (a store wiped under the server would answer every read `NOT_FOUND`). A registry that cannot be reloaded does
 /// not make the server unready: the last good version keeps serving (reported, not failed).
 pub async fn readiness(service: &FeatureService, ready_timeout: Duration) -> Readiness {
     let snap = service.snapshot();
@@ -59,13 +66,22 @@ pub async fn readiness(service: &FeatureService, ready_timeout: Duration) -> Rea
             )),
         ),
     };
+    let lost = service.lost_data();
+    let (online_data, online_data_detail) = if lost.is_empty() {
+        ("ok", None)
+    } else {
+        let reasons: Vec<String> = lost.into_iter().map(|(_, why)| why).collect();
+        (DATA_LOST, Some(reasons.join("; ")))
+    };
     Readiness {
-        ready: snap.loaded() && online_store == "ok",
+        ready: snap.loaded() && online_store == "ok" && online_data == "ok",
         registry_version: snap.loaded().then_some(snap.version.version),
         registry,
         registry_detail,
         online_store,
         online_store_detail,
+        online_data,
+        online_data_detail,
     }
 }
 
@@ -74,6 +90,9 @@ impl Readiness {
     pub fn log(&self) {
         if let Some(detail) = &self.online_store_detail {
             tracing::warn!(error = %detail, "not ready: the online store is {}", self.online_store);
+        }
+        if let Some(detail) = &self.online_data_detail {
+            tracing::warn!(error = %detail, "not ready: the online store lost materialized data");
         }
         if self.registry == NOT_LOADED {
             match &self.registry_detail {

@@ -444,7 +444,8 @@ async fn ready(State(state): State<HttpState>, headers: header::HeaderMap) -> Re
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({"ready": r.ready, "registry_version": r.registry_version, "registry": registry, "online_store": store});
+    let data = words(r.online_data, &r.online_data_detail, true);
+    let body = json!({"ready": r.ready, "registry_version": r.registry_version, "registry": registry, "online_store": store, "online_data": data});
     (status, Json(body)).into_response()
 }
 

@@ -1,9 +1,9 @@
 //! Picks up new registry versions and materialization commits without a restart: polls the
 //! registry store's newest version number and each online view's watermark.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quiver_registry::RegistryStore;
 
@@ -20,6 +20,12 @@ use crate::snapshot::Snapshot;
 /// ([`crate::metrics::set_view_watermarks`]): a removed view, or a view whose new generation has
 /// no watermark yet, stops reporting a freshness. A watermark that cannot be read keeps the last
 /// one read for the same generation, so its age keeps growing instead of freezing.
+///
+/// A served (view, generation) whose watermark the store does not have, though the registry's
+/// run records say a run materialized it, has lost its data (the store was wiped, flushed or
+/// restarted empty): seen so at two record checks [`LOST_CHECK_EVERY`] apart (a run records
+/// itself just before it moves the watermark), it makes `/ready` fail naming the view and sets
+/// `quiver_view_data_lost{view}`, until a materialization writes the watermark again.
 pub async fn watch(
     service: Arc<FeatureService>,
     registry: Arc<dyn RegistryStore>,
@@ -31,6 +37,8 @@ pub async fn watch(
     let mut watermarks: Vec<Option<i64>> = Vec::new();
     // The last watermark read of each (view, generation) served.
     let mut known: HashMap<(String, u64), i64> = HashMap::new();
+    let mut suspects: HashSet<(String, u64)> = HashSet::new();
+    let mut records_checked: Option<Instant> = None;
     loop {
         tokio::select! {
             () = &mut shutdown => return,
@@ -89,6 +97,7 @@ pub async fn watch(
         let snap = service.snapshot();
         let mut now = Vec::new();
         let mut read = HashMap::new();
+        let mut missing = Vec::new();
         let mut views: Vec<_> = snap.views.values().filter(|v| v.online).collect();
         views.sort_by(|a, b| a.name.cmp(&b.name));
         for view in views {
@@ -102,9 +111,28 @@ pub async fn watch(
                 Err(_) => known.get(&key).copied(),
             };
             if let Some(shown) = shown {
-                read.insert(key, shown);
+                read.insert(key.clone(), shown);
+            }
+            if matches!(w, Ok(None)) {
+                missing.push(key);
             }
             now.push(w.ok().flatten());
+        }
+        let due = records_checked.is_none_or(|at| at.elapsed() >= LOST_CHECK_EVERY);
+        if missing.is_empty() {
+            suspects.clear();
+        } else if due {
+            records_checked = Some(Instant::now());
+            suspects = check_lost(&service, &registry, &missing, &suspects).await;
+        }
+        let lost = service.lost_data();
+        let still: Vec<_> = lost
+            .iter()
+            .filter(|(v, _)| missing.iter().any(|(m, _)| m == v))
+            .cloned()
+            .collect();
+        if still.len() != lost.len() {
+            service.set_lost_data(still);
         }
         let mut shown: Vec<(String, i64)> =
             read.iter().map(|((v, _), w)| (v.clone(), *w)).collect();
@@ -118,4 +146,52 @@ pub async fn watch(
             watermarks = now;
         }
     }
+}
+
+/// How often run records are read while a served view has no watermark.
+pub const LOST_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Reads the run records and returns the `missing` generations they say were materialized;
+/// those that were suspects already (the previous check) are reported lost.
+async fn check_lost(
+    service: &FeatureService,
+    registry: &Arc<dyn RegistryStore>,
+    missing: &[(String, u64)],
+    suspects: &HashSet<(String, u64)>,
+) -> HashSet<(String, u64)> {
+    let store = registry.clone();
+    let recorded = tokio::task::spawn_blocking(move || {
+        quiver_materializer::materialize::recorded_watermarks(store.as_ref())
+    })
+    .await;
+    let recorded = match recorded {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "run records unreadable; lost data not checked");
+            return suspects.clone();
+        }
+        Err(_) => return suspects.clone(),
+    };
+    let mut now = HashSet::new();
+    let mut lost = Vec::new();
+    for key in missing {
+        let Some(reached) = recorded.get(key) else {
+            continue;
+        };
+        if suspects.contains(key) {
+            let why = quiver_materializer::materialize::lost_message(&key.0, reached);
+            lost.push((key.0.clone(), why));
+        }
+        now.insert(key.clone());
+    }
+    let before = service.lost_data();
+    for (view, why) in &lost {
+        if !before.iter().any(|(v, _)| v == view) {
+            tracing::error!(%view, "{why}; serving it NOT_FOUND and not ready until it is materialized again");
+        }
+    }
+    if lost != before {
+        service.set_lost_data(lost);
+    }
+    now
 }

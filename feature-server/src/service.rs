@@ -93,6 +93,8 @@ pub struct FeatureService {
     /// Why the last registry reload failed, while it keeps failing (the last good version
     /// serves meanwhile).
     registry_problem: RwLock<Option<String>>,
+    /// Views whose materialized data the online store has lost (`reload::watch`), each with why.
+    lost_data: RwLock<Vec<(String, String)>>,
     store: Arc<dyn OnlineStore>,
     cache: Option<BlobCache>,
     limits: Limits,
@@ -109,6 +111,7 @@ impl FeatureService {
         FeatureService {
             snapshot: RwLock::new(Arc::new(snapshot)),
             registry_problem: RwLock::new(None),
+            lost_data: RwLock::new(Vec::new()),
             store,
             cache,
             limits,
@@ -140,6 +143,29 @@ impl FeatureService {
 
     pub fn registry_problem(&self) -> Option<String> {
         self.registry_problem
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records the views (name, reason) whose materialized data the online store no longer has;
+    /// empty when it has all it should. Each view's `quiver_view_data_lost` gauge follows.
+    pub fn set_lost_data(&self, lost: Vec<(String, String)>) {
+        let mut current = self.lost_data.write().unwrap_or_else(|e| e.into_inner());
+        for (view, _) in current.iter() {
+            if !lost.iter().any(|(v, _)| v == view) {
+                metrics::gauge!("quiver_view_data_lost", "view" => view.clone()).set(0.0);
+            }
+        }
+        for (view, _) in &lost {
+            metrics::gauge!("quiver_view_data_lost", "view" => view.clone()).set(1.0);
+        }
+        *current = lost;
+    }
+
+    /// Views (name, reason) whose materialized data the online store has lost.
+    pub fn lost_data(&self) -> Vec<(String, String)> {
+        self.lost_data
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -258,14 +284,15 @@ impl FeatureService {
         let decoded: Vec<Option<Decoded>> = blobs
             .iter()
             .zip(&slot_view)
-            .map(|(blob, vi)| {
+            .zip(&keys)
+            .map(|((blob, vi), key)| {
                 let b = blob.as_ref()?;
                 decode(b, &views[*vi].types)
                     .inspect_err(|e| {
                         let view = &views[*vi].name;
                         tracing::error!(
-                            %view, error = %e,
-                            "undecodable online value served as NOT_FOUND; re-materialize this view"
+                            %view, %key, error = %e,
+                            "undecodable online value served as NOT_FOUND; re-materialize this view (the next run replaces it)"
                         );
                         metrics::counter!("quiver_undecodable_values_total", "view" => view.clone())
                             .increment(1);

@@ -73,6 +73,9 @@ pub struct ViewReport {
     /// explicit range past a gap, or a run still going): newer than what verify compares with,
     /// so not compared.
     pub ahead: u64,
+    /// Entities whose online value is damaged (checksum mismatch, or it does not decode): never
+    /// served (`NOT_FOUND`), replaced by the next materialization of its range.
+    pub corrupt: u64,
     /// Set when the online store has no watermark for a materialized generation: its data is
     /// gone (wiped, flushed, evicted).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,6 +88,7 @@ pub struct ViewReport {
 impl ViewReport {
     pub fn agrees(&self) -> bool {
         self.lost.is_none()
+            && self.corrupt == 0
             && self.time_mismatches == 0
             && self
                 .features
@@ -124,6 +128,7 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
         time_mismatches: 0,
         expired: 0,
         ahead: 0,
+        corrupt: 0,
         lost: None,
         features: view
             .features
@@ -330,13 +335,16 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
         let stored: Decoded = match decode(&blob, &types) {
             Ok(d) => d,
             Err(e) => {
+                report.corrupt += 1;
                 for f in &mut report.features {
                     f.mismatched += 1;
                 }
-                report.examples.push(format!(
-                    "entity {}: the online value cannot be decoded: {e}",
-                    entity_names[row]
-                ));
+                if report.examples.len() < EXAMPLES {
+                    report.examples.push(format!(
+                        "entity {}: the online value cannot be decoded: {e}",
+                        entity_names[row]
+                    ));
+                }
                 continue;
             }
         };
@@ -438,6 +446,12 @@ pub fn render(reports: &[ViewReport]) -> String {
             out.push_str(&format!(
                 "  {} entities hold a value from a different row than offline\n",
                 r.time_mismatches
+            ));
+        }
+        if r.corrupt > 0 {
+            out.push_str(&format!(
+                "  {} entities hold a damaged online value (served as NOT_FOUND): materialize the view's full range again to replace them\n",
+                r.corrupt
             ));
         }
         if r.ahead > 0 {

@@ -10,7 +10,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::error::{Error, Result};
 use crate::key_codec::watermark_key;
 use crate::store::{OnlineStore, WriteEntry};
-use crate::value_codec::should_replace;
+use crate::value_codec::should_store;
 
 const VALUES: TableDefinition<&str, &[u8]> = TableDefinition::new("values");
 const WATERMARKS: TableDefinition<&str, i64> = TableDefinition::new("watermarks");
@@ -107,7 +107,7 @@ impl OnlineStore for EmbeddedStore {
                 let mut table = txn.open_table(VALUES).map_err(backend)?;
                 for e in &entries {
                     let take = match table.get(e.key.as_str()).map_err(backend)? {
-                        Some(old) => should_replace(&e.blob, old.value()),
+                        Some(old) => should_store(&e.blob, old.value()),
                         None => true,
                     };
                     if take {

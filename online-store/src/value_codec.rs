@@ -6,10 +6,15 @@ use quiver_registry::{ScalarType, ValueType};
 
 use crate::error::{Error, Result};
 
-pub const FORMAT_VERSION: u8 = 1;
+/// The version written: blobs end with a CRC-32 of everything before it.
+pub const FORMAT_VERSION: u8 = 2;
+/// Blobs written before checksums (read, never written; nothing detects their corruption).
+pub const UNCHECKED_VERSION: u8 = 1;
 /// Bytes 1..17 of a blob: its `(event_ts, created_ts)` in an order-preserving form.
 pub const ORDER_RANGE: std::ops::Range<usize> = 1..17;
 const HEADER: usize = 21;
+/// The trailing checksum of a version 2 blob: CRC-32 (IEEE), u32 little-endian.
+const CHECKSUM: usize = 4;
 
 /// Order-preserving big-endian form of an i64: byte comparison is numeric comparison.
 pub fn ordered_i64(v: i64) -> [u8; 8] {
@@ -20,12 +25,42 @@ fn from_ordered_i64(b: [u8; 8]) -> i64 {
     (u64::from_be_bytes(b) ^ (1 << 63)) as i64
 }
 
-/// Whether `new` replaces the stored `old`: everything after the version byte, compared as
-/// bytes, is greater. That is a newer `(event_ts, created_ts)`, or — on a full tie — greater
-/// value bytes, so the survivor never depends on write order and an identical blob is not
-/// rewritten.
+/// Whether blob `new` orders after blob `old` (docs/online-format.md, "Write rule"): a newer
+/// `(event_ts, created_ts)` (bytes 1..17); on a tie of both, a newer format version; then
+/// greater bytes after the header — so the survivor of a full tie never depends on the order of
+/// writes, and an identical blob is not rewritten. Both the materializer's choice of each
+/// entity's latest row and the store's write rule use it.
 pub fn should_replace(new: &[u8], old: &[u8]) -> bool {
-    new.get(1..).unwrap_or_default() > old.get(1..).unwrap_or_default()
+    order_key(new) > order_key(old)
+}
+
+fn order_key(blob: &[u8]) -> (&[u8], &[u8], &[u8]) {
+    let split = |at: usize| at.min(blob.len());
+    (
+        &blob[split(ORDER_RANGE.start)..split(ORDER_RANGE.end)],
+        &blob[..split(1)],
+        &blob[split(ORDER_RANGE.end)..],
+    )
+}
+
+/// The store's write rule: `new` is stored over `old` when it orders after it, or when `old`
+/// is damaged (its checksum does not match) — so a corrupt value, whatever its timestamps say,
+/// never blocks the next materialization from replacing it.
+pub fn should_store(new: &[u8], old: &[u8]) -> bool {
+    should_replace(new, old) || (new != old && !intact(old))
+}
+
+/// Whether a blob's checksum matches its bytes. Version 1 blobs carry none and count as intact;
+/// a blob of an unknown version or too short to hold a checksum does not.
+pub fn intact(blob: &[u8]) -> bool {
+    match blob.first() {
+        Some(&UNCHECKED_VERSION) => true,
+        Some(&FORMAT_VERSION) if blob.len() >= HEADER + CHECKSUM => {
+            let (body, sum) = blob.split_at(blob.len() - CHECKSUM);
+            crc32fast::hash(body).to_le_bytes() == sum
+        }
+        _ => false,
+    }
 }
 
 /// Builds one blob: `new`, then exactly `n` pushes of values (or nulls), then `finish`.
@@ -40,7 +75,7 @@ impl ValueEncoder {
     /// `created_ns` is `None` when the source has no created timestamp.
     pub fn new(event_ns: i64, created_ns: Option<i64>, n: usize) -> Self {
         Self::with_buffer(
-            Vec::with_capacity(HEADER + n.div_ceil(8) + 8 * n),
+            Vec::with_capacity(HEADER + n.div_ceil(8) + 8 * n + CHECKSUM),
             event_ns,
             created_ns,
             n,
@@ -115,8 +150,11 @@ impl ValueEncoder {
         }
     }
 
-    pub fn finish(self) -> Vec<u8> {
+    /// Ends the blob with its checksum.
+    pub fn finish(mut self) -> Vec<u8> {
         debug_assert_eq!(self.next, self.n, "fewer values than declared");
+        let sum = crc32fast::hash(&self.buf);
+        self.buf.extend_from_slice(&sum.to_le_bytes());
         self.buf
     }
 }
@@ -272,13 +310,27 @@ fn bit(bitmap: &[u8], i: usize) -> bool {
 }
 
 /// Decodes a blob written for features of the given types (the view's current declaration;
-/// the blob may hold fewer values, never more).
+/// the blob may hold fewer values, never more). A version 2 blob whose checksum does not match
+/// is refused before any of it is read.
 pub fn decode(blob: &[u8], types: &[ValueType]) -> Result<Decoded> {
-    let mut r = Reader { buf: blob, pos: 0 };
-    let version = r.take(1)?[0];
-    if version != FORMAT_VERSION {
-        return Err(Error::Corrupt(format!("unknown format version {version}")));
-    }
+    let body = match blob.first() {
+        None => return Err(Error::Corrupt("empty blob".into())),
+        Some(&UNCHECKED_VERSION) => blob,
+        Some(&FORMAT_VERSION) if intact(blob) => &blob[..blob.len() - CHECKSUM],
+        Some(&FORMAT_VERSION) => {
+            return Err(Error::Corrupt(
+                "checksum mismatch: the stored value is damaged".into(),
+            ));
+        }
+        Some(version) => {
+            return Err(Error::Corrupt(format!("unknown format version {version}")));
+        }
+    };
+    decode_body(body, types)
+}
+
+fn decode_body(blob: &[u8], types: &[ValueType]) -> Result<Decoded> {
+    let mut r = Reader { buf: blob, pos: 1 };
     let event_ns = from_ordered_i64(r.array()?);
     let created = from_ordered_i64(r.array()?);
     let n = r.u32()?;

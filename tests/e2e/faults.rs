@@ -397,3 +397,121 @@ fn a_damaged_embedded_store_is_an_error_not_a_crash_or_an_empty_store() {
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty (0 bytes)"));
 }
+
+/// A damaged value (a bit flipped in Redis, here in its event time, so it claims to be from the
+/// far future) is never reported as fine: `online get` refuses it naming the damage, `verify`
+/// counts it as corrupt and fails, and the next materialization of its range replaces it —
+/// its future timestamp does not block the write.
+#[test]
+fn a_damaged_value_is_reported_and_replaced_by_the_next_run() {
+    let redis = RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = crate::materialize::repo_with(
+        tmp.path(),
+        30,
+        6,
+        &crate::materialize::redis_yaml(&redis.url()),
+    );
+    let out = quiver(&repo, &["materialize-incremental", "2026-01-02T00:00:01Z"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let mut conn = redis.client().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("quiver:*:driver_hourly_stats:*{i1001}")
+        .query(&mut conn)
+        .unwrap();
+    let mut blob: Vec<u8> = redis::cmd("GET").arg(&keys[0]).query(&mut conn).unwrap();
+    blob[2] ^= 0x40; // event time: ~2^54 ns later
+    let () = redis::cmd("SET")
+        .arg(&keys[0])
+        .arg(&blob)
+        .query(&mut conn)
+        .unwrap();
+    let get = [
+        "online",
+        "get",
+        "driver_hourly_stats",
+        "--key",
+        "driver_id=1001",
+    ];
+    let out = quiver(&repo, &get);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("checksum mismatch"),
+        "{}",
+        describe(&out)
+    );
+    let out = quiver(&repo, &["--format", "json", "verify", "--sample", "1000"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let view = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["view"] == "driver_hourly_stats")
+        .unwrap();
+    assert_eq!(view["corrupt"], 1, "{view}");
+    let out = quiver(
+        &repo,
+        &[
+            "materialize",
+            "2000-01-01T00:00:00Z",
+            "2026-01-02T00:00:01Z",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = quiver(&repo, &get);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = quiver(&repo, &["verify", "--sample", "1000"]);
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+/// Redis emptied under a running server (FLUSHALL; a restart without persistence is the same):
+/// `/ready` turns 503 naming the lost view, `quiver_view_data_lost` says which, gRPC health
+/// follows; a materialization that refills the store makes it ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_wiped_under_the_server_makes_it_not_ready_until_refilled() {
+    let redis = RedisServer::start().unwrap();
+    let (_tmp, repo) = setup(&redis);
+    let server = start(&repo).await;
+    let (status, body) = http(server.http, "GET", "/ready", "").await;
+    assert_eq!(status, 200, "{body}");
+    let () = redis::cmd("FLUSHALL")
+        .query(&mut redis.client().unwrap())
+        .unwrap();
+    let wait = |want: u16| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = http(server.http, "GET", "/ready", "").await;
+            if status == want || Instant::now() > deadline {
+                return (status, body);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let (status, body) = wait(503).await;
+    assert_eq!(status, 503, "{body}");
+    let data = body["online_data"].as_str().unwrap();
+    assert!(
+        data.contains("driver_hourly_stats") && data.contains("wiped"),
+        "{body}"
+    );
+    assert_eq!(body["online_store"], "ok", "{body}");
+    let (_, metrics) = http(server.http, "GET", "/metrics", "").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains("quiver_view_data_lost{view=\"driver_hourly_stats\"} 1"),
+        "{metrics}"
+    );
+    let out = quiver(&repo, &["--format", "json", "materialize-incremental"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let (status, body) = wait(200).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["online_data"], "ok", "{body}");
+    let (_, metrics) = http(server.http, "GET", "/metrics", "").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains("quiver_view_data_lost{view=\"driver_hourly_stats\"} 0"),
+        "{metrics}"
+    );
+    server.stop().await;
+}

@@ -1,6 +1,6 @@
 //! The online store's contract on both backends: set-if-newer per key, every value type.
 
-use quiver_online_store::value_codec::{Decoded, Value, decode, encode};
+use quiver_online_store::value_codec::{Decoded, Value, decode, encode, should_store};
 use quiver_online_store::{EmbeddedStore, OnlineStore, RedisStore, WriteEntry};
 use quiver_registry::{OnlineStoreConfig, ValueType};
 use quiver_tests::RedisServer;
@@ -142,11 +142,74 @@ async fn check_contract(store: &dyn OnlineStore) {
     );
 }
 
+/// The write rule on damaged, legacy and foreign blobs, decided by the store (a Lua script in
+/// Redis, Rust in redb) exactly as `value_codec::should_store` decides it: every pair of a stored
+/// blob (intact, a bit flipped, truncated, checksum-less version 1, unknown version) and a new
+/// intact blob, over timestamps that tie and that don't.
+async fn check_write_rule(store: &dyn OnlineStore) {
+    let types = all_types();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let times = [
+        (100, None),
+        (100, Some(5)),
+        (101, None),
+        (i64::MAX - 1, Some(1)),
+    ];
+    let (mut replaced, mut kept) = (0, 0);
+    for i in 0..400 {
+        let pick = |r: u64| times[(r % times.len() as u64) as usize];
+        let (e, c) = pick(next());
+        let mut old = encode(&every_value(e, c, (next() % 3) as i64), &types);
+        match next() % 5 {
+            0 => {}
+            1 => {
+                let at = (next() % old.len() as u64) as usize;
+                old[at] ^= 1 << (next() % 8);
+            }
+            2 => old.truncate((next() % old.len() as u64) as usize + 1),
+            3 => {
+                old.truncate(old.len() - 4);
+                old[0] = 1;
+            }
+            _ => old[0] = 3,
+        }
+        let (e, c) = pick(next());
+        let new = encode(&every_value(e, c, (next() % 3) as i64), &types);
+        let key = format!("quiver:t:rule:1:{{i{i}}}");
+        let put = |blob: &Vec<u8>| WriteEntry {
+            key: key.clone(),
+            blob: blob.clone(),
+            expire_at_ms: None,
+        };
+        assert_eq!(store.write(vec![put(&old)]).await.unwrap(), 1);
+        let expect = should_store(&new, &old);
+        assert_eq!(
+            store.write(vec![put(&new)]).await.unwrap(),
+            u64::from(expect),
+            "pair {i}: old {old:02x?}, new {new:02x?}"
+        );
+        let stored = store.read(std::slice::from_ref(&key)).await.unwrap()[0].clone();
+        assert_eq!(stored.as_ref(), Some(if expect { &new } else { &old }));
+        if expect { replaced += 1 } else { kept += 1 }
+    }
+    assert!(
+        replaced > 50 && kept > 50,
+        "both outcomes tried: {replaced} / {kept}"
+    );
+}
+
 #[tokio::test]
 async fn embedded_store_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&dir.path().join("online.redb")).unwrap();
     check_contract(&store).await;
+    check_write_rule(&store).await;
     drop(store);
     // Data survives reopening: it is on disk.
     let store = EmbeddedStore::open(&dir.path().join("online.redb")).unwrap();
@@ -160,6 +223,7 @@ async fn redis_store_keeps_the_contract() {
         .await
         .unwrap();
     check_contract(&store).await;
+    check_write_rule(&store).await;
 }
 
 #[tokio::test]

@@ -29,11 +29,85 @@ fn format_vectors() {
         ],
     };
     let expected = hex(
-        "01  98 86 72 51 ed fa 00 00  00 00 00 00 00 00 00 00  04 00 00 00  0d  00 00 00 3f
-         05 00 00 00 50 61 72 69 73  03 00 00 00 05 01 00 00 00 03 00 00 00",
+        "02  98 86 72 51 ed fa 00 00  00 00 00 00 00 00 00 00  04 00 00 00  0d  00 00 00 3f
+         05 00 00 00 50 61 72 69 73  03 00 00 00 05 01 00 00 00 03 00 00 00  6c c9 d1 97",
     );
     assert_eq!(encode(&decoded, &types), expected);
     assert_eq!(decode(&expected, &types).unwrap(), decoded);
+    // The same values as a version 1 blob (no checksum) still decode.
+    let mut v1 = expected[..expected.len() - 4].to_vec();
+    v1[0] = 1;
+    assert_eq!(decode(&v1, &types).unwrap(), decoded);
+}
+
+/// Any one flipped bit of a blob — timestamps, bitmap, lengths, values, the checksum — is
+/// detected: the value is refused, never decoded into something else.
+#[test]
+fn every_single_bit_flip_is_detected() {
+    let types = ["int64", "string", "list<float64>"].map(|t| t.parse::<ValueType>().unwrap());
+    let blob = encode(
+        &Decoded {
+            event_ns: 1_767_225_600_000_000_000,
+            created_ns: Some(7),
+            values: vec![
+                Some(Value::Int64(19438)),
+                Some(Value::String("Paris".into())),
+                Some(Value::List(vec![Some(Value::Float64(0.5)), None])),
+            ],
+        },
+        &types,
+    );
+    assert!(intact(&blob));
+    for at in 0..blob.len() {
+        for b in 0..8 {
+            let mut bad = blob.clone();
+            bad[at] ^= 1 << b;
+            assert!(decode(&bad, &types).is_err(), "byte {at} bit {b}");
+            assert!(
+                !intact(&bad) || bad[0] == UNCHECKED_VERSION,
+                "byte {at} bit {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_damaged_stored_blob_is_replaced_whatever_its_timestamps() {
+    let t = [ValueType::Scalar(S::Int64)];
+    let blob = |e: i64, v: i64| {
+        encode(
+            &Decoded {
+                event_ns: e,
+                created_ns: None,
+                values: vec![Some(Value::Int64(v))],
+            },
+            &t,
+        )
+    };
+    let mut future = blob(i64::MAX - 1, 1);
+    let last = future.len() - 5;
+    future[last] ^= 0x40;
+    assert!(!should_replace(&blob(10, 2), &future), "it orders after");
+    assert!(should_store(&blob(10, 2), &future), "but it is damaged");
+    assert!(!should_store(&blob(10, 2), &blob(11, 2)));
+    // Checksum-less version 1 blobs are kept by their order; at equal timestamps the newer
+    // format wins, so a re-materialization upgrades every value.
+    let mut v1 = blob(10, 9);
+    v1.truncate(v1.len() - 4);
+    v1[0] = UNCHECKED_VERSION;
+    assert!(should_store(&blob(10, 2), &v1));
+    assert!(!should_store(&v1, &blob(10, 2)));
+    assert!(!should_store(&blob(9, 2), &v1));
+    let mut foreign = blob(i64::MAX - 1, 1);
+    foreign[0] = 9;
+    assert!(
+        should_store(&blob(10, 2), &foreign),
+        "an unknown version is not kept"
+    );
+    assert!(
+        should_store(&blob(10, 2), &[2, 0]),
+        "a truncated blob is not kept"
+    );
 }
 
 #[test]
@@ -60,9 +134,9 @@ fn appended_features_decode_as_absent_and_bad_blobs_are_rejected() {
     let mut long = blob.clone();
     long.push(0);
     assert!(decode(&long, &old).is_err(), "trailing bytes");
-    let mut v2 = blob;
-    v2[0] = 2;
-    assert!(decode(&v2, &old).is_err(), "unknown version");
+    let mut v3 = blob;
+    v3[0] = 3;
+    assert!(decode(&v3, &old).is_err(), "unknown version");
 }
 
 #[test]
