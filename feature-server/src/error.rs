@@ -18,6 +18,12 @@ pub enum ErrorCode {
     Internal,
     /// The client did not send its request body in time (`serving.body_timeout_ms`).
     RequestTimeout,
+    /// The request names a feature view the registry does not serve.
+    ViewNotFound,
+    /// The request names a feature service the registry does not have.
+    ServiceNotFound,
+    /// Two requested features would be one output column (or one feature is asked twice).
+    NameCollision,
 }
 
 impl ErrorCode {
@@ -30,6 +36,8 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => 403,
             ErrorCode::Internal => 500,
             ErrorCode::RequestTimeout => 408,
+            ErrorCode::ViewNotFound | ErrorCode::ServiceNotFound => 404,
+            ErrorCode::NameCollision => 400,
         }
     }
 
@@ -42,6 +50,19 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
             ErrorCode::Internal => tonic::Code::Internal,
             ErrorCode::RequestTimeout => tonic::Code::DeadlineExceeded,
+            ErrorCode::ViewNotFound | ErrorCode::ServiceNotFound => tonic::Code::NotFound,
+            ErrorCode::NameCollision => tonic::Code::InvalidArgument,
+        }
+    }
+
+    /// The class in Feast's `feast.errors` for this error, when Feast has one: the HTTP body
+    /// then takes Feast's shape, which Feast's SDK turns back into that exception.
+    pub fn feast_class(self) -> Option<&'static str> {
+        match self {
+            ErrorCode::ViewNotFound => Some("FeatureViewNotFoundException"),
+            ErrorCode::ServiceNotFound => Some("FeatureServiceNotFoundException"),
+            ErrorCode::NameCollision => Some("FeatureNameCollisionError"),
+            _ => None,
         }
     }
 }
@@ -66,6 +87,14 @@ impl ServiceError {
     pub fn invalid(message: impl Into<String>) -> Self {
         ServiceError {
             code: ErrorCode::InvalidArgument,
+            message: message.into(),
+        }
+    }
+
+    /// An error of `code` (one of the kinds with no constructor of their own).
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServiceError {
+            code,
             message: message.into(),
         }
     }

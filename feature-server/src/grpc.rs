@@ -10,8 +10,9 @@ use quiver_proto::feast::serving::get_online_features_request::Kind;
 use quiver_proto::feast::serving::get_online_features_response::FeatureVector;
 use quiver_proto::feast::serving::serving_service_server::{ServingService, ServingServiceServer};
 use quiver_proto::feast::serving::{
-    FeatureList, FieldStatus, GetFeastServingInfoRequest, GetFeastServingInfoResponse,
-    GetOnlineFeaturesRequest, GetOnlineFeaturesResponse, GetOnlineFeaturesResponseMetadata,
+    FeatureList, FeatureViewMetadata, FieldStatus, GetFeastServingInfoRequest,
+    GetFeastServingInfoResponse, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse,
+    GetOnlineFeaturesResponseMetadata,
 };
 use quiver_proto::feast::types::{self as pb, value::Val};
 use quiver_registry::{ScalarType, ValueType};
@@ -86,9 +87,13 @@ impl Service<http::Request<tonic::body::Body>> for ServingServer {
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
         let deadline = grpc_timeout(req.headers());
+        let limit = self.max_message_bytes;
         let call: Self::Future = if req.uri().path() != GET_ONLINE_FEATURES {
             let call = self.generated.call(req);
-            Box::pin(async move { call.await.map(|r| r.map(tonic::body::Body::new)) })
+            Box::pin(async move {
+                call.await
+                    .map(|r| too_large_is_exhausted(r.map(tonic::body::Body::new), limit))
+            })
         } else {
             let header = req.headers().get("authorization").map(|v| v.as_bytes());
             if let Err(e) = self.auth.check(header, Need::OnlineRead) {
@@ -99,11 +104,10 @@ impl Service<http::Request<tonic::body::Body>> for ServingServer {
             let call = OnlineCall {
                 service: self.service.clone(),
             };
-            let limit = self.max_message_bytes;
             Box::pin(async move {
                 let mut grpc = tonic::server::Grpc::new(OnlineCodec)
                     .apply_max_message_size_config(Some(limit), None);
-                Ok(grpc.unary(call, req).await)
+                Ok(too_large_is_exhausted(grpc.unary(call, req).await, limit))
             })
         };
         match deadline {
@@ -120,6 +124,26 @@ impl Service<http::Request<tonic::body::Body>> for ServingServer {
             }),
         }
     }
+}
+
+/// tonic refuses a request message over the decoding limit with `OUT_OF_RANGE`; gRPC's status
+/// codes (and HTTP's 413 on the other port) say `RESOURCE_EXHAUSTED` for that, and clients retry
+/// or alert on it as such.
+fn too_large_is_exhausted(
+    response: http::Response<tonic::body::Body>,
+    limit: usize,
+) -> http::Response<tonic::body::Body> {
+    let out_of_range = response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"11");
+    if !out_of_range {
+        return response;
+    }
+    Status::resource_exhausted(format!(
+        "request message larger than {limit} bytes (serving.max_request_bytes)"
+    ))
+    .into_http()
 }
 
 /// The `grpc-timeout` request header: 1 to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
@@ -265,12 +289,9 @@ impl Encoder for WireEncoder {
     }
 }
 
+/// `request_context` (request data for on-demand features, of which there are none here) is
+/// ignored, as Feast ignores it without them.
 fn convert_request(req: GetOnlineFeaturesRequest) -> Result<OnlineRequest, ServiceError> {
-    if !req.request_context.is_empty() {
-        return Err(ServiceError::invalid(
-            "request_context (on-demand features) is not supported",
-        ));
-    }
     let selection = match req.kind {
         Some(Kind::FeatureService(s)) => Selection::Service(s),
         Some(Kind::Features(FeatureList { val })) => Selection::Refs(val),
@@ -288,25 +309,26 @@ fn convert_request(req: GetOnlineFeaturesRequest) -> Result<OnlineRequest, Servi
                 .val
                 .into_iter()
                 .map(|v| match v.val {
-                    None | Some(Val::NullVal(_)) => Ok(EntityValue::Null),
-                    Some(Val::Int64Val(i)) => Ok(EntityValue::Int(i)),
-                    Some(Val::Int32Val(i)) => Ok(EntityValue::Int(i64::from(i))),
-                    Some(Val::StringVal(s)) => Ok(EntityValue::Str(s)),
-                    Some(Val::BytesVal(b)) => Ok(EntityValue::Bytes(b)),
-                    Some(other) => Err(ServiceError::invalid(format!(
+                    None | Some(Val::NullVal(_)) => EntityValue::Null,
+                    Some(Val::Int64Val(i)) => EntityValue::Int(i),
+                    Some(Val::Int32Val(i)) => EntityValue::Int(i64::from(i)),
+                    Some(Val::StringVal(s)) => EntityValue::Str(s),
+                    Some(Val::BytesVal(b)) => EntityValue::Bytes(b),
+                    Some(other) => EntityValue::Invalid(format!(
                         "entities.{name}: {other:?} cannot be an entity key"
-                    ))),
+                    )),
                 })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((name, values))
+                .collect();
+            (name, values)
         })
-        .collect::<Result<_, ServiceError>>()?;
+        .collect();
     // A protobuf map has no order; keep messages deterministic.
     entities.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(OnlineRequest {
         selection,
         entities,
         full_feature_names: req.full_feature_names,
+        include_view_metadata: req.include_feature_view_version_metadata,
     })
 }
 
@@ -336,7 +358,11 @@ pub(crate) fn convert_response(r: OnlineResponse) -> GetOnlineFeaturesResponse {
     GetOnlineFeaturesResponse {
         metadata: Some(GetOnlineFeaturesResponseMetadata {
             feature_names: Some(FeatureList { val: r.names }),
-            feature_view_metadata: vec![],
+            feature_view_metadata: r
+                .view_metadata
+                .into_iter()
+                .map(|(name, version)| FeatureViewMetadata { name, version })
+                .collect(),
         }),
         results,
         status: true,
@@ -367,98 +393,56 @@ fn to_val(v: Value, t: ValueType) -> Val {
     }
 }
 
-/// Feast's list messages have no null elements: nulls inside a list are dropped on this wire
-/// (the HTTP API keeps them).
+/// A list as Feast's typed list message, element for element ([`crate::grpc_wire::Element`]:
+/// nulls replaced, never dropped).
 fn list_val(element: ScalarType, items: Vec<Option<Value>>) -> Val {
-    let vals = items.into_iter().flatten();
+    use crate::grpc_wire::{Element, list_elements};
+    let els: Vec<Element<'_>> = list_elements(element, &items).collect();
+    let ints = || els.iter().map(|e| e.int());
+    let bytes = || {
+        els.iter().map(|e| match e {
+            Element::Bytes(b) => b.to_vec(),
+            _ => Vec::new(),
+        })
+    };
     match element {
         ScalarType::Bool => Val::BoolListVal(pb::BoolList {
-            val: vals
-                .filter_map(|v| {
-                    if let Value::Bool(x) = v {
-                        Some(x)
-                    } else {
-                        None
-                    }
-                })
-                .collect(),
+            val: els.iter().map(|e| *e == Element::Bool(true)).collect(),
         }),
         ScalarType::Int32 => Val::Int32ListVal(pb::Int32List {
-            val: vals
-                .filter_map(|v| {
-                    if let Value::Int32(x) = v {
-                        Some(x)
-                    } else {
-                        None
-                    }
-                })
-                .collect(),
+            val: ints().map(|x| x as i32).collect(),
         }),
         ScalarType::Int64 => Val::Int64ListVal(pb::Int64List {
-            val: vals
-                .filter_map(|v| {
-                    if let Value::Int64(x) = v {
-                        Some(x)
-                    } else {
-                        None
-                    }
-                })
-                .collect(),
+            val: ints().collect(),
+        }),
+        ScalarType::Timestamp => Val::UnixTimestampListVal(pb::Int64List {
+            val: ints().collect(),
         }),
         ScalarType::Float32 => Val::FloatListVal(pb::FloatList {
-            val: vals
-                .filter_map(|v| {
-                    if let Value::Float32(x) = v {
-                        Some(x)
-                    } else {
-                        None
-                    }
+            val: els
+                .iter()
+                .map(|e| match e {
+                    Element::F32(x) => *x,
+                    _ => f32::NAN,
                 })
                 .collect(),
         }),
         ScalarType::Float64 => Val::DoubleListVal(pb::DoubleList {
-            val: vals
-                .filter_map(|v| {
-                    if let Value::Float64(x) = v {
-                        Some(x)
-                    } else {
-                        None
-                    }
+            val: els
+                .iter()
+                .map(|e| match e {
+                    Element::F64(x) => *x,
+                    _ => f64::NAN,
                 })
                 .collect(),
         }),
         ScalarType::String => Val::StringListVal(pb::StringList {
-            val: vals
-                .filter_map(|v| {
-                    if let Value::String(x) = v {
-                        Some(x)
-                    } else {
-                        None
-                    }
-                })
+            val: bytes()
+                .map(|b| String::from_utf8(b).unwrap_or_default())
                 .collect(),
         }),
         ScalarType::Bytes => Val::BytesListVal(pb::BytesList {
-            val: vals
-                .filter_map(|v| {
-                    if let Value::Bytes(x) = v {
-                        Some(x)
-                    } else {
-                        None
-                    }
-                })
-                .collect(),
-        }),
-        ScalarType::Timestamp => Val::UnixTimestampListVal(pb::Int64List {
-            val: vals
-                .filter_map(|v| {
-                    if let Value::Timestamp(x) = v {
-                        Some(x.div_euclid(1_000_000_000))
-                    } else {
-                        None
-                    }
-                })
-                .collect(),
+            val: bytes().collect(),
         }),
     }
 }

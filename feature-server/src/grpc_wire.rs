@@ -27,13 +27,24 @@ pub struct WireResponse(pub OnlineResponse);
 /// Appends `response` to `buf`. A `Vec` and plain pushes: through `bytes::BufMut`, every byte
 /// was a `memcpy` call.
 pub fn encode(response: &OnlineResponse, buf: &mut Vec<u8>) {
-    // metadata { feature_names { val: names } }
+    // metadata { feature_names { val: names } feature_view_metadata { name version }* }
     nested(buf, 1, |buf| {
         nested(buf, 1, |buf| {
             for name in &response.names {
                 put_bytes(buf, 1, name.as_bytes());
             }
         });
+        for (name, version) in &response.view_metadata {
+            nested(buf, 2, |buf| {
+                if !name.is_empty() {
+                    put_bytes(buf, 1, name.as_bytes());
+                }
+                if *version != 0 {
+                    put_key(buf, 2, VARINT);
+                    put_varint(buf, i64::from(*version) as u64);
+                }
+            });
+        }
     });
     for c in &response.columns {
         nested(buf, 2, |buf| encode_vector(c, buf));
@@ -176,21 +187,51 @@ fn list_field(element: ScalarType) -> u32 {
     }
 }
 
-/// The list's elements that Feast's typed list can hold: nulls (and any element of another
-/// type) are dropped, as the prost path does.
-fn elements(element: ScalarType, items: &[Option<Value>]) -> impl Iterator<Item = &Value> {
-    items.iter().flatten().filter(move |v| {
-        matches!(
-            (element, v),
-            (ScalarType::Bool, Value::Bool(_))
-                | (ScalarType::Int32, Value::Int32(_))
-                | (ScalarType::Int64, Value::Int64(_))
-                | (ScalarType::Float32, Value::Float32(_))
-                | (ScalarType::Float64, Value::Float64(_))
-                | (ScalarType::String, Value::String(_))
-                | (ScalarType::Bytes, Value::Bytes(_))
-                | (ScalarType::Timestamp, Value::Timestamp(_))
-        )
+/// One list element as Feast's gRPC lists carry it. Their `repeated` fields cannot hold a null,
+/// and an element is never dropped (positions would shift): a null becomes what Feast itself
+/// stores for one — NaN for floats, `""` for strings and bytes, `false` for bools, INT64_MIN
+/// for timestamps — and, for int32/int64 (where Feast has no rule: its materialization fails),
+/// the type's minimum. Timestamps are Unix seconds truncated toward zero, as Feast's list
+/// conversion does (scalars are floored).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Element<'a> {
+    Bool(bool),
+    Int(i64),
+    F32(f32),
+    F64(f64),
+    Bytes(&'a [u8]),
+}
+
+impl Element<'_> {
+    pub(crate) fn int(self) -> i64 {
+        match self {
+            Element::Int(x) => x,
+            _ => 0,
+        }
+    }
+}
+
+/// The elements of a list of `element`s, nulls replaced (see [`Element`]).
+pub(crate) fn list_elements(
+    element: ScalarType,
+    items: &[Option<Value>],
+) -> impl Iterator<Item = Element<'_>> {
+    items.iter().map(move |item| match (element, item) {
+        (ScalarType::Bool, Some(Value::Bool(b))) => Element::Bool(*b),
+        (ScalarType::Bool, _) => Element::Bool(false),
+        (ScalarType::Int32, Some(Value::Int32(x))) => Element::Int(i64::from(*x)),
+        (ScalarType::Int32, _) => Element::Int(i64::from(i32::MIN)),
+        (ScalarType::Int64, Some(Value::Int64(x))) => Element::Int(*x),
+        (ScalarType::Int64, _) => Element::Int(i64::MIN),
+        (ScalarType::Float32, Some(Value::Float32(x))) => Element::F32(*x),
+        (ScalarType::Float32, _) => Element::F32(f32::NAN),
+        (ScalarType::Float64, Some(Value::Float64(x))) => Element::F64(*x),
+        (ScalarType::Float64, _) => Element::F64(f64::NAN),
+        (ScalarType::String, Some(Value::String(s))) => Element::Bytes(s.as_bytes()),
+        (ScalarType::Bytes, Some(Value::Bytes(b))) => Element::Bytes(b),
+        (ScalarType::String | ScalarType::Bytes, _) => Element::Bytes(b""),
+        (ScalarType::Timestamp, Some(Value::Timestamp(ns))) => Element::Int(ns / 1_000_000_000),
+        (ScalarType::Timestamp, _) => Element::Int(i64::MIN),
     })
 }
 
@@ -198,30 +239,24 @@ fn elements(element: ScalarType, items: &[Option<Value>]) -> impl Iterator<Item 
 /// scalars packed (and the packed field left out when empty).
 fn encode_list_body(element: ScalarType, items: &[Option<Value>], buf: &mut Vec<u8>) {
     if matches!(element, ScalarType::String | ScalarType::Bytes) {
-        for v in elements(element, items) {
-            match v {
-                Value::String(s) => put_bytes(buf, 1, s.as_bytes()),
-                Value::Bytes(b) => put_bytes(buf, 1, b),
-                _ => unreachable!("filtered by type"),
+        for e in list_elements(element, items) {
+            if let Element::Bytes(b) = e {
+                put_bytes(buf, 1, b);
             }
         }
         return;
     }
-    if elements(element, items).next().is_none() {
+    if items.is_empty() {
         return;
     }
     nested(buf, 1, |buf| {
-        for v in elements(element, items) {
-            match v {
-                Value::Bool(b) => buf.push(u8::from(*b)),
-                Value::Int32(x) => put_varint(buf, i64::from(*x) as u64),
-                Value::Int64(x) => put_varint(buf, *x as u64),
-                Value::Float32(x) => buf.extend_from_slice(&x.to_le_bytes()),
-                Value::Float64(x) => buf.extend_from_slice(&x.to_le_bytes()),
-                Value::Timestamp(ns) => put_varint(buf, seconds(*ns) as u64),
-                Value::String(_) | Value::Bytes(_) | Value::List(_) => {
-                    unreachable!("filtered by type")
-                }
+        for e in list_elements(element, items) {
+            match e {
+                Element::Bool(b) => buf.push(u8::from(b)),
+                Element::Int(x) => put_varint(buf, x as u64),
+                Element::F32(x) => buf.extend_from_slice(&x.to_le_bytes()),
+                Element::F64(x) => buf.extend_from_slice(&x.to_le_bytes()),
+                Element::Bytes(_) => unreachable!("strings and bytes are not packed"),
             }
         }
     });
@@ -377,8 +412,13 @@ mod tests {
             (
                 proptest::collection::vec(column(rows), columns),
                 proptest::collection::vec("[a-z_]{0,12}", columns),
+                proptest::collection::vec(("[a-z_]{0,12}", any::<i32>()), 0..3),
             )
-                .prop_map(|(columns, names)| OnlineResponse { names, columns })
+                .prop_map(|(columns, names, view_metadata)| OnlineResponse {
+                    names,
+                    columns,
+                    view_metadata,
+                })
         })
     }
 
@@ -426,6 +466,7 @@ mod tests {
                     event_ns: (0..rows).map(|i| i * 1_000_000_007).collect(),
                 },
             ],
+            view_metadata: vec![("v".repeat(200), 7)],
         };
         let mut got = Vec::new();
         encode(&r, &mut got);

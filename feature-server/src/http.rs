@@ -131,7 +131,17 @@ impl IntoResponse for ServiceError {
         if status.is_server_error() {
             tracing::error!(error = %self.message, "request failed");
         }
-        let mut response = (status, Json(json!({"error": self.public_message()}))).into_response();
+        // Where Feast has an exception class for the error, its shape: a JSON string holding
+        // `{"module", "class", "message"}` (what Feast's server sends and its SDK parses back
+        // into the exception); otherwise `{"error": message}`.
+        let body = match self.code.feast_class() {
+            Some(class) => J::String(
+                json!({"module": "feast.errors", "class": class, "message": self.public_message()})
+                    .to_string(),
+            ),
+            None => json!({"error": self.public_message()}),
+        };
+        let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -179,35 +189,40 @@ async fn get_online_features(
     result
 }
 
+/// The fields of Feast's `GetOnlineFeaturesRequest` (its server's pydantic model, and the
+/// protobuf's `request_context`).
+const KNOWN_FIELDS: [&str; 6] = [
+    "features",
+    "feature_service",
+    "entities",
+    "full_feature_names",
+    "request_context",
+    "include_feature_view_version_metadata",
+];
+
 /// Feast's request JSON: `features` or `feature_service`, columnar `entities`, optional
-/// `full_feature_names`. Anything else is rejected so typos do not pass silently.
+/// `full_feature_names`, `include_feature_view_version_metadata` and `request_context`.
 pub fn parse_request(body: &[u8]) -> Result<OnlineRequest, ServiceError> {
     let doc: J = serde_json::from_slice(body)
         .map_err(|e| ServiceError::invalid(format!("request body is not valid JSON: {e}")))?;
     let J::Object(map) = doc else {
         return Err(ServiceError::invalid("request body must be a JSON object"));
     };
+    // Fields this server does not know are ignored, as Feast's server ignores them, so a newer
+    // Feast client keeps working; logged, as a typo would otherwise pass unseen.
     for key in map.keys() {
-        if ![
-            "features",
-            "feature_service",
-            "entities",
-            "full_feature_names",
-            "request_context",
-        ]
-        .contains(&key.as_str())
-        {
-            return Err(ServiceError::invalid(format!(
-                "unknown field `{key}`; expected features, feature_service, entities, full_feature_names"
-            )));
+        if !KNOWN_FIELDS.contains(&key.as_str()) {
+            tracing::debug!(field = %key, "unknown request field ignored");
         }
     }
+    // Request data for on-demand features: there are none here, so, as Feast does without
+    // them, it is ignored.
     if map
         .get("request_context")
-        .is_some_and(|c| c.as_object().is_none_or(|o| !o.is_empty()))
+        .is_some_and(|c| !c.is_object() && !c.is_null())
     {
         return Err(ServiceError::invalid(
-            "request_context (on-demand features) is not supported",
+            "`request_context` must be an object of name → list of values",
         ));
     }
     let selection = match (map.get("features"), map.get("feature_service")) {
@@ -256,33 +271,49 @@ pub fn parse_request(body: &[u8]) -> Result<OnlineRequest, ServiceError> {
             };
             let values = values
                 .iter()
-                .map(|v| match v {
-                    J::Null => Ok(EntityValue::Null),
-                    J::String(s) => Ok(EntityValue::Str(s.clone())),
-                    J::Number(n) => n.as_i64().map(EntityValue::Int).ok_or_else(|| {
-                        ServiceError::invalid(format!("entities.{name}: {n} is not an integer key"))
-                    }),
-                    other => Err(ServiceError::invalid(format!(
-                        "entities.{name}: {other} cannot be an entity key"
-                    ))),
+                .map(|v| -> Result<EntityValue, ServiceError> {
+                    Ok(match v {
+                        J::Null => EntityValue::Null,
+                        J::String(s) => EntityValue::Str(s.clone()),
+                        // Feast's leniency: an integral float (`1.0`) is that integer, `true` and
+                        // `false` are 1 and 0; a fraction is refused (Feast would truncate it).
+                        J::Number(n) => n
+                            .as_i64()
+                            .or_else(|| {
+                                n.as_f64()
+                                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+                                    .map(|f| f as i64)
+                            })
+                            .map_or_else(
+                                || {
+                                    EntityValue::Invalid(format!(
+                                        "entities.{name}: {n} is not an integer key"
+                                    ))
+                                },
+                                EntityValue::Int,
+                            ),
+                        J::Bool(b) => EntityValue::Int(i64::from(*b)),
+                        other => EntityValue::Invalid(format!(
+                            "entities.{name}: {other} cannot be an entity key"
+                        )),
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((name.clone(), values))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let full_feature_names = match map.get("full_feature_names") {
-        None | Some(J::Null) => false,
-        Some(J::Bool(b)) => *b,
-        Some(_) => {
-            return Err(ServiceError::invalid(
-                "`full_feature_names` must be true or false",
-            ));
-        }
+    let flag = |name: &str| match map.get(name) {
+        None | Some(J::Null) => Ok(false),
+        Some(J::Bool(b)) => Ok(*b),
+        Some(_) => Err(ServiceError::invalid(format!(
+            "`{name}` must be true or false"
+        ))),
     };
     Ok(OnlineRequest {
         selection,
         entities,
-        full_feature_names,
+        full_feature_names: flag("full_feature_names")?,
+        include_view_metadata: flag("include_feature_view_version_metadata")?,
     })
 }
 
@@ -324,13 +355,29 @@ impl Serialize for Rendered<'_> {
             .collect();
         let mut map = s.serialize_map(Some(2))?;
         #[derive(serde::Serialize)]
+        struct ViewMetadata<'a> {
+            name: &'a str,
+            version: i32,
+        }
+        #[derive(serde::Serialize)]
         struct Metadata<'a> {
             feature_names: &'a [String],
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            feature_view_metadata: Vec<ViewMetadata<'a>>,
         }
         map.serialize_entry(
             "metadata",
             &Metadata {
                 feature_names: &self.response.names,
+                feature_view_metadata: self
+                    .response
+                    .view_metadata
+                    .iter()
+                    .map(|(name, version)| ViewMetadata {
+                        name,
+                        version: *version,
+                    })
+                    .collect(),
             },
         )?;
         map.serialize_entry("results", &results)?;
@@ -372,8 +419,9 @@ pub fn value_json(value: &Value) -> J {
 }
 
 /// One value as Feast's JSON shows it: numbers, strings, booleans, lists; bytes as base64,
-/// timestamps as Unix seconds, non-finite floats as "NaN" / "Infinity" / "-Infinity"; float32
-/// through the shortest decimal that reads back as the same f32.
+/// timestamps as Unix seconds (floored; list elements truncated toward zero, as Feast does),
+/// non-finite floats as "NaN" / "Infinity" / "-Infinity"; float32 widened to float64. A null
+/// list element is `null`.
 struct JsonValue<'a>(Option<&'a Value>);
 
 impl Serialize for JsonValue<'_> {
@@ -392,9 +440,9 @@ impl Serialize for JsonValue<'_> {
             Some(Value::Bool(b)) => s.serialize_bool(*b),
             Some(Value::Int32(x)) => s.serialize_i32(*x),
             Some(Value::Int64(x)) => s.serialize_i64(*x),
-            Some(Value::Float32(x)) => {
-                float(x.to_string().parse::<f64>().unwrap_or(f64::from(*x)), s)
-            }
+            // The exact float64 widening, as Feast writes it (and as pyarrow/pandas widen the
+            // same float32 column offline): `0.1f32` is 0.10000000149011612.
+            Some(Value::Float32(x)) => float(f64::from(*x), s),
             Some(Value::Float64(x)) => float(*x, s),
             Some(Value::String(v)) => s.serialize_str(v),
             Some(Value::Bytes(b)) => {
@@ -404,7 +452,13 @@ impl Serialize for JsonValue<'_> {
             Some(Value::List(items)) => {
                 let mut seq = s.serialize_seq(Some(items.len()))?;
                 for i in items {
-                    seq.serialize_element(&JsonValue(i.as_ref()))?;
+                    match i {
+                        // Feast truncates list timestamps toward zero (scalars are floored).
+                        Some(Value::Timestamp(ns)) => {
+                            seq.serialize_element(&(ns / 1_000_000_000))?;
+                        }
+                        i => seq.serialize_element(&JsonValue(i.as_ref()))?,
+                    }
                 }
                 seq.end()
             }

@@ -14,7 +14,7 @@ use quiver_registry::validate::did_you_mean;
 use quiver_registry::{ScalarType, ValueType};
 
 use crate::cache::BlobCache;
-use crate::error::{Result, ServiceError};
+use crate::error::{ErrorCode, Result, ServiceError};
 use crate::snapshot::{Resolved, Snapshot, ViewPlan};
 
 /// Which features a request asks for.
@@ -33,6 +33,9 @@ pub enum EntityValue {
     Str(String),
     Bytes(Vec<u8>),
     Null,
+    /// A value that cannot be a key (`1.5`, an object, a double): refused with this message
+    /// only if a requested feature needs its column — unused columns are ignored, as by Feast.
+    Invalid(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +44,8 @@ pub struct OnlineRequest {
     /// Columnar entity rows: join key name → one value per row.
     pub entities: Vec<(String, Vec<EntityValue>)>,
     pub full_feature_names: bool,
+    /// Feast's `include_feature_view_version_metadata`: name each view read, with a version.
+    pub include_view_metadata: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +83,10 @@ pub struct OnlineResponse {
     /// Join keys first, then features in request order.
     pub names: Vec<String>,
     pub columns: Vec<Column>,
+    /// With `include_view_metadata`: each view read, in order of first use, with the registry
+    /// version served (Feast's `metadata.feature_view_metadata`; its `version` is an int32, too
+    /// small for a generation, and the registry version names the definitions answered from).
+    pub view_metadata: Vec<(String, i32)>,
 }
 
 /// Request limits.
@@ -232,16 +241,9 @@ impl FeatureService {
                 .find(|(n, _)| n == name)
                 .map(|(_, values)| values.as_slice())
         };
-        for (name, _) in &req.entities {
-            if !key_names.contains(&name.as_str()) {
-                let hint = did_you_mean(name, key_names.iter().copied()).unwrap_or_else(|| {
-                    format!("the requested features need: {}", key_names.join(", "))
-                });
-                return Err(ServiceError::invalid(format!(
-                    "unknown entity key `{name}`: {hint}"
-                )));
-            }
-        }
+        // Columns the requested features do not need are accepted and ignored, as Feast does
+        // (request data for on-demand features, or passed along); not echoed. A needed key
+        // that is missing is refused below, with the closest column given as a hint.
         // One key per (view, row), deduplicated across rows and views.
         let mut keys: Vec<String> = Vec::new();
         let mut slot_of: HashMap<String, usize> = HashMap::new();
@@ -254,8 +256,12 @@ impl FeatureService {
                 .iter()
                 .map(|k| {
                     column(&k.name).ok_or_else(|| {
+                        let given = req.entities.iter().map(|(n, _)| n.as_str());
+                        let hint = did_you_mean(&k.name, given)
+                            .map(|h| format!(" ({h})"))
+                            .unwrap_or_default();
                         ServiceError::invalid(format!(
-                            "feature view `{}` needs entity key `{}` in `entities`",
+                            "feature view `{}` needs entity key `{}` in `entities`{hint}",
                             view.name, k.name
                         ))
                     })
@@ -315,7 +321,7 @@ impl FeatureService {
                 let col = column(k).unwrap_or_default();
                 Column {
                     value_type: key_type(k),
-                    values: col.iter().map(echo).collect(),
+                    values: col.iter().map(|v| echo(v, key_type(k))).collect(),
                     statuses: vec![Status::Present; rows],
                     event_ns: vec![0; rows],
                 }
@@ -348,9 +354,16 @@ impl FeatureService {
             }
             out.push(col);
         }
+        let view_metadata = if req.include_view_metadata {
+            let version = i32::try_from(snap.version.version).unwrap_or(i32::MAX);
+            views.iter().map(|v| (v.name.clone(), version)).collect()
+        } else {
+            Vec::new()
+        };
         Ok(OnlineResponse {
             names,
             columns: out,
+            view_metadata,
         })
     }
 
@@ -401,10 +414,13 @@ fn output_names(
     let mut seen: HashSet<(&str, usize)> = HashSet::with_capacity(wanted.len());
     for (view, fi) in wanted {
         if !seen.insert((view.name.as_str(), *fi)) {
-            return Err(ServiceError::invalid(format!(
-                "feature `{}:{}` is requested more than once; list each feature once",
-                view.name, view.features[*fi].name
-            )));
+            return Err(ServiceError::new(
+                ErrorCode::NameCollision,
+                format!(
+                    "feature `{}:{}` is requested more than once; list each feature once",
+                    view.name, view.features[*fi].name
+                ),
+            ));
         }
     }
     let mut names: Vec<String> = Vec::with_capacity(key_names.len() + wanted.len());
@@ -419,9 +435,12 @@ fn output_names(
     }));
     let mut unique: HashSet<&str> = HashSet::with_capacity(names.len());
     if let Some(name) = names.iter().find(|n| !unique.insert(n.as_str())) {
-        return Err(ServiceError::invalid(format!(
-            "two output columns are named `{name}`; set full_feature_names to get `view__feature` names"
-        )));
+        return Err(ServiceError::new(
+            ErrorCode::NameCollision,
+            format!(
+                "two output columns are named `{name}`; set full_feature_names to get `view__feature` names"
+            ),
+        ));
     }
     Ok(names)
 }
@@ -474,10 +493,18 @@ fn key_value(name: &str, t: ValueType, v: &EntityValue, row: usize) -> Result<Ke
     };
     match (t, v) {
         (_, EntityValue::Null) => Err(wrong("null")),
+        (_, EntityValue::Invalid(message)) => Err(ServiceError::invalid(message.clone())),
         (ValueType::Scalar(ScalarType::Int32), EntityValue::Int(i)) => i32::try_from(*i)
             .map(|_| KeyValue::Int(*i))
             .map_err(|_| wrong("an integer outside int32")),
         (ValueType::Scalar(ScalarType::Int64), EntityValue::Int(i)) => Ok(KeyValue::Int(*i)),
+        // Feast reads a numeric string as the integer it spells.
+        (ValueType::Scalar(ScalarType::Int32 | ScalarType::Int64), EntityValue::Str(s)) => {
+            match s.trim().parse::<i64>() {
+                Ok(i) => key_value(name, t, &EntityValue::Int(i), row),
+                Err(_) => Err(wrong("a string")),
+            }
+        }
         (ValueType::Scalar(ScalarType::String), EntityValue::Str(s)) => {
             Ok(KeyValue::Str(s.clone()))
         }
@@ -498,12 +525,19 @@ fn key_value(name: &str, t: ValueType, v: &EntityValue, row: usize) -> Result<Ke
     }
 }
 
-fn echo(v: &EntityValue) -> Option<Value> {
+/// A join key's value as the answer echoes it: integers as int64, a numeric string sent for an
+/// integer key as the integer it was read as (Feast's echo of converted keys).
+fn echo(v: &EntityValue, t: ValueType) -> Option<Value> {
     match v {
+        EntityValue::Str(s)
+            if matches!(t, ValueType::Scalar(ScalarType::Int32 | ScalarType::Int64)) =>
+        {
+            s.trim().parse::<i64>().ok().map(Value::Int64)
+        }
         EntityValue::Int(i) => Some(Value::Int64(*i)),
         EntityValue::Str(s) => Some(Value::String(s.clone())),
         EntityValue::Bytes(b) => Some(Value::Bytes(b.clone())),
-        EntityValue::Null => None,
+        EntityValue::Null | EntityValue::Invalid(_) => None,
     }
 }
 
@@ -546,7 +580,8 @@ mod tests {
         let many: Vec<Resolved<'_>> = vec![(&a, 1); 40_000];
         for full in [false, true] {
             let (code, message) = names(&many, full).unwrap_err();
-            assert_eq!(code, crate::error::ErrorCode::InvalidArgument);
+            assert_eq!(code, crate::error::ErrorCode::NameCollision);
+            assert_eq!(code.http_status(), 400);
             assert!(
                 message.contains("feature `a:y` is requested more than once"),
                 "{message}"

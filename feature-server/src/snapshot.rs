@@ -10,7 +10,7 @@ use quiver_registry::store::RegistryVersion;
 use quiver_registry::validate::did_you_mean;
 use quiver_registry::{Field, ValueType};
 
-use crate::error::{Result, ServiceError};
+use crate::error::{ErrorCode, Result, ServiceError};
 
 #[derive(Debug)]
 pub struct ViewPlan {
@@ -119,10 +119,10 @@ impl Snapshot {
             None => {
                 let registry = &self.version.registry;
                 let hint = did_you_mean(name, registry.feature_services.keys().map(String::as_str));
-                Err(ServiceError::invalid(hinted(
-                    format!("unknown feature service `{name}`"),
-                    hint,
-                )))
+                Err(ServiceError::new(
+                    ErrorCode::ServiceNotFound,
+                    hinted(format!("unknown feature service `{name}`"), hint),
+                ))
             }
         }
     }
@@ -141,7 +141,10 @@ impl Snapshot {
         refs.map(|(v, f)| {
             let view = self.views.get(v).ok_or_else(|| {
                 let hint = did_you_mean(v, self.views.keys().map(String::as_str));
-                ServiceError::invalid(hinted(format!("unknown feature view `{v}`"), hint))
+                ServiceError::new(
+                    ErrorCode::ViewNotFound,
+                    hinted(format!("unknown feature view `{v}`"), hint),
+                )
             })?;
             if !view.online {
                 return Err(ServiceError::invalid(format!(

@@ -406,9 +406,21 @@ async fn start(
         entities: &input,
         options,
     };
-    let retrieval = retrieve(&request, &training.engine)
+    let mut retrieval = retrieve(&request, &training.engine)
         .await
         .map_err(materializer_error)?;
+    // The first batch comes only after the whole entity table was read, cast and sorted (the
+    // as-of join needs it in key order): a bad key anywhere in it, even deep in a large upload,
+    // is a 400 here instead of a 200 whose stream breaks off.
+    let first = match retrieval.stream.next().await {
+        Some(Err(e)) => {
+            return Err(materializer_error(
+                quiver_materializer::retrieve::stream_error(e),
+            ));
+        }
+        first => first,
+    };
+    let stream = futures::stream::iter(first).chain(retrieval.stream).boxed();
     let mut writer = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &retrieval.schema)
         .map_err(|e| ServiceError {
             code: ErrorCode::Internal,
@@ -417,37 +429,36 @@ async fn start(
     let head = Bytes::from(std::mem::take(writer.get_mut()));
     // The spool directory and the request's slot live until the stream ends (or is dropped).
     let state = Arc::new((dir, slot));
-    let batches =
-        futures::stream::unfold(Some((writer, retrieval.stream, state)), |step| async move {
-            let (mut writer, mut stream, dir) = step?;
-            match stream.next().await {
-                Some(Ok(batch)) => match writer.write(&batch) {
-                    Ok(()) => {
-                        let bytes = Bytes::from(std::mem::take(writer.get_mut()));
-                        Some((Ok(bytes), Some((writer, stream, dir))))
-                    }
-                    Err(e) => Some((Err(std::io::Error::other(e)), None)),
-                },
-                Some(Err(e)) => {
-                    let e = quiver_materializer::retrieve::stream_error(e)
-                        .to_string()
-                        .replace(
-                            quiver_materializer::retrieve::MEMORY_HINT,
-                            SERVER_MEMORY_HINT,
-                        );
-                    tracing::warn!(error = %e, "training retrieval failed mid-stream");
-                    Some((Err(std::io::Error::other(e)), None))
+    let batches = futures::stream::unfold(Some((writer, stream, state)), |step| async move {
+        let (mut writer, mut stream, dir) = step?;
+        match stream.next().await {
+            Some(Ok(batch)) => match writer.write(&batch) {
+                Ok(()) => {
+                    let bytes = Bytes::from(std::mem::take(writer.get_mut()));
+                    Some((Ok(bytes), Some((writer, stream, dir))))
                 }
-                None => match writer.finish() {
-                    Ok(()) => {
-                        let bytes = Bytes::from(std::mem::take(writer.get_mut()));
-                        drop(dir);
-                        Some((Ok(bytes), None))
-                    }
-                    Err(e) => Some((Err(std::io::Error::other(e)), None)),
-                },
+                Err(e) => Some((Err(std::io::Error::other(e)), None)),
+            },
+            Some(Err(e)) => {
+                let e = quiver_materializer::retrieve::stream_error(e)
+                    .to_string()
+                    .replace(
+                        quiver_materializer::retrieve::MEMORY_HINT,
+                        SERVER_MEMORY_HINT,
+                    );
+                tracing::warn!(error = %e, "training retrieval failed mid-stream");
+                Some((Err(std::io::Error::other(e)), None))
             }
-        });
+            None => match writer.finish() {
+                Ok(()) => {
+                    let bytes = Bytes::from(std::mem::take(writer.get_mut()));
+                    drop(dir);
+                    Some((Ok(bytes), None))
+                }
+                Err(e) => Some((Err(std::io::Error::other(e)), None)),
+            },
+        }
+    });
     let body = Body::from_stream(futures::stream::once(async move { Ok(head) }).chain(batches));
     let mut response = body.into_response();
     let h = response.headers_mut();

@@ -223,6 +223,16 @@ async fn every_status_in_feasts_json_shape() {
         body["metadata"]["feature_names"],
         json!(["driver_id", "stats__rate", "stats__city"])
     );
+    assert!(body["metadata"].get("feature_view_metadata").is_none());
+
+    // The body Feast 0.67's SDK (`online_store: type: remote`) sends, with the view metadata
+    // asked for: each view read, with the registry version served.
+    let (status, body) = post(&app, r#"{"entities": {"driver_id": [1]}, "full_feature_names": false, "include_feature_view_version_metadata": true, "features": ["stats:rate"]}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["metadata"]["feature_view_metadata"],
+        json!([{"name": "stats", "version": 7}])
+    );
 }
 
 #[tokio::test]
@@ -248,7 +258,7 @@ async fn bad_requests_get_400_with_a_message_naming_the_problem() {
         ),
         (
             r#"{"features": ["stat:rate"], "entities": {"driver_id": [1]}}"#,
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
             "unknown feature view `stat`",
         ),
         (
@@ -258,18 +268,13 @@ async fn bad_requests_get_400_with_a_message_naming_the_problem() {
         ),
         (
             r#"{"feature_service": "modle", "entities": {"driver_id": [1]}}"#,
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
             "did you mean `model`?",
         ),
         (
             r#"{"features": ["stats:rate"], "entities": {"driver": [1]}}"#,
             StatusCode::BAD_REQUEST,
-            "unknown entity key `driver`",
-        ),
-        (
-            r#"{"features": ["stats:rate"], "entities": {"driver_id": ["1"]}}"#,
-            StatusCode::BAD_REQUEST,
-            "expected int64, got a string",
+            "needs entity key `driver_id` in `entities` (did you mean `driver`?)",
         ),
         (
             r#"{"features": ["stats:rate"], "entities": {"driver_id": [1.5]}}"#,
@@ -296,22 +301,61 @@ async fn bad_requests_get_400_with_a_message_naming_the_problem() {
             StatusCode::BAD_REQUEST,
             "feature `stats:rate` is requested more than once",
         ),
+        // Unknown fields are ignored, as Feast's server ignores them; Feast's own are known.
         (
             r#"{"features": ["stats:rate"], "entities": {"driver_id": [1]}, "colour": 1}"#,
-            StatusCode::BAD_REQUEST,
-            "unknown field `colour`",
+            StatusCode::OK,
+            "",
         ),
         (
-            r#"{"features": ["stats:rate"], "entities": {"driver_id": [1]}, "request_context": {"x": [1]}}"#,
+            r#"{"features": ["stats:rate"], "entities": {"driver_id": [1]}, "include_feature_view_version_metadata": "yes"}"#,
             StatusCode::BAD_REQUEST,
-            "not supported",
+            "`include_feature_view_version_metadata` must be true or false",
+        ),
+        (
+            // Request data for on-demand features: none exist, so it is ignored, as by Feast.
+            r#"{"features": ["stats:rate"], "entities": {"driver_id": [1]}, "request_context": {"x": [1]}}"#,
+            StatusCode::OK,
+            "",
+        ),
+        (
+            r#"{"features": ["stats:rate"], "entities": {"driver_id": [1]}, "request_context": [1]}"#,
+            StatusCode::BAD_REQUEST,
+            "`request_context` must be an object",
+        ),
+        // Feast's leniency for integer keys: integral floats, numeric strings, booleans.
+        (
+            r#"{"features": ["stats:rate"], "entities": {"driver_id": [1.0, "2", true]}}"#,
+            StatusCode::OK,
+            "",
+        ),
+        (
+            r#"{"features": ["stats:rate"], "entities": {"driver_id": [1.5]}}"#,
+            StatusCode::BAD_REQUEST,
+            "1.5 is not an integer key",
+        ),
+        (
+            r#"{"features": ["stats:rate"], "entities": {"driver_id": ["1x"]}}"#,
+            StatusCode::BAD_REQUEST,
+            "expected int64, got a string",
+        ),
+        // Columns the features do not need are accepted and ignored (not echoed).
+        (
+            r#"{"features": ["stats:rate"], "entities": {"driver_id": [1], "user": ["a"]}}"#,
+            StatusCode::OK,
+            "",
+        ),
+        (
+            r#"{"features": ["stats:rate"], "entities": {"driver_idd": [1]}}"#,
+            StatusCode::BAD_REQUEST,
+            "needs entity key `driver_id` in `entities` (did you mean `driver_idd`?)",
         ),
     ];
     for (body, code, message) in cases {
         let (status, reply) = post(&app, body).await;
         assert_eq!(status, *code, "{body}: {reply}");
         if !message.is_empty() {
-            let text = reply["error"].as_str().unwrap_or_default();
+            let text = error_text(&reply);
             assert!(text.contains(message), "{body}: {reply}");
         }
     }
@@ -354,7 +398,7 @@ async fn answers_over_max_response_values_get_a_413_naming_the_key() {
     assert_eq!(status, StatusCode::OK, "9 values: {body}");
     let (status, body) = post(&app, &request(&three, 4)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "12 values: {body}");
-    let message = body["error"].as_str().unwrap();
+    let message = error_text(&body);
     for part in [
         "4 entity rows × 3 features = 12 values",
         "limit of 10",
@@ -365,10 +409,7 @@ async fn answers_over_max_response_values_get_a_413_naming_the_key() {
     let (status, body) = post(&app, &request(&["stats:rate"; 50], 100)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("`stats:rate` is requested more than once"),
+        error_text(&body).contains("`stats:rate` is requested more than once"),
         "{body}"
     );
     // The feature service path is bounded the same way (2 features).
@@ -417,7 +458,7 @@ async fn oversized_bodies_get_a_json_413_naming_the_limit_and_its_key() {
         assert_eq!(content_type.unwrap(), "application/json", "{path}: {text}");
         let body: J =
             serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
-        let message = body["error"].as_str().unwrap_or_default();
+        let message = error_text(&body);
         assert!(
             message.contains(limit) && message.contains(key),
             "{path}: {body}"
@@ -604,4 +645,18 @@ async fn tokens_and_scopes_guard_every_endpoint_but_health() {
             assert!(!text.contains("secret"), "a token leaked into {text}");
         }
     }
+}
+
+/// The message of an error body: `{"error": m}`, or Feast's shape — a JSON string holding
+/// `{"module": "feast.errors", "class", "message": m}` — for errors Feast has a class for.
+fn error_text(body: &serde_json::Value) -> String {
+    if let Some(m) = body["error"].as_str() {
+        return m.to_string();
+    }
+    let inner: serde_json::Value = body
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    assert_eq!(inner["module"], "feast.errors", "{body}");
+    inner["message"].as_str().unwrap_or_default().to_string()
 }

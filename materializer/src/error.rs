@@ -32,7 +32,8 @@ pub enum Error {
     )]
     ViewFailed {
         view: String,
-        committed: Vec<String>,
+        /// The runs of the views that committed before it, as a successful run reports them.
+        committed: Vec<quiver_registry::store::MaterializationRun>,
         #[source]
         source: Box<Error>,
     },
@@ -76,7 +77,7 @@ impl Error {
     }
 }
 
-fn committed_text(committed: &[String]) -> String {
+fn committed_text(committed: &[quiver_registry::store::MaterializationRun]) -> String {
     if committed.is_empty() {
         "no view committed: every watermark is where it was; run it again".into()
     } else {
@@ -84,7 +85,7 @@ fn committed_text(committed: &[String]) -> String {
             "committed before it: {} (their watermarks moved); the failed view and any after it kept theirs; run it again",
             committed
                 .iter()
-                .map(|v| format!("`{v}`"))
+                .map(|r| format!("`{}`", r.view))
                 .collect::<Vec<_>>()
                 .join(", ")
         )

@@ -116,7 +116,7 @@ pub async fn materialize(
             Err(source) => {
                 return Err(Error::ViewFailed {
                     view: view.name.clone(),
-                    committed: runs.iter().map(|r| r.view.clone()).collect(),
+                    committed: std::mem::take(&mut runs),
                     source: Box::new(source),
                 });
             }

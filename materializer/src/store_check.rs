@@ -88,13 +88,13 @@ fn judge_evictions(
     }
     if !allow_eviction {
         return Err(Error::Evicted(format!(
-            "{counted}: some of the values just written may be missing, so its watermark was not moved. To fix: {EVICTION_FIX}"
+            "{counted}: the evicted keys may be any of this store's values — of `{view}`, so its watermark was not moved, and of views written before it (`quiver verify` finds those). To fix: {EVICTION_FIX}"
         )));
     }
     Ok(Some((
         evicted,
         format!(
-            "{counted}: some of its values may be missing (committed anyway: allow_eviction: true); `quiver verify` counts them; give Redis more maxmemory or set maxmemory-policy noeviction"
+            "{counted}: values of any view in this store (not only `{view}`) may be missing (committed anyway: allow_eviction: true); `quiver verify` counts them; give Redis more maxmemory or set maxmemory-policy noeviction"
         ),
     )))
 }

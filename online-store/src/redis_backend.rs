@@ -246,6 +246,9 @@ impl RedisStore {
         })
     }
 
+    /// Runs `f` within `limit`; a store that cannot answer now (down, slow, loading its data
+    /// after a restart, failing over) is `Unavailable` — a 503 the client retries — and any
+    /// other error a backend error.
     async fn bounded<T>(
         &self,
         limit: Duration,
@@ -257,7 +260,8 @@ impl RedisStore {
                 if e.is_io_error()
                     || e.is_timeout()
                     || e.is_connection_dropped()
-                    || e.is_connection_refusal() =>
+                    || e.is_connection_refusal()
+                    || temporarily_unable(&e) =>
             {
                 Err(Error::Unavailable(format!("{}: {e}", self.shown)))
             }
@@ -463,9 +467,44 @@ impl OnlineStore for RedisStore {
     }
 }
 
+/// Replies that mean "not now" rather than "wrong": Redis loading its dataset after a restart
+/// (`-LOADING`), a cluster reconfiguring, a primary down, a failover leaving this node a replica.
+fn temporarily_unable(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind as S};
+    matches!(
+        e.kind(),
+        ErrorKind::Server(
+            S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::ReadOnly
+        )
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    /// Redis loading its data after a restart, or failing over, is "retry later" (503), not a
+    /// broken store (500); a script error stays a backend error.
+    #[test]
+    fn not_now_replies_are_unavailable() {
+        let error = |reply: &str| {
+            redis::parse_redis_value(reply.as_bytes())
+                .and_then(redis::Value::extract_error)
+                .expect_err("an error reply")
+        };
+        for reply in [
+            "-LOADING Redis is loading the dataset in memory\r\n",
+            "-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+            "-CLUSTERDOWN The cluster is down\r\n",
+            "-MASTERDOWN Link with MASTER is down\r\n",
+            "-READONLY You can't write against a read only replica.\r\n",
+        ] {
+            assert!(super::temporarily_unable(&error(reply)), "{reply}");
+        }
+        assert!(!super::temporarily_unable(&error(
+            "-ERR Error running script\r\n"
+        )));
+    }
 
     #[test]
     fn read_bounds_grow_with_the_keys_read() {

@@ -80,6 +80,13 @@ pub(crate) fn server_report(server: String, answers: &Answers) -> ServerReport {
         .and_then(|s| s.get("save"))
         .map(|s| !s.trim().is_empty());
     let persistence = match &persistence {
+        // While it loads its dataset after a restart, Redis reports AOF as off.
+        Ok(p) if p.get("loading").is_some_and(|v| v == "1") => {
+            unchecked.push(
+                "it is loading its dataset after a restart, so whether it keeps values across a restart is not known yet".to_string(),
+            );
+            None
+        }
         Ok(p) => {
             let aof = p.get("aof_enabled").is_some_and(|v| v == "1");
             if rdb.is_none() && !aof {
@@ -167,6 +174,28 @@ mod tests {
         );
         assert_eq!(r.evicted_keys, Some(238_879));
         assert!(r.unchecked.is_empty(), "{:?}", r.unchecked);
+    }
+
+    /// While Redis loads its dataset, INFO says `aof_enabled:0` even with AOF on: persistence is
+    /// unknown then, never "none" (which would warn that a restart empties it).
+    #[test]
+    fn a_loading_server_has_unknown_persistence() {
+        let answers = vec![
+            pairs(&[("maxmemory", "0"), ("maxmemory-policy", "noeviction")]),
+            pairs(&[("save", "")]),
+            text(MEMORY),
+            text("# Persistence\r\nloading:1\r\naof_enabled:0\r\n"),
+            text(STATS),
+        ];
+        let r = server_report("h:1".into(), &answers);
+        assert_eq!(r.persistence, None);
+        assert!(
+            r.unchecked
+                .iter()
+                .any(|u| u.contains("loading its dataset")),
+            "{:?}",
+            r.unchecked
+        );
     }
 
     /// Managed Redis refuses CONFIG: the policy comes from INFO memory, and RDB is unknown.

@@ -4,6 +4,7 @@ mod availability;
 mod cli;
 mod connections;
 mod faults;
+mod feast_compat;
 mod generations;
 mod materialize;
 mod online_store;

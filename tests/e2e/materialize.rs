@@ -726,8 +726,14 @@ fn a_failed_run_names_the_failing_view_and_the_committed_ones() {
     );
     // Views run in name order: customer_profile, then driver_derived (reads this file).
     std::fs::write(repo.join("data/driver_stats.parquet"), b"PAR1 not parquet").unwrap();
-    let out = quiver(&repo, &["materialize-incremental", END]);
-    assert!(!out.status.success(), "{}", describe(&out));
+    let out = quiver(&repo, &["--format", "json", "materialize-incremental", END]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    // stdout: the committed runs, in the shape of a successful run's output.
+    let committed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let committed = committed.as_array().unwrap();
+    assert_eq!(committed.len(), 1, "{committed:?}");
+    assert_eq!(committed[0]["view"], "customer_profile");
+    assert!(committed[0]["rows_read"].as_u64().unwrap() > 0);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("materializing `driver_derived` failed"),

@@ -114,6 +114,16 @@ fn redis_down_is_a_clear_error_and_recovers() {
     let mut redis = RedisServer::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let repo = redis_repo(tmp.path(), &redis.url());
+    // Paused (SIGSTOP): connections open, nothing answers.
+    redis.pause();
+    let out = quiver(&repo, &["apply"]);
+    redis.resume();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("timed out: no answer within") && !stderr.contains("os error"),
+        "{stderr}"
+    );
     redis.stop();
     let out = quiver(&repo, &["apply"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));

@@ -319,7 +319,8 @@ async fn grpc_and_http_serve_the_same_vectors() {
     };
     assert_eq!(
         body["results"][conv]["values"][0].as_f64().unwrap(),
-        x.to_string().parse::<f64>().unwrap()
+        f64::from(x),
+        "float32 in JSON is its exact float64 widening, as Feast writes it"
     );
     let balance = names.iter().position(|n| n == "current_balance").unwrap();
     assert_eq!(statuses(balance)[2], "NOT_FOUND");
@@ -347,7 +348,7 @@ async fn grpc_and_http_serve_the_same_vectors() {
         (
             service("nope"),
             vec![("driver_id", ints(&[1]))],
-            tonic::Code::InvalidArgument,
+            tonic::Code::NotFound,
             "unknown feature service",
         ),
         (
@@ -413,15 +414,27 @@ async fn grpc_and_http_serve_the_same_vectors() {
     with_context
         .request_context
         .insert("x".to_string(), ints(&[1]));
-    let err = client.get_online_features(with_context).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    with_context.entities = [
+        ("driver_id".to_string(), ints(&[1001])),
+        ("customer_id".to_string(), ints(&[1])),
+        // A column the service does not need: ignored, as by Feast.
+        ("unused".to_string(), ints(&[7])),
+    ]
+    .into();
+    let answer = client.get_online_features(with_context).await.unwrap();
+    let names = &answer.get_ref().metadata.as_ref().unwrap().feature_names;
+    assert!(
+        !names.as_ref().unwrap().val.contains(&"unused".to_string()),
+        "{names:?}"
+    );
     // A message over the size limit (1 MiB here).
     let huge = GetOnlineFeaturesRequest {
         kind: refs(&[&"x".repeat(2 << 20)]),
         ..Default::default()
     };
     let err = client.get_online_features(huge).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    assert!(err.message().contains("max_request_bytes"), "{err}");
     // The connection still serves.
     assert!(
         client
@@ -497,7 +510,7 @@ async fn a_new_registry_version_is_served_within_a_second_under_traffic() {
         served
     });
     let v2 = r#"{"feature_service": "quality_v2", "entities": {"driver_id": [1001]}}"#;
-    assert_eq!(http(addr, "POST", "/get-online-features", v2).await.0, 400);
+    assert_eq!(http(addr, "POST", "/get-online-features", v2).await.0, 404);
     let defs = repo.join("features/customers.yaml");
     let yaml = std::fs::read_to_string(&defs).unwrap();
     std::fs::write(

@@ -338,6 +338,21 @@ async fn uploads_that_decode_to_gigabytes_are_refused_while_the_server_serves() 
     let got = post(server.http, TRAIN, PARQUET, b"not a table").await;
     assert_eq!(got.status, 400, "{}", got.text());
     names_no_path(&got.text(), &repo);
+    // A bad key on the last of 200,000 rows (many batches in): a 400 before any of the
+    // answer, never a 200 whose stream breaks off.
+    let mut big = String::from("driver_id,customer_id,event_timestamp\n");
+    for i in 0..200_000 {
+        big.push_str(&format!(
+            "{},{},2026-01-01T00:00:00Z\n",
+            1001 + i % 50,
+            1 + i % 7
+        ));
+    }
+    big.push_str("10x1,1,2026-01-01T00:00:00Z\n");
+    let got = post(server.http, TRAIN, "text/csv", big.as_bytes()).await;
+    assert_eq!(got.status, 400, "{}", got.text());
+    assert!(got.text().contains("10x1"), "{}", got.text());
+    names_no_path(&got.text(), &repo);
 
     // Still serving: a real table, and online features.
     let labels = std::fs::read(repo.join("data/labels.parquet")).unwrap();

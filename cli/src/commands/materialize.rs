@@ -54,10 +54,22 @@ pub fn incremental(ctx: &Context, args: IncrementalArgs) -> Result<()> {
     run(ctx, &args.views, Range::Incremental { end_ns })
 }
 
+/// Prints the runs that committed — all of them, or on a failure part-way the ones before the
+/// failing view (stdout keeps its shape, so a scheduler reading JSON sees exactly what moved) —
+/// then returns the failure.
 fn run(ctx: &Context, views: &[String], range: Range) -> Result<()> {
     let repo = ctx.open()?;
-    let runs = execute(ctx, &repo, views, range)?;
-    ctx.print(&runs, || render(&runs))
+    match execute(ctx, &repo, views, range) {
+        Ok(runs) => ctx.print(&runs, || render(&runs)),
+        Err(e) => {
+            if let Some(quiver_materializer::Error::ViewFailed { committed, .. }) =
+                e.downcast_ref::<quiver_materializer::Error>()
+            {
+                ctx.print(committed, || render(committed))?;
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Materializes the applied registry's `views` (all online views when empty) over `range`.

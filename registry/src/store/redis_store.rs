@@ -71,7 +71,16 @@ impl RedisStore {
         Ok(con)
     }
 
+    /// A read timeout on a blocking socket surfaces as `WouldBlock` ("Resource temporarily
+    /// unavailable (os error 11)"): say what it means.
     fn unavailable(&self, e: redis::RedisError) -> Error {
+        if e.is_timeout() {
+            return Error::Unavailable(format!(
+                "{}: timed out: no answer within {} s",
+                self.url_shown,
+                TIMEOUT.as_secs()
+            ));
+        }
         Error::Unavailable(format!("{}: {e}", self.url_shown))
     }
 }
