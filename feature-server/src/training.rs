@@ -7,7 +7,9 @@
 //! What training may take from the process that also serves online traffic is bounded: at most
 //! `max_requests` run at once (more get 503 with `Retry-After`), their sorts share one memory
 //! budget (each request's engine gets an equal part and spills beyond it), and an upload may
-//! decode to at most `max_decoded_bytes` (413 naming the limit), however small it is.
+//! decode to at most `max_decoded_bytes` (413 naming the limit), however small it is. Their CPU
+//! work runs on a runtime of its own ([`training_runtime`]), so online answers never queue
+//! behind a sort; a client that goes away cancels its retrieval at once.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -392,71 +394,35 @@ async fn start(
         state.body_timeout,
     )
     .await?;
-    let input = EntityInput::open_with(
-        &path,
-        query.get("timestamp_column").map(String::as_str),
-        UPLOAD_NAME,
-        training.limits.clone(),
-    )
-    .map_err(materializer_error)?;
-    let request = Request {
-        registry,
-        root: &training.root,
-        features: &features,
-        entities: &input,
+    // The retrieval's CPU work (decoding, sorting, joining) runs on the training runtime, not
+    // on the workers answering online requests: a large training table never holds up an
+    // online answer behind it. The response streams through a small channel.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let job = Job {
+        snapshot: snapshot.clone(),
+        training: training.clone(),
+        features,
+        path,
+        timestamp_column: query.get("timestamp_column").cloned(),
         options,
+        held: (dir, slot),
     };
-    let mut retrieval = retrieve(&request, &training.engine)
-        .await
-        .map_err(materializer_error)?;
-    // The first batch comes only after the whole entity table was read, cast and sorted (the
-    // as-of join needs it in key order): a bad key anywhere in it, even deep in a large upload,
-    // is a 400 here instead of a 200 whose stream breaks off.
-    let first = match retrieval.stream.next().await {
-        Some(Err(e)) => {
-            return Err(materializer_error(
-                quiver_materializer::retrieve::stream_error(e),
-            ));
+    training_runtime().spawn(job.run(tx));
+    // What can be refused is refused before the first byte (see `Job::run`).
+    let head = match rx.recv().await {
+        Some(Part::Head(head)) => head,
+        Some(Part::Refused(e)) => return Err(e),
+        Some(Part::Data(_) | Part::Failed(_)) | None => {
+            return Err(ServiceError {
+                code: ErrorCode::Internal,
+                message: "the training retrieval ended before its first batch".into(),
+            });
         }
-        first => first,
     };
-    let stream = futures::stream::iter(first).chain(retrieval.stream).boxed();
-    let mut writer = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &retrieval.schema)
-        .map_err(|e| ServiceError {
-            code: ErrorCode::Internal,
-            message: e.to_string(),
-        })?;
-    let head = Bytes::from(std::mem::take(writer.get_mut()));
-    // The spool directory and the request's slot live until the stream ends (or is dropped).
-    let state = Arc::new((dir, slot));
-    let batches = futures::stream::unfold(Some((writer, stream, state)), |step| async move {
-        let (mut writer, mut stream, dir) = step?;
-        match stream.next().await {
-            Some(Ok(batch)) => match writer.write(&batch) {
-                Ok(()) => {
-                    let bytes = Bytes::from(std::mem::take(writer.get_mut()));
-                    Some((Ok(bytes), Some((writer, stream, dir))))
-                }
-                Err(e) => Some((Err(std::io::Error::other(e)), None)),
-            },
-            Some(Err(e)) => {
-                let e = quiver_materializer::retrieve::stream_error(e)
-                    .to_string()
-                    .replace(
-                        quiver_materializer::retrieve::MEMORY_HINT,
-                        SERVER_MEMORY_HINT,
-                    );
-                tracing::warn!(error = %e, "training retrieval failed mid-stream");
-                Some((Err(std::io::Error::other(e)), None))
-            }
-            None => match writer.finish() {
-                Ok(()) => {
-                    let bytes = Bytes::from(std::mem::take(writer.get_mut()));
-                    drop(dir);
-                    Some((Ok(bytes), None))
-                }
-                Err(e) => Some((Err(std::io::Error::other(e)), None)),
-            },
+    let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(|part| match part {
+        Part::Data(bytes) | Part::Head(bytes) => Ok(bytes),
+        Part::Failed(e) | Part::Refused(ServiceError { message: e, .. }) => {
+            Err(std::io::Error::other(e))
         }
     });
     let body = Body::from_stream(futures::stream::once(async move { Ok(head) }).chain(batches));
@@ -467,4 +433,122 @@ async fn start(
         h.insert("x-quiver-registry-version", v);
     }
     Ok(response)
+}
+
+/// What the retrieval task sends the response: the stream's head (schema) once the first batch
+/// exists, then the batches; or why it refused (before any byte) or failed (mid-stream).
+enum Part {
+    Head(Bytes),
+    Data(Bytes),
+    Refused(ServiceError),
+    Failed(String),
+}
+
+/// One request's retrieval, owned, to run on the training runtime.
+struct Job {
+    snapshot: Arc<crate::snapshot::Snapshot>,
+    training: Arc<Training>,
+    features: Vec<quiver_registry::FeatureRef>,
+    path: PathBuf,
+    timestamp_column: Option<String>,
+    options: Options,
+    /// The spool directory and the request's slot: released when the retrieval ends, or when
+    /// the client goes away (the next send fails).
+    held: (tempfile::TempDir, Slot),
+}
+
+impl Job {
+    /// Runs until the table is sent or the client goes away (the response, and with it the
+    /// channel's receiver, dropped): then the retrieval is dropped at once, even mid-sort.
+    async fn run(self, tx: tokio::sync::mpsc::Sender<Part>) {
+        tokio::select! {
+            sent = self.stream(&tx) => {
+                if let Err(last) = sent {
+                    let _ = tx.send(last).await;
+                }
+            }
+            () = tx.closed() => {}
+        }
+        drop(self.held);
+    }
+
+    /// Sends the head and every batch; `Err` is the last part to send.
+    async fn stream(&self, tx: &tokio::sync::mpsc::Sender<Part>) -> Result<(), Part> {
+        let refused = |e| Part::Refused(materializer_error(e));
+        let input = EntityInput::open_with(
+            &self.path,
+            self.timestamp_column.as_deref(),
+            UPLOAD_NAME,
+            self.training.limits.clone(),
+        )
+        .map_err(refused)?;
+        let request = Request {
+            registry: &self.snapshot.version.registry,
+            root: &self.training.root,
+            features: &self.features,
+            entities: &input,
+            options: self.options,
+        };
+        let mut retrieval = retrieve(&request, &self.training.engine)
+            .await
+            .map_err(refused)?;
+        // The first batch comes only after the whole entity table was read, cast and sorted
+        // (the as-of join needs it in key order): a bad key anywhere in it, even deep in a
+        // large upload, is a 400 here instead of a 200 whose stream breaks off.
+        let first = match retrieval.stream.next().await {
+            Some(Err(e)) => {
+                return Err(refused(quiver_materializer::retrieve::stream_error(e)));
+            }
+            first => first,
+        };
+        let internal = |e: arrow::error::ArrowError| {
+            Part::Refused(ServiceError {
+                code: ErrorCode::Internal,
+                message: e.to_string(),
+            })
+        };
+        let mut writer = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &retrieval.schema)
+            .map_err(internal)?;
+        let gone = |_| Part::Failed("the client went away".into());
+        tx.send(Part::Head(Bytes::from(std::mem::take(writer.get_mut()))))
+            .await
+            .map_err(gone)?;
+        let mut stream = futures::stream::iter(first).chain(retrieval.stream);
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| {
+                let e = quiver_materializer::retrieve::stream_error(e)
+                    .to_string()
+                    .replace(
+                        quiver_materializer::retrieve::MEMORY_HINT,
+                        SERVER_MEMORY_HINT,
+                    );
+                tracing::warn!(error = %e, "training retrieval failed mid-stream");
+                Part::Failed(e)
+            })?;
+            writer
+                .write(&batch)
+                .map_err(|e| Part::Failed(e.to_string()))?;
+            tx.send(Part::Data(Bytes::from(std::mem::take(writer.get_mut()))))
+                .await
+                .map_err(gone)?;
+        }
+        writer.finish().map_err(|e| Part::Failed(e.to_string()))?;
+        tx.send(Part::Data(Bytes::from(std::mem::take(writer.get_mut()))))
+            .await
+            .map_err(gone)
+    }
+}
+
+/// The runtime training retrievals run on, apart from the one serving online requests (one
+/// worker per core; the operating system shares the cores between both).
+fn training_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .thread_name("quiver-training")
+            .enable_all()
+            .build()
+            .expect("the training runtime starts")
+    })
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::error::{Error, Result};
 use crate::key_codec::watermark_key;
@@ -17,8 +17,44 @@ const WATERMARKS: TableDefinition<&str, i64> = TableDefinition::new("watermarks"
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    db: Arc<Db>,
     path: PathBuf,
+}
+
+/// The store file, opened for writing, or — when this process may not write it (a read-only
+/// file or file system, an immutable file) — for reading only: serving needs nothing more.
+enum Db {
+    Writable(Database),
+    ReadOnly(redb::ReadOnlyDatabase),
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Db::Writable(_) => "Db::Writable",
+            Db::ReadOnly(_) => "Db::ReadOnly",
+        })
+    }
+}
+
+impl Db {
+    fn begin_read(&self) -> Result<redb::ReadTransaction> {
+        match self {
+            Db::Writable(d) => d.begin_read(),
+            Db::ReadOnly(d) => d.begin_read(),
+        }
+        .map_err(backend)
+    }
+
+    fn begin_write(&self, path: &Path) -> Result<redb::WriteTransaction> {
+        match self {
+            Db::Writable(d) => d.begin_write().map_err(backend),
+            Db::ReadOnly(_) => Err(Error::Config(format!(
+                "the embedded store {} is read-only to this process (opened for reading only): writing needs write access to it",
+                path.display()
+            ))),
+        }
+    }
 }
 
 fn backend(e: impl Into<redb::Error>) -> Error {
@@ -38,6 +74,12 @@ impl EmbeddedStore {
         }
         let opened = std::panic::catch_unwind(|| Database::create(path))
             .map_err(|p| corrupt(path, &panic_text(&*p)))?;
+        if let Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))) = &opened
+            && e.kind() == std::io::ErrorKind::PermissionDenied
+            && path.is_file()
+        {
+            return Self::open_read_only(path);
+        }
         let db = opened.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::Unavailable(format!(
                 "{} is open in another process (the embedded store allows one at a time; use Redis to share it)",
@@ -57,20 +99,53 @@ impl EmbeddedStore {
         txn.open_table(WATERMARKS).map_err(backend)?;
         txn.commit().map_err(backend)?;
         Ok(EmbeddedStore {
-            db: Arc::new(db),
+            db: Arc::new(Db::Writable(db)),
             path: path.to_path_buf(),
         })
     }
 
+    /// Opens an existing store this process may not write, for reading (serving) only.
+    fn open_read_only(path: &Path) -> Result<Self> {
+        let opened = std::panic::catch_unwind(|| redb::Builder::new().open_read_only(path))
+            .map_err(|p| corrupt(path, &panic_text(&*p)))?;
+        let db = opened.map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Unavailable(format!(
+                "{} is open for writing in another process (the embedded store allows one writer; use Redis to share it)",
+                path.display()
+            )),
+            other => corrupt(path, &other.to_string()),
+        })?;
+        let store = EmbeddedStore {
+            db: Arc::new(Db::ReadOnly(db)),
+            path: path.to_path_buf(),
+        };
+        // A file that never held a materialization has no tables: nothing to serve from it.
+        let txn = store.db.begin_read()?;
+        for table in [VALUES.name(), WATERMARKS.name()] {
+            let found = txn
+                .list_tables()
+                .map_err(backend)?
+                .any(|t| t.name() == table);
+            if !found {
+                return Err(corrupt(path, &format!("it has no `{table}` table")));
+            }
+        }
+        tracing::warn!(
+            path = %path.display(),
+            "the embedded store is not writable by this process: opened read-only (serving works, materializing into it does not)"
+        );
+        Ok(store)
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Database) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&Db, &Path) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let db = self.db.clone();
         let path = self.path.clone();
         // redb panics on some corruptions: a corrupt store is an error, never a crash.
         tokio::task::spawn_blocking(move || {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&db)))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&db, &path)))
                 .unwrap_or_else(|p| Err(corrupt(&path, &panic_text(&*p))))
         })
         .await
@@ -100,8 +175,8 @@ fn watermark_field(project: &str, view: &str, generation: u64) -> String {
 #[async_trait]
 impl OnlineStore for EmbeddedStore {
     async fn write(&self, entries: Vec<WriteEntry>) -> Result<u64> {
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
+        self.blocking(move |db, path| {
+            let txn = db.begin_write(path)?;
             let mut written = 0;
             {
                 let mut table = txn.open_table(VALUES).map_err(backend)?;
@@ -126,8 +201,8 @@ impl OnlineStore for EmbeddedStore {
 
     async fn read(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         let keys = keys.to_vec();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
+        self.blocking(move |db, _| {
+            let txn = db.begin_read()?;
             let table = txn.open_table(VALUES).map_err(backend)?;
             keys.iter()
                 .map(|k| {
@@ -143,8 +218,8 @@ impl OnlineStore for EmbeddedStore {
 
     async fn watermark(&self, project: &str, view: &str, generation: u64) -> Result<Option<i64>> {
         let field = watermark_field(project, view, generation);
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
+        self.blocking(move |db, _| {
+            let txn = db.begin_read()?;
             let table = txn.open_table(WATERMARKS).map_err(backend)?;
             Ok(table
                 .get(field.as_str())
@@ -162,8 +237,8 @@ impl OnlineStore for EmbeddedStore {
         end_ns: i64,
     ) -> Result<()> {
         let field = watermark_field(project, view, generation);
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
+        self.blocking(move |db, path| {
+            let txn = db.begin_write(path)?;
             {
                 let mut table = txn.open_table(WATERMARKS).map_err(backend)?;
                 let current = table

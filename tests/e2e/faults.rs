@@ -515,3 +515,67 @@ async fn a_store_wiped_under_the_server_makes_it_not_ready_until_refilled() {
     );
     server.stop().await;
 }
+
+/// Undoes `chattr +i` however the test ends.
+struct Immutable<'a>(&'a std::path::Path);
+
+impl Drop for Immutable<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(self.0)
+            .status();
+    }
+}
+
+/// An embedded store this process may not write (here an immutable file, which even root
+/// cannot open for writing) is served read-only; materializing into it says why it cannot.
+#[test]
+fn a_read_only_embedded_store_is_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = crate::materialize::repo_with(
+        tmp.path(),
+        20,
+        4,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+    );
+    let out = quiver(&repo, &["materialize-incremental", "2026-01-02T00:00:01Z"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let file = repo.join(".quiver/online.redb");
+    let made = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&file)
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("!! SKIPPED: `chattr +i` is not available here, so no file is read-only to root");
+        return;
+    }
+    let _undo = Immutable(&file);
+    let get = [
+        "--format",
+        "json",
+        "online",
+        "get",
+        "driver_hourly_stats",
+        "--key",
+        "driver_id=1001",
+    ];
+    let out = quiver(&repo, &get);
+    assert!(out.status.success(), "{}", describe(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["found"], true, "{json}");
+    let out = quiver(
+        &repo,
+        &[
+            "materialize",
+            "2000-01-01T00:00:00Z",
+            "2026-01-02T00:00:01Z",
+        ],
+    );
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("read-only to this process"),
+        "{}",
+        describe(&out)
+    );
+}
