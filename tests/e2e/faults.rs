@@ -7,6 +7,32 @@ use quiver_tests::{RedisServer, describe, quiver};
 
 use crate::serve::{MODEL_V1, http, setup, start};
 
+/// The embedded store, in the sample repository's `.quiver/`.
+const EMBEDDED: &str = "online_store:\n  type: embedded\n  path: .quiver/online.redb\n";
+
+/// `online get` of driver 1001's `driver_hourly_stats`.
+const GET_1001: [&str; 5] = [
+    "online",
+    "get",
+    "driver_hourly_stats",
+    "--key",
+    "driver_id=1001",
+];
+
+/// A sample repository of `drivers` × `hours` rows with `store` as its online store,
+/// materialized up to the data's end.
+fn materialized(
+    dir: &std::path::Path,
+    drivers: u64,
+    hours: u32,
+    store: &str,
+) -> std::path::PathBuf {
+    let repo = crate::materialize::repo_with(dir, drivers, hours, store);
+    let out = quiver(&repo, &["materialize-incremental", "2026-01-02T00:00:01Z"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    repo
+}
+
 /// Polls `/ready` until `done` says so (or 3 s pass); returns the last body.
 async fn ready_until(
     addr: std::net::SocketAddr,
@@ -362,27 +388,14 @@ fn a_wiped_store_is_reported_and_refilled() {
 #[test]
 fn a_damaged_embedded_store_is_an_error_not_a_crash_or_an_empty_store() {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = crate::materialize::repo_with(
-        tmp.path(),
-        20,
-        8,
-        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
-    );
-    let out = quiver(&repo, &["materialize-incremental", "2026-01-02T00:00:01Z"]);
-    assert!(out.status.success(), "{}", describe(&out));
+    let repo = materialized(tmp.path(), 20, 8, EMBEDDED);
     let file = repo.join(".quiver/online.redb");
     let mut bytes = std::fs::read(&file).unwrap();
     for i in (4096..bytes.len()).step_by(997) {
         bytes[i] ^= 0xff;
     }
     std::fs::write(&file, &bytes).unwrap();
-    let get = [
-        "online",
-        "get",
-        "driver_hourly_stats",
-        "--key",
-        "driver_id=1001",
-    ];
+    let get = GET_1001;
     for args in [&get[..], &["verify"]] {
         let out = quiver(&repo, args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", describe(&out));
@@ -406,14 +419,12 @@ fn a_damaged_embedded_store_is_an_error_not_a_crash_or_an_empty_store() {
 fn a_damaged_value_is_reported_and_replaced_by_the_next_run() {
     let redis = RedisServer::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let repo = crate::materialize::repo_with(
+    let repo = materialized(
         tmp.path(),
         30,
         6,
         &crate::materialize::redis_yaml(&redis.url()),
     );
-    let out = quiver(&repo, &["materialize-incremental", "2026-01-02T00:00:01Z"]);
-    assert!(out.status.success(), "{}", describe(&out));
     let mut conn = redis.client().unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("quiver:*:driver_hourly_stats:*{i1001}")
@@ -426,13 +437,7 @@ fn a_damaged_value_is_reported_and_replaced_by_the_next_run() {
         .arg(&blob)
         .query(&mut conn)
         .unwrap();
-    let get = [
-        "online",
-        "get",
-        "driver_hourly_stats",
-        "--key",
-        "driver_id=1001",
-    ];
+    let get = GET_1001;
     let out = quiver(&repo, &get);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
@@ -533,14 +538,7 @@ impl Drop for Immutable<'_> {
 #[test]
 fn a_read_only_embedded_store_is_served() {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = crate::materialize::repo_with(
-        tmp.path(),
-        20,
-        4,
-        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
-    );
-    let out = quiver(&repo, &["materialize-incremental", "2026-01-02T00:00:01Z"]);
-    assert!(out.status.success(), "{}", describe(&out));
+    let repo = materialized(tmp.path(), 20, 4, EMBEDDED);
     let file = repo.join(".quiver/online.redb");
     let made = std::process::Command::new("chattr")
         .arg("+i")
@@ -551,15 +549,7 @@ fn a_read_only_embedded_store_is_served() {
         return;
     }
     let _undo = Immutable(&file);
-    let get = [
-        "--format",
-        "json",
-        "online",
-        "get",
-        "driver_hourly_stats",
-        "--key",
-        "driver_id=1001",
-    ];
+    let get: Vec<&str> = ["--format", "json"].into_iter().chain(GET_1001).collect();
     let out = quiver(&repo, &get);
     assert!(out.status.success(), "{}", describe(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
