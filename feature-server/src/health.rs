@@ -33,13 +33,17 @@ pub struct Readiness {
     /// `ok`, `unavailable` or `no answer in time`.
     pub online_store: &'static str,
     pub online_store_detail: Option<String>,
-    /// `ok`, or [`DATA_LOST`] when the store answers but lacks values a run recorded writing.
+    /// `ok`, [`DATA_UNCHECKED`] just after start, or [`DATA_LOST`] when the store answers but
+    /// lacks values a run recorded writing.
     pub online_data: &'static str,
     pub online_data_detail: Option<String>,
 }
 
 /// What `/ready` says when the online store lost materialized data (wiped, flushed, evicted).
 pub const DATA_LOST: &str = "lost: materialize again";
+/// What `/ready` says until that has been checked once after start (well under a second, or
+/// a second more when a loss is suspected and confirmed).
+pub const DATA_UNCHECKED: &str = "not checked yet";
 
 /// Whether the server can answer online requests now: a registry version is loaded, the
 /// online store answers a ping within `ready_timeout`, and it still holds what was materialized
@@ -67,7 +71,9 @@ pub async fn readiness(service: &FeatureService, ready_timeout: Duration) -> Rea
         ),
     };
     let lost = service.lost_data();
-    let (online_data, online_data_detail) = if lost.is_empty() {
+    let (online_data, online_data_detail) = if !service.data_checked() {
+        (DATA_UNCHECKED, None)
+    } else if lost.is_empty() {
         ("ok", None)
     } else {
         let reasons: Vec<String> = lost.into_iter().map(|(_, why)| why).collect();

@@ -23,9 +23,10 @@ use crate::snapshot::Snapshot;
 ///
 /// A served (view, generation) whose watermark the store does not have, though the registry's
 /// run records say a run materialized it, has lost its data (the store was wiped, flushed or
-/// restarted empty): seen so at two record checks [`LOST_CHECK_EVERY`] apart (a run records
+/// restarted empty): seen so at two record checks [`LOST_CONFIRM_AFTER`] apart (a run records
 /// itself just before it moves the watermark), it makes `/ready` fail naming the view and sets
-/// `quiver_view_data_lost{view}`, until a materialization writes the watermark again.
+/// `quiver_view_data_lost{view}`, until a materialization writes the watermark again. Until the
+/// first pass has checked this, `/ready` says the data is not checked yet.
 pub async fn watch(
     service: Arc<FeatureService>,
     registry: Arc<dyn RegistryStore>,
@@ -39,10 +40,17 @@ pub async fn watch(
     let mut known: HashMap<(String, u64), i64> = HashMap::new();
     let mut suspects: HashSet<(String, u64)> = HashSet::new();
     let mut records_checked: Option<Instant> = None;
+    let mut first = true;
     loop {
+        // The first pass runs at once: readiness waits for its data check.
+        let pause = if std::mem::take(&mut first) {
+            Duration::ZERO
+        } else {
+            every
+        };
         tokio::select! {
             () = &mut shutdown => return,
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(pause) => {}
         }
         let (current, project) = {
             let snap = service.snapshot();
@@ -118,12 +126,21 @@ pub async fn watch(
             }
             now.push(w.ok().flatten());
         }
-        let due = records_checked.is_none_or(|at| at.elapsed() >= LOST_CHECK_EVERY);
+        // A suspected loss is confirmed (or cleared) soon; otherwise records are read rarely.
+        let wait = if suspects.is_empty() {
+            LOST_CHECK_EVERY
+        } else {
+            LOST_CONFIRM_AFTER
+        };
+        let due = records_checked.is_none_or(|at| at.elapsed() >= wait);
         if missing.is_empty() {
             suspects.clear();
         } else if due {
             records_checked = Some(Instant::now());
             suspects = check_lost(&service, &registry, &missing, &suspects).await;
+        }
+        if suspects.is_empty() || !service.lost_data().is_empty() {
+            service.set_data_checked(true);
         }
         let lost = service.lost_data();
         let still: Vec<_> = lost
@@ -150,6 +167,9 @@ pub async fn watch(
 
 /// How often run records are read while a served view has no watermark.
 pub const LOST_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// How soon a suspected loss is checked again to confirm it (a run records itself just before
+/// it writes the watermark, so a generation can be recorded and not yet marked for an instant).
+pub const LOST_CONFIRM_AFTER: Duration = Duration::from_secs(1);
 
 /// Reads the run records and returns the `missing` generations they say were materialized;
 /// those that were suspects already (the previous check) are reported lost.
@@ -187,7 +207,7 @@ async fn check_lost(
     let before = service.lost_data();
     for (view, why) in &lost {
         if !before.iter().any(|(v, _)| v == view) {
-            tracing::error!(%view, "{why}; serving it NOT_FOUND and not ready until it is materialized again");
+            tracing::error!(%view, "{why}; not ready until it is materialized again");
         }
     }
     if lost != before {

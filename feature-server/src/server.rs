@@ -57,6 +57,9 @@ pub async fn serve(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    // Not ready until the watcher has checked once that the store still holds what was
+    // materialized (a server started on a wiped store must not say ready first).
+    service.set_data_checked(false);
     let reload = tokio::spawn(crate::reload::watch(
         service.clone(),
         registry,

@@ -104,6 +104,8 @@ pub struct FeatureService {
     registry_problem: RwLock<Option<String>>,
     /// Views whose materialized data the online store has lost (`reload::watch`), each with why.
     lost_data: RwLock<Vec<(String, String)>>,
+    /// Whether that has been checked since the server started (`reload::watch`).
+    data_checked: std::sync::atomic::AtomicBool,
     store: Arc<dyn OnlineStore>,
     cache: Option<BlobCache>,
     limits: Limits,
@@ -121,6 +123,7 @@ impl FeatureService {
             snapshot: RwLock::new(Arc::new(snapshot)),
             registry_problem: RwLock::new(None),
             lost_data: RwLock::new(Vec::new()),
+            data_checked: std::sync::atomic::AtomicBool::new(true),
             store,
             cache,
             limits,
@@ -170,6 +173,16 @@ impl FeatureService {
             metrics::gauge!("quiver_view_data_lost", "view" => view.clone()).set(1.0);
         }
         *current = lost;
+    }
+
+    /// Records whether the store's data has been checked for losses since the server started.
+    pub fn set_data_checked(&self, checked: bool) {
+        self.data_checked
+            .store(checked, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn data_checked(&self) -> bool {
+        self.data_checked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Views (name, reason) whose materialized data the online store has lost.

@@ -72,7 +72,7 @@ impl EmbeddedStore {
         if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
             return Err(corrupt(path, "the file is empty (0 bytes)"));
         }
-        let opened = std::panic::catch_unwind(|| Database::create(path))
+        let opened = catch_storage_panic(|| Database::create(path))
             .map_err(|p| corrupt(path, &panic_text(&*p)))?;
         if let Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))) = &opened
             && e.kind() == std::io::ErrorKind::PermissionDenied
@@ -106,7 +106,7 @@ impl EmbeddedStore {
 
     /// Opens an existing store this process may not write, for reading (serving) only.
     fn open_read_only(path: &Path) -> Result<Self> {
-        let opened = std::panic::catch_unwind(|| redb::Builder::new().open_read_only(path))
+        let opened = catch_storage_panic(|| redb::Builder::new().open_read_only(path))
             .map_err(|p| corrupt(path, &panic_text(&*p)))?;
         let db = opened.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::Unavailable(format!(
@@ -145,12 +145,39 @@ impl EmbeddedStore {
         let path = self.path.clone();
         // redb panics on some corruptions: a corrupt store is an error, never a crash.
         tokio::task::spawn_blocking(move || {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&db, &path)))
+            catch_storage_panic(|| f(&db, &path))
                 .unwrap_or_else(|p| Err(corrupt(&path, &panic_text(&*p))))
         })
         .await
         .map_err(|e| Error::Backend(format!("embedded store task failed: {e}")))?
     }
+}
+
+thread_local! {
+    /// Set while this thread runs storage code whose panics are caught and reported as errors.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic of the storage engine (redb panics on some damaged files) into
+/// `Err`: the caller reports the store as damaged, with how to rebuild it. The panic's own
+/// message and backtrace, which would precede that error on stderr, are kept for the debug
+/// log only; panics anywhere else are printed as before.
+fn catch_storage_panic<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CATCHING.with(std::cell::Cell::get) {
+                tracing::debug!(%info, "storage engine panic caught");
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    let was = CATCHING.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(was));
+    result
 }
 
 /// The error of a damaged store file, with how to recover.

@@ -616,6 +616,7 @@ async fn ready_and_503_bodies_keep_internals_for_admins() {
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         (status, json, body)
     };
+    crate::serve::wait_ready(server.http).await;
     let (status, json, _) = ready(None).await;
     assert_eq!(status, 200);
     assert_eq!(json["registry"], "ok");

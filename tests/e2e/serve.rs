@@ -121,6 +121,20 @@ pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, body: &str)
     )
 }
 
+/// Waits (up to 5 s) for `/ready` to be 200 — a server checks its store's data once after it
+/// starts before it says ready — and returns its body.
+pub(crate) async fn wait_ready(addr: SocketAddr) -> J {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = http(addr, "GET", "/ready", "").await;
+        if status == 200 {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "not ready: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub(crate) const MODEL_V1: &str = r#"{"feature_service": "model_v1", "entities": {"driver_id": [1001, 1002, 1001], "customer_id": [1, 2, 99999]}}"#;
 
 pub(crate) fn setup(redis: &RedisServer) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -606,7 +620,7 @@ async fn the_embedded_store_serves_on_a_socket() {
         status0 == "PRESENT" && city.is_string() || status0 == "NULL_VALUE",
         "{body}"
     );
-    assert_eq!(http(server.http, "GET", "/ready", "").await.0, 200);
+    wait_ready(server.http).await;
     server.stop().await;
 }
 
