@@ -52,3 +52,35 @@ for round in $(seq "$ROUNDS"); do
     run "$GRPC_PORT" grpc $scenario
   done
 done
+
+# Online answers while training retrievals run in the same server (TRAINING_ROWS=N: an entity
+# table of N rows posted to /get-historical-features back to back, one request at a time,
+# during the measurement). Compare with the same round's "HTTP 8 connections, 1 row" above.
+if [ -n "${TRAINING_ROWS:-}" ]; then
+  python3 - "$WORK/train.parquet" "$TRAINING_ROWS" "$DRIVERS" "$CUSTOMERS" <<'PY'
+import datetime, random, sys
+import pyarrow as pa, pyarrow.parquet as pq
+path, rows, drivers, customers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rng = random.Random(7)
+now = datetime.datetime.now(datetime.timezone.utc)
+pq.write_table(pa.table({
+    "driver_id": pa.array([1001 + rng.randrange(drivers) for _ in range(rows)], pa.int64()),
+    "customer_id": pa.array([1 + rng.randrange(customers) for _ in range(rows)], pa.int64()),
+    "event_timestamp": pa.array([now - datetime.timedelta(seconds=rng.randrange(86400)) for _ in range(rows)], pa.timestamp("us", tz="UTC")),
+}), path)
+PY
+  ( while :; do
+      curl -s -o /dev/null -w '  training request: %{http_code} %{size_download} bytes in %{time_total} s\n' \
+        -H 'Content-Type: application/vnd.apache.parquet' --data-binary "@$WORK/train.parquet" \
+        "127.0.0.1:$HTTP_PORT/get-historical-features?features=model_v1" || break
+    done ) &
+  TRAIN_LOOP=$!
+  PIDS+=("$TRAIN_LOOP")
+  sleep 1
+  echo
+  echo "while training retrievals of $TRAINING_ROWS rows run back to back:"
+  run "$HTTP_PORT" http 8 1
+  run "$GRPC_PORT" grpc 8 1
+  kill "$TRAIN_LOOP" 2>/dev/null || true
+  wait "$TRAIN_LOOP" 2>/dev/null || true
+fi

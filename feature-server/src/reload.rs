@@ -143,6 +143,12 @@ pub async fn watch(
             service.set_data_checked(true);
         }
         let lost = service.lost_data();
+        // Every served view has the gauge, 0 until its data is found lost.
+        for view in snap.views.values().filter(|v| v.online) {
+            if !lost.iter().any(|(v, _)| *v == view.name) {
+                metrics::gauge!("quiver_view_data_lost", "view" => view.name.clone()).set(0.0);
+            }
+        }
         let still: Vec<_> = lost
             .iter()
             .filter(|(v, _)| missing.iter().any(|(m, _)| m == v))

@@ -515,7 +515,7 @@ fn key_value(name: &str, t: ValueType, v: &EntityValue, row: usize) -> Result<Ke
         (ValueType::Scalar(ScalarType::Int32 | ScalarType::Int64), EntityValue::Str(s)) => {
             match s.trim().parse::<i64>() {
                 Ok(i) => key_value(name, t, &EntityValue::Int(i), row),
-                Err(_) => Err(wrong("a string")),
+                Err(_) => Err(wrong(&format!("the string {s:?}, which is not an integer"))),
             }
         }
         (ValueType::Scalar(ScalarType::String), EntityValue::Str(s)) => {

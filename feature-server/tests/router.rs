@@ -337,7 +337,7 @@ async fn bad_requests_get_400_with_a_message_naming_the_problem() {
         (
             r#"{"features": ["stats:rate"], "entities": {"driver_id": ["1x"]}}"#,
             StatusCode::BAD_REQUEST,
-            "expected int64, got a string",
+            "expected int64, got the string \"1x\", which is not an integer",
         ),
         // Columns the features do not need are accepted and ignored (not echoed).
         (

@@ -482,6 +482,14 @@ async fn a_store_wiped_under_the_server_makes_it_not_ready_until_refilled() {
     let (_tmp, repo) = setup(&redis);
     let server = start(&repo).await;
     crate::serve::wait_ready(server.http).await;
+    let (_, metrics) = http(server.http, "GET", "/metrics", "").await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap_or_default()
+            .contains("quiver_view_data_lost{view=\"driver_hourly_stats\"} 0"),
+        "every served view has the gauge: {metrics}"
+    );
     let () = redis::cmd("FLUSHALL")
         .query(&mut redis.client().unwrap())
         .unwrap();
