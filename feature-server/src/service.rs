@@ -10,7 +10,7 @@ use quiver_online_store::OnlineStore;
 use quiver_online_store::key_codec::{KeyValue, entity_key, online_key};
 use quiver_online_store::value_codec::{Decoded, Value, decode};
 use quiver_registry::config::DEFAULT_MAX_RESPONSE_VALUES;
-use quiver_registry::validate::did_you_mean;
+use quiver_registry::did_you_mean;
 use quiver_registry::{ScalarType, ValueType};
 
 use crate::cache::BlobCache;

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use quiver_online_store::key_codec::view_prefix;
+use quiver_registry::did_you_mean;
 use quiver_registry::store::RegistryVersion;
-use quiver_registry::validate::did_you_mean;
 use quiver_registry::{Field, ValueType};
 
 use crate::error::{ErrorCode, Result, ServiceError};

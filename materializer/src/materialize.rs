@@ -83,7 +83,7 @@ pub fn select_views<'r>(
             ))),
             None => {
                 let hint =
-                    quiver_registry::validate::did_you_mean(n, views.keys().map(String::as_str))
+                    quiver_registry::did_you_mean(n, views.keys().map(String::as_str))
                         .map(|h| format!("; {h}"))
                         .unwrap_or_default();
                 Err(Error::Invalid(format!(

@@ -10,6 +10,7 @@
 //! - [`definitions`] — the YAML shapes of definition files, as written
 //! - [`validate`] — written definitions → the checked [`model::Registry`], every problem at once
 //! - [`source_schema`] — reading source Parquet schemas for validation
+//! - [`hint`] — "did you mean" for misspelt names
 //! - [`plan`] — diffs between registry versions, and view generations
 //! - [`store`] — immutable, numbered registry versions in a local directory or Redis
 //! - [`repo`] — a feature repository on disk, tying the above together
@@ -19,6 +20,7 @@ pub mod definitions;
 pub mod duration;
 pub mod env_subst;
 pub mod error;
+pub mod hint;
 pub mod model;
 pub mod plan;
 pub mod repo;
@@ -34,6 +36,7 @@ pub use config::{
 };
 pub use duration::Ttl;
 pub use error::{Diagnostic, Error, Result, Severity, Span};
+pub use hint::did_you_mean;
 pub use model::{Entity, FeatureRef, FeatureService, FeatureView, Field, Registry, Source};
 pub use plan::Plan;
 pub use repo::Repository;

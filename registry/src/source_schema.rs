@@ -9,8 +9,8 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use crate::hint::did_you_mean;
 use crate::model::{Field, Source};
-use crate::validate::did_you_mean;
 use crate::value_type::ValueType;
 
 /// Tells validation which columns a view's input has.

@@ -7,6 +7,7 @@ use crate::config::check_name;
 use crate::definitions::{DefinitionFile, FieldDef, Loc};
 use crate::duration::Ttl;
 use crate::error::{Diagnostic, Error, Result, Severity, Span};
+use crate::hint::did_you_mean;
 use crate::model::{Entity, FeatureRef, FeatureService, FeatureView, Field, Registry, Source};
 use crate::source_schema::{SchemaResolver, check_view_columns};
 use crate::value_type::{ValueType, is_nested_list, type_names};
@@ -115,19 +116,6 @@ struct Place {
 
 fn at<T>(loc: &Loc<T>) -> Span {
     loc.referenced.into()
-}
-
-/// The closest of `candidates` to `name`, phrased as a hint, when one is close enough.
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::normalized_damerau_levenshtein(name, c), c))
-        .filter(|(score, _)| *score >= 0.5)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| format!("did you mean `{c}`?"))
 }
 
 impl Validator {

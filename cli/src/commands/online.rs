@@ -30,12 +30,10 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<()> {
     let version = ctx.current_version(&repo, repo.store()?.as_ref())?;
     let registry = &version.registry;
     let fv = registry.feature_views.get(&view).ok_or_else(|| {
-        let hint = quiver_registry::validate::did_you_mean(
-            &view,
-            registry.feature_views.keys().map(String::as_str),
-        )
-        .map(|h| format!("; {h}"))
-        .unwrap_or_default();
+        let hint =
+            quiver_registry::did_you_mean(&view, registry.feature_views.keys().map(String::as_str))
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
         UserError(format!("unknown feature view `{view}`{hint}"))
     })?;
     let join_keys = registry.join_keys(fv);

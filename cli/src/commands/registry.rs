@@ -159,7 +159,7 @@ fn describe(ctx: &Context, r: &Registry, name: &str) -> Result<()> {
         .chain(r.entities.keys())
         .chain(r.sources.keys())
         .map(String::as_str);
-    let hint = quiver_registry::validate::did_you_mean(name, names)
+    let hint = quiver_registry::did_you_mean(name, names)
         .unwrap_or_else(|| "see `quiver registry list`".into());
     Err(UserError(format!("nothing named `{name}` in the registry; {hint}")).into())
 }

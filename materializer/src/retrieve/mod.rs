@@ -808,7 +808,7 @@ pub fn resolve_selection(registry: &Registry, selection: &str) -> Result<Vec<Fea
                     .chain(registry.feature_views.keys())
                     .map(String::as_str)
                     .filter(|n| *n != view);
-                quiver_registry::validate::did_you_mean(view, names)
+                quiver_registry::did_you_mean(view, names)
             };
             let hint = hint.map(|h| format!("; {h}")).unwrap_or_default();
             Error::Invalid(format!(
