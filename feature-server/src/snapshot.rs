@@ -56,9 +56,7 @@ impl Snapshot {
                     join_keys: registry.join_keys(v).into_iter().cloned().collect(),
                     features: v.features.clone(),
                     types: v.features.iter().map(|f| f.value_type).collect(),
-                    ttl_ns: i64::try_from(v.ttl.seconds)
-                        .unwrap_or(i64::MAX / 1_000_000_000)
-                        .saturating_mul(1_000_000_000),
+                    ttl_ns: v.ttl.nanos(),
                 };
                 (v.name.clone(), Arc::new(plan))
             })

@@ -520,7 +520,7 @@ pub async fn write(
     progress: &dyn Progress,
 ) -> Result<u64> {
     let prefix = view_prefix(&job.registry.registry.project, &view.name, view.generation);
-    let ttl_ms = (job.key_ttl && !view.ttl.is_unbounded()).then(|| view.ttl.seconds as i64 * 1000);
+    let ttl_ms = (job.key_ttl && !view.ttl.is_unbounded()).then(|| view.ttl.millis());
     let entries: Vec<WriteEntry> = entries
         .map(|(key, event_ns, blob)| WriteEntry {
             key: online_key(&prefix, &key),

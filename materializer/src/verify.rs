@@ -293,7 +293,7 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
         (job.key_ttl && !view.ttl.is_unbounded()).then(|| {
             event_ns
                 .div_euclid(1_000_000)
-                .saturating_add((view.ttl.seconds as i64).saturating_mul(1000))
+                .saturating_add(view.ttl.millis())
         })
     };
     for (row, blob) in blobs.into_iter().enumerate() {

@@ -23,6 +23,24 @@ impl Ttl {
     pub fn is_unbounded(self) -> bool {
         self.seconds == 0
     }
+
+    /// In nanoseconds, saturating at `i64::MAX` (about 292 years: past any timestamp's reach);
+    /// `0` stays `0` (unbounded). The one conversion every user of a ttl goes through.
+    pub fn nanos(self) -> i64 {
+        self.scaled(1_000_000_000)
+    }
+
+    /// In milliseconds, saturating like [`Ttl::nanos`].
+    pub fn millis(self) -> i64 {
+        self.scaled(1_000)
+    }
+
+    fn scaled(self, per_second: i64) -> i64 {
+        i64::try_from(self.seconds)
+            .ok()
+            .and_then(|s| s.checked_mul(per_second))
+            .unwrap_or(i64::MAX)
+    }
 }
 
 impl FromStr for Ttl {
@@ -96,6 +114,19 @@ impl<'de> Deserialize<'de> for Ttl {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// One conversion for every user: exact while it fits, saturating beyond, 0 kept.
+    #[test]
+    fn conversions_saturate_instead_of_overflowing() {
+        let t = |seconds| Ttl { seconds };
+        assert_eq!(t(0).nanos(), 0);
+        assert_eq!(t(7200).nanos(), 7_200_000_000_000);
+        assert_eq!(t(7200).millis(), 7_200_000);
+        assert_eq!(t(9_223_372_036).nanos(), 9_223_372_036_000_000_000);
+        assert_eq!(t(9_223_372_037).nanos(), i64::MAX);
+        assert_eq!(t(u64::MAX).nanos(), i64::MAX);
+        assert_eq!(t(u64::MAX).millis(), i64::MAX);
+    }
 
     #[test]
     fn parses_the_documented_forms() {

@@ -343,10 +343,7 @@ async fn view_plan(
         select.push(cast_expr(ident(&f.name), canonical_type(f.value_type)).alias(&f.name));
     }
     df = df.select(select).map_err(Error::engine(context()))?;
-    let ttl_ns = i64::try_from(view.ttl.seconds)
-        .ok()
-        .and_then(|s| s.checked_mul(1_000_000_000))
-        .unwrap_or(i64::MAX);
+    let ttl_ns = view.ttl.nanos();
     let mut filter = ident(EVENT).is_not_null();
     for (name, _) in &keys {
         filter = filter.and(ident(name).is_not_null());
