@@ -75,6 +75,18 @@ impl Error {
         let context = context.into();
         move |source| Error::Engine { context, source }
     }
+
+    /// An Arrow failure (building, concatenating or writing batches): the engine's, not the
+    /// user's, so exit 1.
+    pub(crate) fn arrow(
+        context: impl Into<String>,
+    ) -> impl FnOnce(arrow::error::ArrowError) -> Error {
+        let context = context.into();
+        move |e| Error::Engine {
+            context,
+            source: datafusion::error::DataFusionError::ArrowError(Box::new(e), None),
+        }
+    }
 }
 
 fn committed_text(committed: &[quiver_registry::store::MaterializationRun]) -> String {

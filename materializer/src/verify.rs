@@ -183,7 +183,7 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
     let Some(first) = keys.first() else {
         return Ok(report);
     };
-    let keys = concat_batches(&first.schema(), &keys).map_err(|e| Error::Invalid(e.to_string()))?;
+    let keys = concat_batches(&first.schema(), &keys).map_err(Error::arrow(context()))?;
     report.entities = keys.num_rows() as u64;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(job.seed);
     let mut picked: Vec<usize> = if keys.num_rows() <= job.sample {
@@ -198,7 +198,7 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
         .iter()
         .map(|c| arrow::compute::take(c, &indices, None))
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+        .map_err(Error::arrow(context()))?;
     let n = picked.len();
     report.sampled = n as u64;
     columns.push(Arc::new(
@@ -216,19 +216,18 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
         false,
     ));
     let entities = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+        .map_err(Error::arrow(context()))?;
 
     // The offline answer at the watermark, with the winning row's times, ttl ignored.
-    let dir = tempfile::tempdir().map_err(|e| Error::Invalid(format!("temporary dir: {e}")))?;
+    let dir = tempfile::tempdir().map_err(Error::io(&std::env::temp_dir()))?;
     let path = dir.path().join("entities.arrow");
     {
-        let file = std::fs::File::create(&path)
-            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        let file = std::fs::File::create(&path).map_err(Error::io(&path))?;
         let mut w = arrow::ipc::writer::FileWriter::try_new(file, &entities.schema())
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+            .map_err(Error::arrow(context()))?;
         w.write(&entities)
             .and_then(|_| w.finish())
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+            .map_err(Error::arrow(context()))?;
     }
     let input = EntityInput::open(&path, None)?;
     let mut unbounded = registry.clone();
@@ -260,7 +259,10 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
     let retrieval = retrieve(&request, &engine).await?;
     let schema = retrieval.schema.clone();
     let batches: Vec<RecordBatch> = retrieval.stream.try_collect().await.map_err(stream_error)?;
-    let offline = concat_batches(&schema, &batches).map_err(|e| Error::Invalid(e.to_string()))?;
+    let offline = concat_batches(&schema, &batches).map_err(Error::arrow(format!(
+        "computing `{}` offline at the watermark",
+        view.name
+    )))?;
     let layout = Layout {
         join_keys: join_keys.clone(),
         timestamp: format!("{}__event_timestamp", view.name),

@@ -248,7 +248,7 @@ impl EntityKeys {
             first_row..first_row + n,
         )));
         RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| Error::Invalid(format!("entity keys: {e}")))
+            .map_err(Error::arrow("building the entity keys"))
     }
 }
 
