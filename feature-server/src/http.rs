@@ -467,9 +467,7 @@ impl Serialize for JsonValue<'_> {
 }
 
 /// Protobuf-JSON timestamps: RFC 3339 in UTC, `Z`, fractional seconds only when needed.
-pub fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
+pub use quiver_materializer::rfc3339;
 
 /// Readiness, open to every prober: status words only (the same check as gRPC health,
 /// [`crate::health::readiness`]). The reasons (the store's address and error, the registry's

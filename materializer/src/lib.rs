@@ -22,5 +22,5 @@ mod store_check;
 pub mod verify;
 
 pub use error::{Error, Result};
-pub use materialize::{Job, Progress, Quiet, Range, materialize, select_views};
+pub use materialize::{Job, Progress, Quiet, Range, materialize, rfc3339, select_views};
 pub use source::DataFusionSchemaResolver;

@@ -354,8 +354,9 @@ async fn has_rows_before(job: &Job<'_>, view: &FeatureView, start: i64) -> Resul
     Ok(rows > 0)
 }
 
-/// A UTC time as RFC 3339, with as many fraction digits as it needs.
-pub(crate) fn rfc3339(ns: i64) -> String {
+/// A UTC time as RFC 3339 with `Z`, with as many fraction digits as it needs (0, 3, 6 or 9):
+/// run records, verify reports and Feast's JSON timestamps (the feature server uses it too).
+pub fn rfc3339(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
