@@ -16,19 +16,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use quiver_materializer::retrieve::{
-    Engine, EntityInput, EntityLimits, Options, Request, resolve_selection, retrieve,
-};
+use quiver_materializer::retrieve::{Engine, EntityLimits, Options, resolve_selection};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{ErrorCode, ServiceError};
 use crate::http::HttpState;
+
+mod job;
+use job::{Job, Part, training_runtime};
 
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
@@ -433,122 +434,4 @@ async fn start(
         h.insert("x-quiver-registry-version", v);
     }
     Ok(response)
-}
-
-/// What the retrieval task sends the response: the stream's head (schema) once the first batch
-/// exists, then the batches; or why it refused (before any byte) or failed (mid-stream).
-enum Part {
-    Head(Bytes),
-    Data(Bytes),
-    Refused(ServiceError),
-    Failed(String),
-}
-
-/// One request's retrieval, owned, to run on the training runtime.
-struct Job {
-    snapshot: Arc<crate::snapshot::Snapshot>,
-    training: Arc<Training>,
-    features: Vec<quiver_registry::FeatureRef>,
-    path: PathBuf,
-    timestamp_column: Option<String>,
-    options: Options,
-    /// The spool directory and the request's slot: released when the retrieval ends, or when
-    /// the client goes away (the next send fails).
-    held: (tempfile::TempDir, Slot),
-}
-
-impl Job {
-    /// Runs until the table is sent or the client goes away (the response, and with it the
-    /// channel's receiver, dropped): then the retrieval is dropped at once, even mid-sort.
-    async fn run(self, tx: tokio::sync::mpsc::Sender<Part>) {
-        tokio::select! {
-            sent = self.stream(&tx) => {
-                if let Err(last) = sent {
-                    let _ = tx.send(last).await;
-                }
-            }
-            () = tx.closed() => {}
-        }
-        drop(self.held);
-    }
-
-    /// Sends the head and every batch; `Err` is the last part to send.
-    async fn stream(&self, tx: &tokio::sync::mpsc::Sender<Part>) -> Result<(), Part> {
-        let refused = |e| Part::Refused(materializer_error(e));
-        let input = EntityInput::open_with(
-            &self.path,
-            self.timestamp_column.as_deref(),
-            UPLOAD_NAME,
-            self.training.limits.clone(),
-        )
-        .map_err(refused)?;
-        let request = Request {
-            registry: &self.snapshot.version.registry,
-            root: &self.training.root,
-            features: &self.features,
-            entities: &input,
-            options: self.options,
-        };
-        let mut retrieval = retrieve(&request, &self.training.engine)
-            .await
-            .map_err(refused)?;
-        // The first batch comes only after the whole entity table was read, cast and sorted
-        // (the as-of join needs it in key order): a bad key anywhere in it, even deep in a
-        // large upload, is a 400 here instead of a 200 whose stream breaks off.
-        let first = match retrieval.stream.next().await {
-            Some(Err(e)) => {
-                return Err(refused(quiver_materializer::retrieve::stream_error(e)));
-            }
-            first => first,
-        };
-        let internal = |e: arrow::error::ArrowError| {
-            Part::Refused(ServiceError {
-                code: ErrorCode::Internal,
-                message: e.to_string(),
-            })
-        };
-        let mut writer = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &retrieval.schema)
-            .map_err(internal)?;
-        let gone = |_| Part::Failed("the client went away".into());
-        tx.send(Part::Head(Bytes::from(std::mem::take(writer.get_mut()))))
-            .await
-            .map_err(gone)?;
-        let mut stream = futures::stream::iter(first).chain(retrieval.stream);
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| {
-                let e = quiver_materializer::retrieve::stream_error(e)
-                    .to_string()
-                    .replace(
-                        quiver_materializer::retrieve::MEMORY_HINT,
-                        SERVER_MEMORY_HINT,
-                    );
-                tracing::warn!(error = %e, "training retrieval failed mid-stream");
-                Part::Failed(e)
-            })?;
-            writer
-                .write(&batch)
-                .map_err(|e| Part::Failed(e.to_string()))?;
-            tx.send(Part::Data(Bytes::from(std::mem::take(writer.get_mut()))))
-                .await
-                .map_err(gone)?;
-        }
-        writer.finish().map_err(|e| Part::Failed(e.to_string()))?;
-        tx.send(Part::Data(Bytes::from(std::mem::take(writer.get_mut()))))
-            .await
-            .map_err(gone)
-    }
-}
-
-/// The runtime training retrievals run on, apart from the one serving online requests (one
-/// worker per core; the operating system shares the cores between both).
-fn training_runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
-            .thread_name("quiver-training")
-            .enable_all()
-            .build()
-            .expect("the training runtime starts")
-    })
 }
