@@ -324,9 +324,10 @@ impl FeatureService {
             .iter()
             .map(|k| {
                 let col = column(k).unwrap_or_default();
+                let value_type = key_type(k);
                 Column {
-                    value_type: key_type(k),
-                    values: col.iter().map(|v| echo(v, key_type(k))).collect(),
+                    value_type,
+                    values: col.iter().map(|v| echo(v, value_type)).collect(),
                     statuses: vec![Status::Present; rows],
                     event_ns: vec![0; rows],
                 }
