@@ -1,13 +1,14 @@
 //! Bearer-token authentication and scope checks, the same for HTTP and gRPC.
 //!
 //! Only SHA-256 hashes of tokens are held. A presented token is hashed and compared with every
-//! configured hash in constant time (no early exit, no data-dependent branch per byte), so
-//! response timing says nothing about how close a guess was. Tokens never reach logs.
+//! configured hash in constant time (`subtle`: no early exit, no data-dependent branch per
+//! byte), so response timing says nothing about how close a guess was. Tokens never reach logs.
 
 use std::path::Path;
 
-use quiver_registry::AuthConfig;
+use quiver_registry::{AuthConfig, Scope};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::error::{ErrorCode, ServiceError};
 
@@ -21,13 +22,23 @@ pub enum Need {
     Authenticated,
 }
 
+impl Need {
+    /// The scope that grants it (`admin` grants every one); `None`: any valid token.
+    fn scope(self) -> Option<Scope> {
+        match self {
+            Need::OnlineRead => Some(Scope::OnlineRead),
+            Need::OfflineRead => Some(Scope::OfflineRead),
+            Need::Admin => Some(Scope::Admin),
+            Need::Authenticated => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Token {
     name: String,
     hash: [u8; 32],
-    online: bool,
-    offline: bool,
-    admin: bool,
+    scopes: Vec<Scope>,
 }
 
 /// The server's view of `serving.auth`: open when no tokens are configured.
@@ -39,15 +50,6 @@ pub struct Authenticator {
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
-}
-
-/// Equal without branching on the bytes.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        diff |= x ^ y;
-    }
-    diff == 0
 }
 
 /// The hex SHA-256 of a token, as `sha256:` in the configuration expects it.
@@ -109,13 +111,10 @@ impl Authenticator {
                 }
                 (None, None) => return Err(format!("token `{}` has no sha256", t.name)),
             };
-            let has = |s: &str| t.scopes.iter().any(|x| x == s);
             tokens.push(Token {
                 name: t.name.clone(),
                 hash,
-                online: has("online:read"),
-                offline: has("offline:read"),
-                admin: has("admin"),
+                scopes: t.known_scopes().collect(),
             });
         }
         Ok(Authenticator {
@@ -157,24 +156,15 @@ impl Authenticator {
         // Compare with every token, always: the time taken does not depend on which matched.
         let mut found: Option<&Token> = None;
         for t in &self.tokens {
-            if constant_time_eq(&presented, &t.hash) {
+            if bool::from(presented.ct_eq(&t.hash)) {
                 found = Some(t);
             }
         }
         let t = found.ok_or_else(|| unauthenticated("invalid bearer token"))?;
-        let allowed = t.admin
-            || match need {
-                Need::OnlineRead => t.online,
-                Need::OfflineRead => t.offline,
-                Need::Admin => false,
-                Need::Authenticated => true,
-            };
-        if !allowed {
-            let scope = match need {
-                Need::OnlineRead => "online:read",
-                Need::OfflineRead => "offline:read",
-                Need::Admin | Need::Authenticated => "admin",
-            };
+        if let Some(scope) = need.scope()
+            && !t.scopes.contains(&scope)
+            && !t.scopes.contains(&Scope::Admin)
+        {
             return Err(ServiceError {
                 code: ErrorCode::PermissionDenied,
                 message: format!("token `{}` lacks the `{scope}` scope", t.name),

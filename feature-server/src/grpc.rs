@@ -5,47 +5,32 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::BufMut;
-use quiver_online_store::value_codec::Value;
 use quiver_proto::feast::serving::get_online_features_request::Kind;
-use quiver_proto::feast::serving::get_online_features_response::FeatureVector;
-use quiver_proto::feast::serving::serving_service_server::{ServingService, ServingServiceServer};
 use quiver_proto::feast::serving::{
-    FeatureList, FeatureViewMetadata, FieldStatus, GetFeastServingInfoRequest,
-    GetFeastServingInfoResponse, GetOnlineFeaturesRequest, GetOnlineFeaturesResponse,
-    GetOnlineFeaturesResponseMetadata,
+    FeatureList, GetFeastServingInfoRequest, GetFeastServingInfoResponse, GetOnlineFeaturesRequest,
 };
-use quiver_proto::feast::types::{self as pb, value::Val};
-use quiver_registry::{ScalarType, ValueType};
+use quiver_proto::feast::types::value::Val;
 use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::codegen::{Service, http};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Authenticator, Need};
 use crate::error::ServiceError;
 use crate::grpc_wire::WireResponse;
-use crate::service::{
-    EntityValue, FeatureService, OnlineRequest, OnlineResponse, Selection, Status as FieldState,
-};
-
-#[derive(Debug, Clone)]
-pub struct GrpcService {
-    service: Arc<FeatureService>,
-}
+use crate::service::{EntityValue, FeatureService, OnlineRequest, OnlineResponse, Selection};
 
 const GET_ONLINE_FEATURES: &str = "/feast.serving.ServingService/GetOnlineFeatures";
+const GET_FEAST_SERVING_INFO: &str = "/feast.serving.ServingService/GetFeastServingInfo";
 
 /// `feast.serving.ServingService`, bounded to `max_message_bytes` per request, behind the same
-/// token check as HTTP's `/get-online-features`.
+/// token check as HTTP's `/get-online-features` (for every method, as tonic's interceptors do).
 ///
-/// `GetOnlineFeatures` is answered by [`OnlineCall`]: the request decoded by prost, the response
-/// written by [`crate::grpc_wire`] straight from the core's result. Every other method goes to
-/// tonic's generated server. The generated `get_online_features` (prost messages) stays the
-/// reference the wire writer is tested against.
+/// Requests are decoded by prost. `GetOnlineFeatures` answers with [`WireResponse`]: the
+/// response written by [`crate::grpc_wire`] straight from the core's result (its test holds it
+/// byte for byte to prost's encoding of the same message). An unknown method is
+/// `UNIMPLEMENTED`.
 #[derive(Debug, Clone)]
 pub struct ServingServer {
-    generated: InterceptedService<ServingServiceServer<GrpcService>, AuthInterceptor>,
     service: Arc<FeatureService>,
     auth: Arc<Authenticator>,
     max_message_bytes: usize,
@@ -57,13 +42,6 @@ pub fn grpc_service(
     auth: Arc<Authenticator>,
 ) -> ServingServer {
     ServingServer {
-        generated: InterceptedService::new(
-            ServingServiceServer::new(GrpcService {
-                service: service.clone(),
-            })
-            .max_decoding_message_size(max_message_bytes),
-            AuthInterceptor { auth: auth.clone() },
-        ),
         service,
         auth,
         max_message_bytes,
@@ -75,40 +53,53 @@ impl tonic::server::NamedService for ServingServer {
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+type HttpResult = Result<http::Response<tonic::body::Body>, std::convert::Infallible>;
 
 impl Service<http::Request<tonic::body::Body>> for ServingServer {
     type Response = http::Response<tonic::body::Body>;
     type Error = std::convert::Infallible;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = BoxFuture<HttpResult>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let header = req.headers().get("authorization").map(|v| v.as_bytes());
+        if let Err(e) = self.auth.check(header, Need::OnlineRead) {
+            crate::auth::record_failure("grpc", &e);
+            return answer(Status::from(e));
+        }
         let deadline = grpc_timeout(req.headers());
         let limit = self.max_message_bytes;
-        let call: Self::Future = if req.uri().path() != GET_ONLINE_FEATURES {
-            let call = self.generated.call(req);
-            Box::pin(async move {
-                call.await
-                    .map(|r| too_large_is_exhausted(r.map(tonic::body::Body::new), limit))
-            })
-        } else {
-            let header = req.headers().get("authorization").map(|v| v.as_bytes());
-            if let Err(e) = self.auth.check(header, Need::OnlineRead) {
-                crate::auth::record_failure("grpc", &e);
-                let status: Status = e.into();
-                return Box::pin(std::future::ready(Ok(status.into_http())));
+        let call: Self::Future = match req.uri().path() {
+            GET_ONLINE_FEATURES => {
+                let call = OnlineCall {
+                    service: self.service.clone(),
+                };
+                Box::pin(async move {
+                    let mut grpc = tonic::server::Grpc::new(OnlineCodec)
+                        .apply_max_message_size_config(Some(limit), None);
+                    Ok(too_large_is_exhausted(grpc.unary(call, req).await, limit))
+                })
             }
-            let call = OnlineCall {
-                service: self.service.clone(),
-            };
-            Box::pin(async move {
-                let mut grpc = tonic::server::Grpc::new(OnlineCodec)
+            GET_FEAST_SERVING_INFO => Box::pin(async move {
+                let codec = tonic_prost::ProstCodec::<
+                    GetFeastServingInfoResponse,
+                    GetFeastServingInfoRequest,
+                >::default();
+                let mut grpc = tonic::server::Grpc::new(codec)
                     .apply_max_message_size_config(Some(limit), None);
-                Ok(too_large_is_exhausted(grpc.unary(call, req).await, limit))
-            })
+                Ok(too_large_is_exhausted(
+                    grpc.unary(InfoCall, req).await,
+                    limit,
+                ))
+            }),
+            other => {
+                return answer(Status::unimplemented(format!(
+                    "{other}: no such method in feast.serving.ServingService"
+                )));
+            }
         };
         match deadline {
             None => call,
@@ -124,6 +115,11 @@ impl Service<http::Request<tonic::body::Body>> for ServingServer {
             }),
         }
     }
+}
+
+/// A call answered at once with `status`.
+fn answer(status: Status) -> BoxFuture<HttpResult> {
+    Box::pin(std::future::ready(Ok(status.into_http())))
 }
 
 /// tonic refuses a request message over the decoding limit with `OUT_OF_RANGE`; gRPC's status
@@ -167,28 +163,6 @@ fn grpc_timeout(headers: &http::HeaderMap) -> Option<std::time::Duration> {
     })
 }
 
-/// Checks the `authorization` metadata (`Bearer <token>`) for `online:read`.
-#[derive(Debug, Clone)]
-pub struct AuthInterceptor {
-    auth: Arc<Authenticator>,
-}
-
-impl Interceptor for AuthInterceptor {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .map(|v| v.as_bytes());
-        match self.auth.check(header, Need::OnlineRead) {
-            Ok(_) => Ok(request),
-            Err(e) => {
-                crate::auth::record_failure("grpc", &e);
-                Err(e.into())
-            }
-        }
-    }
-}
-
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Self {
         if e.code.http_status() >= 500 {
@@ -215,23 +189,18 @@ async fn online_features(
     Ok(result?)
 }
 
-#[tonic::async_trait]
-impl ServingService for GrpcService {
-    async fn get_feast_serving_info(
-        &self,
-        _: Request<GetFeastServingInfoRequest>,
-    ) -> Result<Response<GetFeastServingInfoResponse>, Status> {
-        Ok(Response::new(GetFeastServingInfoResponse {
-            version: format!("quiver {}", env!("CARGO_PKG_VERSION")),
-        }))
-    }
+/// `GetFeastServingInfo`: the server's name and version.
+#[derive(Debug, Clone, Copy)]
+struct InfoCall;
 
-    async fn get_online_features(
-        &self,
-        request: Request<GetOnlineFeaturesRequest>,
-    ) -> Result<Response<GetOnlineFeaturesResponse>, Status> {
-        let response = online_features(&self.service, request.into_inner()).await?;
-        Ok(Response::new(convert_response(response)))
+impl tonic::server::UnaryService<GetFeastServingInfoRequest> for InfoCall {
+    type Response = GetFeastServingInfoResponse;
+    type Future = std::future::Ready<Result<Response<GetFeastServingInfoResponse>, Status>>;
+
+    fn call(&mut self, _: Request<GetFeastServingInfoRequest>) -> Self::Future {
+        std::future::ready(Ok(Response::new(GetFeastServingInfoResponse {
+            version: format!("quiver {}", env!("CARGO_PKG_VERSION")),
+        })))
     }
 }
 
@@ -330,121 +299,6 @@ fn convert_request(req: GetOnlineFeaturesRequest) -> Result<OnlineRequest, Servi
         full_feature_names: req.full_feature_names,
         include_view_metadata: req.include_feature_view_version_metadata,
     })
-}
-
-pub(crate) fn convert_response(r: OnlineResponse) -> GetOnlineFeaturesResponse {
-    let results = r
-        .columns
-        .into_iter()
-        .map(|c| FeatureVector {
-            values: c
-                .values
-                .into_iter()
-                .map(|v| pb::Value {
-                    val: v.map(|v| to_val(v, c.value_type)),
-                })
-                .collect(),
-            statuses: c.statuses.into_iter().map(|s| status(s) as i32).collect(),
-            event_timestamps: c
-                .event_ns
-                .into_iter()
-                .map(|ns| prost_types::Timestamp {
-                    seconds: ns.div_euclid(1_000_000_000),
-                    nanos: ns.rem_euclid(1_000_000_000) as i32,
-                })
-                .collect(),
-        })
-        .collect();
-    GetOnlineFeaturesResponse {
-        metadata: Some(GetOnlineFeaturesResponseMetadata {
-            feature_names: Some(FeatureList { val: r.names }),
-            feature_view_metadata: r
-                .view_metadata
-                .into_iter()
-                .map(|(name, version)| FeatureViewMetadata { name, version })
-                .collect(),
-        }),
-        results,
-        status: true,
-    }
-}
-
-fn status(s: FieldState) -> FieldStatus {
-    match s {
-        FieldState::Present => FieldStatus::Present,
-        FieldState::NullValue => FieldStatus::NullValue,
-        FieldState::NotFound => FieldStatus::NotFound,
-        FieldState::OutsideMaxAge => FieldStatus::OutsideMaxAge,
-    }
-}
-
-fn to_val(v: Value, t: ValueType) -> Val {
-    match (v, t) {
-        (Value::Bool(b), _) => Val::BoolVal(b),
-        (Value::Int32(x), _) => Val::Int32Val(x),
-        (Value::Int64(x), _) => Val::Int64Val(x),
-        (Value::Float32(x), _) => Val::FloatVal(x),
-        (Value::Float64(x), _) => Val::DoubleVal(x),
-        (Value::String(s), _) => Val::StringVal(s),
-        (Value::Bytes(b), _) => Val::BytesVal(b),
-        (Value::Timestamp(ns), _) => Val::UnixTimestampVal(ns.div_euclid(1_000_000_000)),
-        (Value::List(items), ValueType::List(element)) => list_val(element, items),
-        (Value::List(_), ValueType::Scalar(_)) => Val::NullVal(pb::Null::Null as i32),
-    }
-}
-
-/// A list as Feast's typed list message, element for element ([`crate::grpc_wire::Element`]:
-/// nulls replaced, never dropped).
-fn list_val(element: ScalarType, items: Vec<Option<Value>>) -> Val {
-    use crate::grpc_wire::{Element, list_elements};
-    let els: Vec<Element<'_>> = list_elements(element, &items).collect();
-    let ints = || els.iter().map(|e| e.int());
-    let bytes = || {
-        els.iter().map(|e| match e {
-            Element::Bytes(b) => b.to_vec(),
-            _ => Vec::new(),
-        })
-    };
-    match element {
-        ScalarType::Bool => Val::BoolListVal(pb::BoolList {
-            val: els.iter().map(|e| *e == Element::Bool(true)).collect(),
-        }),
-        ScalarType::Int32 => Val::Int32ListVal(pb::Int32List {
-            val: ints().map(|x| x as i32).collect(),
-        }),
-        ScalarType::Int64 => Val::Int64ListVal(pb::Int64List {
-            val: ints().collect(),
-        }),
-        ScalarType::Timestamp => Val::UnixTimestampListVal(pb::Int64List {
-            val: ints().collect(),
-        }),
-        ScalarType::Float32 => Val::FloatListVal(pb::FloatList {
-            val: els
-                .iter()
-                .map(|e| match e {
-                    Element::F32(x) => *x,
-                    _ => f32::NAN,
-                })
-                .collect(),
-        }),
-        ScalarType::Float64 => Val::DoubleListVal(pb::DoubleList {
-            val: els
-                .iter()
-                .map(|e| match e {
-                    Element::F64(x) => *x,
-                    _ => f64::NAN,
-                })
-                .collect(),
-        }),
-        ScalarType::String => Val::StringListVal(pb::StringList {
-            val: bytes()
-                .map(|b| String::from_utf8(b).unwrap_or_default())
-                .collect(),
-        }),
-        ScalarType::Bytes => Val::BytesListVal(pb::BytesList {
-            val: bytes().collect(),
-        }),
-    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
 //! HTTP adapter (axum): Feast's JSON shapes for `POST /get-online-features`, plus health,
 //! readiness, Prometheus metrics and registry listings. Handlers only convert and call the core.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -15,11 +16,13 @@ use axum::{Json, Router};
 use serde_json::{Map, Value as J, json};
 
 mod json;
+mod request;
 pub use json::{render, value_json};
+pub use request::parse_request;
 
 use crate::auth::{Authenticator, Need};
 use crate::error::ServiceError;
-use crate::service::{EntityValue, FeatureService, OnlineRequest, Selection};
+use crate::service::FeatureService;
 
 /// Shared by every handler.
 #[derive(Debug, Clone)]
@@ -74,7 +77,7 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
         )
         .route(
             "/get-historical-features",
-            post(crate::training::get_historical_features).layer(guard(Need::OfflineRead)),
+            post(get_historical_features).layer(guard(Need::OfflineRead)),
         )
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
@@ -188,132 +191,22 @@ async fn get_online_features(
     result
 }
 
-/// The fields of Feast's `GetOnlineFeaturesRequest` (its server's pydantic model, and the
-/// protobuf's `request_context`).
-const KNOWN_FIELDS: [&str; 6] = [
-    "features",
-    "feature_service",
-    "entities",
-    "full_feature_names",
-    "request_context",
-    "include_feature_view_version_metadata",
-];
-
-/// Feast's request JSON: `features` or `feature_service`, columnar `entities`, optional
-/// `full_feature_names`, `include_feature_view_version_metadata` and `request_context`.
-pub fn parse_request(body: &[u8]) -> Result<OnlineRequest, ServiceError> {
-    let doc: J = serde_json::from_slice(body)
-        .map_err(|e| ServiceError::invalid(format!("request body is not valid JSON: {e}")))?;
-    let J::Object(map) = doc else {
-        return Err(ServiceError::invalid("request body must be a JSON object"));
-    };
-    // Fields this server does not know are ignored, as Feast's server ignores them, so a newer
-    // Feast client keeps working; logged, as a typo would otherwise pass unseen.
-    for key in map.keys() {
-        if !KNOWN_FIELDS.contains(&key.as_str()) {
-            tracing::debug!(field = %key, "unknown request field ignored");
-        }
-    }
-    // Request data for on-demand features: there are none here, so, as Feast does without
-    // them, it is ignored.
-    if map
-        .get("request_context")
-        .is_some_and(|c| !c.is_object() && !c.is_null())
-    {
-        return Err(ServiceError::invalid(
-            "`request_context` must be an object of name → list of values",
-        ));
-    }
-    let selection = match (map.get("features"), map.get("feature_service")) {
-        (Some(_), Some(_)) => {
-            return Err(ServiceError::invalid(
-                "give either `features` or `feature_service`, not both",
-            ));
-        }
-        (Some(J::Array(items)), None) => Selection::Refs(
-            items
-                .iter()
-                .map(|i| {
-                    i.as_str().map(str::to_string).ok_or_else(|| {
-                        ServiceError::invalid(
-                            "`features` must be a list of \"view:feature\" strings",
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        (None, Some(J::String(s))) => Selection::Service(s.clone()),
-        (Some(_), None) => {
-            return Err(ServiceError::invalid(
-                "`features` must be a list of \"view:feature\" strings",
-            ));
-        }
-        (None, Some(_)) => return Err(ServiceError::invalid("`feature_service` must be a string")),
-        (None, None) => {
-            return Err(ServiceError::invalid(
-                "give `features` (a list of \"view:feature\") or `feature_service`",
-            ));
-        }
-    };
-    let Some(J::Object(entities)) = map.get("entities") else {
-        return Err(ServiceError::invalid(
-            "`entities` must be an object of join key → list of values",
-        ));
-    };
-    let entities = entities
-        .iter()
-        .map(|(name, values)| {
-            let J::Array(values) = values else {
-                return Err(ServiceError::invalid(format!(
-                    "entities.{name} must be a list of values"
-                )));
-            };
-            let values = values
-                .iter()
-                .map(|v| -> Result<EntityValue, ServiceError> {
-                    Ok(match v {
-                        J::Null => EntityValue::Null,
-                        J::String(s) => EntityValue::Str(s.clone()),
-                        // Feast's leniency: an integral float (`1.0`) is that integer, `true` and
-                        // `false` are 1 and 0; a fraction is refused (Feast would truncate it).
-                        J::Number(n) => n
-                            .as_i64()
-                            .or_else(|| {
-                                n.as_f64()
-                                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
-                                    .map(|f| f as i64)
-                            })
-                            .map_or_else(
-                                || {
-                                    EntityValue::Invalid(format!(
-                                        "entities.{name}: {n} is not an integer key"
-                                    ))
-                                },
-                                EntityValue::Int,
-                            ),
-                        J::Bool(b) => EntityValue::Int(i64::from(*b)),
-                        other => EntityValue::Invalid(format!(
-                            "entities.{name}: {other} cannot be an entity key"
-                        )),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((name.clone(), values))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let flag = |name: &str| match map.get(name) {
-        None | Some(J::Null) => Ok(false),
-        Some(J::Bool(b)) => Ok(*b),
-        Some(_) => Err(ServiceError::invalid(format!(
-            "`{name}` must be true or false"
-        ))),
-    };
-    Ok(OnlineRequest {
-        selection,
-        entities,
-        full_feature_names: flag("full_feature_names")?,
-        include_view_metadata: flag("include_feature_view_version_metadata")?,
-    })
+/// `POST /get-historical-features`: point-in-time retrieval, see [`crate::training`].
+async fn get_historical_features(
+    State(state): State<HttpState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: header::HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    crate::training::get_historical_features(
+        &state.service,
+        state.training.as_ref(),
+        state.body_timeout,
+        &query,
+        &headers,
+        body,
+    )
+    .await
 }
 
 /// Protobuf-JSON timestamps: RFC 3339 in UTC, `Z`, fractional seconds only when needed.

@@ -16,20 +16,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use quiver_materializer::retrieve::{Engine, EntityLimits, Options, resolve_selection};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::error::{ErrorCode, ServiceError};
-use crate::http::HttpState;
+use crate::service::FeatureService;
 
 mod job;
+mod spool;
 use job::{Job, Part, training_runtime};
+use spool::spool;
 
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
@@ -44,9 +44,6 @@ pub const DEFAULT_MAX_DECODED_BYTES: u64 = 1 << 30;
 pub const MAX_CSV_RECORD_BYTES: u64 = 1 << 20;
 /// The `Retry-After` of a 503 when every training slot is taken, in seconds.
 pub const RETRY_AFTER_SECONDS: u64 = 5;
-
-/// Spool directories of uploads are named `upload-PID-…` inside the upload directory.
-const UPLOAD_PREFIX: &str = "upload-";
 
 /// What the training endpoint needs beyond the serving core.
 #[derive(Debug, Clone)]
@@ -117,40 +114,6 @@ impl Training {
     /// Most retrievals at once.
     pub fn max_requests(&self) -> usize {
         self.max_requests
-    }
-
-    /// Creates the upload directory and removes what a server that is gone (crashed, killed)
-    /// left in it; uploads of live servers sharing the directory are kept. Returns how many
-    /// were removed.
-    pub fn prepare(&self) -> std::io::Result<usize> {
-        std::fs::create_dir_all(&self.upload_dir)?;
-        let mut removed = 0;
-        for entry in std::fs::read_dir(&self.upload_dir)?.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name
-                .strip_prefix(UPLOAD_PREFIX)
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|pid| pid.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
-            if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
-                removed += 1;
-            }
-        }
-        if removed > 0 {
-            tracing::info!(removed, dir = %self.upload_dir.display(), "removed the uploads of a server that is gone");
-        }
-        Ok(removed)
-    }
-
-    /// A spool directory for one upload, removed when dropped.
-    fn spool_dir(&self) -> std::io::Result<tempfile::TempDir> {
-        std::fs::create_dir_all(&self.upload_dir)?;
-        tempfile::Builder::new()
-            .prefix(&format!("{UPLOAD_PREFIX}{}-", std::process::id()))
-            .tempdir_in(&self.upload_dir)
     }
 }
 
@@ -245,63 +208,18 @@ fn flag(query: &HashMap<String, String>, name: &str) -> Result<bool, ServiceErro
     }
 }
 
-/// Writes the request body to a file in `dir`, refusing more than `limit` bytes. A client that
-/// sends nothing more for `idle` is answered 408: an upload may be large and slow, but every
-/// wait for it is bounded.
-async fn spool(
-    body: Body,
-    dir: &tempfile::TempDir,
-    csv: bool,
-    limit: u64,
-    idle: Duration,
-) -> Result<PathBuf, ServiceError> {
-    let path = dir
-        .path()
-        .join(if csv { "entities.csv" } else { "entities" });
-    // The path goes to the log only (a 500's message), never to the client.
-    let internal = |e: std::io::Error| ServiceError {
-        code: ErrorCode::Internal,
-        message: format!("spooling the entity table to {}: {e}", path.display()),
-    };
-    let mut file = tokio::fs::File::create(&path).await.map_err(internal)?;
-    let mut stream = body.into_data_stream();
-    let mut written = 0u64;
-    loop {
-        let Some(chunk) = tokio::time::timeout(idle, stream.next())
-            .await
-            .map_err(|_| ServiceError::body_timeout(idle))?
-        else {
-            break;
-        };
-        let chunk =
-            chunk.map_err(|e| ServiceError::invalid(format!("reading the request body: {e}")))?;
-        written += chunk.len() as u64;
-        if written > limit {
-            return Err(ServiceError::body_too_large(
-                "the entity table",
-                limit,
-                "max_training_upload_bytes",
-            ));
-        }
-        file.write_all(&chunk).await.map_err(internal)?;
-    }
-    file.flush().await.map_err(internal)?;
-    if written == 0 {
-        return Err(ServiceError::invalid(
-            "empty body: send the entity table (Parquet, Arrow IPC, or CSV with Content-Type: text/csv)",
-        ));
-    }
-    Ok(path)
-}
-
+/// `POST /get-historical-features` for the serving core `service`, with `training` (off when
+/// absent) and `body_timeout`, the longest wait for more of the upload.
 pub async fn get_historical_features(
-    State(state): State<HttpState>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    service: &FeatureService,
+    training: Option<&Arc<Training>>,
+    body_timeout: Duration,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let result = match state.training.as_ref() {
+    let result = match training {
         // A slot for the whole request: the upload, the retrieval, the response stream.
         Some(training) => match training.slots.clone().try_acquire_owned() {
             Ok(permit) => {
@@ -310,7 +228,13 @@ pub async fn get_historical_features(
                     slots: training.slots.clone(),
                     max_requests: training.max_requests,
                 };
-                start(&state, &query, &headers, body, slot).await
+                let upload = Upload {
+                    query,
+                    headers,
+                    body,
+                    body_timeout,
+                };
+                start(service, training, upload, slot).await
             }
             Err(_) => {
                 metrics::counter!("quiver_training_requests_refused_total").increment(1);
@@ -330,20 +254,78 @@ pub async fn get_historical_features(
     }
 }
 
+/// One request's upload and its parameters.
+struct Upload<'a> {
+    query: &'a HashMap<String, String>,
+    headers: &'a HeaderMap,
+    body: Body,
+    /// Longest wait for more of the body.
+    body_timeout: Duration,
+}
+
 /// Checks the request, starts the join and returns the streaming response; what goes wrong
 /// before the first byte is a 4xx/5xx, what goes wrong later aborts the stream.
 async fn start(
-    state: &HttpState,
-    query: &HashMap<String, String>,
-    headers: &HeaderMap,
-    body: Body,
+    service: &FeatureService,
+    training: &Arc<Training>,
+    upload: Upload<'_>,
     slot: Slot,
 ) -> Result<Response, ServiceError> {
-    let Some(training) = state.training.clone() else {
-        return Err(ServiceError::invalid(
-            "training retrieval is not enabled on this server",
-        ));
+    let Upload {
+        query,
+        headers,
+        body,
+        body_timeout,
+    } = upload;
+    let (selection, options) = parameters(query)?;
+    let snapshot = service.snapshot();
+    if !snapshot.loaded() {
+        return Err(ServiceError::registry_not_loaded());
+    }
+    let registry = &snapshot.version.registry;
+    let features = resolve_selection(registry, selection).map_err(materializer_error)?;
+    let csv = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/csv"));
+    let dir = training.spool_dir().map_err(|e| ServiceError {
+        code: ErrorCode::Internal,
+        message: format!(
+            "creating a spool directory in {}: {e}",
+            training.upload_dir.display()
+        ),
+    })?;
+    let path = spool(body, &dir, csv, training.max_upload_bytes, body_timeout).await?;
+    // The retrieval's CPU work (decoding, sorting, joining) runs on the training runtime, not
+    // on the workers answering online requests: a large training table never holds up an
+    // online answer behind it. The response streams through a small channel.
+    let (tx, mut rx) = mpsc::channel(4);
+    let job = Job {
+        snapshot: snapshot.clone(),
+        training: training.clone(),
+        features,
+        path,
+        timestamp_column: query.get("timestamp_column").cloned(),
+        options,
+        held: (dir, slot),
     };
+    training_runtime().spawn(job.run(tx));
+    // What can be refused is refused before the first byte (see `Job::run`).
+    let head = match rx.recv().await {
+        Some(Part::Head(head)) => head,
+        Some(Part::Refused(e)) => return Err(e),
+        Some(Part::Data(_) | Part::Failed(_)) | None => {
+            return Err(ServiceError {
+                code: ErrorCode::Internal,
+                message: "the training retrieval ended before its first batch".into(),
+            });
+        }
+    };
+    Ok(streaming(head, rx, snapshot.version.version))
+}
+
+/// The query parameters: the selection (`features`, or `feature_service`) and the options.
+fn parameters(query: &HashMap<String, String>) -> Result<(&str, Options), ServiceError> {
     for key in query.keys() {
         if !matches!(
             key.as_str(),
@@ -370,56 +352,12 @@ async fn start(
         full_feature_names: flag(query, "full_feature_names")?,
         created_cutoff: flag(query, "created_cutoff")?,
     };
-    let snapshot = state.service.snapshot();
-    if !snapshot.loaded() {
-        return Err(ServiceError::registry_not_loaded());
-    }
-    let registry = &snapshot.version.registry;
-    let features = resolve_selection(registry, selection).map_err(materializer_error)?;
-    let csv = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/csv"));
-    let dir = training.spool_dir().map_err(|e| ServiceError {
-        code: ErrorCode::Internal,
-        message: format!(
-            "creating a spool directory in {}: {e}",
-            training.upload_dir.display()
-        ),
-    })?;
-    let path = spool(
-        body,
-        &dir,
-        csv,
-        training.max_upload_bytes,
-        state.body_timeout,
-    )
-    .await?;
-    // The retrieval's CPU work (decoding, sorting, joining) runs on the training runtime, not
-    // on the workers answering online requests: a large training table never holds up an
-    // online answer behind it. The response streams through a small channel.
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let job = Job {
-        snapshot: snapshot.clone(),
-        training: training.clone(),
-        features,
-        path,
-        timestamp_column: query.get("timestamp_column").cloned(),
-        options,
-        held: (dir, slot),
-    };
-    training_runtime().spawn(job.run(tx));
-    // What can be refused is refused before the first byte (see `Job::run`).
-    let head = match rx.recv().await {
-        Some(Part::Head(head)) => head,
-        Some(Part::Refused(e)) => return Err(e),
-        Some(Part::Data(_) | Part::Failed(_)) | None => {
-            return Err(ServiceError {
-                code: ErrorCode::Internal,
-                message: "the training retrieval ended before its first batch".into(),
-            });
-        }
-    };
+    Ok((selection, options))
+}
+
+/// The response: `head`, then what the retrieval sends through `rx`; a failure mid-stream
+/// aborts it.
+fn streaming(head: Bytes, mut rx: mpsc::Receiver<Part>, version: u64) -> Response {
     let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(|part| match part {
         Part::Data(bytes) | Part::Head(bytes) => Ok(bytes),
         Part::Failed(e) | Part::Refused(ServiceError { message: e, .. }) => {
@@ -430,8 +368,8 @@ async fn start(
     let mut response = body.into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ARROW_STREAM));
-    if let Ok(v) = HeaderValue::from_str(&snapshot.version.version.to_string()) {
+    if let Ok(v) = HeaderValue::from_str(&version.to_string()) {
         h.insert("x-quiver-registry-version", v);
     }
-    Ok(response)
+    response
 }

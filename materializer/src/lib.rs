@@ -11,11 +11,14 @@
 //!   store that may evict values, counting evictions during a run
 //! - [`retrieve`] — point-in-time training tables: the sort-merge as-of join, manifests
 //! - [`verify`] — online values against the offline join at each view's watermark
+//! - [`output_name`] — a feature's output column name (`view__feature` or `feature`), and
+//!   [`OutputNames`], the check that no two output columns share one (training and serving)
 
 pub mod columns;
 pub mod error;
 pub mod latest;
 pub mod materialize;
+mod output_names;
 pub mod retrieve;
 pub mod source;
 mod store_check;
@@ -23,4 +26,5 @@ pub mod verify;
 
 pub use error::{Error, Result};
 pub use materialize::{Job, Progress, Quiet, Range, materialize, rfc3339, select_views};
+pub use output_names::{Collision, OutputNames, output_name};
 pub use source::DataFusionSchemaResolver;

@@ -527,6 +527,84 @@ fn spilling_sorts_give_the_same_table() {
     }
 }
 
+/// An entity table given as record batches in memory (as `verify` gives its sample) is read like
+/// the same table in a file: every pass over it (time span, key filter, the entity keys of each
+/// view, the output) sees the same rows, so the table is identical.
+#[test]
+fn entities_in_memory_give_the_same_table_as_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<Row> = (0..5_000)
+        .map(|i| Row {
+            key: i % 300,
+            event: i % 50,
+            created: i % 4 - 1,
+            v: (i % 7 != 0).then_some(i),
+            w: (i % 13) as i32,
+        })
+        .collect();
+    write_view(&dir.path().join("a.parquet"), &rows, false);
+    write_view(&dir.path().join("b.parquet"), &rows[..900], true);
+    let entities: Vec<EntityRow> = (0..3_000)
+        .map(|i| ((i * 17) % 320, i % 310, (i % 9 != 0).then_some(i % 60), i))
+        .collect();
+    let path = dir.path().join("entities.parquet");
+    write_entities(&path, &entities);
+    let registry = registry(20, 0);
+    let features = refs(&[("a", "v"), ("b", "u"), ("a", "w")]);
+    let engine = Engine {
+        partitions: 2,
+        memory_limit: 1 << 30,
+        with_times: true,
+        batch_rows: 97,
+        gather_limit: None,
+        key_filter_rows: quiver_materializer::retrieve::DEFAULT_KEY_FILTER_ROWS,
+    };
+    let from_file = run_on(dir.path(), &registry, &features, Options::default(), engine);
+
+    let file = std::fs::File::open(&path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .with_batch_size(700)
+        .build()
+        .unwrap();
+    let schema = arrow::array::RecordBatchReader::schema(&reader);
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    let input = EntityInput::from_batches(schema, batches, None, "the sample").unwrap();
+    let request = Request {
+        registry: &registry,
+        root: dir.path(),
+        features: &features,
+        entities: &input,
+        options: Options::default(),
+    };
+    let in_memory = runtime().block_on(async {
+        let r = retrieve(&request, &engine).await.unwrap();
+        r.stream.try_collect::<Vec<_>>().await.unwrap()
+    });
+    let whole = |batches: &[RecordBatch]| {
+        arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap()
+    };
+    assert_eq!(whole(&from_file).num_rows(), 3_000);
+    assert!(whole(&from_file) == whole(&in_memory), "tables differ");
+
+    let e = EntityInput::from_batches(
+        Arc::new(Schema::new(vec![ArrowField::new(
+            "id",
+            DataType::Int64,
+            false,
+        )])),
+        Vec::new(),
+        None,
+        "the sample",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("the sample: no timestamp column `event_timestamp`"),
+        "{e}"
+    );
+}
+
 fn write_ns_view(dir: &Path) {
     // Two rows of entity 1, one nanosecond apart: 10 s → v 1, 10 s + 1 ns → v 2.
     let ts = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));

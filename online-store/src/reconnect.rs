@@ -10,7 +10,8 @@ use quiver_registry::OnlineStoreConfig;
 use quiver_registry::config::redact_url;
 
 use crate::error::{Error, Result};
-use crate::store::{OnlineStore, WriteEntry, open};
+use crate::open::open;
+use crate::store::{OnlineStore, WriteEntry};
 
 /// The first wait between connection attempts; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(250);

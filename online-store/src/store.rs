@@ -1,15 +1,11 @@
 //! The `OnlineStore` trait: batch read, batch write-if-newer, per-view watermarks.
-
-use std::path::Path;
-use std::sync::Arc;
+//! Backends implement it; this module knows none of them (opening one from the configuration
+//! is [`crate::open::open`]'s job).
 
 use async_trait::async_trait;
-use quiver_registry::OnlineStoreConfig;
 
-use crate::embedded::EmbeddedStore;
 use crate::error::Result;
 use crate::health::StoreReport;
-use crate::redis_backend::RedisStore;
 
 /// One blob to store under `key`, unless a newer one is there already.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,12 +45,4 @@ pub trait OnlineStore: Send + Sync + std::fmt::Debug {
     }
     /// Where the store is, for messages (no secrets).
     fn location(&self) -> String;
-}
-
-/// Opens the configured store; an embedded path is relative to the repository `root`.
-pub async fn open(config: &OnlineStoreConfig, root: &Path) -> Result<Arc<dyn OnlineStore>> {
-    Ok(match config {
-        OnlineStoreConfig::Embedded { path } => Arc::new(EmbeddedStore::open(&root.join(path))?),
-        OnlineStoreConfig::Redis { .. } => Arc::new(RedisStore::connect(config, root).await?),
-    })
 }

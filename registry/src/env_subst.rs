@@ -12,6 +12,10 @@
 
 use serde_saphyr::granit_parser::{Event, Options, Parser, ScalarStyle};
 
+use yaml_scalar::{block_header, double_quoted, is_plain_number_or_bool};
+
+mod yaml_scalar;
+
 /// Starts a placeholder for the reference whose index follows (decimal digits).
 const REF_START: char = '\u{E000}';
 /// Ends a placeholder.
@@ -40,15 +44,7 @@ pub fn substitute(
     if !text.contains("${") {
         return Ok(text.to_string());
     }
-    let mut problems = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.contains([REF_START, REF_END, LITERAL]) {
-            problems.push((
-                index as u64 + 1,
-                "characters U+E000 to U+E002 are reserved in files that use `${…}`".to_string(),
-            ));
-        }
-    }
+    let mut problems = reserved_characters(text);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -114,16 +110,35 @@ pub fn substitute(
     if !problems.is_empty() {
         return Err(problems);
     }
-    // Outside the rewritten scalars (comments), put back what was written.
+    Ok(splice(&masked, &refs, rewrites))
+}
+
+/// Every line holding one of the characters placeholders are made of.
+fn reserved_characters(text: &str) -> Vec<(u64, String)> {
+    let mut problems = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.contains([REF_START, REF_END, LITERAL]) {
+            problems.push((
+                index as u64 + 1,
+                "characters U+E000 to U+E002 are reserved in files that use `${…}`".to_string(),
+            ));
+        }
+    }
+    problems
+}
+
+/// `masked` with each `(start, end, replacement)` applied, in order; outside the rewritten
+/// scalars (comments), what was written is put back.
+fn splice(masked: &str, refs: &[Reference], rewrites: Vec<(usize, usize, String)>) -> String {
     let mut out = String::with_capacity(masked.len());
     let mut at = 0;
     for (start, end, replacement) in rewrites {
-        unmask(&masked[at..start], &refs, &mut out);
+        unmask(&masked[at..start], refs, &mut out);
         out.push_str(&replacement);
         at = end;
     }
-    unmask(&masked[at..], &refs, &mut out);
-    Ok(out)
+    unmask(&masked[at..], refs, &mut out);
+    out
 }
 
 /// `text` with its placeholders turned back into what they stand for.
@@ -336,185 +351,5 @@ fn newlines_before(text: &str, needle: &str) -> u64 {
         .map_or(0, |at| text[..at].matches('\n').count() as u64)
 }
 
-/// Where the `|` or `>` header of a block scalar starts in the text between the previous node
-/// and the scalar's content (indicators, properties, comments and blank lines).
-fn block_header(region: &str) -> Option<usize> {
-    let mut offset = 0;
-    for line in region.split_inclusive('\n') {
-        let mut previous = '\n';
-        for (i, c) in line.char_indices() {
-            if c == '#' && previous.is_whitespace() {
-                break; // a comment: the rest of the line
-            }
-            if (c == '|' || c == '>') && is_header_rest(&line[i + 1..]) {
-                return Some(offset + i);
-            }
-            previous = c;
-        }
-        offset += line.len();
-    }
-    None
-}
-
-/// Chomping/indentation indicators, then blanks and perhaps a comment, to the end of the line.
-fn is_header_rest(rest: &str) -> bool {
-    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit() || c == '+' || c == '-');
-    let rest = rest.trim_start_matches([' ', '\t']);
-    rest.is_empty() || rest.starts_with(['#', '\n', '\r'])
-}
-
-/// A value that means the same left plain as when written literally: a number or a boolean,
-/// which can never be read as structure.
-fn is_plain_number_or_bool(value: &str) -> bool {
-    if matches!(
-        value,
-        "true" | "false" | "True" | "False" | "TRUE" | "FALSE"
-    ) {
-        return true;
-    }
-    let unsigned = value.strip_prefix(['+', '-']).unwrap_or(value);
-    let unsigned = unsigned.strip_prefix('.').unwrap_or(unsigned);
-    unsigned.starts_with(|c: char| c.is_ascii_digit())
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-'))
-}
-
-/// `value` as a YAML double-quoted scalar on one line: whatever it holds stays one string.
-fn double_quoted(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control()
-                || matches!(
-                    c,
-                    '\u{2028}' | '\u{2029}' | '\u{FEFF}' | '\u{FFFE}' | '\u{FFFF}'
-                ) =>
-            {
-                out.push_str(&format!("\\u{:04X}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(name: &str) -> Option<String> {
-        match name {
-            "HOST" => Some("redis.internal".into()),
-            "EMPTY" => Some(String::new()),
-            "PORT_SET" => Some("7000".into()),
-            "TRICKY" => Some("ab #cd: \"q\" 'x'\n  injected: true\\".into()),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn substitutes_values_defaults_and_escapes() {
-        let text = "url: redis://${HOST}:${PORT:-6379}/0\nx: '${EMPTY:-unused}'\nlit: $${HOST}\n";
-        assert_eq!(
-            substitute(text, &env).unwrap(),
-            "url: \"redis://redis.internal:6379/0\"\nx: \"\"\nlit: \"${HOST}\"\n"
-        );
-    }
-
-    #[test]
-    fn reports_every_missing_variable_with_its_line() {
-        let err = substitute("a: ${A}\n# ${COMMENTED}\nc: ${B} ${1X}\n", &env).unwrap_err();
-        assert_eq!(err.len(), 3);
-        assert_eq!(err[0].0, 1);
-        assert!(err[0].1.contains("`A` is not set"));
-        assert_eq!(err[1].0, 3);
-        assert!(err[2].1.contains("not a valid variable"));
-    }
-
-    #[test]
-    fn values_never_add_structure_and_lines_never_move() {
-        let text = "a: ${TRICKY}\nb: |\n  one ${HOST}\n  two\nc: [${TRICKY}, x]\nd: 1\n";
-        let out = substitute(text, &env).unwrap();
-        assert_eq!(out.lines().count(), text.lines().count(), "{out}");
-        assert_eq!(out.lines().nth(5), Some("d: 1"), "{out}");
-        #[derive(serde::Deserialize, Debug)]
-        #[serde(deny_unknown_fields)]
-        struct Doc {
-            a: String,
-            b: String,
-            c: Vec<String>,
-            d: u32,
-        }
-        let doc: Doc = serde_saphyr::from_str(&out).unwrap();
-        let tricky = env("TRICKY").unwrap();
-        assert_eq!(doc.a, tricky);
-        assert_eq!(doc.b, "one redis.internal\ntwo\n");
-        assert_eq!(doc.c, [tricky.as_str(), "x"]);
-        assert_eq!(doc.d, 1);
-    }
-
-    #[test]
-    fn block_scalars_keys_and_aliases() {
-        let text = "a:\n  - !!str |  # ${IGNORED}\n\n    x ${HOST}\n  - >-\n    folded\n    ${TRICKY}\n  - &h ${HOST}\n  - *h\n${HOST}: \"q\n  ${PORT_SET}\"\nz: ${PORT_SET}\n";
-        let out = substitute(text, &env).unwrap();
-        assert_eq!(out.lines().count(), text.lines().count(), "{out}");
-        assert_eq!(out.lines().last(), Some("z: 7000"), "{out}");
-        #[derive(serde::Deserialize, Debug)]
-        struct Doc {
-            a: Vec<String>,
-            #[serde(rename = "redis.internal")]
-            host: String,
-            z: u16,
-        }
-        let doc: Doc = serde_saphyr::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
-        let tricky = env("TRICKY").unwrap();
-        assert_eq!(
-            doc.a,
-            [
-                "\nx redis.internal\n",
-                &format!("folded {tricky}"),
-                "redis.internal",
-                "redis.internal"
-            ]
-        );
-        assert_eq!(doc.host, "q 7000");
-        assert_eq!(doc.z, 7000);
-        let err = substitute("a: |\n  one\n  ${MISSING}\n", &env).unwrap_err();
-        assert_eq!(err[0].0, 3, "{err:?}");
-    }
-
-    #[test]
-    fn nested_and_empty_defaults() {
-        let one = |text: &str| substitute(&format!("k: {text}\n"), &env);
-        assert_eq!(one("${A:-${PORT_SET}}").unwrap(), "k: 7000\n");
-        assert_eq!(one("${A:-${B:-x}y}").unwrap(), "k: \"xy\"\n");
-        assert_eq!(one("${A:-}").unwrap(), "k: \"\"\n");
-        assert_eq!(one("${A:-a #b: c}").unwrap(), "k: \"a #b: c\"\n");
-        assert_eq!(one("${A:-$${B}}").unwrap(), "k: \"${B}\"\n");
-        let err = one("${A:-${B}}").unwrap_err();
-        assert_eq!(err[0].0, 1);
-        assert!(err[0].1.contains("`B` is not set"), "{err:?}");
-        let err = one("x ${A:-${B}").unwrap_err();
-        assert!(err[0].1.contains("unterminated"), "{err:?}");
-        let deep = format!("{}x{}", "${A:-".repeat(20_000), "}".repeat(20_000));
-        let err = one(&deep).unwrap_err();
-        assert!(err[0].1.contains("nest more than 8 deep"), "{err:?}");
-    }
-
-    #[test]
-    fn comments_may_mention_anything() {
-        let text = "# ${UNSET} and ${unterminated\na: 1 # ${ALSO_UNSET}\nb: ${HOST} # ${NOPE\n";
-        assert_eq!(
-            substitute(text, &env).unwrap(),
-            "# ${UNSET} and ${unterminated\na: 1 # ${ALSO_UNSET}\nb: \"redis.internal\" # ${NOPE\n"
-        );
-    }
-}
+mod tests;

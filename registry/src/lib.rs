@@ -6,7 +6,7 @@
 //! gRPC; it reads Parquet footers only to check declared features against their sources.
 //!
 //! Module map:
-//! - [`config`] — `quiver.yaml` (project, registry, online store, definition globs)
+//! - [`config`] — `quiver.yaml` (project, registry, online store, serving, token scopes)
 //! - [`definitions`] — the YAML shapes of definition files, as written
 //! - [`validate`] — written definitions → the checked [`model::Registry`], every problem at once
 //! - [`source_schema`] — reading source Parquet schemas for validation
@@ -31,8 +31,8 @@ pub mod value_type;
 mod yaml;
 
 pub use config::{
-    AuthConfig, CacheConfig, OnlineStoreConfig, ProjectConfig, RegistryConfig, ServingConfig,
-    TlsConfig, TokenConfig,
+    AuthConfig, CacheConfig, OnlineStoreConfig, ProjectConfig, RegistryConfig, Scope,
+    ServingConfig, TlsConfig, TokenConfig,
 };
 pub use duration::Ttl;
 pub use error::{Diagnostic, Error, Result, Severity, Span};

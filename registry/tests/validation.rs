@@ -5,10 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Float64Array, Int64Array, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
-use quiver_registry::source_schema::ParquetSchemaResolver;
+use quiver_registry::source_schema::{ParquetSchemaResolver, SchemaResolver};
 use quiver_registry::{Diagnostic, Error, Repository};
 
 const DEFS: &str = "\
@@ -592,4 +592,78 @@ fn env_values_never_change_the_structure_of_definitions() {
     assert!(err.contains("`DESC` is not set"), "{err}");
     assert!(err.contains("features/defs.yaml:16:"), "{err}");
     assert!(!err.contains("UNSET_IN_COMMENT"), "{err}");
+}
+
+/// Answers a view's query with the source's own columns, or with `error` when it is set: what a
+/// query engine would say, without one.
+struct QueryResolver {
+    parquet: ParquetSchemaResolver,
+    error: Option<&'static str>,
+}
+
+impl SchemaResolver for QueryResolver {
+    fn view_input_schema(
+        &self,
+        source: &quiver_registry::Source,
+        query: Option<&str>,
+    ) -> Result<Option<SchemaRef>, String> {
+        match (query, self.error) {
+            (None, _) => self.parquet.view_input_schema(source, None),
+            (Some(_), Some(error)) => Err(error.to_string()),
+            (Some(_), None) => self.parquet.view_input_schema(source, None),
+        }
+    }
+}
+
+/// A feature may be named `query` (or `path`): its problems are reported at its own line, and
+/// the query's at the query's line. Both used to share one map of places, so the query's line
+/// replaced the feature's.
+#[test]
+fn a_feature_named_query_keeps_its_own_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("quiver.yaml"), "project: demo\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("features")).unwrap();
+    let defs = DEFS
+        .replacen(
+            "    ttl: 2h\n",
+            "    ttl: 2h\n    query: SELECT * FROM source\n",
+            1,
+        )
+        .replacen("      - name: trips", "      - name: query", 1);
+    std::fs::write(dir.path().join("features/defs.yaml"), defs).unwrap();
+    write_parquet(&dir.path().join("data/drivers.parquet"));
+    let repo = Repository::open(dir.path(), None, &|_| None).unwrap();
+    let parquet = ParquetSchemaResolver {
+        root: dir.path().to_path_buf(),
+    };
+    for (error, message, line) in [
+        (
+            None,
+            "feature view `driver_stats`: feature `query` is not a column of the view's query",
+            19,
+        ),
+        (
+            Some("syntax error near FROM"),
+            "feature view `driver_stats`: syntax error near FROM",
+            15,
+        ),
+    ] {
+        let resolver = QueryResolver {
+            parquet: parquet.clone(),
+            error,
+        };
+        let diagnostics = match repo.load(&|_| None, &resolver) {
+            Err(Error::Invalid(d)) => d,
+            other => panic!("expected diagnostics, got {other:?}"),
+        };
+        let d = diagnostics
+            .iter()
+            .find(|d| d.message.contains(message))
+            .unwrap_or_else(|| panic!("no {message:?} in {diagnostics:#?}"));
+        assert_eq!(
+            (d.file.as_str(), d.line),
+            ("features/defs.yaml", line),
+            "{d:?}"
+        );
+    }
 }

@@ -33,13 +33,13 @@ fn materialized(
     repo
 }
 
-/// Polls `/ready` until `done` says so (or 3 s pass); returns the last body.
+/// Polls `/ready` until `done` says so (or 10 s pass); returns the last body.
 async fn ready_until(
     addr: std::net::SocketAddr,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
     crate::serve::wait_ready(addr).await;
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, body) = http(addr, "GET", "/ready", "").await;
         assert_eq!(status, 200, "{body}");
@@ -103,34 +103,43 @@ async fn a_slow_redis_times_requests_out_at_the_bound_instead_of_piling_up() {
     let (status, _) = http(server.http, "POST", "/get-online-features", MODEL_V1).await;
     assert_eq!(status, 200);
 
-    // Redis stops answering for 1.5 s.
-    let mut conn = redis.client().unwrap();
-    let sleeper = std::thread::spawn(move || {
-        let _: redis::RedisResult<()> =
-            redis::cmd("DEBUG").arg("SLEEP").arg("1.5").query(&mut conn);
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Redis stops answering (frozen: `pause` returns once the process is stopped) until every
+    // request below has been answered.
+    redis.pause();
     let started = Instant::now();
     let requests: Vec<_> = (0..20)
         .map(|_| {
             let addr = server.http;
             tokio::spawn(async move {
                 let t = Instant::now();
-                let (status, body) = http(addr, "POST", "/get-online-features", MODEL_V1).await;
-                (status, body, t.elapsed())
+                // Bounded so that a request stuck on the frozen Redis fails the test instead of
+                // hanging it.
+                let answer = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    http(addr, "POST", "/get-online-features", MODEL_V1),
+                )
+                .await;
+                (answer, t.elapsed())
             })
         })
         .collect();
     for r in requests {
-        let (status, body, took) = r.await.unwrap();
+        let (answer, took) = r.await.unwrap();
+        let (status, body) = answer.unwrap_or_else(|_| panic!("no answer after {took:?}"));
         assert_eq!(status, 503, "{body}");
-        // The store timeout is 100 ms; well under the 1.5 s Redis is asleep.
+        // The store timeout is 100 ms; a request that waited for Redis would not be answered
+        // before it is thawed. (Latency is what is tested: the bounds leave ample margin.)
         assert!(took < Duration::from_millis(900), "a request took {took:?}");
     }
-    assert!(started.elapsed() < Duration::from_millis(1200));
-    sleeper.join().unwrap();
+    // Not one after the other (20 × 100 ms): at once.
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        started.elapsed()
+    );
+    redis.resume();
     // And it recovers by itself.
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, _) = http(server.http, "POST", "/get-online-features", MODEL_V1).await;
         if status == 200 {
@@ -219,12 +228,10 @@ async fn grpc_deadlines_are_kept_by_the_server() {
         "a generous deadline"
     );
 
-    let mut conn = redis.client().unwrap();
-    let sleeper = std::thread::spawn(move || {
-        let _: redis::RedisResult<()> = redis::cmd("DEBUG").arg("SLEEP").arg("1").query(&mut conn);
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Redis frozen (`pause` returns once the process is stopped) until both calls are answered.
+    redis.pause();
     let (status, took) = call(Some("30m")).await;
+    // At about 30 ms: before the store's 100 ms bound (latency is what is tested here).
     assert_eq!(
         status.as_deref(),
         Some("4"),
@@ -234,7 +241,7 @@ async fn grpc_deadlines_are_kept_by_the_server() {
     // Without a deadline the store's own bound answers.
     let (status, _) = call(None).await;
     assert_eq!(status.as_deref(), Some("14"), "UNAVAILABLE");
-    sleeper.join().unwrap();
+    redis.resume();
     server.stop().await;
 }
 
@@ -281,59 +288,156 @@ fn materialization_killed_at_any_point_is_completed_by_a_rerun() {
     }
 }
 
+/// One answer a client got: when its request was sent and answered (since the test's origin).
+#[derive(Clone, Copy, Debug)]
+struct Answer {
+    sent: Duration,
+    answered: Duration,
+    status: u16,
+}
+
+/// The answers, short: how many of each status, and the last few.
+fn summary(answers: &[Answer]) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for a in answers {
+        *counts.entry(a.status).or_insert(0) += 1;
+    }
+    let last = &answers[answers.len().saturating_sub(12)..];
+    format!("by status {counts:?}; the last {}: {last:?}", last.len())
+}
+
+/// Waits until `done` holds for the answers so far, failing the test after `limit` or when a
+/// client has stopped (its request panicked: a dropped connection or no HTTP answer).
+async fn answers_until(
+    answers: &std::sync::Mutex<Vec<Answer>>,
+    clients: &[tokio::task::JoinHandle<()>],
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&[Answer]) -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done(&answers.lock().unwrap()) {
+            return;
+        }
+        assert!(
+            !clients.iter().any(|c| c.is_finished()),
+            "a client stopped while waiting for {what}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {limit:?}: {}",
+            summary(&answers.lock().unwrap())
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Redis restarted while four clients keep sending: answers are 200 before, 503 (never 500, never
 /// a dropped connection) while it is down, and 200 again shortly after it is back — the same
-/// server process throughout.
+/// server process throughout. Each step waits for what the clients see, not for a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_under_load_costs_only_the_downtime() {
     let mut redis = RedisServer::start_persistent().unwrap();
     let (_tmp, repo) = setup(&redis);
     let server = start(&repo).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Answer>::new()));
     let origin = Instant::now();
     let clients: Vec<_> = (0..4)
         .map(|_| {
-            let (addr, stop) = (server.http, stop.clone());
+            let (addr, stop, answers) = (server.http, stop.clone(), answers.clone());
             tokio::spawn(async move {
-                let mut seen = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let sent = origin.elapsed();
                     let (status, _) = http(addr, "POST", "/get-online-features", MODEL_V1).await;
-                    seen.push((origin.elapsed(), status));
+                    answers.lock().unwrap().push(Answer {
+                        sent,
+                        answered: origin.elapsed(),
+                        status,
+                    });
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                seen
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    answers_until(
+        &answers,
+        &clients,
+        "20 answers before Redis stops",
+        Duration::from_secs(10),
+        |a| a.len() >= 20,
+    )
+    .await;
     let down_at = origin.elapsed();
     redis.stop();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    answers_until(
+        &answers,
+        &clients,
+        "a request sent while Redis is down answered",
+        Duration::from_secs(10),
+        |a| a.iter().any(|x| x.sent > down_at),
+    )
+    .await;
     redis.restart().unwrap();
     let up_at = origin.elapsed();
-    tokio::time::sleep(Duration::from_millis(4000)).await;
+    // Recovered: the first 200 to a request sent after Redis was back ("shortly": generous).
+    answers_until(
+        &answers,
+        &clients,
+        "a 200 after Redis is back",
+        Duration::from_secs(10),
+        |a| a.iter().any(|x| x.sent > up_at && x.status == 200),
+    )
+    .await;
+    let recovered = answers
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|x| x.sent > up_at && x.status == 200)
+        .map(|x| x.answered)
+        .min()
+        .unwrap();
+    // And it stays recovered: every request sent after that is answered 200.
+    answers_until(
+        &answers,
+        &clients,
+        "40 answers after the recovery",
+        Duration::from_secs(10),
+        |a| a.iter().filter(|x| x.sent > recovered).count() >= 40,
+    )
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut all = Vec::new();
     for c in clients {
-        all.extend(c.await.unwrap());
+        c.await.unwrap();
     }
-    assert!(all.iter().all(|(_, s)| *s == 200 || *s == 503), "{all:?}");
+    let all = answers.lock().unwrap().clone();
+    let odd: Vec<_> = all
+        .iter()
+        .filter(|x| x.status != 200 && x.status != 503)
+        .collect();
+    assert!(odd.is_empty(), "neither 200 nor 503: {odd:?}");
+    let before: Vec<_> = all
+        .iter()
+        .filter(|x| x.answered < down_at && x.status != 200)
+        .collect();
     assert!(
-        all.iter()
-            .filter(|(t, _)| *t < down_at)
-            .all(|(_, s)| *s == 200)
+        before.is_empty(),
+        "not 200 before Redis stopped: {before:?}"
     );
     assert!(
         all.iter()
-            .any(|(t, s)| *t > down_at && *t < up_at && *s == 503),
-        "no request saw Redis down"
+            .any(|x| x.sent > down_at && x.answered < up_at && x.status == 503),
+        "no request saw Redis down: {}",
+        summary(&all)
     );
-    let settled = up_at + Duration::from_millis(3000);
-    let late: Vec<_> = all.iter().filter(|(t, _)| *t > settled).collect();
-    assert!(!late.is_empty());
+    let late: Vec<_> = all
+        .iter()
+        .filter(|x| x.sent > recovered && x.status != 200)
+        .collect();
     assert!(
-        late.iter().all(|(_, s)| *s == 200),
-        "not recovered: {late:?}"
+        late.is_empty(),
+        "not 200 after the recovery at {recovered:?}: {late:?}"
     );
     server.stop().await;
 }
@@ -473,78 +577,116 @@ fn a_damaged_value_is_reported_and_replaced_by_the_next_run() {
     assert!(out.status.success(), "{}", describe(&out));
 }
 
+/// Polls `GET path` of `server` until `done` holds for its (status, body), failing the test
+/// after `limit`; returns that answer.
+fn poll_server(
+    server: &quiver_tests::QuiverServer,
+    path: &str,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let answer = quiver_tests::http_get(server.http, path);
+        if let Some((status, body)) = &answer
+            && done(*status, body)
+        {
+            return (*status, body.clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {limit:?}; last {path}: {answer:?}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Redis emptied under a running server (FLUSHALL; a restart without persistence is the same):
-/// `/ready` turns 503 naming the lost view, `quiver_view_data_lost` says which, gRPC health
-/// follows; a materialization that refills the store makes it ready again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_wiped_under_the_server_makes_it_not_ready_until_refilled() {
+/// `/ready` turns 503 naming the lost view, `quiver_view_data_lost` says which; a
+/// materialization that refills the store makes it ready again.
+///
+/// A `quiver serve` process, not a server inside the test process: `/metrics` come from one
+/// recorder per process, and every in-process server of the other tests that serves
+/// `driver_hourly_stats` sets its `quiver_view_data_lost` back to 0 at each of its polls.
+#[test]
+fn a_store_wiped_under_the_server_makes_it_not_ready_until_refilled() {
+    const LOST: &str = "quiver_view_data_lost{view=\"driver_hourly_stats\"} 1";
+    const KEPT: &str = "quiver_view_data_lost{view=\"driver_hourly_stats\"} 0";
     let redis = RedisServer::start().unwrap();
     let (_tmp, repo) = setup(&redis);
-    let server = start(&repo).await;
-    crate::serve::wait_ready(server.http).await;
-    let (_, metrics) = http(server.http, "GET", "/metrics", "").await;
-    assert!(
-        metrics
-            .as_str()
+    let mut server = quiver_tests::QuiverServer::start(&repo, false).unwrap();
+    server.wait_ready(Duration::from_secs(20));
+    let metrics = |server: &quiver_tests::QuiverServer| {
+        quiver_tests::http_get(server.http, "/metrics")
+            .map(|(_, body)| body)
             .unwrap_or_default()
-            .contains("quiver_view_data_lost{view=\"driver_hourly_stats\"} 0"),
-        "every served view has the gauge: {metrics}"
-    );
+    };
+    let m = metrics(&server);
+    assert!(m.contains(KEPT), "every served view has the gauge: {m}");
     let () = redis::cmd("FLUSHALL")
         .query(&mut redis.client().unwrap())
         .unwrap();
-    let wait = |want: u16| async move {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (status, body) = http(server.http, "GET", "/ready", "").await;
-            if status == want || Instant::now() > deadline {
-                return (status, body);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    let (status, body) = wait(503).await;
-    assert_eq!(status, 503, "{body}");
+    // The loss is confirmed at two checks of the run records 1 s apart, after a watermark poll
+    // (every 500 ms) finds it missing: waited for as the state `/ready` reports.
+    let (_, body) = poll_server(
+        &server,
+        "/ready",
+        "/ready naming the wiped view",
+        Duration::from_secs(30),
+        |status, body| status == 503 && body.contains("wiped"),
+    );
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     let data = body["online_data"].as_str().unwrap();
     assert!(
         data.contains("driver_hourly_stats") && data.contains("wiped"),
         "{body}"
     );
     assert_eq!(body["online_store"], "ok", "{body}");
-    let (_, metrics) = http(server.http, "GET", "/metrics", "").await;
-    let metrics = metrics.as_str().unwrap_or_default().to_string();
-    assert!(
-        metrics.contains("quiver_view_data_lost{view=\"driver_hourly_stats\"} 1"),
-        "{metrics}"
-    );
+    // Set before `/ready` can say so, and this process's alone.
+    let m = metrics(&server);
+    assert!(m.contains(LOST), "{m}\n{}", server.log());
     let out = quiver(&repo, &["--format", "json", "materialize-incremental"]);
     assert!(out.status.success(), "{}", describe(&out));
-    let (status, body) = wait(200).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["online_data"], "ok", "{body}");
-    let (_, metrics) = http(server.http, "GET", "/metrics", "").await;
-    let metrics = metrics.as_str().unwrap_or_default().to_string();
-    assert!(
-        metrics.contains("quiver_view_data_lost{view=\"driver_hourly_stats\"} 0"),
-        "{metrics}"
+    let (_, body) = poll_server(
+        &server,
+        "/ready",
+        "ready again after the refill",
+        Duration::from_secs(30),
+        |status, _| status == 200,
     );
-    server.stop().await;
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["online_data"], "ok", "{body}");
+    let m = metrics(&server);
+    assert!(m.contains(KEPT), "{m}\n{}", server.log());
+    server.sigterm();
+    let exit = server.exited_within(Duration::from_secs(15));
+    assert!(
+        exit.is_some_and(|e| e.success()),
+        "{exit:?}\n{}",
+        server.log()
+    );
 
-    // A server started on a store already wiped is never ready first.
+    // A server started on a store already wiped is never ready first: every answer of `/ready`
+    // is 503 until it names the loss.
     let () = redis::cmd("FLUSHALL")
         .query(&mut redis.client().unwrap())
         .unwrap();
-    let server = start(&repo).await;
-    let started = Instant::now();
-    let mut seen = Vec::new();
-    while started.elapsed() < Duration::from_secs(4) {
-        let (status, body) = http(server.http, "GET", "/ready", "").await;
-        assert_eq!(status, 503, "{body}");
-        seen.push(body["online_data"].as_str().unwrap_or_default().to_string());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(seen.last().unwrap().contains("wiped"), "{seen:?}");
-    server.stop().await;
+    let server = quiver_tests::QuiverServer::start(&repo, false).unwrap();
+    let (_, body) = poll_server(
+        &server,
+        "/ready",
+        "/ready naming the wiped view, never 200 first",
+        Duration::from_secs(30),
+        |status, body| {
+            assert_ne!(status, 200, "ready on a wiped store: {body}");
+            status == 503 && body.contains("wiped")
+        },
+    );
+    assert!(body.contains("driver_hourly_stats"), "{body}");
+    let m = metrics(&server);
+    assert!(m.contains(LOST), "{m}\n{}", server.log());
 }
 
 /// Undoes `chattr +i` however the test ends.

@@ -702,10 +702,11 @@ async fn the_cache_is_emptied_when_a_materialization_commits() {
         },
     ));
     let ask = r#"{"features": ["driver_hourly_stats:rating"], "entities": {"driver_id": [1001]}}"#;
+    // Ready once the reload loop's first pass has read (and recorded) the current watermarks:
+    // the next commit is a change it sees.
+    wait_ready(addr).await;
     let (_, before) = http(addr, "POST", "/get-online-features", ask).await;
     let old_ts = before["results"][1]["event_timestamps"][0].clone();
-    // Let the reload loop record the current watermarks before the next commit.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     json(&quiver(
         &repo,
         &[
@@ -752,46 +753,55 @@ fn http_blocking(
     Ok((status, buf))
 }
 
+/// Polls `done` every few milliseconds until it holds, failing the test with `what` (and the
+/// server's log) after `limit`.
+fn poll_until(limit: Duration, what: &str, log: impl Fn() -> String, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {limit:?}\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// SIGTERM while a request waits on the store: the server stops accepting, the request still
+/// gets its answer once the store does, and the process exits 0. Every step waits for evidence
+/// instead of a time: the request's store read has reached (frozen) Redis before the signal is
+/// sent, and the server has closed its port before Redis is thawed.
 #[test]
 fn sigterm_lets_an_in_flight_request_finish() {
     let redis = RedisServer::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // A store bound far beyond the test, so the request waits for Redis as long as it is frozen;
+    // registry and watermark polling only at start, so that once the server is ready the request
+    // is the only thing that talks to Redis.
     let yaml = format!(
-        "online_store:\n  type: redis\n  url: {}\n  timeout_ms: 5000\n",
+        "online_store:\n  type: redis\n  url: {}\n  timeout_ms: 60000\n",
         redis.url()
     );
     let repo = repo_ending(tmp.path(), 20, 2, &yaml, &now);
+    let config = repo.join("quiver.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}serving:\n  registry_poll_ms: 3600000\n"),
+    )
+    .unwrap();
     json(&quiver(
         &repo,
         &["--format", "json", "materialize-incremental"],
     ));
-    let port = quiver_tests::free_port().unwrap();
-    let addr = format!("127.0.0.1:{port}");
-    let mut server = std::process::Command::new(quiver_tests::quiver_bin())
-        .args(["serve", "--http", &addr, "--grpc", ""])
-        .current_dir(&repo)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http_blocking(&addr, "GET", "/health", "").map(|r| r.0).ok() != Some(200) {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Make the store slow so that a request is in flight when SIGTERM arrives.
-    let sleeper = {
-        let url = redis.url();
-        std::thread::spawn(move || {
-            let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
-            let _: () = redis::cmd("DEBUG")
-                .arg("SLEEP")
-                .arg("1")
-                .query(&mut con)
-                .unwrap();
-        })
-    };
-    std::thread::sleep(Duration::from_millis(100));
+    let mut server = quiver_tests::QuiverServer::start(&repo, false).unwrap();
+    server.wait_ready(Duration::from_secs(10));
+    let addr = server.http.to_string();
+    let log = || server.log();
+    assert_eq!(redis.unread_input().unwrap(), 0, "Redis is idle");
+
+    redis.pause();
     let request = {
         let addr = addr.clone();
         std::thread::spawn(move || {
@@ -803,27 +813,49 @@ fn sigterm_lets_an_in_flight_request_finish() {
             )
         })
     };
-    std::thread::sleep(Duration::from_millis(200));
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    // In flight: the server has taken the request and sent its store read to Redis, which
+    // holds it unread while frozen.
+    poll_until(
+        Duration::from_secs(10),
+        "the request's store read reaching Redis",
+        log,
+        || request.is_finished() || redis.unread_input().unwrap() > 0,
+    );
+    assert!(
+        !request.is_finished(),
+        "answered with Redis frozen: {:?}",
+        request.join()
+    );
+    server.sigterm();
+    // Shutting down: the port refuses new connections.
+    poll_until(
+        Duration::from_secs(10),
+        "the port closed after SIGTERM",
+        log,
+        || {
+            std::net::TcpStream::connect(&addr)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        },
+    );
+    assert!(
+        !request.is_finished(),
+        "the request ended before its store read was answered: {:?}",
+        request.join()
+    );
+    redis.resume();
     let (status, body) = request.join().unwrap().unwrap();
-    assert_eq!(status, 200, "the in-flight request completed: {body}");
-    sleeper.join().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(exit) = server.try_wait().unwrap() {
-            assert!(exit.success(), "{exit}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_eq!(
+        status,
+        200,
+        "the in-flight request completed: {body}\n{}",
+        server.log()
+    );
+    let exit = server.exited_within(Duration::from_secs(10));
+    assert!(
+        exit.is_some_and(|e| e.success()),
+        "exit after SIGTERM: {exit:?}\n{}",
+        server.log()
+    );
 }
 
 /// Tokens are enforced identically on both protocols: UNAUTHENTICATED / 401 without a valid

@@ -1,9 +1,9 @@
 //! The end-to-end test harness: a private `redis-server` on a free port that tests can stop and
 //! restart, and the built `quiver` binary run in a scratch repository.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -145,13 +145,69 @@ impl RedisServer {
 
     /// Freezes the server (SIGSTOP), as a hung Redis: the kernel still accepts connections,
     /// nothing answers. [`RedisServer::resume`] thaws it; dropping it kills it either way.
+    /// Returns once the process is stopped (its state in `/proc`, where there is one).
     pub fn pause(&self) {
         self.signal("-STOP");
+        self.wait_state(true);
     }
 
-    /// Thaws a server frozen by [`RedisServer::pause`] (SIGCONT).
+    /// Thaws a server frozen by [`RedisServer::pause`] (SIGCONT); returns once it runs again.
     pub fn resume(&self) {
         self.signal("-CONT");
+        self.wait_state(false);
+    }
+
+    /// Waits (up to 10 s) until the process is stopped, or no longer stopped, as `/proc/PID/stat`
+    /// says; without `/proc` (not Linux) returns at once.
+    fn wait_state(&self, stopped: bool) {
+        let pid = self.child.as_ref().expect("the server is running").id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return;
+            };
+            // `PID (COMMAND) STATE …`; the command may hold spaces and parentheses.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next());
+            if (state == Some('T')) == stopped {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server {pid} is not {} after 10 s: {stat}",
+                if stopped { "stopped" } else { "running" }
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Bytes that clients have sent to this server and it has not read yet: the kernel's receive
+    /// queues of its established connections (`/proc/net/tcp`). Also answers while the server
+    /// is paused — then more than 0 means a client is waiting on it with a command sent.
+    pub fn unread_input(&self) -> Result<u64> {
+        let table = std::fs::read_to_string("/proc/net/tcp")
+            .context("/proc/net/tcp is unreadable (not Linux?)")?;
+        let mut unread = 0;
+        for line in table.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(queues)) =
+                (fields.get(1), fields.get(3), fields.get(4))
+            else {
+                continue;
+            };
+            let port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            // 01: ESTABLISHED; the queues are `tx:rx`, in hex.
+            if port != Some(self.port) || *state != "01" {
+                continue;
+            }
+            if let Some((_, rx)) = queues.split_once(':') {
+                unread += u64::from_str_radix(rx, 16)?;
+            }
+        }
+        Ok(unread)
     }
 
     fn signal(&self, which: &str) {
@@ -250,6 +306,131 @@ impl RedisCluster {
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }
+}
+
+/// A `quiver serve` process on free loopback ports (its own process: its `/metrics` are its
+/// own, unlike servers run inside the test process, which share one recorder). Its log
+/// (stderr, `QUIVER_LOG=info`) goes to a file, read by [`QuiverServer::log`]. Killed (by its
+/// PID) when dropped, also when a test fails.
+#[derive(Debug)]
+pub struct QuiverServer {
+    child: Child,
+    pub http: SocketAddr,
+    pub grpc: Option<SocketAddr>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl QuiverServer {
+    /// Starts `quiver serve` in `repo`, with gRPC on a port of its own if `grpc`. Returns at
+    /// once; [`QuiverServer::wait_ready`] waits for it.
+    pub fn start(repo: &Path, grpc: bool) -> Result<Self> {
+        let addr =
+            || -> Result<SocketAddr> { Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?))) };
+        let http = addr()?;
+        let grpc = if grpc { Some(addr()?) } else { None };
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join("serve.log");
+        let child = Command::new(quiver_bin())
+            .args(["serve", "--http", &http.to_string(), "--grpc"])
+            .arg(grpc.map(|g| g.to_string()).unwrap_or_default())
+            .current_dir(repo)
+            .env_remove("QUIVER_REPO")
+            .env_remove("QUIVER_CONFIG")
+            .env("QUIVER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("cannot start quiver serve")?;
+        Ok(QuiverServer {
+            child,
+            http,
+            grpc,
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Polls `/ready` until it answers 200 (the server listens and has checked its store's data
+    /// once), failing the test if the process exits first or `limit` passes.
+    pub fn wait_ready(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("try_wait") {
+                panic!("quiver serve exited with {exit}:\n{}", self.log());
+            }
+            let answer = http_get(self.http, "/ready");
+            if answer.as_ref().is_some_and(|(status, _)| *status == 200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "quiver serve not ready within {limit:?}: {answer:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM (to its PID).
+    pub fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {}", self.child.id());
+    }
+
+    /// The exit status once the process has exited, or `None` if it is still running after
+    /// `limit`.
+    pub fn exited_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("try_wait") {
+                return Some(exit);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for QuiverServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` on its own connection, bounded at 5 s: the status and body, or `None` when
+/// nothing answered.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let status = text.get(9..12)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
+    Some((status, body.to_string()))
 }
 
 /// A port nothing listens on right now.

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use quiver_materializer::{OutputNames, output_name};
 use quiver_online_store::key_codec::KeyValue;
 use quiver_online_store::value_codec::Value;
 use quiver_registry::{ScalarType, ValueType};
@@ -44,16 +45,14 @@ pub(super) fn output_names(
     }
     let mut names: Vec<String> = Vec::with_capacity(key_names.len() + wanted.len());
     names.extend(key_names.iter().map(|k| k.to_string()));
-    names.extend(wanted.iter().map(|(view, fi)| {
-        let feature = &view.features[*fi].name;
-        if full_feature_names {
-            format!("{}__{feature}", view.name)
-        } else {
-            feature.clone()
-        }
-    }));
-    let mut unique: HashSet<&str> = HashSet::with_capacity(names.len());
-    if let Some(name) = names.iter().find(|n| !unique.insert(n.as_str())) {
+    names.extend(
+        wanted.iter().map(|(view, fi)| {
+            output_name(&view.name, &view.features[*fi].name, full_feature_names)
+        }),
+    );
+    // The same names and the same rule as a training table's columns.
+    let mut unique = OutputNames::default();
+    if let Some(name) = names.iter().find(|n| unique.add(n).is_err()) {
         return Err(ServiceError::new(
             ErrorCode::NameCollision,
             format!(
@@ -137,5 +136,67 @@ pub(super) fn echo(v: &EntityValue, t: ValueType) -> Option<Value> {
         EntityValue::Str(s) => Some(Value::String(s.clone())),
         EntityValue::Bytes(b) => Some(Value::Bytes(b.clone())),
         EntityValue::Null | EntityValue::Invalid(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::ViewPlan;
+    use quiver_registry::Field;
+
+    fn view(name: &str, features: &[&str]) -> ViewPlan {
+        let field = |n: &str| Field {
+            name: n.into(),
+            value_type: ValueType::Scalar(ScalarType::Int64),
+            description: String::new(),
+        };
+        ViewPlan {
+            name: name.into(),
+            generation: 1,
+            online: true,
+            prefix: String::new(),
+            join_keys: vec![field("id")],
+            features: features.iter().map(|f| field(f)).collect(),
+            types: vec![ValueType::Scalar(ScalarType::Int64); features.len()],
+            ttl_ns: 0,
+        }
+    }
+
+    /// Duplicates and name collisions are refused from the request's shape alone, with a message
+    /// that says which; distinct features get join keys first, then features in order.
+    #[test]
+    fn output_names_refuse_duplicates_and_collisions() {
+        let (a, b) = (view("a", &["x", "y", "id"]), view("b", &["x"]));
+        let names = |wanted: &[Resolved<'_>], full| {
+            output_names(&["id"], wanted, full).map_err(|e| (e.code, e.message))
+        };
+        assert_eq!(names(&[(&a, 0), (&a, 1)], false).unwrap(), ["id", "x", "y"]);
+        assert_eq!(
+            names(&[(&a, 0), (&b, 0)], true).unwrap(),
+            ["id", "a__x", "b__x"]
+        );
+        let many: Vec<Resolved<'_>> = vec![(&a, 1); 40_000];
+        for full in [false, true] {
+            let (code, message) = names(&many, full).unwrap_err();
+            assert_eq!(code, crate::error::ErrorCode::NameCollision);
+            assert_eq!(code.http_status(), 400);
+            assert!(
+                message.contains("feature `a:y` is requested more than once"),
+                "{message}"
+            );
+        }
+        let (_, message) = names(&[(&a, 0), (&b, 0)], false).unwrap_err();
+        assert!(
+            message.contains("two output columns are named `x`"),
+            "{message}"
+        );
+        // A feature named like a join key collides with the echoed key column.
+        let (_, message) = names(&[(&a, 2)], false).unwrap_err();
+        assert!(
+            message.contains("two output columns are named `id`"),
+            "{message}"
+        );
+        assert_eq!(names(&[(&a, 2)], true).unwrap(), ["id", "a__id"]);
     }
 }

@@ -79,12 +79,8 @@ pub fn manifest_path(output: &Path) -> PathBuf {
     output.with_extension("manifest.json")
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |e| Error::Invalid(format!("{}: {e}", path.display()))
-}
-
 fn parquet_rows(path: &Path) -> Result<u64> {
-    let file = std::fs::File::open(path).map_err(io(path))?;
+    let file = std::fs::File::open(path).map_err(Error::io(path))?;
     let reader = parquet::file::reader::SerializedFileReader::new(file)
         .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
     use parquet::file::reader::FileReader;
@@ -92,7 +88,7 @@ fn parquet_rows(path: &Path) -> Result<u64> {
 }
 
 fn file_fingerprint(source: &str, path: &Path, with_rows: bool) -> Result<FileFingerprint> {
-    let meta = std::fs::metadata(path).map_err(io(path))?;
+    let meta = std::fs::metadata(path).map_err(Error::io(path))?;
     let modified_ns = meta
         .modified()
         .ok()
@@ -145,10 +141,10 @@ pub fn source_fingerprints(
 impl EntityFingerprint {
     pub fn of(input: &EntityInput, rows: u64) -> Result<Self> {
         let size = std::fs::metadata(&input.path)
-            .map_err(io(&input.path))?
+            .map_err(Error::io(&input.path))?
             .len();
         Ok(EntityFingerprint {
-            path: std::path::absolute(&input.path).map_err(io(&input.path))?,
+            path: std::path::absolute(&input.path).map_err(Error::io(&input.path))?,
             format: input.format,
             timestamp_column: input.timestamp_column.clone(),
             size,
@@ -160,7 +156,7 @@ impl EntityFingerprint {
 
 impl Manifest {
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
         let m: Manifest = serde_json::from_str(&text)
             .map_err(|e| Error::Invalid(format!("manifest {}: {e}", path.display())))?;
         if m.manifest_version != MANIFEST_VERSION {
@@ -177,8 +173,8 @@ impl Manifest {
     pub fn write(&self, path: &Path) -> Result<()> {
         let tmp = super::temp_path(path);
         let text = serde_json::to_string_pretty(self).expect("a manifest serializes");
-        std::fs::write(&tmp, text + "\n").map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))
+        std::fs::write(&tmp, text + "\n").map_err(Error::io(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(Error::io(path))
     }
 
     /// The reasons the table can no longer be rebuilt exactly, if any: the registry version's

@@ -1,0 +1,74 @@
+//! The record of a run: what each view reached, kept in the registry store, and what it means
+//! when the online store has lost it.
+
+use quiver_registry::FeatureView;
+use quiver_registry::store::{MaterializationRun, RegistryStore};
+
+use super::{Job, rfc3339};
+use crate::error::Result;
+use crate::latest::Latest;
+
+/// Run records read to find what each view generation was last materialized to.
+const RUNS_CHECKED: usize = 2_000;
+
+/// The watermark each (view, generation) reached according to the registry's run records (the
+/// newest of the last [`RUNS_CHECKED`] runs). The online store keeps the real watermark next to
+/// the values; when it has none for a generation recorded here, the store lost its data (wiped,
+/// flushed, evicted, or a fresh store under an old registry).
+pub fn recorded_watermarks(
+    store: &dyn RegistryStore,
+) -> Result<std::collections::HashMap<(String, u64), String>> {
+    let mut out = std::collections::HashMap::new();
+    for run in store.runs(RUNS_CHECKED)? {
+        // Records from before `watermark` existed: every completed run moved it to `end`.
+        let reached = match (&run.watermark, &run.watermark_note) {
+            (Some(w), _) => Some(w.clone()),
+            (None, None) => Some(run.end.clone()),
+            (None, Some(_)) => None,
+        };
+        if let Some(w) = reached {
+            out.insert((run.view.clone(), run.generation), w);
+        }
+    }
+    Ok(out)
+}
+
+/// What to say when the online store has no watermark for a generation the registry recorded.
+pub fn lost_message(view: &str, recorded: &str) -> String {
+    format!(
+        "the online store has no watermark for `{view}`, though a run recorded it materialized up to {recorded}: the store was wiped, flushed or evicted (or is not the one materialized into)"
+    )
+}
+
+pub(super) fn run_record(
+    job: &Job<'_>,
+    view: &FeatureView,
+    (start, end): (Option<i64>, i64),
+    latest: &Latest,
+    entities: u64,
+    written: u64,
+    seconds: f64,
+) -> MaterializationRun {
+    MaterializationRun {
+        view: view.name.clone(),
+        generation: view.generation,
+        registry_version: job.registry.version,
+        start: start.map(rfc3339),
+        end: rfc3339(end),
+        rows_read: latest.rows_read,
+        entities,
+        keys_written: written,
+        seconds,
+        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        watermark: None,
+        watermark_note: None,
+        evicted_keys: None,
+        warnings: Vec::new(),
+        features: view
+            .features
+            .iter()
+            .zip(&latest.stats)
+            .map(|(f, s)| (f.name.clone(), s.finish()))
+            .collect(),
+    }
+}

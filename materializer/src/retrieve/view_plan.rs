@@ -1,0 +1,212 @@
+//! One view's join as a DataFusion plan: the view's rows (source → `field_mapping` → `query` →
+//! cast), pruned to what can win for some entity row and sorted by (join keys, event time,
+//! created time), merged by [`AsOfExec`] with the entity keys sorted the same way.
+
+use std::sync::Arc;
+
+use arrow::compute::can_cast_types;
+use arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use datafusion::prelude::{DataFrame, Expr, SessionContext, cast as cast_expr, ident, lit};
+use quiver_registry::{FeatureView, Field, Source};
+
+use super::Request;
+use super::asof::{AsOfExec, AsOfSpec, CREATED, EVENT};
+use super::entity_keys::{entity_key_values, sorted_entity_keys};
+use crate::columns::{Layout, canonical_type, key_type, utc_ns};
+use crate::error::{Error, Result};
+use crate::source::view_input;
+
+/// One view's join, as a plan whose single partition yields one row per entity row, in the
+/// order of (join keys, time): `__row`, the view's features, `__e`, `__c`.
+pub(super) async fn view_plan(
+    ctx: &SessionContext,
+    request: &Request<'_>,
+    view: &FeatureView,
+    bounds: Option<(i64, i64)>,
+    batch_rows: usize,
+    key_filter: bool,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let source = request.registry.sources.get(&view.source).ok_or_else(|| {
+        Error::Invalid(format!(
+            "feature view `{}` reads unknown source `{}`",
+            view.name, view.source
+        ))
+    })?;
+    let join_keys: Vec<Field> = request
+        .registry
+        .join_keys(view)
+        .into_iter()
+        .cloned()
+        .collect();
+    let keys = key_types(request, view, &join_keys)?;
+    let rows = view_rows(ctx, request, view, source, &keys).await?;
+    let filter = row_filter(request, view, &keys, bounds, key_filter)?;
+    let rows = sorted_rows(rows, filter, view, &keys).await?;
+    let entities = sorted_entity_keys(ctx, request.entities, &keys).await?;
+    let spec = AsOfSpec {
+        keys: keys.len(),
+        ttl_ns: view.ttl.nanos(),
+        created_cutoff: request.options.created_cutoff,
+        layout: Layout {
+            join_keys,
+            timestamp: EVENT.into(),
+            created: Some(CREATED.into()),
+            features: view.features.clone(),
+        },
+        batch_rows: batch_rows.max(1),
+    };
+    let entities = single_partition(entities);
+    let rows = single_partition(rows);
+    Ok(Arc::new(AsOfExec::try_new(entities, rows, spec).map_err(
+        Error::engine(format!("feature view `{}`", view.name)),
+    )?))
+}
+
+/// Each join key's name and the type both sides are cast to; the entity table must have the
+/// column, in a type that can be read as it.
+fn key_types(
+    request: &Request<'_>,
+    view: &FeatureView,
+    join_keys: &[Field],
+) -> Result<Vec<(String, DataType)>> {
+    let entity_schema = request.entities.schema();
+    let mut keys = Vec::new();
+    for k in join_keys {
+        let to = key_type(k)
+            .map_err(|e| Error::Invalid(format!("feature view `{}`: {e}", view.name)))?;
+        let field = entity_schema.field_with_name(&k.name).map_err(|_| {
+            Error::Invalid(format!(
+                "the entity table has no column `{}`, the join key of feature view `{}`",
+                k.name, view.name
+            ))
+        })?;
+        if !can_cast_types(field.data_type(), &to) {
+            return Err(Error::Invalid(format!(
+                "entity table column `{}` is {}, which cannot be read as the join key's {}",
+                k.name,
+                field.data_type(),
+                k.value_type
+            )));
+        }
+        keys.push((k.name.clone(), to));
+    }
+    Ok(keys)
+}
+
+fn ts_lit(ns: i64) -> Expr {
+    lit(ScalarValue::TimestampNanosecond(
+        Some(ns),
+        Some("UTC".into()),
+    ))
+}
+
+/// The view's rows that can win for some entity row: keys and event time set, within the
+/// entity table's time span (less the ttl), with `key_filter` among the entity table's key
+/// values, with `created_cutoff` created by its last time. No rows at all for an entity table
+/// without times (`bounds` is `None`).
+fn row_filter(
+    request: &Request<'_>,
+    view: &FeatureView,
+    keys: &[(String, DataType)],
+    bounds: Option<(i64, i64)>,
+    key_filter: bool,
+) -> Result<Expr> {
+    let mut filter = ident(EVENT).is_not_null();
+    for (name, _) in keys {
+        filter = filter.and(ident(name).is_not_null());
+    }
+    if key_filter {
+        // Each key column within the values the entity table holds: a superset of the rows any
+        // entity row can match (the merge still matches whole key tuples).
+        for (name, values) in entity_key_values(request.entities, keys)? {
+            filter = filter.and(if values.is_empty() {
+                lit(false)
+            } else {
+                ident(&name).in_list(values.into_iter().map(lit).collect(), false)
+            });
+        }
+    }
+    let ttl_ns = view.ttl.nanos();
+    match bounds {
+        None => filter = lit(false),
+        Some((lo, hi)) => {
+            filter = filter.and(ident(EVENT).lt_eq(ts_lit(hi)));
+            if ttl_ns > 0 {
+                filter = filter.and(ident(EVENT).gt_eq(ts_lit(lo.saturating_sub(ttl_ns))));
+            }
+            if request.options.created_cutoff {
+                filter = filter.and(
+                    ident(CREATED)
+                        .is_null()
+                        .or(ident(CREATED).lt_eq(ts_lit(hi))),
+                );
+            }
+        }
+    }
+    Ok(filter)
+}
+
+/// The view's rows as the keys, `__e`, `__c` and its features, in canonical types.
+async fn view_rows(
+    ctx: &SessionContext,
+    request: &Request<'_>,
+    view: &FeatureView,
+    source: &Source,
+    keys: &[(String, DataType)],
+) -> Result<DataFrame> {
+    let df = view_input(ctx, request.root, source, view.query.as_deref()).await?;
+    let mut select = Vec::new();
+    for (name, to) in keys {
+        select.push(cast_expr(ident(name), to.clone()).alias(name));
+    }
+    select.push(cast_expr(ident(&source.timestamp_field), utc_ns()).alias(EVENT));
+    select.push(match &source.created_timestamp_field {
+        Some(c) => cast_expr(ident(c), utc_ns()).alias(CREATED),
+        None => lit(ScalarValue::TimestampNanosecond(None, Some("UTC".into()))).alias(CREATED),
+    });
+    for f in &view.features {
+        select.push(cast_expr(ident(&f.name), canonical_type(f.value_type)).alias(&f.name));
+    }
+    df.select(select)
+        .map_err(Error::engine(format!("feature view `{}`", view.name)))
+}
+
+/// The view's rows, filtered by `filter` and sorted for the merge by (keys, `__e`, `__c`).
+async fn sorted_rows(
+    rows: DataFrame,
+    filter: Expr,
+    view: &FeatureView,
+    keys: &[(String, DataType)],
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let context = || format!("feature view `{}`", view.name);
+    let mut order: Vec<_> = keys
+        .iter()
+        .map(|(n, _)| ident(n).sort(true, true))
+        .collect();
+    order.push(ident(EVENT).sort(true, true));
+    order.push(ident(CREATED).sort(true, true));
+    rows.filter(filter)
+        .and_then(|df| df.sort(order))
+        .map_err(Error::engine(context()))?
+        .create_physical_plan()
+        .await
+        .map_err(Error::engine(context()))
+}
+
+/// Plans of more than one partition are merged (they are sorted, so order-preserving).
+fn single_partition(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    if plan.output_partitioning().partition_count() == 1 {
+        return plan;
+    }
+    let ordering = plan
+        .output_ordering()
+        .cloned()
+        .expect("a sorted plan has an output ordering");
+    Arc::new(
+        datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec::new(
+            ordering, plan,
+        ),
+    )
+}

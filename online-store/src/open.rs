@@ -1,0 +1,20 @@
+//! Opening the configured backend: the one place that knows every backend, so the trait
+//! ([`crate::store`]) knows none.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use quiver_registry::OnlineStoreConfig;
+
+use crate::embedded::EmbeddedStore;
+use crate::error::Result;
+use crate::redis_backend::RedisStore;
+use crate::store::OnlineStore;
+
+/// Opens the configured store; an embedded path is relative to the repository `root`.
+pub async fn open(config: &OnlineStoreConfig, root: &Path) -> Result<Arc<dyn OnlineStore>> {
+    Ok(match config {
+        OnlineStoreConfig::Embedded { path } => Arc::new(EmbeddedStore::open(&root.join(path))?),
+        OnlineStoreConfig::Redis { .. } => Arc::new(RedisStore::connect(config, root).await?),
+    })
+}

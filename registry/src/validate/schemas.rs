@@ -1,0 +1,89 @@
+//! Each view's input columns, checked against what it declares: through the
+//! [`SchemaResolver`], once every definition is otherwise valid.
+
+use std::collections::HashMap;
+
+use super::{Detail, Kind, Validator};
+use crate::error::Diagnostic;
+use crate::model::{FeatureView, Field};
+use crate::source_schema::{SchemaResolver, check_view_columns};
+
+impl Validator {
+    pub(super) fn source_schemas(&mut self, resolver: &dyn SchemaResolver) {
+        let views: Vec<FeatureView> = self.registry.feature_views.values().cloned().collect();
+        let mut cache = HashMap::new();
+        for view in views {
+            let Some(source) = self.registry.sources.get(&view.source).cloned() else {
+                continue;
+            };
+            let source_place = self.places[&(Kind::Source, source.name.clone())].clone();
+            let view_place = self.places[&(Kind::View, view.name.clone())].clone();
+            let mut resolve = |query: Option<String>| {
+                cache
+                    .entry((source.name.clone(), query.clone()))
+                    .or_insert_with(|| resolver.view_input_schema(&source, query.as_deref()))
+                    .clone()
+            };
+            // The source itself first: its problems belong to the source, not to each view.
+            let plain = resolve(None);
+            let schema = match (&view.query, plain) {
+                (_, Err(message)) => {
+                    let at = source_place
+                        .detail
+                        .get(&Detail::Path)
+                        .copied()
+                        .unwrap_or(source_place.at);
+                    let d = Diagnostic::error(&source_place.file, at, format!("source `{}`: {message}", source.name))
+                        .with_hint("check the path (relative to the repository root) and that the files are Parquet");
+                    if !self.out.contains(&d) {
+                        self.out.push(d);
+                    }
+                    continue;
+                }
+                (None, Ok(schema)) => schema,
+                (Some(query), Ok(_)) => match resolve(Some(query.clone())) {
+                    Ok(schema) => schema,
+                    Err(message) => {
+                        let at = view_place
+                            .detail
+                            .get(&Detail::Query)
+                            .copied()
+                            .unwrap_or(view_place.at);
+                        self.out.push(
+                            Diagnostic::error(&view_place.file, at, format!("feature view `{}`: {message}", view.name))
+                                .with_hint(format!("fix the SQL; the source is the table `source`, with the columns of `{}`", source.name)),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let Some(schema) = schema else { continue };
+            let input = match view.query {
+                Some(_) => "the view's query".to_string(),
+                None => format!("source `{}`", source.name),
+            };
+            let keys: Vec<Field> = self
+                .registry
+                .join_keys(&view)
+                .into_iter()
+                .cloned()
+                .collect();
+            for problem in check_view_columns(&schema, &source, &input, &keys, &view.features) {
+                let at = problem
+                    .feature
+                    .as_ref()
+                    .and_then(|f| view_place.detail.get(&Detail::Feature(f.clone())))
+                    .copied()
+                    .unwrap_or(view_place.at);
+                self.out.push(
+                    Diagnostic::error(
+                        &view_place.file,
+                        at,
+                        format!("feature view `{}`: {}", view.name, problem.message),
+                    )
+                    .with_hint_opt(problem.hint),
+                );
+            }
+        }
+    }
+}
