@@ -4,6 +4,7 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/feast/serving/ServingService.proto",
+        "proto/feast/serving/GrpcServer.proto",
         "proto/feast/types/Value.proto",
     ];
     for p in &protos {

@@ -17,6 +17,10 @@ use crate::error::{ErrorCode, ServiceError};
 pub enum Need {
     OnlineRead,
     OfflineRead,
+    /// Pushes and writes to the online store.
+    OnlineWrite,
+    /// Pushes appended to a batch source.
+    OfflineWrite,
     Admin,
     /// Any valid token (the registry listings).
     Authenticated,
@@ -28,6 +32,8 @@ impl Need {
         match self {
             Need::OnlineRead => Some(Scope::OnlineRead),
             Need::OfflineRead => Some(Scope::OfflineRead),
+            Need::OnlineWrite => Some(Scope::OnlineWrite),
+            Need::OfflineWrite => Some(Scope::OfflineWrite),
             Need::Admin => Some(Scope::Admin),
             Need::Authenticated => None,
         }

@@ -24,6 +24,8 @@ pub enum ErrorCode {
     ServiceNotFound,
     /// Two requested features would be one output column (or one feature is asked twice).
     NameCollision,
+    /// A push names a push source the registry does not have.
+    PushSourceNotFound,
 }
 
 impl ErrorCode {
@@ -38,6 +40,8 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => 408,
             ErrorCode::ViewNotFound | ErrorCode::ServiceNotFound => 404,
             ErrorCode::NameCollision => 400,
+            // Feast's server answers 422 for it.
+            ErrorCode::PushSourceNotFound => 422,
         }
     }
 
@@ -52,6 +56,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => tonic::Code::DeadlineExceeded,
             ErrorCode::ViewNotFound | ErrorCode::ServiceNotFound => tonic::Code::NotFound,
             ErrorCode::NameCollision => tonic::Code::InvalidArgument,
+            ErrorCode::PushSourceNotFound => tonic::Code::NotFound,
         }
     }
 
@@ -62,6 +67,7 @@ impl ErrorCode {
             ErrorCode::ViewNotFound => Some("FeatureViewNotFoundException"),
             ErrorCode::ServiceNotFound => Some("FeatureServiceNotFoundException"),
             ErrorCode::NameCollision => Some("FeatureNameCollisionError"),
+            ErrorCode::PushSourceNotFound => Some("PushSourceNotFoundException"),
             _ => None,
         }
     }

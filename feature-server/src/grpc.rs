@@ -19,6 +19,9 @@ use crate::error::ServiceError;
 use crate::grpc_wire::WireResponse;
 use crate::service::{EntityValue, FeatureService, OnlineRequest, OnlineResponse, Selection};
 
+mod push;
+pub use push::PushServer;
+
 const GET_ONLINE_FEATURES: &str = "/feast.serving.ServingService/GetOnlineFeatures";
 const GET_FEAST_SERVING_INFO: &str = "/feast.serving.ServingService/GetFeastServingInfo";
 
@@ -73,47 +76,70 @@ impl Service<http::Request<tonic::body::Body>> for ServingServer {
         let deadline = grpc_timeout(req.headers());
         let limit = self.max_message_bytes;
         let call: Self::Future = match req.uri().path() {
-            GET_ONLINE_FEATURES => {
-                let call = OnlineCall {
-                    service: self.service.clone(),
-                };
-                Box::pin(async move {
-                    let mut grpc = tonic::server::Grpc::new(OnlineCodec)
-                        .apply_max_message_size_config(Some(limit), None);
-                    Ok(too_large_is_exhausted(grpc.unary(call, req).await, limit))
-                })
-            }
-            GET_FEAST_SERVING_INFO => Box::pin(async move {
-                let codec = tonic_prost::ProstCodec::<
-                    GetFeastServingInfoResponse,
-                    GetFeastServingInfoRequest,
-                >::default();
-                let mut grpc = tonic::server::Grpc::new(codec)
-                    .apply_max_message_size_config(Some(limit), None);
-                Ok(too_large_is_exhausted(
-                    grpc.unary(InfoCall, req).await,
-                    limit,
-                ))
-            }),
+            GET_ONLINE_FEATURES => self.online(req),
+            GET_FEAST_SERVING_INFO => unary(InfoCall, req, limit),
             other => {
                 return answer(Status::unimplemented(format!(
                     "{other}: no such method in feast.serving.ServingService"
                 )));
             }
         };
-        match deadline {
-            None => call,
-            // The client's deadline: past it the call is dropped and answered DEADLINE_EXCEEDED.
-            Some(deadline) => Box::pin(async move {
-                match tokio::time::timeout(deadline, call).await {
-                    Ok(response) => response,
-                    Err(_) => Ok(Status::deadline_exceeded(format!(
-                        "no answer within the request's grpc-timeout ({deadline:?})"
-                    ))
-                    .into_http()),
-                }
-            }),
-        }
+        with_deadline(deadline, call)
+    }
+}
+
+impl ServingServer {
+    /// `GetOnlineFeatures` (of either service), its token already checked.
+    fn online(&self, req: http::Request<tonic::body::Body>) -> BoxFuture<HttpResult> {
+        let call = OnlineCall {
+            service: self.service.clone(),
+        };
+        let limit = self.max_message_bytes;
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(OnlineCodec)
+                .apply_max_message_size_config(Some(limit), None);
+            Ok(too_large_is_exhausted(grpc.unary(call, req).await, limit))
+        })
+    }
+}
+
+/// A unary call whose messages prost decodes and encodes.
+fn unary<S, Req, Resp>(
+    call: S,
+    req: http::Request<tonic::body::Body>,
+    limit: usize,
+) -> BoxFuture<HttpResult>
+where
+    S: tonic::server::UnaryService<Req, Response = Resp> + Send + 'static,
+    S::Future: Send,
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + Send + 'static,
+{
+    Box::pin(async move {
+        let codec = tonic_prost::ProstCodec::<Resp, Req>::default();
+        let mut grpc =
+            tonic::server::Grpc::new(codec).apply_max_message_size_config(Some(limit), None);
+        Ok(too_large_is_exhausted(grpc.unary(call, req).await, limit))
+    })
+}
+
+/// `call`, bounded by the client's deadline: past it the call is dropped and answered
+/// DEADLINE_EXCEEDED.
+fn with_deadline(
+    deadline: Option<std::time::Duration>,
+    call: BoxFuture<HttpResult>,
+) -> BoxFuture<HttpResult> {
+    match deadline {
+        None => call,
+        Some(deadline) => Box::pin(async move {
+            match tokio::time::timeout(deadline, call).await {
+                Ok(response) => response,
+                Err(_) => Ok(Status::deadline_exceeded(format!(
+                    "no answer within the request's grpc-timeout ({deadline:?})"
+                ))
+                .into_http()),
+            }
+        }),
     }
 }
 

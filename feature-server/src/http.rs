@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use serde_json::{Map, Value as J, json};
 
 mod json;
+mod push;
 mod request;
 pub use json::{render, value_json};
 pub use request::parse_request;
@@ -74,6 +75,15 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
             "/get-online-features",
             post(move |state, request| get_online_features(state, request, max_body_bytes))
                 .layer(guard(Need::OnlineRead)),
+        )
+        .route(
+            "/push",
+            post(move |state, request| push::push(state, request, max_body_bytes)),
+        )
+        .route(
+            "/write-to-online-store",
+            post(move |state, request| push::write_to_online_store(state, request, max_body_bytes))
+                .layer(guard(Need::OnlineWrite)),
         )
         .route(
             "/get-historical-features",

@@ -28,6 +28,7 @@ pub mod health;
 pub mod http;
 pub mod listener;
 pub mod metrics;
+pub mod push;
 pub mod reload;
 pub mod server;
 pub mod service;

@@ -116,8 +116,10 @@ pub async fn serve(
             );
             // tonic's routes (unknown methods answer UNIMPLEMENTED) on our own accept loop, so
             // both ports share TLS, timeouts, shutdown and the per-connection executor.
+            let push = crate::grpc::PushServer::new(svc.clone());
             let routes = tonic::service::Routes::new(health)
                 .add_service(svc)
+                .add_service(push)
                 .prepare()
                 .into_axum_router();
             Some(tokio::spawn(crate::listener::serve(

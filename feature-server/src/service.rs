@@ -103,6 +103,9 @@ pub struct FeatureService {
     cache: Option<BlobCache>,
     limits: Limits,
     max_response_values: usize,
+    /// Whether written values expire with their view's ttl (`online_store.key_ttl`), for
+    /// pushes as for materialization.
+    key_ttl: bool,
 }
 
 impl FeatureService {
@@ -121,6 +124,7 @@ impl FeatureService {
             cache,
             limits,
             max_response_values: DEFAULT_MAX_RESPONSE_VALUES,
+            key_ttl: false,
         }
     }
 
@@ -199,6 +203,22 @@ impl FeatureService {
     pub fn with_max_response_values(mut self, n: usize) -> Self {
         self.max_response_values = n;
         self
+    }
+
+    /// Pushed values expire with their view's ttl, as materialized ones do with
+    /// `online_store.key_ttl`.
+    pub fn with_key_ttl(mut self, key_ttl: bool) -> Self {
+        self.key_ttl = key_ttl;
+        self
+    }
+
+    pub(crate) fn key_ttl(&self) -> bool {
+        self.key_ttl
+    }
+
+    /// Most entity rows (or pushed rows) per request.
+    pub(crate) fn max_entity_rows(&self) -> usize {
+        self.limits.max_entity_rows
     }
 
     /// The features `req` asks for, for each of its entity rows, read on one registry

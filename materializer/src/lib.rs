@@ -19,6 +19,7 @@ pub mod error;
 pub mod latest;
 pub mod materialize;
 mod output_names;
+pub mod push;
 pub mod retrieve;
 pub mod source;
 mod store_check;

@@ -66,20 +66,28 @@ pub enum Range {
     Incremental { end_ns: i64 },
 }
 
-/// The online views `names` picks (all online views when empty), or an error naming a view
-/// that does not exist or is offline only.
+/// The online views `names` picks (all online views with a history to read when empty: a view
+/// fed only by pushes has none), or an error naming a view that does not exist, is offline
+/// only or has no history.
 pub fn select_views<'r>(
     registry: &'r RegistryVersion,
     names: &[String],
 ) -> Result<Vec<&'r FeatureView>> {
     let views = &registry.registry.feature_views;
     if names.is_empty() {
-        return Ok(views.values().filter(|v| v.online).collect());
+        let reg = &registry.registry;
+        return Ok(views
+            .values()
+            .filter(|v| v.online && reg.batch_source(v).is_some())
+            .collect());
     }
     names
         .iter()
         .map(|n| match views.get(n) {
-            Some(v) if v.online => Ok(v),
+            Some(v) if v.online => match registry.registry.history_source(v) {
+                Ok(_) => Ok(v),
+                Err(message) => Err(Error::Invalid(message)),
+            },
             Some(_) => Err(Error::Invalid(format!(
                 "feature view `{n}` is offline only (`online: false`): it has no online values to materialize or verify"
             ))),

@@ -20,6 +20,8 @@ pub struct DefinitionFile {
     #[serde(default)]
     pub sources: Vec<SourceDef>,
     #[serde(default)]
+    pub push_sources: Vec<PushSourceDef>,
+    #[serde(default)]
     pub feature_views: Vec<FeatureViewDef>,
     #[serde(default)]
     pub feature_services: Vec<FeatureServiceDef>,
@@ -59,6 +61,30 @@ pub struct SourceDef {
     /// Source column → name used by views.
     #[serde(default)]
     pub field_mapping: BTreeMap<String, String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Rows written to Quiver as events happen (`POST /push`, `quiver push`) instead of read from
+/// files: their columns, and optionally the batch source that holds their history.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushSourceDef {
+    pub name: Loc<String>,
+    /// Column → type (`int64`, `timestamp`, `list<string>`, …): join keys, the event time,
+    /// the created time if any, and features.
+    pub schema: Loc<BTreeMap<String, Loc<String>>>,
+    /// The batch source offline pushes append to, and that views read for history.
+    #[serde(default)]
+    pub batch_source: Option<Loc<String>>,
+    /// Defaults to the batch source's, else `event_timestamp`.
+    #[serde(default)]
+    pub timestamp_field: Option<Loc<String>>,
+    /// Defaults to the batch source's, if it has one.
+    #[serde(default)]
+    pub created_timestamp_field: Option<Loc<String>>,
     #[serde(default)]
     pub description: String,
     #[serde(default)]

@@ -37,7 +37,9 @@ pub use config::{
 pub use duration::Ttl;
 pub use error::{Diagnostic, Error, Result, Severity, Span};
 pub use hint::did_you_mean;
-pub use model::{Entity, FeatureRef, FeatureService, FeatureView, Field, Registry, Source};
+pub use model::{
+    Entity, FeatureRef, FeatureService, FeatureView, Field, PushSource, Registry, Source,
+};
 pub use plan::Plan;
 pub use repo::Repository;
 pub use store::{RegistryStore, RegistryVersion};

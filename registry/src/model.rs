@@ -14,6 +14,10 @@ pub struct Registry {
     pub project: String,
     pub entities: BTreeMap<String, Entity>,
     pub sources: BTreeMap<String, Source>,
+    /// Empty in registries without push sources, and then left out of the JSON (so their
+    /// content hash is what it was before push sources existed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub push_sources: BTreeMap<String, PushSource>,
     pub feature_views: BTreeMap<String, FeatureView>,
     pub feature_services: BTreeMap<String, FeatureService>,
     /// Versions written when generations were counted (1, 2, …) kept here the last generation of
@@ -52,6 +56,24 @@ pub struct Source {
     pub created_timestamp_field: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub field_mapping: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Rows pushed as events happen. A view whose `source` is a push source is written by pushes
+/// and, when the push source has a `batch_source`, materialized and retrieved from that.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushSource {
+    pub name: String,
+    /// Every column a push may carry, by name.
+    pub schema: BTreeMap<String, ValueType>,
+    pub timestamp_field: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_timestamp_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_source: Option<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -113,6 +135,50 @@ impl Registry {
             .filter_map(|e| self.entities.get(e))
             .flat_map(|e| e.join_keys.iter())
             .collect()
+    }
+
+    /// The batch source a view reads its history from: its `source`, or the `batch_source` of
+    /// the push source it names. `None` for a view fed only by pushes.
+    pub fn batch_source(&self, view: &FeatureView) -> Option<&Source> {
+        match self.sources.get(&view.source) {
+            Some(source) => Some(source),
+            None => self
+                .push_sources
+                .get(&view.source)?
+                .batch_source
+                .as_ref()
+                .and_then(|b| self.sources.get(b)),
+        }
+    }
+
+    /// [`Registry::batch_source`], or what to tell a user who asked for a view's history.
+    pub fn history_source(&self, view: &FeatureView) -> Result<&Source, String> {
+        if let Some(source) = self.batch_source(view) {
+            return Ok(source);
+        }
+        Err(match self.push_sources.get(&view.source) {
+            Some(push) => format!(
+                "feature view `{}` is fed only by pushes (push source `{}` has no `batch_source`): it has no history to materialize, retrieve or verify",
+                view.name, push.name
+            ),
+            None => format!(
+                "feature view `{}` reads unknown source `{}`",
+                view.name, view.source
+            ),
+        })
+    }
+
+    /// The push source feeding a view, if its `source` is one.
+    pub fn push_source(&self, view: &FeatureView) -> Option<&PushSource> {
+        self.push_sources.get(&view.source)
+    }
+
+    /// The views a push source feeds, by name.
+    pub fn views_fed_by(&self, push: &str) -> impl Iterator<Item = &FeatureView> {
+        let push = push.to_string();
+        self.feature_views
+            .values()
+            .filter(move |v| v.source == push)
     }
 
     /// Resolves `view:feature` or `view` against this registry.

@@ -35,16 +35,25 @@ pub fn assign_generations(next: &mut Registry) {
 /// (48 bits: decimal in keys, exact as a JSON number anywhere; never 0.)
 pub fn generation_id(registry: &Registry, view: &FeatureView) -> u64 {
     use sha2::{Digest, Sha256};
-    let source = registry.sources.get(&view.source);
-    let identity = serde_json::json!({
-        "view": view.name,
-        "join_keys": key_signature(registry, view),
-        "source": source.map(|s| serde_json::json!({
+    // A view's history comes from its batch source (its own, or its push source's): moving a
+    // view onto a push source over the same batch source keeps its generation and its values.
+    let source = match (registry.batch_source(view), registry.push_source(view)) {
+        (Some(s), _) => Some(serde_json::json!({
             "path": s.path,
             "timestamp_field": s.timestamp_field,
             "created_timestamp_field": s.created_timestamp_field,
             "field_mapping": s.field_mapping,
         })),
+        (None, Some(p)) => Some(serde_json::json!({
+            "push_timestamp_field": p.timestamp_field,
+            "push_created_timestamp_field": p.created_timestamp_field,
+        })),
+        (None, None) => None,
+    };
+    let identity = serde_json::json!({
+        "view": view.name,
+        "join_keys": key_signature(registry, view),
+        "source": source,
         "query": view.query,
         "features": view
             .features

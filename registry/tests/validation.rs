@@ -667,3 +667,157 @@ fn a_feature_named_query_keeps_its_own_line() {
         );
     }
 }
+
+/// Push sources (issue 12): a valid one and a view over it; its timestamps default to its batch
+/// source's; each mistake reported at its line.
+const PUSH: &str = "
+push_sources:
+  - name: driver_events
+    batch_source: driver_source
+    schema:
+      driver_id: int64
+      event_timestamp: timestamp
+      conv_rate: float64
+      trips: int64
+";
+
+const PUSH_VIEW: &str = "
+  - name: driver_live
+    entities: [driver]
+    source: driver_events
+    features:
+      - name: conv_rate
+        type: float64
+";
+
+fn with_push(push: &str, view: &str) -> String {
+    let defs = DEFS.replace(
+        "feature_services:",
+        &format!("{}feature_services:", view.trim_start_matches('\n')),
+    );
+    format!("{defs}{push}")
+}
+
+#[test]
+fn push_sources_feed_views_and_default_to_their_batch_source() {
+    let registry = check(&with_push(PUSH, PUSH_VIEW)).unwrap();
+    let push = &registry.push_sources["driver_events"];
+    assert_eq!(push.timestamp_field, "event_timestamp");
+    assert_eq!(push.batch_source.as_deref(), Some("driver_source"));
+    let view = &registry.feature_views["driver_live"];
+    assert_eq!(registry.batch_source(view).unwrap().name, "driver_source");
+    assert_eq!(registry.views_fed_by("driver_events").count(), 1);
+    // Moving a view onto a push source over the same batch source keeps its generation.
+    let moved = check(&with_push(PUSH, "").replace(
+        "    source: driver_source\n    ttl: 2h",
+        "    source: driver_events\n    ttl: 2h",
+    ))
+    .unwrap();
+    let before = check(DEFS).unwrap();
+    assert_eq!(
+        quiver_registry::plan::generation_id(&moved, &moved.feature_views["driver_stats"]),
+        quiver_registry::plan::generation_id(&before, &before.feature_views["driver_stats"]),
+    );
+    // Without push sources the registry's JSON (and content hash) has no trace of them.
+    assert!(
+        !String::from_utf8(before.canonical_json())
+            .unwrap()
+            .contains("push_sources")
+    );
+    // A push-only source: no batch source, `event_timestamp` by default.
+    let alone = check(&with_push(
+        &PUSH.replace("    batch_source: driver_source\n", ""),
+        PUSH_VIEW,
+    ))
+    .unwrap();
+    assert!(
+        alone
+            .batch_source(&alone.feature_views["driver_live"])
+            .is_none()
+    );
+    assert!(
+        alone
+            .history_source(&alone.feature_views["driver_live"])
+            .unwrap_err()
+            .contains("fed only by pushes")
+    );
+}
+
+#[test]
+fn push_source_mistakes_are_reported_where_they_are() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "    batch_source: driver_source\n",
+            "    batch_source: driver_sorce\n",
+            "push source `driver_events` references unknown source `driver_sorce`",
+            "did you mean `driver_source`?",
+        ),
+        (
+            "      event_timestamp: timestamp\n",
+            "      event_timestamp: int64\n",
+            "its timestamp_field `event_timestamp` has type `int64`",
+            "declare `event_timestamp: timestamp`",
+        ),
+        (
+            "      event_timestamp: timestamp\n",
+            "",
+            "its timestamp_field `event_timestamp` is not in its schema",
+            "add `event_timestamp: timestamp`",
+        ),
+        (
+            "    batch_source: driver_source\n",
+            "    batch_source: driver_source\n    timestamp_field: ts\n",
+            "timestamp_field `ts` differs from the timestamp_field of its batch source `driver_source`",
+            "remove `timestamp_field`",
+        ),
+        (
+            "      trips: int64\n",
+            "      trips: int46\n",
+            "column `trips`",
+            "did you mean `int64`?",
+        ),
+    ];
+    for (from, to, message, hint) in cases {
+        let defs = with_push(&PUSH.replace(from, to), PUSH_VIEW);
+        let problems = check(&defs).unwrap_err();
+        let found = problems
+            .iter()
+            .find(|d| d.message.contains(message))
+            .unwrap_or_else(|| panic!("{message}: {problems:?}"));
+        assert!(
+            found.hint.as_deref().unwrap_or("").contains(hint),
+            "{message}: {found:?}"
+        );
+    }
+    // A view over a push source: its features are the source's, typed alike, and no query.
+    let view_cases: &[(&str, &str, &str)] = &[
+        (
+            "        type: float64\n",
+            "        type: float32\n",
+            "feature `conv_rate` is `float32` here but `float64` in push source `driver_events`",
+        ),
+        (
+            "      - name: conv_rate\n",
+            "      - name: conv_rat\n",
+            "feature `conv_rat` is not a column of push source `driver_events`",
+        ),
+        (
+            "    source: driver_events\n",
+            "    source: driver_events\n    query: SELECT * FROM source\n",
+            "reads push source `driver_events` and has a `query`",
+        ),
+        (
+            "    source: driver_events\n",
+            "    source: driver_event\n",
+            "references unknown source `driver_event`",
+        ),
+    ];
+    for (from, to, message) in view_cases {
+        let defs = with_push(PUSH, &PUSH_VIEW.replace(from, to));
+        let problems = check(&defs).unwrap_err();
+        assert!(
+            problems.iter().any(|d| d.message.contains(message)),
+            "{message}: {problems:?}"
+        );
+    }
+}

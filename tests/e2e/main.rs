@@ -8,6 +8,7 @@ mod feast_compat;
 mod generations;
 mod materialize;
 mod online_store;
+mod push;
 mod redis_health;
 mod registry_redis;
 mod retrieve;

@@ -75,7 +75,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                     max_entity_rows: serving.max_entity_rows,
                 },
             )
-            .with_max_response_values(serving.max_response_values),
+            .with_max_response_values(serving.max_response_values)
+            .with_key_ttl(repo.config.online_store.key_ttl()),
         );
         let snapshot = service.snapshot();
         eprintln!(

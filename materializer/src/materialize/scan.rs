@@ -19,14 +19,8 @@ use crate::source::{needed_columns, session, view_input};
 fn source_of<'r>(job: &Job<'r>, view: &FeatureView) -> Result<&'r quiver_registry::Source> {
     job.registry
         .registry
-        .sources
-        .get(&view.source)
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "view `{}` names unknown source `{}`",
-                view.name, view.source
-            ))
-        })
+        .history_source(view)
+        .map_err(Error::Invalid)
 }
 
 /// Whether the view's input has a row with an event time before `start` (the part of its

@@ -113,7 +113,8 @@ pub fn source_fingerprints(
     let mut sources: Vec<&str> = features
         .iter()
         .filter_map(|f| registry.registry.feature_views.get(&f.view))
-        .map(|v| v.source.as_str())
+        .filter_map(|v| registry.registry.batch_source(v))
+        .map(|s| s.name.as_str())
         .collect();
     sources.sort_unstable();
     sources.dedup();

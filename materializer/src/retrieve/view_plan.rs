@@ -28,12 +28,10 @@ pub(super) async fn view_plan(
     batch_rows: usize,
     key_filter: bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let source = request.registry.sources.get(&view.source).ok_or_else(|| {
-        Error::Invalid(format!(
-            "feature view `{}` reads unknown source `{}`",
-            view.name, view.source
-        ))
-    })?;
+    let source = request
+        .registry
+        .history_source(view)
+        .map_err(Error::Invalid)?;
     let join_keys: Vec<Field> = request
         .registry
         .join_keys(view)

@@ -79,10 +79,7 @@ async fn distinct_keys(
 ) -> Result<Option<RecordBatch>> {
     let registry = &job.registry.registry;
     let join_keys: Vec<Field> = registry.join_keys(view).into_iter().cloned().collect();
-    let source = registry
-        .sources
-        .get(&view.source)
-        .ok_or_else(|| Error::Invalid(format!("unknown source `{}`", view.source)))?;
+    let source = registry.history_source(view).map_err(Error::Invalid)?;
     let ctx = session(job.engine.partitions);
     let df = view_input(&ctx, job.root, source, view.query.as_deref()).await?;
     let mut select = Vec::new();

@@ -66,6 +66,10 @@ scopes! {
     OnlineRead => "online:read",
     /// Training retrieval (`/get-historical-features`).
     OfflineRead => "offline:read",
+    /// Pushes and writes to the online store (`/push`, `/write-to-online-store`).
+    OnlineWrite => "online:write",
+    /// Pushes appended to a push source's batch source (`/push` with `to: offline`).
+    OfflineWrite => "offline:write",
     /// Everything, plus the registry listings (and `/metrics` unless it is public).
     Admin => "admin",
 }
@@ -158,7 +162,16 @@ mod tests {
     #[test]
     fn scopes_are_spelt_and_refused_as_written() {
         let names: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
-        assert_eq!(names, ["online:read", "offline:read", "admin"]);
+        assert_eq!(
+            names,
+            [
+                "online:read",
+                "offline:read",
+                "online:write",
+                "offline:write",
+                "admin"
+            ]
+        );
         for scope in Scope::ALL {
             assert_eq!(scope.as_str().parse::<Scope>(), Ok(*scope));
             assert_eq!(scope.to_string(), scope.as_str());
@@ -167,7 +180,7 @@ mod tests {
             name: "a".into(),
             sha256: Some("a".repeat(64)),
             token_file: None,
-            scopes: vec!["admin".into(), "online:write".into()],
+            scopes: vec!["admin".into(), "online:wirte".into()],
         };
         assert_eq!(token.known_scopes().collect::<Vec<_>>(), [Scope::Admin]);
         let auth = AuthConfig {
@@ -181,11 +194,11 @@ mod tests {
         };
         assert_eq!(
             problem.message,
-            "serving.auth token `a`: unknown scope `online:write`"
+            "serving.auth token `a`: unknown scope `online:wirte`"
         );
         assert_eq!(
             problem.hint.as_deref(),
-            Some("scopes: online:read, offline:read, admin")
+            Some("scopes: online:read, offline:read, online:write, offline:write, admin")
         );
     }
 }

@@ -371,7 +371,7 @@ fn auth_tokens_are_checked_at_load() {
             "exactly one",
         ),
         (
-            "tokens: [{name: a, sha256: SHA, scopes: [online:write]}]",
+            "tokens: [{name: a, sha256: SHA, scopes: [online:wirte]}]",
             "unknown scope",
         ),
         ("tokens: [{name: a, sha256: SHA, scopes: []}]", "no scopes"),

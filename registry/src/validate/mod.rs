@@ -14,6 +14,7 @@ use crate::model::{Entity, Field, Registry};
 use crate::source_schema::SchemaResolver;
 use crate::value_type::{ValueType, is_nested_list, type_names};
 
+mod push;
 mod schemas;
 mod services;
 mod sources;
@@ -48,6 +49,9 @@ pub fn validate(
         v.sources(file, defs);
     }
     for (file, defs) in files {
+        v.push_sources(file, defs);
+    }
+    for (file, defs) in files {
         v.views(file, defs);
     }
     for (file, defs) in files {
@@ -68,6 +72,7 @@ pub fn validate(
 enum Kind {
     Entity,
     Source,
+    PushSource,
     View,
     Service,
 }
@@ -77,6 +82,7 @@ impl Kind {
         match self {
             Kind::Entity => "entity",
             Kind::Source => "source",
+            Kind::PushSource => "push source",
             Kind::View => "feature view",
             Kind::Service => "feature service",
         }
@@ -86,6 +92,7 @@ impl Kind {
         match self {
             Kind::Entity => "entities",
             Kind::Source => "sources",
+            Kind::PushSource => "push sources",
             Kind::View => "feature views",
             Kind::Service => "feature services",
         }
@@ -96,6 +103,7 @@ impl Kind {
         match self {
             Kind::Entity => "entities",
             Kind::Source => "sources",
+            Kind::PushSource => "push_sources",
             Kind::View => "feature_views",
             Kind::Service => "feature_services",
         }
@@ -104,7 +112,13 @@ impl Kind {
 
 /// Everything a definition file names. They share one namespace: `quiver registry describe NAME`
 /// and `--features NAME` look a name up among all of them.
-const KINDS: [Kind; 4] = [Kind::Entity, Kind::Source, Kind::View, Kind::Service];
+const KINDS: [Kind; 5] = [
+    Kind::Entity,
+    Kind::Source,
+    Kind::PushSource,
+    Kind::View,
+    Kind::Service,
+];
 
 struct Validator {
     out: Vec<Diagnostic>,
@@ -193,7 +207,7 @@ impl Validator {
                 at(name),
                 message,
                 Some(
-                    "entities, sources, feature views and feature services share one namespace (`quiver registry describe NAME`, `--features NAME`): rename one of the two".into(),
+                    "entities, sources, push sources, feature views and feature services share one namespace (`quiver registry describe NAME`, `--features NAME`): rename one of the two".into(),
                 ),
             );
             return false;

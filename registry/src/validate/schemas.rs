@@ -13,7 +13,7 @@ impl Validator {
         let views: Vec<FeatureView> = self.registry.feature_views.values().cloned().collect();
         let mut cache = HashMap::new();
         for view in views {
-            let Some(source) = self.registry.sources.get(&view.source).cloned() else {
+            let Some(source) = self.registry.batch_source(&view).cloned() else {
                 continue;
             };
             let source_place = self.places[&(Kind::Source, source.name.clone())].clone();

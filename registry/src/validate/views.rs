@@ -7,7 +7,7 @@ use super::{Detail, Kind, Validator, at};
 use crate::definitions::{DefinitionFile, FeatureViewDef};
 use crate::duration::Ttl;
 use crate::error::Diagnostic;
-use crate::model::{FeatureView, Field, Source};
+use crate::model::{FeatureView, Field};
 
 impl Validator {
     pub(super) fn views(&mut self, file: &str, defs: &DefinitionFile) {
@@ -48,6 +48,11 @@ impl Validator {
         if !ok || !self.view_columns(file, def, &from, &features) || !declared {
             return;
         }
+        if let Some(push) = self.registry.push_sources.get(&def.source.value).cloned()
+            && !self.view_over_push(file, def, &from, &push, &features)
+        {
+            return;
+        }
         self.record_view(def, features, ttl);
     }
 
@@ -69,7 +74,24 @@ impl Validator {
                 from,
             );
         }
-        let source_names: Vec<String> = self.registry.sources.keys().cloned().collect();
+        if self.registry.push_sources.contains_key(&def.source.value) {
+            return ok;
+        }
+        if self
+            .places
+            .contains_key(&(Kind::PushSource, def.source.value.clone()))
+        {
+            // A push source, but an invalid one: reported where it is.
+            return false;
+        }
+        // Either kind of source; hints name both.
+        let source_names: Vec<String> = self
+            .registry
+            .sources
+            .keys()
+            .chain(self.registry.push_sources.keys())
+            .cloned()
+            .collect();
         ok &= self.reference(
             Kind::Source,
             file,
@@ -110,8 +132,8 @@ impl Validator {
     ) -> bool {
         let (columns, mut ok) = self.join_key_columns(file, def, from);
         // So do the source's timestamps: the view's input is read as one row of them all.
-        let source = self.registry.sources[&def.source.value].clone();
-        let timestamps = source_timestamps(&source);
+        let source = self.timestamp_columns(&def.source.value);
+        let timestamps = source.timestamps();
         for key in columns.keys() {
             if let Some((field, _)) = timestamps.iter().find(|(_, t)| *t == key) {
                 self.error(
@@ -221,14 +243,42 @@ impl Validator {
     }
 }
 
-/// The source's timestamp columns, each with the key that names it.
-fn source_timestamps(source: &Source) -> Vec<(&'static str, &String)> {
-    std::iter::once(("timestamp_field", &source.timestamp_field))
-        .chain(
-            source
-                .created_timestamp_field
-                .as_ref()
-                .map(|c| ("created_timestamp_field", c)),
-        )
-        .collect()
+/// The timestamp columns of a view's source (batch or push), each with the key that names it.
+struct TimestampColumns {
+    name: String,
+    timestamp_field: String,
+    created_timestamp_field: Option<String>,
+}
+
+impl TimestampColumns {
+    fn timestamps(&self) -> Vec<(&'static str, &String)> {
+        std::iter::once(("timestamp_field", &self.timestamp_field))
+            .chain(
+                self.created_timestamp_field
+                    .as_ref()
+                    .map(|c| ("created_timestamp_field", c)),
+            )
+            .collect()
+    }
+}
+
+impl Validator {
+    /// The timestamp columns of the source `name` (known to exist).
+    fn timestamp_columns(&self, name: &str) -> TimestampColumns {
+        match self.registry.sources.get(name) {
+            Some(s) => TimestampColumns {
+                name: s.name.clone(),
+                timestamp_field: s.timestamp_field.clone(),
+                created_timestamp_field: s.created_timestamp_field.clone(),
+            },
+            None => {
+                let p = &self.registry.push_sources[name];
+                TimestampColumns {
+                    name: p.name.clone(),
+                    timestamp_field: p.timestamp_field.clone(),
+                    created_timestamp_field: p.created_timestamp_field.clone(),
+                }
+            }
+        }
+    }
 }

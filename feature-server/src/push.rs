@@ -1,0 +1,357 @@
+//! Writes: Feast's `push` (rows of a push source, to every online view it feeds) and
+//! `write-to-online-store` (rows of one view), transport-free.
+//!
+//! A request is checked whole before anything is written: the target exists, every column a
+//! view needs is there (a missing feature is refused by name: no half vectors), every cell has
+//! its declared type, the rows are within `max_entity_rows`. Then each view's rows become its
+//! online values exactly as materialization makes them (`quiver_materializer::push`), and all
+//! views' values go to the store in one write (one pipelined round trip, write-if-newer per
+//! key). A row without a created time gets the server's receive time. The cache drops the
+//! written keys before the answer, so an acknowledged push is read back by the next request.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use quiver_materializer::push::{PushedColumns, entries};
+use quiver_registry::{FeatureView, Registry, ValueType};
+use serde_json::Value as J;
+
+use crate::error::{ErrorCode, Result, ServiceError};
+use crate::service::FeatureService;
+
+pub mod df;
+
+/// The column receive times are written to (not a column a user can name: `__` is reserved).
+const RECEIVED: &str = "__quiver_created";
+
+/// What a write names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A push source: every online view it feeds.
+    PushSource(String),
+    /// One feature view (`write-to-online-store`).
+    View(String),
+}
+
+/// Where a push goes (Feast's `to`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    Online,
+    Offline,
+    OnlineAndOffline,
+}
+
+impl Destination {
+    pub fn parse(to: &str) -> Result<Self> {
+        match to {
+            "online" => Ok(Destination::Online),
+            "offline" => Ok(Destination::Offline),
+            "online_and_offline" => Ok(Destination::OnlineAndOffline),
+            other => Err(ServiceError::invalid(format!(
+                "`to` is `{other}`; give one of online, offline, online_and_offline"
+            ))),
+        }
+    }
+
+    pub fn online(self) -> bool {
+        self != Destination::Offline
+    }
+
+    pub fn offline(self) -> bool {
+        self != Destination::Online
+    }
+}
+
+/// A write: its target and its rows, Feast's columnar `df`.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    pub target: Target,
+    pub to: Destination,
+    pub df: Vec<(String, Vec<J>)>,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Rows in the request.
+    pub rows: usize,
+    /// The views written, in name order.
+    pub views: Vec<String>,
+    /// Values offered to the store: one per entity and view.
+    pub entities: u64,
+    /// Values stored; the others had a newer (or the same) value already.
+    pub stored: u64,
+}
+
+/// The columns a write reads and their types, and what its time columns are called.
+struct Shape<'r> {
+    /// Views written, in name order.
+    views: Vec<&'r FeatureView>,
+    /// Column → type: every join key and feature of those views.
+    columns: BTreeMap<String, ValueType>,
+    timestamp: String,
+    created: Option<String>,
+    /// Who names what, for messages (`push source `p``, `feature view `v``).
+    what: String,
+}
+
+impl FeatureService {
+    /// Checks `req` whole, then writes it; see the module's documentation.
+    pub async fn write(&self, req: WriteRequest) -> Result<WriteOutcome> {
+        let started = Instant::now();
+        let received_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let snapshot = self.snapshot();
+        if !snapshot.loaded() {
+            return Err(ServiceError::registry_not_loaded());
+        }
+        let registry = &snapshot.version.registry;
+        if req.to.offline() {
+            return Err(ServiceError::invalid(
+                "`to: offline` and `to: online_and_offline` need offline pushes, which this server does not write yet; push with `to: online`",
+            ));
+        }
+        let shape = shape(registry, &req.target, &req.df)?;
+        let rows = row_count(&req.df, self.max_entity_rows())?;
+        let batch = build_batch(&shape, &req.df, received_ns)?;
+        let columns = PushedColumns {
+            timestamp: shape.timestamp.clone(),
+            created: RECEIVED.to_string(),
+        };
+        let mut all = Vec::new();
+        let mut per_view = Vec::new();
+        for view in &shape.views {
+            let (entries, newest) = entries(registry, view, &batch, &columns, self.key_ttl())
+                .map_err(|e| ServiceError::invalid(format!("{}: {e}", shape.what)))?;
+            per_view.push((view.name.clone(), entries.len(), newest));
+            all.extend(entries);
+        }
+        let keys: Vec<String> = all.iter().map(|e| e.key.clone()).collect();
+        let offered = all.len() as u64;
+        let stored = self.store().write(all).await?;
+        if let Some(cache) = self.cache() {
+            cache.written(&keys).await;
+        }
+        record_metrics(&per_view, rows, offered, stored, started);
+        Ok(WriteOutcome {
+            rows,
+            views: per_view.into_iter().map(|(view, _, _)| view).collect(),
+            entities: offered,
+            stored,
+        })
+    }
+}
+
+/// What `target` writes and which columns that needs.
+fn shape<'r>(
+    registry: &'r Registry,
+    target: &Target,
+    df: &[(String, Vec<J>)],
+) -> Result<Shape<'r>> {
+    let has = |c: &str| df.iter().any(|(name, _)| name == c);
+    // The views, the push source's schema (if any), the time columns, who names them.
+    type Resolved<'a> = (
+        Vec<&'a FeatureView>,
+        Option<&'a BTreeMap<String, ValueType>>,
+        String,
+        Option<String>,
+        String,
+    );
+    let (views, types, timestamp, created, what): Resolved<'r> = match target {
+        Target::PushSource(name) => {
+            let push = registry.push_sources.get(name).ok_or_else(|| {
+                let hint = quiver_registry::did_you_mean(
+                    name,
+                    registry.push_sources.keys().map(String::as_str),
+                )
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
+                ServiceError::new(
+                    ErrorCode::PushSourceNotFound,
+                    format!("unknown push source `{name}`{hint}"),
+                )
+            })?;
+            let views: Vec<&FeatureView> =
+                registry.views_fed_by(name).filter(|v| v.online).collect();
+            (
+                views,
+                Some(&push.schema),
+                push.timestamp_field.clone(),
+                push.created_timestamp_field.clone(),
+                format!("push source `{name}`"),
+            )
+        }
+        Target::View(name) => {
+            let view = registry.feature_views.get(name).ok_or_else(|| {
+                ServiceError::new(
+                    ErrorCode::ViewNotFound,
+                    format!("unknown feature view `{name}`"),
+                )
+            })?;
+            if !view.online {
+                return Err(ServiceError::invalid(format!(
+                    "feature view `{name}` is offline only (`online: false`): it has no online values to write"
+                )));
+            }
+            let (ts, created) = view_time_columns(registry, view);
+            // Feast's remote client always names them `event_timestamp` and `created`.
+            let ts = if !has(&ts) && has("event_timestamp") {
+                "event_timestamp".to_string()
+            } else {
+                ts
+            };
+            let created = match created {
+                Some(c) if has(&c) => Some(c),
+                _ if has("created") => Some("created".to_string()),
+                other => other,
+            };
+            (
+                vec![view],
+                None,
+                ts,
+                created,
+                format!("feature view `{name}`"),
+            )
+        }
+    };
+    let mut columns = BTreeMap::new();
+    for view in &views {
+        let needed = registry.join_keys(view).into_iter().chain(&view.features);
+        for field in needed {
+            // A push source's schema decides the column's type (validation made the view agree).
+            let t = types
+                .and_then(|s| s.get(&field.name))
+                .copied()
+                .unwrap_or(field.value_type);
+            columns.insert(field.name.clone(), t);
+        }
+    }
+    for column in columns.keys() {
+        if !has(column) {
+            let users: Vec<&str> = views
+                .iter()
+                .filter(|v| {
+                    v.features.iter().any(|f| &f.name == column)
+                        || registry.join_keys(v).iter().any(|k| &k.name == column)
+                })
+                .map(|v| v.name.as_str())
+                .collect();
+            return Err(ServiceError::invalid(format!(
+                "{what}: the df has no column `{column}` (feature view `{}` needs it); a write carries every feature of a view, never part of a vector",
+                users.join("`, `")
+            )));
+        }
+    }
+    if !has(&timestamp) {
+        return Err(ServiceError::invalid(format!(
+            "{what}: the df has no event time column `{timestamp}`"
+        )));
+    }
+    let created = created.filter(|c| has(c));
+    Ok(Shape {
+        views,
+        columns,
+        timestamp,
+        created,
+        what,
+    })
+}
+
+/// The event and created time columns of a view's source (batch or push).
+fn view_time_columns(registry: &Registry, view: &FeatureView) -> (String, Option<String>) {
+    if let Some(push) = registry.push_source(view) {
+        return (
+            push.timestamp_field.clone(),
+            push.created_timestamp_field.clone(),
+        );
+    }
+    match registry.sources.get(&view.source) {
+        Some(s) => (s.timestamp_field.clone(), s.created_timestamp_field.clone()),
+        None => ("event_timestamp".into(), None),
+    }
+}
+
+/// Rows of the df: every column as long as the first, at most `max` of them.
+fn row_count(df: &[(String, Vec<J>)], max: usize) -> Result<usize> {
+    let Some((first, values)) = df.first() else {
+        return Ok(0);
+    };
+    for (name, col) in df {
+        if col.len() != values.len() {
+            return Err(ServiceError::invalid(format!(
+                "df columns differ in length: `{first}` has {} values, `{name}` has {}",
+                values.len(),
+                col.len()
+            )));
+        }
+    }
+    if values.len() > max {
+        return Err(ServiceError::too_large(format!(
+            "the df has {} rows; at most {max} per request (`serving.max_entity_rows`)",
+            values.len()
+        )));
+    }
+    Ok(values.len())
+}
+
+/// The columns the views need, typed, plus the event time and the created time (the receive
+/// time where the df gives none).
+fn build_batch(
+    shape: &Shape<'_>,
+    df: &[(String, Vec<J>)],
+    received_ns: i64,
+) -> Result<arrow::record_batch::RecordBatch> {
+    let values = |name: &str| {
+        &df.iter()
+            .find(|(n, _)| n == name)
+            .expect("checked by shape")
+            .1
+    };
+    let mut columns = Vec::with_capacity(shape.columns.len() + 2);
+    for (name, t) in &shape.columns {
+        let array = df::column(name, *t, values(name)).map_err(ServiceError::invalid)?;
+        columns.push((name.clone(), array));
+    }
+    let ts = ValueType::Scalar(quiver_registry::ScalarType::Timestamp);
+    if !shape.columns.contains_key(&shape.timestamp) {
+        let array = df::column(&shape.timestamp, ts, values(&shape.timestamp))
+            .map_err(ServiceError::invalid)?;
+        columns.push((shape.timestamp.clone(), array));
+    }
+    let rows = df.first().map_or(0, |(_, v)| v.len());
+    let mut created =
+        arrow::array::TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC");
+    match &shape.created {
+        Some(c) => {
+            for (row, v) in values(c).iter().enumerate() {
+                let ns = df::timestamp_ns(v).map_err(|what| {
+                    ServiceError::invalid(format!("df column `{c}`, row {row}: {v} is not {what}"))
+                })?;
+                created.append_value(ns.unwrap_or(received_ns));
+            }
+        }
+        None => (0..rows).for_each(|_| created.append_value(received_ns)),
+    }
+    columns.push((RECEIVED.to_string(), std::sync::Arc::new(created.finish())));
+    df::batch(columns).map_err(|e| ServiceError::new(ErrorCode::Internal, e))
+}
+
+fn record_metrics(
+    per_view: &[(String, usize, Option<i64>)],
+    rows: usize,
+    offered: u64,
+    stored: u64,
+    started: Instant,
+) {
+    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    for (view, _, newest) in per_view {
+        metrics::counter!("quiver_push_rows_total", "view" => view.clone(), "destination" => "online")
+            .increment(rows as u64);
+        if let Some(newest) = newest {
+            metrics::gauge!("quiver_push_freshness_seconds", "view" => view.clone())
+                .set(now_ns.saturating_sub(*newest) as f64 / 1e9);
+        }
+    }
+    metrics::counter!("quiver_push_write_conflicts_total")
+        .increment(offered.saturating_sub(stored));
+    metrics::histogram!("quiver_push_duration_seconds").record(started.elapsed().as_secs_f64());
+}

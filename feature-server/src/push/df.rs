@@ -1,0 +1,358 @@
+//! A pushed `df` — Feast's columnar JSON, `{column: [value, …]}` — as an Arrow batch of the
+//! declared types. Every cell is checked; the first bad one is refused with its column and row,
+//! before anything is written.
+//!
+//! Values as Feast's clients send them: integers (also `1.0` and `"1"`), floats (also numeric
+//! strings), booleans (also `"true"`/`"false"`: gRPC's string map), strings, bytes as base64, lists as arrays, `null` for a missing value.
+//! Timestamps: RFC 3339 (`2026-11-30T07:00:00Z`, `…+02:00`), naive ISO (`2026-11-30T07:00:00`,
+//! `2026-11-30 07:00:00.5`) read as UTC — what Feast's remote client sends —, a date
+//! (`2026-11-30`, midnight UTC), `"NaT"` or `null` (none), or a number of seconds since the
+//! epoch (a number of 10^11 or more is milliseconds).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayBuilder as _, ArrayRef, BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder,
+    Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampNanosecondBuilder,
+};
+use arrow::datatypes::{Field, Schema};
+use arrow::record_batch::RecordBatch;
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use quiver_registry::{ScalarType, ValueType};
+use serde_json::Value as J;
+
+/// Epoch numbers at or above this are milliseconds, below it seconds (10^11 s is the year 5138;
+/// 10^11 ms is 1973).
+const MILLIS_FROM: f64 = 1e11;
+
+/// A bad cell: what it is and where.
+pub type CellError = String;
+
+/// The column `name` of the `df`, its values as `t`.
+pub fn column(name: &str, t: ValueType, values: &[J]) -> Result<ArrayRef, CellError> {
+    let at = |row: usize, v: &J, what: &str| {
+        format!("df column `{name}`, row {row}: {} is not {what}", shown(v))
+    };
+    match t {
+        ValueType::Scalar(s) => scalar_column(s, values, &at),
+        ValueType::List(s) => {
+            let mut b = ListBuilder::new(ElementBuilder::new(s));
+            for (row, v) in values.iter().enumerate() {
+                match v {
+                    J::Null => b.append(false),
+                    J::Array(items) => {
+                        for item in items {
+                            b.values()
+                                .append(item)
+                                .map_err(|what| at(row, item, &what))?;
+                        }
+                        b.append(true);
+                    }
+                    other => return Err(at(row, other, &format!("a list ({t})"))),
+                }
+            }
+            Ok(Arc::new(b.finish()))
+        }
+    }
+}
+
+fn scalar_column(
+    s: ScalarType,
+    values: &[J],
+    at: &dyn Fn(usize, &J, &str) -> String,
+) -> Result<ArrayRef, CellError> {
+    let mut b = ElementBuilder::new(s);
+    for (row, v) in values.iter().enumerate() {
+        b.append(v).map_err(|what| at(row, v, &what))?;
+    }
+    Ok(b.finish())
+}
+
+/// A batch of `columns` (name, type, values), all of `rows` rows.
+pub fn batch(columns: Vec<(String, ArrayRef)>) -> Result<RecordBatch, String> {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, a)| Field::new(name, a.data_type().clone(), true))
+        .collect();
+    let arrays = columns.into_iter().map(|(_, a)| a).collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| e.to_string())
+}
+
+/// A short rendering of a cell for messages (long strings cut).
+fn shown(v: &J) -> String {
+    let text = v.to_string();
+    if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(60).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// One builder per scalar type, taking JSON cells.
+enum ElementBuilder {
+    Bool(BooleanBuilder),
+    I32(Int32Builder),
+    I64(Int64Builder),
+    F32(Float32Builder),
+    F64(Float64Builder),
+    Str(StringBuilder),
+    Bin(BinaryBuilder),
+    Ts(TimestampNanosecondBuilder),
+}
+
+impl arrow::array::ArrayBuilder for ElementBuilder {
+    fn len(&self) -> usize {
+        self.inner().len()
+    }
+    fn finish(&mut self) -> ArrayRef {
+        self.inner_mut().finish()
+    }
+    fn finish_cloned(&self) -> ArrayRef {
+        self.inner().finish_cloned()
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+    fn into_box_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
+
+impl ElementBuilder {
+    fn new(s: ScalarType) -> Self {
+        match s {
+            ScalarType::Bool => ElementBuilder::Bool(BooleanBuilder::new()),
+            ScalarType::Int32 => ElementBuilder::I32(Int32Builder::new()),
+            ScalarType::Int64 => ElementBuilder::I64(Int64Builder::new()),
+            ScalarType::Float32 => ElementBuilder::F32(Float32Builder::new()),
+            ScalarType::Float64 => ElementBuilder::F64(Float64Builder::new()),
+            ScalarType::String => ElementBuilder::Str(StringBuilder::new()),
+            ScalarType::Bytes => ElementBuilder::Bin(BinaryBuilder::new()),
+            ScalarType::Timestamp => {
+                ElementBuilder::Ts(TimestampNanosecondBuilder::new().with_timezone("UTC"))
+            }
+        }
+    }
+
+    fn inner(&self) -> &dyn arrow::array::ArrayBuilder {
+        match self {
+            ElementBuilder::Bool(b) => b,
+            ElementBuilder::I32(b) => b,
+            ElementBuilder::I64(b) => b,
+            ElementBuilder::F32(b) => b,
+            ElementBuilder::F64(b) => b,
+            ElementBuilder::Str(b) => b,
+            ElementBuilder::Bin(b) => b,
+            ElementBuilder::Ts(b) => b,
+        }
+    }
+
+    fn inner_mut(&mut self) -> &mut dyn arrow::array::ArrayBuilder {
+        match self {
+            ElementBuilder::Bool(b) => b,
+            ElementBuilder::I32(b) => b,
+            ElementBuilder::I64(b) => b,
+            ElementBuilder::F32(b) => b,
+            ElementBuilder::F64(b) => b,
+            ElementBuilder::Str(b) => b,
+            ElementBuilder::Bin(b) => b,
+            ElementBuilder::Ts(b) => b,
+        }
+    }
+
+    /// Appends one cell; on a bad one, what it should have been.
+    fn append(&mut self, v: &J) -> Result<(), String> {
+        match self {
+            ElementBuilder::Bool(b) => match v {
+                J::Null => b.append_null(),
+                J::Bool(x) => b.append_value(*x),
+                J::String(s) if s.eq_ignore_ascii_case("true") => b.append_value(true),
+                J::String(s) if s.eq_ignore_ascii_case("false") => b.append_value(false),
+                _ => return Err("a bool".into()),
+            },
+            ElementBuilder::I32(b) => match v {
+                J::Null => b.append_null(),
+                _ => {
+                    let x = int(v).ok_or("an int32")?;
+                    b.append_value(i32::try_from(x).map_err(|_| "an int32 (out of range)")?);
+                }
+            },
+            ElementBuilder::I64(b) => match v {
+                J::Null => b.append_null(),
+                _ => b.append_value(int(v).ok_or("an int64")?),
+            },
+            ElementBuilder::F32(b) => match v {
+                J::Null => b.append_null(),
+                _ => b.append_value(float(v).ok_or("a float32")? as f32),
+            },
+            ElementBuilder::F64(b) => match v {
+                J::Null => b.append_null(),
+                _ => b.append_value(float(v).ok_or("a float64")?),
+            },
+            ElementBuilder::Str(b) => match v {
+                J::Null => b.append_null(),
+                J::String(s) => b.append_value(s),
+                _ => return Err("a string".into()),
+            },
+            ElementBuilder::Bin(b) => match v {
+                J::Null => b.append_null(),
+                J::String(s) => b.append_value(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s)
+                        .map_err(|_| "bytes (base64)")?,
+                ),
+                _ => return Err("bytes (a base64 string)".into()),
+            },
+            ElementBuilder::Ts(b) => b.append_option(timestamp_ns(v)?),
+        }
+        Ok(())
+    }
+}
+
+/// An integer: a JSON integer, a float without a fraction (`1.0`), or a string of one (`"1"`).
+fn int(v: &J) -> Option<i64> {
+    match v {
+        J::Number(n) => n.as_i64().or_else(|| {
+            let f = n.as_f64()?;
+            (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
+        }),
+        J::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A float: a JSON number, or a string of one (`"0.5"`, `"NaN"`).
+fn float(v: &J) -> Option<f64> {
+    match v {
+        J::Number(n) => n.as_f64(),
+        J::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A timestamp cell as ns since the epoch (`None`: no time); see the module's rules.
+pub fn timestamp_ns(v: &J) -> Result<Option<i64>, String> {
+    const WHAT: &str =
+        "a timestamp (RFC 3339, e.g. `2026-11-30T07:00:00Z`; naive ISO is UTC; or epoch seconds)";
+    let ns = match v {
+        J::Null => return Ok(None),
+        J::String(s) if s == "NaT" || s.is_empty() => return Ok(None),
+        J::String(s) => parse_time(s.trim()).ok_or(WHAT)?,
+        J::Number(n) => {
+            let x = n.as_f64().ok_or(WHAT)?;
+            let seconds = if x.abs() >= MILLIS_FROM { x / 1e3 } else { x };
+            let ns = seconds * 1e9;
+            if !ns.is_finite() || ns.abs() >= i64::MAX as f64 {
+                return Err(WHAT.into());
+            }
+            match n.as_i64() {
+                // Integers exactly (a float would round ns of large values).
+                Some(i) if x.abs() >= MILLIS_FROM => i.checked_mul(1_000_000).ok_or(WHAT)?,
+                Some(i) => i.checked_mul(1_000_000_000).ok_or(WHAT)?,
+                None => ns.round() as i64,
+            }
+        }
+        _ => return Err(WHAT.into()),
+    };
+    Ok(Some(ns))
+}
+
+fn parse_time(s: &str) -> Option<i64> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return t.timestamp_nanos_opt();
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
+            return t.and_utc().timestamp_nanos_opt();
+        }
+    }
+    // `2026-11-30 07:00:00+02:00` (a space instead of `T`).
+    if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z") {
+        return t.timestamp_nanos_opt();
+    }
+    let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_nanos_opt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn timestamps_as_feast_clients_send_them() {
+        let t = |v: J| timestamp_ns(&v);
+        let seven = 1_796_022_000_000_000_000i64; // 2026-11-30T07:00:00Z
+        assert_eq!(t(json!("2026-11-30T07:00:00Z")), Ok(Some(seven)));
+        assert_eq!(t(json!("2026-11-30T09:00:00+02:00")), Ok(Some(seven)));
+        assert_eq!(t(json!("2026-11-30T07:00:00")), Ok(Some(seven)));
+        assert_eq!(t(json!("2026-11-30 07:00:00")), Ok(Some(seven)));
+        assert_eq!(
+            t(json!("2026-11-30T07:00:00.123456")),
+            Ok(Some(seven + 123_456_000))
+        );
+        assert_eq!(
+            t(json!("2026-11-30")),
+            Ok(Some(seven - 7 * 3_600_000_000_000))
+        );
+        assert_eq!(t(json!(1_796_022_000)), Ok(Some(seven)));
+        assert_eq!(t(json!(1_796_022_000_000i64)), Ok(Some(seven)));
+        assert_eq!(t(json!(1_796_022_000.5)), Ok(Some(seven + 500_000_000)));
+        assert_eq!(t(json!("NaT")), Ok(None));
+        assert_eq!(t(J::Null), Ok(None));
+        for bad in [
+            json!("yesterday-ish"),
+            json!(true),
+            json!([1]),
+            json!(1e300),
+        ] {
+            assert!(t(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cells_are_checked_with_their_row() {
+        let ints = column(
+            "trips",
+            ValueType::Scalar(ScalarType::Int64),
+            &[json!(1), json!(2.0), json!("3"), J::Null],
+        )
+        .unwrap();
+        assert_eq!(ints.len(), 4);
+        assert_eq!(ints.null_count(), 1);
+        let err = column(
+            "trips",
+            ValueType::Scalar(ScalarType::Int64),
+            &[json!(1), json!(1.5)],
+        )
+        .unwrap_err();
+        assert_eq!(err, "df column `trips`, row 1: 1.5 is not an int64");
+        let err = column("label", ValueType::Scalar(ScalarType::String), &[json!(5)]).unwrap_err();
+        assert!(err.contains("row 0: 5 is not a string"), "{err}");
+        let list = column(
+            "tags",
+            ValueType::List(ScalarType::String),
+            &[json!(["a", "b"]), J::Null, json!([])],
+        )
+        .unwrap();
+        assert_eq!((list.len(), list.null_count()), (3, 1));
+        let err = column(
+            "tags",
+            ValueType::List(ScalarType::Int64),
+            &[json!([1, "x"])],
+        )
+        .unwrap_err();
+        assert!(err.contains("row 0: \"x\" is not an int64"), "{err}");
+        let err = column(
+            "n",
+            ValueType::Scalar(ScalarType::Int32),
+            &[json!(1i64 << 40)],
+        )
+        .unwrap_err();
+        assert!(err.contains("out of range"), "{err}");
+    }
+}
