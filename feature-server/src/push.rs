@@ -20,6 +20,7 @@ use crate::error::{ErrorCode, Result, ServiceError};
 use crate::service::FeatureService;
 
 pub mod df;
+mod offline;
 
 /// The column receive times are written to (not a column a user can name: `__` is reserved).
 const RECEIVED: &str = "__quiver_created";
@@ -105,13 +106,57 @@ impl FeatureService {
             return Err(ServiceError::registry_not_loaded());
         }
         let registry = &snapshot.version.registry;
-        if req.to.offline() {
-            return Err(ServiceError::invalid(
-                "`to: offline` and `to: online_and_offline` need offline pushes, which this server does not write yet; push with `to: online`",
-            ));
-        }
-        let shape = shape(registry, &req.target, &req.df)?;
         let rows = row_count(&req.df, self.max_entity_rows())?;
+        // Everything is checked before anything is written.
+        let online = match req.to.online() {
+            true => Some(self.online_entries(registry, &req, received_ns)?),
+            false => None,
+        };
+        let offline = match req.to.offline() {
+            true => Some(self.offline_file(registry, &req, received_ns)?),
+            false => None,
+        };
+        // The history first: a crash between the two leaves the file, and the retry writes the
+        // online value (a replayed row is harmless offline: same values, the newer created time).
+        let mut outcome = WriteOutcome {
+            rows,
+            ..WriteOutcome::default()
+        };
+        if let Some((dir, batch)) = offline {
+            if batch.num_rows() > 0 {
+                tokio::task::spawn_blocking(move || offline::write_whole(&dir, &batch))
+                    .await
+                    .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))??;
+            }
+            if let Target::PushSource(name) = &req.target {
+                metrics::counter!("quiver_push_rows_total", "source" => name.clone(), "destination" => "offline")
+                    .increment(rows as u64);
+            }
+        }
+        if let Some((all, per_view)) = online {
+            let keys: Vec<String> = all.iter().map(|e| e.key.clone()).collect();
+            let offered = all.len() as u64;
+            let stored = self.store().write(all).await?;
+            if let Some(cache) = self.cache() {
+                cache.written(&keys).await;
+            }
+            record_metrics(&per_view, rows, offered, stored);
+            outcome.views = per_view.into_iter().map(|(view, _, _)| view).collect();
+            outcome.entities = offered;
+            outcome.stored = stored;
+        }
+        metrics::histogram!("quiver_push_duration_seconds").record(started.elapsed().as_secs_f64());
+        Ok(outcome)
+    }
+
+    /// Every online view's entries for the request (checked: columns, types, keys, times).
+    fn online_entries(
+        &self,
+        registry: &Registry,
+        req: &WriteRequest,
+        received_ns: i64,
+    ) -> Result<OnlineWrite> {
+        let shape = shape(registry, &req.target, &req.df)?;
         let batch = build_batch(&shape, &req.df, received_ns)?;
         let columns = PushedColumns {
             timestamp: shape.timestamp.clone(),
@@ -125,20 +170,58 @@ impl FeatureService {
             per_view.push((view.name.clone(), entries.len(), newest));
             all.extend(entries);
         }
-        let keys: Vec<String> = all.iter().map(|e| e.key.clone()).collect();
-        let offered = all.len() as u64;
-        let stored = self.store().write(all).await?;
-        if let Some(cache) = self.cache() {
-            cache.written(&keys).await;
-        }
-        record_metrics(&per_view, rows, offered, stored, started);
-        Ok(WriteOutcome {
-            rows,
-            views: per_view.into_iter().map(|(view, _, _)| view).collect(),
-            entities: offered,
-            stored,
-        })
+        Ok((all, per_view))
     }
+
+    /// The new file of the push source's batch source (checked, not written yet).
+    fn offline_file(
+        &self,
+        registry: &Registry,
+        req: &WriteRequest,
+        received_ns: i64,
+    ) -> Result<(std::path::PathBuf, arrow::record_batch::RecordBatch)> {
+        let Target::PushSource(name) = &req.target else {
+            return Err(ServiceError::invalid(
+                "only pushes to a push source can go offline",
+            ));
+        };
+        let push = registry
+            .push_sources
+            .get(name)
+            .ok_or_else(|| unknown_push_source(registry, name))?;
+        let Some(batch_source) = push
+            .batch_source
+            .as_ref()
+            .and_then(|b| registry.sources.get(b))
+        else {
+            return Err(ServiceError::invalid(format!(
+                "push source `{name}` has no `batch_source`: there is no history to append an offline push to; push with `to: online`"
+            )));
+        };
+        let Some(root) = self.repository_root() else {
+            return Err(ServiceError::invalid(
+                "this server was started without its repository, so it cannot write offline pushes",
+            ));
+        };
+        offline::prepare(root, push, batch_source, &req.df, received_ns)
+    }
+}
+
+/// Entries for the store, and per view: (name, entities, newest event time).
+type OnlineWrite = (
+    Vec<quiver_online_store::WriteEntry>,
+    Vec<(String, usize, Option<i64>)>,
+);
+
+fn unknown_push_source(registry: &Registry, name: &str) -> ServiceError {
+    let hint =
+        quiver_registry::did_you_mean(name, registry.push_sources.keys().map(String::as_str))
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
+    ServiceError::new(
+        ErrorCode::PushSourceNotFound,
+        format!("unknown push source `{name}`{hint}"),
+    )
 }
 
 /// What `target` writes and which columns that needs.
@@ -158,18 +241,10 @@ fn shape<'r>(
     );
     let (views, types, timestamp, created, what): Resolved<'r> = match target {
         Target::PushSource(name) => {
-            let push = registry.push_sources.get(name).ok_or_else(|| {
-                let hint = quiver_registry::did_you_mean(
-                    name,
-                    registry.push_sources.keys().map(String::as_str),
-                )
-                .map(|h| format!("; {h}"))
-                .unwrap_or_default();
-                ServiceError::new(
-                    ErrorCode::PushSourceNotFound,
-                    format!("unknown push source `{name}`{hint}"),
-                )
-            })?;
+            let push = registry
+                .push_sources
+                .get(name)
+                .ok_or_else(|| unknown_push_source(registry, name))?;
             let views: Vec<&FeatureView> =
                 registry.views_fed_by(name).filter(|v| v.online).collect();
             (
@@ -340,7 +415,6 @@ fn record_metrics(
     rows: usize,
     offered: u64,
     stored: u64,
-    started: Instant,
 ) {
     let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     for (view, _, newest) in per_view {
@@ -353,5 +427,4 @@ fn record_metrics(
     }
     metrics::counter!("quiver_push_write_conflicts_total")
         .increment(offered.saturating_sub(stored));
-    metrics::histogram!("quiver_push_duration_seconds").record(started.elapsed().as_secs_f64());
 }

@@ -106,6 +106,8 @@ pub struct FeatureService {
     /// Whether written values expire with their view's ttl (`online_store.key_ttl`), for
     /// pushes as for materialization.
     key_ttl: bool,
+    /// The repository, where offline pushes append to batch sources; none: refused.
+    repository_root: Option<std::path::PathBuf>,
 }
 
 impl FeatureService {
@@ -125,6 +127,7 @@ impl FeatureService {
             limits,
             max_response_values: DEFAULT_MAX_RESPONSE_VALUES,
             key_ttl: false,
+            repository_root: None,
         }
     }
 
@@ -210,6 +213,16 @@ impl FeatureService {
     pub fn with_key_ttl(mut self, key_ttl: bool) -> Self {
         self.key_ttl = key_ttl;
         self
+    }
+
+    /// The repository whose batch sources offline pushes append to.
+    pub fn with_repository_root(mut self, root: std::path::PathBuf) -> Self {
+        self.repository_root = Some(root);
+        self
+    }
+
+    pub(crate) fn repository_root(&self) -> Option<&std::path::Path> {
+        self.repository_root.as_deref()
     }
 
     pub(crate) fn key_ttl(&self) -> bool {

@@ -279,12 +279,6 @@ async fn bad_writes_are_refused_and_write_nothing() {
             400,
             "missing field `df`",
         ),
-        (
-            "/push",
-            json!({"push_source_name": "driver_events", "df": {"driver_id": (0..1001).collect::<Vec<_>>()}}),
-            400,
-            "no column",
-        ),
     ];
     for (path, body, status, message) in cases {
         let (got, answer) = http(server.http, "POST", path, &body.to_string()).await;
@@ -432,6 +426,25 @@ async fn the_feast_sdk_pushes_and_writes_through_quiver() {
     let redis = RedisServer::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path();
+    push_demo(repo, &redis, "data/driver_stats.parquet");
+    let server = start(repo).await;
+    wait_ready(server.http).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("feast/sdk_push_against_quiver.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .args(["--url", &format!("http://{}", server.http)])
+        .output()
+        .await
+        .unwrap();
+    server.stop().await;
+    assert!(out.status.success(), "{}", quiver_tests::describe(&out));
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// A project with a batch source at `source_path` (one seed row, written at
+/// `data/driver_stats.parquet` or `data/driver_stats/seed.parquet` for a directory), a push
+/// source over it and a view over the push source; applied.
+fn push_demo(repo: &Path, redis: &RedisServer, source_path: &str) {
     std::fs::write(
         repo.join("quiver.yaml"),
         format!(
@@ -443,7 +456,19 @@ async fn the_feast_sdk_pushes_and_writes_through_quiver() {
     std::fs::create_dir_all(repo.join("features")).unwrap();
     std::fs::write(
         repo.join("features/defs.yaml"),
-        "
+        PUSH_DEMO.replace("data/driver_stats.parquet", source_path),
+    )
+    .unwrap();
+    let seed = if source_path.ends_with(".parquet") {
+        repo.join(source_path)
+    } else {
+        repo.join(source_path).join("seed.parquet")
+    };
+    write_driver_stats(&seed);
+    json(&quiver(repo, &["--format", "json", "apply"]));
+}
+
+const PUSH_DEMO: &str = "
 entities:
   - name: driver
     join_keys: [{name: driver_id, type: int64}]
@@ -466,23 +491,117 @@ feature_views:
       - {name: conv_rate, type: float32}
       - {name: trips, type: int64}
       - {name: label, type: string}
-",
-    )
-    .unwrap();
-    write_driver_stats(&repo.join("data/driver_stats.parquet"));
-    json(&quiver(repo, &["--format", "json", "apply"]));
+";
+
+/// Offline pushes (`to: offline`, `online_and_offline`) become new Parquet files of the batch
+/// source — whole, fsynced, renamed — that materialization then reads; a batch source that is
+/// one file, or a push source without one, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_pushes_become_files_that_materialization_reads() {
+    let redis = RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    push_demo(repo, &redis, "data/driver_stats/");
     let server = start(repo).await;
     wait_ready(server.http).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("feast/sdk_push_against_quiver.py");
-    let out = tokio::process::Command::new(python)
-        .arg(script)
-        .args(["--url", &format!("http://{}", server.http)])
-        .output()
-        .await
-        .unwrap();
+    let push = |to: &str, driver: i64, rate: f64| {
+        json!({"push_source_name": "driver_events", "to": to, "df": {
+            "driver_id": [driver], "event_timestamp": ["2026-11-30T07:00:00Z"],
+            "conv_rate": [rate], "trips": [driver], "label": [format!("d{driver}")]}})
+        .to_string()
+    };
+    let (status, answer) = http(server.http, "POST", "/push", &push("offline", 2001, 0.5)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["views"], json!([]), "nothing online: {answer}");
+    let (status, answer) = http(
+        server.http,
+        "POST",
+        "/push",
+        &push("online_and_offline", 2002, 0.25),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["stored"], 1, "{answer}");
+    let mut files: Vec<String> = std::fs::read_dir(repo.join("data/driver_stats"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files.len(),
+        3,
+        "seed + two pushes, no temporary file left: {files:?}"
+    );
+    assert!(
+        files.iter().filter(|f| f.starts_with("push-")).count() == 2,
+        "{files:?}"
+    );
+    let body = |drivers: &[i64]| {
+        json!({"features": ["driver_live:conv_rate"], "entities": {"driver_id": drivers}})
+            .to_string()
+    };
+    let (_, got) = http(
+        server.http,
+        "POST",
+        "/get-online-features",
+        &body(&[2001, 2002]),
+    )
+    .await;
+    assert_eq!(
+        got["results"][1]["statuses"],
+        json!(["NOT_FOUND", "PRESENT"]),
+        "{got}"
+    );
+
+    // Materialization reads the pushed files with the rest of the source.
+    json(&quiver(
+        repo,
+        &[
+            "--format",
+            "json",
+            "materialize",
+            "2026-11-29T00:00:00Z",
+            "2026-11-30T08:00:00Z",
+        ],
+    ));
+    let (_, got) = http(
+        server.http,
+        "POST",
+        "/get-online-features",
+        &body(&[1, 2001, 2002]),
+    )
+    .await;
+    assert_eq!(
+        got["results"][1]["statuses"],
+        json!(["PRESENT", "PRESENT", "PRESENT"]),
+        "{got}"
+    );
+    assert_eq!(
+        got["results"][1]["values"],
+        json!([0.1f32 as f64, 0.5, 0.25]),
+        "{got}"
+    );
     server.stop().await;
-    assert!(out.status.success(), "{}", quiver_tests::describe(&out));
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+
+    // A batch source that is one file cannot take new files.
+    let other = tempfile::tempdir().unwrap();
+    push_demo(other.path(), &redis, "data/driver_stats.parquet");
+    let server = start(other.path()).await;
+    wait_ready(server.http).await;
+    let (status, answer) = http(server.http, "POST", "/push", &push("offline", 2001, 0.5)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("reads one file"), "{answer}");
+    let (status, answer) = http(
+        server.http,
+        "POST",
+        "/push",
+        &push("online_and_offline", 2003, 0.5),
+    )
+    .await;
+    assert_eq!(status, 400, "nothing written online either: {answer}");
+    let (_, got) = http(server.http, "POST", "/get-online-features", &body(&[2003])).await;
+    assert_eq!(got["results"][1]["statuses"], json!(["NOT_FOUND"]), "{got}");
+    server.stop().await;
 }
 
 /// One seed row of the batch source, with the columns the push source declares.

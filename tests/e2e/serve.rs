@@ -57,14 +57,17 @@ pub(crate) async fn start_full(
     let store = quiver_online_store::open(&repository.config.online_store, &repository.root)
         .await
         .unwrap();
-    let service = Arc::new(FeatureService::new(
-        Snapshot::new(version),
-        store,
-        None,
-        Limits {
-            max_entity_rows: 1000,
-        },
-    ));
+    let service = Arc::new(
+        FeatureService::new(
+            Snapshot::new(version),
+            store,
+            None,
+            Limits {
+                max_entity_rows: 1000,
+            },
+        )
+        .with_repository_root(repository.root.clone()),
+    );
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http_addr, grpc_addr) = (http.local_addr().unwrap(), grpc.local_addr().unwrap());

@@ -76,7 +76,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 },
             )
             .with_max_response_values(serving.max_response_values)
-            .with_key_ttl(repo.config.online_store.key_ttl()),
+            .with_key_ttl(repo.config.online_store.key_ttl())
+            .with_repository_root(repo.root.clone()),
         );
         let snapshot = service.snapshot();
         eprintln!(

@@ -1,0 +1,200 @@
+//! Offline pushes: the pushed rows become a new Parquet file in the push source's batch source,
+//! so retrieval and materialization read them with the rest of its history.
+//!
+//! The batch source must be a directory or a glob of Parquet files (a single file cannot grow
+//! without being rewritten). The new file has exactly the schema of the source's files (the
+//! first one, in name order; the push source's declared types when there is none yet), so every
+//! file keeps reading as one table; a column of the source the push lacks is refused (as by
+//! Feast), except the created time, which is the receive time then. It is written under a
+//! hidden name (`.push-….tmp`, which readers skip), fsynced, renamed into place and its
+//! directory fsynced before the answer: an acknowledged offline push survives a crash, and a
+//! half-written file is never read.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::array::{Array, ArrayRef, TimestampNanosecondArray, new_null_array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use quiver_registry::{PushSource, Source, source_schema::resolve_source_files};
+use serde_json::Value as J;
+
+use super::df;
+use crate::error::{ErrorCode, Result, ServiceError};
+
+/// Files written by this process, for unique names within one nanosecond.
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// The pushed rows checked and typed as a new file of `batch_source`, and where it goes; written
+/// by [`write_whole`].
+pub fn prepare(
+    root: &Path,
+    push: &PushSource,
+    batch_source: &Source,
+    rows: &[(String, Vec<J>)],
+    received_ns: i64,
+) -> Result<(PathBuf, RecordBatch)> {
+    if !batch_source.field_mapping.is_empty() {
+        return Err(ServiceError::invalid(format!(
+            "push source `{}`: its batch source `{}` renames columns (`field_mapping`); offline pushes need a batch source whose columns are the push source's",
+            push.name, batch_source.name
+        )));
+    }
+    let dir = directory(root, batch_source)?;
+    let schema = file_schema(root, push, batch_source)?;
+    let batch = rows_as(&schema, push, rows, received_ns)?;
+    Ok((dir, batch))
+}
+
+/// Where new files of `source` go: its directory, or the directory of its glob.
+fn directory(root: &Path, source: &Source) -> Result<PathBuf> {
+    let path = source.path.as_str();
+    let full = root.join(path);
+    if path.contains(['*', '?', '[']) {
+        let (dir, pattern) = path.rsplit_once('/').unwrap_or((".", path));
+        if dir.contains(['*', '?', '['])
+            || !glob::Pattern::new(pattern).is_ok_and(|p| p.matches("push-0.parquet"))
+        {
+            return Err(ServiceError::invalid(format!(
+                "batch source `{}`: its glob `{path}` would not read a new file `push-….parquet` in one directory; offline pushes need a directory, or a glob like `dir/*.parquet`",
+                source.name
+            )));
+        }
+        return Ok(root.join(dir));
+    }
+    if full.is_dir() {
+        return Ok(full);
+    }
+    Err(ServiceError::invalid(format!(
+        "batch source `{}` reads one file (`{path}`): offline pushes add files, so its path must be a directory or a glob (e.g. `data/{}/`)",
+        source.name, source.name
+    )))
+}
+
+/// The schema of the source's files, or the push source's declared types if it has none.
+fn file_schema(root: &Path, push: &PushSource, source: &Source) -> Result<SchemaRef> {
+    if let Some(first) = resolve_source_files(root, &source.path)
+        .ok()
+        .and_then(|f| f.into_iter().next())
+    {
+        let file = std::fs::File::open(&first).map_err(|e| io_error(&first, &e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+            ServiceError::new(ErrorCode::Internal, format!("{}: {e}", first.display()))
+        })?;
+        return Ok(builder.schema().clone());
+    }
+    let fields: Vec<Field> = push
+        .schema
+        .iter()
+        .map(|(name, t)| {
+            let array = df::column(name, *t, &[]).expect("an empty column always builds");
+            Field::new(name, array.data_type().clone(), true)
+        })
+        .collect();
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// The pushed rows as a batch of `schema`: each column cast to the file's type, no value lost.
+fn rows_as(
+    schema: &SchemaRef,
+    push: &PushSource,
+    rows: &[(String, Vec<J>)],
+    received_ns: i64,
+) -> Result<RecordBatch> {
+    let count = rows.first().map_or(0, |(_, v)| v.len());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let name = field.name();
+        let given = rows.iter().find(|(n, _)| n == name);
+        let array: ArrayRef = match (given, push.schema.get(name)) {
+            (Some((_, values)), Some(t)) => {
+                df::column(name, *t, values).map_err(ServiceError::invalid)?
+            }
+            (None, _) if push.created_timestamp_field.as_deref() == Some(name.as_str()) => {
+                Arc::new(
+                    TimestampNanosecondArray::from(vec![received_ns; count]).with_timezone("UTC"),
+                )
+            }
+            (None, _) if field.is_nullable() && !push.schema.contains_key(name) => {
+                new_null_array(field.data_type(), count)
+            }
+            (Some(_), None) => {
+                return Err(ServiceError::invalid(format!(
+                    "offline push to `{}`: column `{name}` of its batch source is not in its schema; declare it there",
+                    push.name
+                )));
+            }
+            _ => {
+                return Err(ServiceError::invalid(format!(
+                    "offline push to `{}`: the df has no column `{name}`, which its batch source's files have",
+                    push.name
+                )));
+            }
+        };
+        columns.push(cast_exactly(name, array, field.data_type())?);
+    }
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| ServiceError::invalid(format!("offline push to `{}`: {e}", push.name)))
+}
+
+/// `array` as `to`, refusing a value the cast would turn into null (e.g. a time outside the
+/// file's unit's range).
+fn cast_exactly(name: &str, array: ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    if array.data_type() == to {
+        return Ok(array);
+    }
+    // Timestamps keep their instant, whatever unit or zone the file uses.
+    let out = cast(&array, to).map_err(|e| {
+        ServiceError::invalid(format!("column `{name}`: cannot be written as {to}: {e}"))
+    })?;
+    if out.null_count() > array.null_count() {
+        return Err(ServiceError::invalid(format!(
+            "column `{name}`: a value cannot be written as {to} (the batch source's type)"
+        )));
+    }
+    Ok(out)
+}
+
+/// Writes `batch` as a new file in `dir`: hidden temporary name, fsync, rename, fsync the
+/// directory.
+pub fn write_whole(dir: &Path, batch: &RecordBatch) -> Result<PathBuf> {
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let n = WRITTEN.fetch_add(1, Ordering::Relaxed);
+    let name = format!("push-{now}-{}-{n}.parquet", std::process::id());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let done = dir.join(&name);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, &e))?;
+        let mut writer = ArrowWriter::try_new(&mut file, batch.schema(), None)
+            .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
+        writer
+            .write(batch)
+            .and_then(|_| writer.close().map(|_| ()))
+            .map_err(|e| {
+                ServiceError::new(ErrorCode::Internal, format!("{}: {e}", tmp.display()))
+            })?;
+        file.flush().map_err(|e| io_error(&tmp, &e))?;
+        file.sync_all().map_err(|e| io_error(&tmp, &e))?;
+        std::fs::rename(&tmp, &done).map_err(|e| io_error(&done, &e))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error(dir, &e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map(|()| done)
+}
+
+/// A failure of the machine (disk full, permissions): 500, the details in the log.
+fn io_error(path: &Path, e: &std::io::Error) -> ServiceError {
+    ServiceError::new(
+        ErrorCode::Internal,
+        format!("offline push: {}: {e}", path.display()),
+    )
+}
