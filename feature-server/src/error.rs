@@ -26,6 +26,8 @@ pub enum ErrorCode {
     NameCollision,
     /// A push names a push source the registry does not have.
     PushSourceNotFound,
+    /// A write whose body is not declared as JSON.
+    UnsupportedMediaType,
 }
 
 impl ErrorCode {
@@ -42,6 +44,7 @@ impl ErrorCode {
             ErrorCode::NameCollision => 400,
             // Feast's server answers 422 for it.
             ErrorCode::PushSourceNotFound => 422,
+            ErrorCode::UnsupportedMediaType => 415,
         }
     }
 
@@ -57,6 +60,7 @@ impl ErrorCode {
             ErrorCode::ViewNotFound | ErrorCode::ServiceNotFound => tonic::Code::NotFound,
             ErrorCode::NameCollision => tonic::Code::InvalidArgument,
             ErrorCode::PushSourceNotFound => tonic::Code::NotFound,
+            ErrorCode::UnsupportedMediaType => tonic::Code::InvalidArgument,
         }
     }
 

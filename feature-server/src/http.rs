@@ -270,6 +270,7 @@ async fn registry(State(state): State<HttpState>) -> Result<Json<J>, ServiceErro
         "version": snap.version.version,
         "hash": snap.version.hash,
         "entities": r.entities.keys().collect::<Vec<_>>(),
+        "push_sources": r.push_sources.keys().collect::<Vec<_>>(),
         "feature_views": r.feature_views.keys().collect::<Vec<_>>(),
         "feature_services": r.feature_services.keys().collect::<Vec<_>>(),
     })))

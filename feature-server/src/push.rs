@@ -136,7 +136,11 @@ impl FeatureService {
         if let Some((all, per_view)) = online {
             let keys: Vec<String> = all.iter().map(|e| e.key.clone()).collect();
             let offered = all.len() as u64;
-            let stored = self.store().write(all).await?;
+            let written = self.store().write(all).await;
+            if written.is_err() {
+                metrics::counter!("quiver_store_errors_total").increment(1);
+            }
+            let stored = written?;
             if let Some(cache) = self.cache() {
                 cache.written(&keys).await;
             }
@@ -247,6 +251,11 @@ fn shape<'r>(
                 .ok_or_else(|| unknown_push_source(registry, name))?;
             let views: Vec<&FeatureView> =
                 registry.views_fed_by(name).filter(|v| v.online).collect();
+            if views.is_empty() {
+                return Err(ServiceError::invalid(format!(
+                    "push source `{name}` feeds no online feature view: an online push would write nothing; push with `to: offline`, or add `online: true` to a view over it"
+                )));
+            }
             (
                 views,
                 Some(&push.schema),
@@ -410,6 +419,10 @@ fn build_batch(
     df::batch(columns).map_err(|e| ServiceError::new(ErrorCode::Internal, e))
 }
 
+/// The newest event time pushed to each view so far: the freshness gauge's reference, so a
+/// late (older) push does not make a view look stale.
+static NEWEST: std::sync::Mutex<BTreeMap<String, i64>> = std::sync::Mutex::new(BTreeMap::new());
+
 fn record_metrics(
     per_view: &[(String, usize, Option<i64>)],
     rows: usize,
@@ -417,12 +430,17 @@ fn record_metrics(
     stored: u64,
 ) {
     let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let mut newest_seen = NEWEST.lock().unwrap_or_else(|e| e.into_inner());
     for (view, _, newest) in per_view {
         metrics::counter!("quiver_push_rows_total", "view" => view.clone(), "destination" => "online")
             .increment(rows as u64);
         if let Some(newest) = newest {
+            let seen = newest_seen.entry(view.clone()).or_insert(i64::MIN);
+            *seen = (*seen).max(*newest);
+            // Now − the newest event time pushed (0 for events dated in the future).
+            let age = now_ns.saturating_sub(*seen).max(0);
             metrics::gauge!("quiver_push_freshness_seconds", "view" => view.clone())
-                .set(now_ns.saturating_sub(*newest) as f64 / 1e9);
+                .set(age as f64 / 1e9);
         }
     }
     metrics::counter!("quiver_push_write_conflicts_total")

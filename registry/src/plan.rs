@@ -119,6 +119,12 @@ impl Plan {
         diff_maps("entity", &old.entities, &next.entities, &mut changes);
         diff_maps("source", &old.sources, &next.sources, &mut changes);
         diff_maps(
+            "push_source",
+            &old.push_sources,
+            &next.push_sources,
+            &mut changes,
+        );
+        diff_maps(
             "feature_view",
             &old.feature_views,
             &next.feature_views,
@@ -154,9 +160,15 @@ impl Plan {
             }
         }
         let rank = |kind: &str| {
-            ["entity", "source", "feature_view", "feature_service"]
-                .iter()
-                .position(|k| *k == kind)
+            [
+                "entity",
+                "source",
+                "push_source",
+                "feature_view",
+                "feature_service",
+            ]
+            .iter()
+            .position(|k| *k == kind)
         };
         changes.sort_by(|x, y| (rank(x.kind), &x.name).cmp(&(rank(y.kind), &y.name)));
         for change in &mut changes {
@@ -168,8 +180,13 @@ impl Plan {
                 &next.feature_views[&change.name],
             );
             if a.generation != b.generation {
+                let refill = if next.batch_source(b).is_some() {
+                    "run `quiver materialize` for this view"
+                } else {
+                    "it is fed only by pushes (no batch source to materialize from): its values are empty until clients push again"
+                };
                 change.rematerialize = Some(format!(
-                    "new generation {} (was {}): stored values no longer match the definition; run `quiver materialize` for this view",
+                    "new generation {} (was {}): stored values no longer match the definition; {refill}",
                     b.generation, a.generation
                 ));
             }

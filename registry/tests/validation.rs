@@ -776,6 +776,12 @@ fn push_source_mistakes_are_reported_where_they_are() {
             "column `trips`",
             "did you mean `int64`?",
         ),
+        (
+            "      trips: int64\n",
+            "      trips: int64\n      ghost: string\n",
+            "column `ghost` is not a column of its batch source `driver_source`",
+            "declare only its columns",
+        ),
     ];
     for (from, to, message, hint) in cases {
         let defs = with_push(&PUSH.replace(from, to), PUSH_VIEW);

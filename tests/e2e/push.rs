@@ -186,6 +186,7 @@ async fn bad_writes_are_refused_and_write_nothing() {
             "city": ["a", "b"]
         })
     };
+    let good_body = || json!({"push_source_name": "driver_events", "df": good_df()}).to_string();
     let with = |column: &str, values: J| {
         let mut df = good_df();
         df[column] = values;
@@ -286,6 +287,30 @@ async fn bad_writes_are_refused_and_write_nothing() {
         assert_eq!(got, status, "{path} {body}: {text}");
         assert!(text.contains(message), "{path} {body}: {text}");
     }
+    let (got, answer) = http(
+        server.http,
+        "POST",
+        "/push",
+        &with("conv_rate", json!([0.5, 1e39])).to_string(),
+    )
+    .await;
+    assert_eq!(got, 400, "a float32 that would be infinity: {answer}");
+    assert!(error_message(&answer).contains("out of range"), "{answer}");
+    // A write must say it is JSON: a form post from a web page must not write.
+    let raw = format!(
+        "POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        good_body().len(),
+        good_body()
+    );
+    let mut tcp = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, raw.as_bytes())
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut reply)
+        .await
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 415"), "{reply}");
     // Over the row limit (1,000 in these tests): 413.
     let n = 1001;
     let big = json!({"push_source_name": "driver_events", "df": {
@@ -636,4 +661,72 @@ fn write_driver_stats(path: &Path) {
     let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
+}
+
+/// Push sources are part of the registry like everything else: `plan` lists them, `registry
+/// describe` and `list` show them, and a push source that feeds no online view refuses online
+/// pushes instead of answering 200 for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_sources_show_in_plan_describe_and_list() {
+    let redis = RedisServer::start().unwrap();
+    let (_tmp, repo) = setup(&redis);
+    std::fs::write(repo.join("features/push.yaml"), PUSH_DEFINITIONS).unwrap();
+    let plan = json(&quiver(&repo, &["--format", "json", "plan"]));
+    let changes = plan["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c["kind"] == "push_source"
+            && c["name"] == "driver_events"
+            && c["action"] == "add"),
+        "{plan}"
+    );
+    json(&quiver(&repo, &["--format", "json", "apply"]));
+    // Only a push source's schema changes: the plan says so (it once said "no changes").
+    std::fs::write(
+        repo.join("features/push.yaml"),
+        PUSH_DEFINITIONS.replace(
+            "      city: string\n",
+            "      city: string\n      acc_rate: float32\n",
+        ),
+    )
+    .unwrap();
+    let plan = json(&quiver(&repo, &["--format", "json", "plan"]));
+    assert!(
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == "push_source" && c["action"] == "change"),
+        "{plan}"
+    );
+    let described = json(&quiver(
+        &repo,
+        &["--format", "json", "registry", "describe", "driver_events"],
+    ));
+    assert_eq!(
+        described["batch_source"], "driver_stats_source",
+        "{described}"
+    );
+    let listed = json(&quiver(&repo, &["--format", "json", "registry", "list"]));
+    assert_eq!(
+        listed["push_sources"][0]["name"], "driver_events",
+        "{listed}"
+    );
+
+    // A push source whose views are all offline only: an online push is refused.
+    std::fs::write(
+        repo.join("features/push.yaml"),
+        PUSH_DEFINITIONS.replace("    ttl: 0\n", "    ttl: 0\n    online: false\n"),
+    )
+    .unwrap();
+    json(&quiver(&repo, &["--format", "json", "apply"]));
+    let server = start(&repo).await;
+    wait_ready(server.http).await;
+    let body = json!({"push_source_name": "driver_events", "df": {"driver_id": [1]}});
+    let (status, answer) = http(server.http, "POST", "/push", &body.to_string()).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        error_message(&answer).contains("feeds no online feature view"),
+        "{answer}"
+    );
+    server.stop().await;
 }

@@ -46,6 +46,9 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<()> {
                 "hash": v.hash,
                 "entities": r.entities.keys().collect::<Vec<_>>(),
                 "sources": r.sources.keys().collect::<Vec<_>>(),
+                "push_sources": r.push_sources.values().map(|p| json!({
+                    "name": p.name, "columns": p.schema.len(), "batch_source": p.batch_source,
+                })).collect::<Vec<_>>(),
                 "feature_views": r.feature_views.values().map(|f| json!({
                     "name": f.name, "entities": f.entities, "features": f.features.len(),
                     "ttl": f.ttl.to_string(), "online": f.online, "generation": f.generation,
@@ -107,6 +110,21 @@ fn render_list(v: &RegistryVersion) -> String {
     for s in r.sources.values() {
         out.push_str(&format!("  {:<24} {}\n", s.name, s.path));
     }
+    if !r.push_sources.is_empty() {
+        out.push_str("\nPush sources:\n");
+        for p in r.push_sources.values() {
+            let batch = p
+                .batch_source
+                .as_deref()
+                .map(|b| format!("history in `{b}`"))
+                .unwrap_or_else(|| "push only".into());
+            out.push_str(&format!(
+                "  {:<24} {} columns, {batch}\n",
+                p.name,
+                p.schema.len()
+            ));
+        }
+    }
     out.push_str("\nFeature views:\n");
     for f in r.feature_views.values() {
         out.push_str(&format!(
@@ -152,12 +170,18 @@ fn describe(ctx: &Context, r: &Registry, name: &str) -> Result<()> {
             format!("{}\n", serde_json::to_string_pretty(s).unwrap_or_default())
         });
     }
+    if let Some(p) = r.push_sources.get(name) {
+        return ctx.print(p, || {
+            format!("{}\n", serde_json::to_string_pretty(p).unwrap_or_default())
+        });
+    }
     let names = r
         .feature_views
         .keys()
         .chain(r.feature_services.keys())
         .chain(r.entities.keys())
         .chain(r.sources.keys())
+        .chain(r.push_sources.keys())
         .map(String::as_str);
     let hint = quiver_registry::did_you_mean(name, names)
         .unwrap_or_else(|| "see `quiver registry list`".into());

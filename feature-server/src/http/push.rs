@@ -37,6 +37,7 @@ pub(super) async fn push(
     request: axum::extract::Request,
     max_body_bytes: usize,
 ) -> Result<Response, ServiceError> {
+    json_content(&request)?;
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -71,6 +72,7 @@ pub(super) async fn write_to_online_store(
     request: axum::extract::Request,
     max_body_bytes: usize,
 ) -> Result<Response, ServiceError> {
+    json_content(&request)?;
     timed("http_write_to_online_store", async {
         let body = read_body(request, max_body_bytes, state.body_timeout).await?;
         let body: WriteBody = parse(&body)?;
@@ -82,6 +84,24 @@ pub(super) async fn write_to_online_store(
         Ok(answer(state.service.write(request).await?))
     })
     .await
+}
+
+/// Writes must say they are JSON (as Feast's server requires): a form or text body is what a
+/// web page can send cross-site without asking, and must not write into the online store.
+fn json_content(request: &axum::extract::Request) -> Result<(), ServiceError> {
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if json {
+        return Ok(());
+    }
+    Err(ServiceError::new(
+        crate::error::ErrorCode::UnsupportedMediaType,
+        "a write must be sent with `Content-Type: application/json`",
+    ))
 }
 
 async fn timed(

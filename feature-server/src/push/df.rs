@@ -187,7 +187,14 @@ impl ElementBuilder {
             },
             ElementBuilder::F32(b) => match v {
                 J::Null => b.append_null(),
-                _ => b.append_value(float(v).ok_or("a float32")? as f32),
+                _ => {
+                    let x = float(v).ok_or("a float32")?;
+                    // A finite value too large for 32 bits would be stored as infinity.
+                    if x.is_finite() && x.abs() > f64::from(f32::MAX) {
+                        return Err("a float32 (out of range)".into());
+                    }
+                    b.append_value(x as f32)
+                }
             },
             ElementBuilder::F64(b) => match v {
                 J::Null => b.append_null(),

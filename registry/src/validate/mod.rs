@@ -58,6 +58,7 @@ pub fn validate(
         v.services(file, defs);
     }
     v.source_schemas(resolver);
+    v.push_source_schemas(resolver);
     let Validator { out, registry, .. } = v;
     if out.iter().any(|d| d.severity == Severity::Error) {
         return Err(Error::Invalid(out));

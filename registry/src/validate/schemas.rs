@@ -87,3 +87,44 @@ impl Validator {
         }
     }
 }
+
+impl Validator {
+    /// Each push source's columns are columns of its batch source: offline pushes append rows
+    /// to it, and views read them from it.
+    pub(super) fn push_source_schemas(&mut self, resolver: &dyn SchemaResolver) {
+        let pushes: Vec<_> = self.registry.push_sources.values().cloned().collect();
+        for push in pushes {
+            let Some(source) = push
+                .batch_source
+                .as_ref()
+                .and_then(|b| self.registry.sources.get(b))
+                .cloned()
+            else {
+                continue;
+            };
+            // A source that cannot be read is reported for the source already.
+            let Ok(Some(schema)) = resolver.view_input_schema(&source, None) else {
+                continue;
+            };
+            let place = self.places[&(Kind::PushSource, push.name.clone())].clone();
+            for column in push.schema.keys() {
+                if schema.field_with_name(column).is_err() {
+                    self.out.push(
+                        Diagnostic::error(
+                            &place.file,
+                            place.at,
+                            format!(
+                                "push source `{}`: column `{column}` is not a column of its batch source `{}`",
+                                push.name, source.name
+                            ),
+                        )
+                        .with_hint(format!(
+                            "pushed rows are rows of `{}`: declare only its columns, or add `{column}` to its files",
+                            source.name
+                        )),
+                    );
+                }
+            }
+        }
+    }
+}
