@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::{
-    auth, init, materialize, online, plan, quickstart, registry, retrieve, serve, verify,
+    auth, init, materialize, online, plan, push, quickstart, registry, retrieve, serve, verify,
 };
 
 /// glibc's malloc was ~20% of the server's CPU under load (perf, BENCHMARKS.md).
@@ -61,6 +61,8 @@ enum Command {
     Materialize(materialize::Args),
     /// Continue each view from its watermark up to END (default: now).
     MaterializeIncremental(materialize::IncrementalArgs),
+    /// Push a file of rows (Parquet, CSV, JSON lines) to a push source: online, offline or both.
+    Push(push::Args),
     /// Compute a point-in-time-correct training table for an entity table.
     Retrieve(retrieve::Args),
     /// Check that online values equal the offline join at each view's watermark.
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
         Command::Registry(cmd) => registry::run(&ctx, cmd),
         Command::Materialize(args) => materialize::fixed(&ctx, args),
         Command::MaterializeIncremental(args) => materialize::incremental(&ctx, args),
+        Command::Push(args) => push::run(&ctx, args),
         Command::Retrieve(args) => retrieve::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Online(cmd) => online::run(&ctx, cmd),

@@ -730,3 +730,100 @@ async fn push_sources_show_in_plan_describe_and_list() {
     );
     server.stop().await;
 }
+
+/// `quiver push SOURCE FILE`: JSON lines and CSV pushed straight to the stores, through the
+/// same checks; a bad row fails the command (exit 2) naming it, with what was pushed before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_pushes_files_online_and_offline() {
+    let redis = RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    push_demo(repo, &redis, "data/driver_stats/");
+    let lines = [
+        r#"{"driver_id": 3001, "event_timestamp": "2026-11-30T07:00:00Z", "conv_rate": 0.5, "trips": 1, "label": "a"}"#,
+        r#"{"driver_id": 3002, "event_timestamp": "2026-11-30T07:00:00Z", "conv_rate": 0.25, "trips": 2, "label": "b"}"#,
+        r#"{"driver_id": 3003, "event_timestamp": "2026-11-30T07:00:00Z", "conv_rate": 0.75, "trips": 3, "label": null}"#,
+    ];
+    std::fs::write(repo.join("rows.jsonl"), lines.join("\n")).unwrap();
+    let out = json(&quiver(
+        repo,
+        &[
+            "--format",
+            "json",
+            "push",
+            "driver_events",
+            "rows.jsonl",
+            "--to",
+            "online_and_offline",
+            "--batch-rows",
+            "2",
+        ],
+    ));
+    assert_eq!(
+        (
+            out["rows"].clone(),
+            out["writes"].clone(),
+            out["stored"].clone()
+        ),
+        (json!(3), json!(2), json!(3)),
+        "{out}"
+    );
+    let pushed_files = std::fs::read_dir(repo.join("data/driver_stats"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("push-")
+        })
+        .count();
+    assert_eq!(pushed_files, 2, "one file per write");
+    let got = json(&quiver(
+        repo,
+        &[
+            "--format",
+            "json",
+            "online",
+            "get",
+            "driver_live",
+            "--key",
+            "driver_id=3002",
+        ],
+    ));
+    assert!(got.to_string().contains("0.25"), "{got}");
+
+    std::fs::write(
+        repo.join("rows.csv"),
+        "driver_id,event_timestamp,conv_rate,trips,label\n3004,2026-11-30T08:00:00Z,0.5,4,x\n3005,2026-11-30T08:00:00Z,abc,5,y\n",
+    )
+    .unwrap();
+    let out = quiver(repo, &["push", "driver_events", "rows.csv"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        quiver_tests::describe(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("conv_rate") && err.contains("0 rows pushed before this"),
+        "{err}"
+    );
+    let got = json(&quiver(
+        repo,
+        &[
+            "--format",
+            "json",
+            "online",
+            "get",
+            "driver_live",
+            "--key",
+            "driver_id=3004",
+        ],
+    ));
+    assert!(
+        !got.to_string().contains("\"x\""),
+        "nothing of the failed write: {got}"
+    );
+}

@@ -5,6 +5,7 @@ pub mod init;
 pub mod materialize;
 pub mod online;
 pub mod plan;
+pub mod push;
 pub mod quickstart;
 pub mod registry;
 pub mod retrieve;

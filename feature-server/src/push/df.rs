@@ -285,81 +285,128 @@ fn parse_time(s: &str) -> Option<i64> {
     date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_nanos_opt()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
+/// The inverse of [`column`] for files pushed from the command line: an Arrow batch as a
+/// `df`, each cell the JSON a client would send (times as RFC 3339 with nanoseconds, bytes as
+/// base64, non-finite floats as `"NaN"`/`"inf"`/`"-inf"`).
+pub fn from_batch(batch: &RecordBatch) -> Result<Vec<(String, Vec<J>)>, String> {
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, array)| Ok((field.name().clone(), cells(field.name(), array)?)))
+        .collect()
+}
 
-    #[test]
-    fn timestamps_as_feast_clients_send_them() {
-        let t = |v: J| timestamp_ns(&v);
-        let seven = 1_796_022_000_000_000_000i64; // 2026-11-30T07:00:00Z
-        assert_eq!(t(json!("2026-11-30T07:00:00Z")), Ok(Some(seven)));
-        assert_eq!(t(json!("2026-11-30T09:00:00+02:00")), Ok(Some(seven)));
-        assert_eq!(t(json!("2026-11-30T07:00:00")), Ok(Some(seven)));
-        assert_eq!(t(json!("2026-11-30 07:00:00")), Ok(Some(seven)));
-        assert_eq!(
-            t(json!("2026-11-30T07:00:00.123456")),
-            Ok(Some(seven + 123_456_000))
-        );
-        assert_eq!(
-            t(json!("2026-11-30")),
-            Ok(Some(seven - 7 * 3_600_000_000_000))
-        );
-        assert_eq!(t(json!(1_796_022_000)), Ok(Some(seven)));
-        assert_eq!(t(json!(1_796_022_000_000i64)), Ok(Some(seven)));
-        assert_eq!(t(json!(1_796_022_000.5)), Ok(Some(seven + 500_000_000)));
-        assert_eq!(t(json!("NaT")), Ok(None));
-        assert_eq!(t(J::Null), Ok(None));
-        for bad in [
-            json!("yesterday-ish"),
-            json!(true),
-            json!([1]),
-            json!(1e300),
-        ] {
-            assert!(t(bad.clone()).is_err(), "{bad}");
+fn cells(name: &str, array: &ArrayRef) -> Result<Vec<J>, String> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
+    let as_type =
+        |t: &DataType| arrow::compute::cast(array, t).map_err(|e| format!("column `{name}`: {e}"));
+    let nulls = |out: Vec<J>| -> Vec<J> {
+        out.into_iter()
+            .enumerate()
+            .map(|(i, v)| if array.is_null(i) { J::Null } else { v })
+            .collect()
+    };
+    Ok(match array.data_type() {
+        DataType::Null => vec![J::Null; array.len()],
+        DataType::Boolean => {
+            let a = array.as_boolean();
+            nulls((0..a.len()).map(|i| J::Bool(a.value(i))).collect())
         }
-    }
+        t if t.is_integer() => {
+            let a = as_type(&DataType::Int64)?;
+            let a = a.as_primitive::<Int64Type>();
+            nulls(a.values().iter().map(|x| J::from(*x)).collect())
+        }
+        t if t.is_floating() => {
+            let a = as_type(&DataType::Float64)?;
+            let a = a.as_primitive::<Float64Type>();
+            nulls(
+                a.values()
+                    .iter()
+                    .map(|x| {
+                        serde_json::Number::from_f64(*x)
+                            .map_or_else(|| J::String(x.to_string()), J::Number)
+                    })
+                    .collect(),
+            )
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let a = as_type(&DataType::Utf8)?;
+            let a = a.as_string::<i32>();
+            nulls(
+                (0..a.len())
+                    .map(|i| J::String(a.value(i).to_string()))
+                    .collect(),
+            )
+        }
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => {
+            let a = as_type(&DataType::Binary)?;
+            let a = a.as_binary::<i32>();
+            nulls(
+                (0..a.len())
+                    .map(|i| {
+                        J::String(base64::engine::general_purpose::STANDARD.encode(a.value(i)))
+                    })
+                    .collect(),
+            )
+        }
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
+            let a = as_type(&DataType::Timestamp(
+                TimeUnit::Nanosecond,
+                Some("UTC".into()),
+            ))?;
+            let a = a.as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+            nulls(
+                a.values()
+                    .iter()
+                    .map(|ns| {
+                        J::String(
+                            DateTime::from_timestamp_nanos(*ns)
+                                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                        )
+                    })
+                    .collect(),
+            )
+        }
+        DataType::List(_) | DataType::LargeList(_) => {
+            let a = as_type(&DataType::List(Arc::new(Field::new(
+                "item",
+                list_item_type(array.data_type()),
+                true,
+            ))))?;
+            let a = a.as_list::<i32>();
+            let mut out = Vec::with_capacity(a.len());
+            for i in 0..a.len() {
+                out.push(if a.is_null(i) {
+                    J::Null
+                } else {
+                    J::Array(cells(name, &a.value(i))?)
+                });
+            }
+            out
+        }
+        other => {
+            return Err(format!(
+                "column `{name}` has type {other}, which a push cannot carry"
+            ));
+        }
+    })
+}
 
-    #[test]
-    fn cells_are_checked_with_their_row() {
-        let ints = column(
-            "trips",
-            ValueType::Scalar(ScalarType::Int64),
-            &[json!(1), json!(2.0), json!("3"), J::Null],
-        )
-        .unwrap();
-        assert_eq!(ints.len(), 4);
-        assert_eq!(ints.null_count(), 1);
-        let err = column(
-            "trips",
-            ValueType::Scalar(ScalarType::Int64),
-            &[json!(1), json!(1.5)],
-        )
-        .unwrap_err();
-        assert_eq!(err, "df column `trips`, row 1: 1.5 is not an int64");
-        let err = column("label", ValueType::Scalar(ScalarType::String), &[json!(5)]).unwrap_err();
-        assert!(err.contains("row 0: 5 is not a string"), "{err}");
-        let list = column(
-            "tags",
-            ValueType::List(ScalarType::String),
-            &[json!(["a", "b"]), J::Null, json!([])],
-        )
-        .unwrap();
-        assert_eq!((list.len(), list.null_count()), (3, 1));
-        let err = column(
-            "tags",
-            ValueType::List(ScalarType::Int64),
-            &[json!([1, "x"])],
-        )
-        .unwrap_err();
-        assert!(err.contains("row 0: \"x\" is not an int64"), "{err}");
-        let err = column(
-            "n",
-            ValueType::Scalar(ScalarType::Int32),
-            &[json!(1i64 << 40)],
-        )
-        .unwrap_err();
-        assert!(err.contains("out of range"), "{err}");
+fn list_item_type(t: &arrow::datatypes::DataType) -> arrow::datatypes::DataType {
+    match t {
+        arrow::datatypes::DataType::List(f) | arrow::datatypes::DataType::LargeList(f) => {
+            f.data_type().clone()
+        }
+        other => other.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+//! `quiver push SOURCE FILE`: a file of rows (Parquet, CSV or JSON lines) pushed to a push
+//! source, straight to the configured stores, through the same checks and writes as the
+//! server's `POST /push` (one request per `--batch-rows` rows).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use arrow::record_batch::RecordBatch;
+use quiver_feature_server::push::{Destination, Target, WriteRequest, df};
+use quiver_feature_server::{FeatureService, Limits, Snapshot};
+use serde_json::{Value as J, json};
+
+use crate::context::Context;
+use crate::exit::UserError;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The push source.
+    pub source: String,
+    /// Rows to push: Parquet (`.parquet`), CSV with a header (`.csv`) or JSON lines (`.jsonl`,
+    /// `.ndjson`, `.json`: one object per line).
+    pub file: PathBuf,
+    /// online, offline or online_and_offline.
+    #[arg(long, default_value = "online")]
+    pub to: String,
+    /// Rows per write (each is checked whole, then written).
+    #[arg(long, default_value_t = 10_000)]
+    pub batch_rows: usize,
+}
+
+/// What a push did, for `--format json`.
+#[derive(Debug, Default)]
+struct Totals {
+    rows: usize,
+    writes: usize,
+    values: u64,
+    stored: u64,
+}
+
+pub fn run(ctx: &Context, args: Args) -> Result<()> {
+    let to = Destination::parse(&args.to).map_err(|e| UserError(e.message))?;
+    if args.batch_rows == 0 {
+        return Err(UserError("--batch-rows must be at least 1".into()).into());
+    }
+    let repo = ctx.open()?;
+    let registry = repo.store()?;
+    let version = ctx.current_version(&repo, registry.as_ref())?;
+    if !version.registry.push_sources.contains_key(&args.source) {
+        let names = version.registry.push_sources.keys().map(String::as_str);
+        let hint = quiver_registry::did_you_mean(&args.source, names)
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
+        return Err(UserError(format!("unknown push source `{}`{hint}", args.source)).into());
+    }
+    let chunks = read_chunks(&args.file, args.batch_rows)?;
+    let started = Instant::now();
+    let totals = ctx.runtime()?.block_on(async {
+        let store = quiver_online_store::open(&repo.config.online_store, &repo.root).await?;
+        let service = FeatureService::new(
+            Snapshot::new(version.clone()),
+            store,
+            None,
+            Limits {
+                max_entity_rows: args.batch_rows,
+            },
+        )
+        .with_key_ttl(repo.config.online_store.key_ttl())
+        .with_repository_root(repo.root.clone());
+        push_all(&service, &args.source, to, chunks).await
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let value = json!({
+        "source": args.source, "to": args.to, "rows": totals.rows, "writes": totals.writes,
+        "values": totals.values, "stored": totals.stored, "seconds": seconds,
+    });
+    ctx.print(&value, || {
+        format!(
+            "pushed {} rows to `{}` ({}) in {} writes, {:.2} s: {} values, {} stored (the others had a newer value)\n",
+            totals.rows, args.source, args.to, totals.writes, seconds, totals.values, totals.stored
+        )
+    })
+}
+
+async fn push_all(
+    service: &FeatureService,
+    source: &str,
+    to: Destination,
+    chunks: Chunks,
+) -> Result<Totals> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} rows pushed ({per_sec})")
+            .expect("a valid template"),
+    );
+    let mut totals = Totals::default();
+    for chunk in chunks {
+        let chunk = chunk?;
+        let rows = chunk.first().map_or(0, |(_, v)| v.len());
+        let request = WriteRequest {
+            target: Target::PushSource(source.to_string()),
+            to,
+            df: chunk,
+        };
+        let outcome = service.write(request).await.map_err(|e| {
+            let done = format!("{} rows pushed before this", totals.rows);
+            if e.code.http_status() < 500 {
+                anyhow::Error::from(UserError(format!(
+                    "rows {}..{}: {} ({done})",
+                    totals.rows,
+                    totals.rows + rows,
+                    e.message
+                )))
+            } else {
+                anyhow::anyhow!("rows {}..: {} ({done})", totals.rows, e.message)
+            }
+        })?;
+        totals.rows += rows;
+        totals.writes += 1;
+        totals.values += outcome.entities;
+        totals.stored += outcome.stored;
+        bar.set_position(totals.rows as u64);
+    }
+    bar.finish_and_clear();
+    Ok(totals)
+}
+
+type Chunks = Box<dyn Iterator<Item = Result<Vec<(String, Vec<J>)>>>>;
+
+/// The file's rows, `rows` at a time, as `df`s.
+fn read_chunks(path: &Path, rows: usize) -> Result<Chunks> {
+    let name = path.to_string_lossy().to_lowercase();
+    let open = || File::open(path).with_context(|| path.display().to_string());
+    let unreadable = |e: &dyn std::fmt::Display| UserError(format!("{}: {e}", path.display()));
+    if name.ends_with(".parquet") {
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(open()?)
+                .map_err(|e| unreadable(&e))?
+                .with_batch_size(rows)
+                .build()
+                .map_err(|e| unreadable(&e))?;
+        return Ok(batches(path, reader));
+    }
+    if name.ends_with(".csv") {
+        let (schema, _) = arrow::csv::reader::Format::default()
+            .with_header(true)
+            .infer_schema(open()?, Some(10_000))
+            .map_err(|e| unreadable(&e))?;
+        let reader = arrow::csv::ReaderBuilder::new(Arc::new(schema))
+            .with_header(true)
+            .with_batch_size(rows)
+            .build(open()?)
+            .map_err(|e| unreadable(&e))?;
+        return Ok(batches(path, reader));
+    }
+    if [".jsonl", ".ndjson", ".json"]
+        .iter()
+        .any(|e| name.ends_with(e))
+    {
+        return Ok(json_lines(
+            path.to_path_buf(),
+            BufReader::new(open()?),
+            rows,
+        ));
+    }
+    Err(UserError(format!(
+        "{}: not a .parquet, .csv or .jsonl file",
+        path.display()
+    ))
+    .into())
+}
+
+fn batches<E: std::fmt::Display>(
+    path: &Path,
+    reader: impl Iterator<Item = Result<RecordBatch, E>> + 'static,
+) -> Chunks {
+    let path = path.display().to_string();
+    Box::new(reader.map(move |batch| {
+        let batch = batch.map_err(|e| UserError(format!("{path}: {e}")))?;
+        df::from_batch(&batch).map_err(|e| UserError(format!("{path}: {e}")).into())
+    }))
+}
+
+/// JSON lines, `rows` objects per chunk; a key missing from a line is null there.
+fn json_lines(path: PathBuf, reader: BufReader<File>, rows: usize) -> Chunks {
+    let mut lines = reader.lines().enumerate().peekable();
+    Box::new(std::iter::from_fn(move || {
+        lines.peek()?;
+        let mut columns: BTreeMap<String, Vec<J>> = BTreeMap::new();
+        let mut n = 0;
+        for (number, line) in lines.by_ref() {
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => return Some(Err(anyhow::anyhow!("{}: {e}", path.display()))),
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let object = match serde_json::from_str::<J>(&line) {
+                Ok(J::Object(o)) => o,
+                Ok(_) => {
+                    return Some(Err(UserError(format!(
+                        "{}:{}: not a JSON object",
+                        path.display(),
+                        number + 1
+                    ))
+                    .into()));
+                }
+                Err(e) => {
+                    return Some(Err(UserError(format!(
+                        "{}:{}: {e}",
+                        path.display(),
+                        number + 1
+                    ))
+                    .into()));
+                }
+            };
+            for (key, value) in object {
+                let column = columns.entry(key).or_insert_with(|| vec![J::Null; n]);
+                column.push(value);
+            }
+            n += 1;
+            for column in columns.values_mut() {
+                column.resize(n, J::Null);
+            }
+            if n == rows {
+                break;
+            }
+        }
+        (n > 0).then(|| Ok(columns.into_iter().collect()))
+    }))
+}
