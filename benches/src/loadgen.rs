@@ -4,6 +4,11 @@
 //! Reports throughput and HdrHistogram percentiles.
 //!
 //! `loadgen --protocol http --target 127.0.0.1:6566 --connections 8 --duration 10`
+//!
+//! With `--push SOURCE` (HTTP) it sends pushes instead: `POST /push` of `--rows` rows each, to
+//! push source SOURCE with the columns of `benches/push.sh`'s `driver_events` (driver_id,
+//! event_timestamp, created, conv_rate, acc_rate, avg_daily_trips), event times "now" — the
+//! same body Feast's own server accepts, so both can be measured alike.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +70,9 @@ struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Push to this push source (`POST /push`, HTTP) instead of reading features.
+    #[arg(long)]
+    push: Option<String>,
 }
 
 struct Shared {
@@ -92,6 +100,21 @@ fn json_body(args: &Args, (drivers, customers): &(Vec<i64>, Vec<i64>)) -> String
         entities["customer_id"] = serde_json::json!(customers);
     }
     serde_json::json!({"feature_service": args.feature_service, "entities": entities}).to_string()
+}
+
+/// A `/push` body of `rows` rows for the random drivers, event and created time now.
+fn push_body(source: &str, drivers: &[i64], rng: &mut ChaCha8Rng) -> String {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let n = drivers.len();
+    let floats = |rng: &mut ChaCha8Rng| (0..n).map(|_| rng.random::<f32>()).collect::<Vec<_>>();
+    let conv = floats(rng);
+    let acc = floats(rng);
+    let trips: Vec<i64> = (0..n).map(|_| rng.random_range(0..1000)).collect();
+    serde_json::json!({"push_source_name": source, "to": "online", "df": {
+        "driver_id": drivers, "event_timestamp": vec![&now; n], "created": vec![&now; n],
+        "conv_rate": conv, "acc_rate": acc, "avg_daily_trips": trips,
+    }})
+    .to_string()
 }
 
 fn grpc_request(
@@ -181,10 +204,14 @@ impl Client {
         let e = entities(args, rng);
         match self {
             Client::Http(sender) => {
-                let req = hyper::Request::post("/get-online-features")
+                let (path, body) = match &args.push {
+                    Some(source) => ("/push", push_body(source, &e.0, rng)),
+                    None => ("/get-online-features", json_body(args, &e)),
+                };
+                let req = hyper::Request::post(path)
                     .header("host", "quiver")
                     .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(json_body(args, &e))))?;
+                    .body(Full::new(Bytes::from(body)))?;
                 let resp = sender.send_request(req).await?;
                 let status = resp.status();
                 resp.into_body().collect().await?;
