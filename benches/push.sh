@@ -51,7 +51,9 @@ fp=""
 if [ -x "$FEAST_VENV/bin/feast" ]; then
   fport=$(free_port); start_redis "$fport"
   fp=$(free_port)
-  out=$(PATH="$FEAST_VENV/bin:$PATH" bash benches/feast_push_server.sh "$WORK/feast" "$fport" "$fp")
+  # As many workers as cores (Feast's default is 1; gunicorn restarts and access logs off).
+  out=$(PATH="$FEAST_VENV/bin:$PATH" FEAST_WORKERS="${FEAST_WORKERS:-$(nproc)}" \
+    bash benches/feast_push_server.sh "$WORK/feast" "$fport" "$fp")
   PIDS+=("$(echo "$out" | sed -n 's/^FEAST_PID=//p')")
 else
   echo "!! Feast 0.67 not found in $FEAST_VENV: Quiver only"

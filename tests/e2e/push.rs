@@ -1067,3 +1067,91 @@ async fn a_push_failing_between_offline_and_online_is_made_whole_by_its_retry() 
     );
     server.stop().await;
 }
+
+/// Writing needs a write scope (issue 12): `online:write` for online pushes and writes,
+/// `offline:write` as well for `to: offline`; a read-only token is refused (403) and writes
+/// nothing, over HTTP and gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_a_write_scope() {
+    use quiver_feature_server::auth::hash_token;
+    let redis = RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    push_demo(repo, &redis, "data/driver_stats/");
+    let token = |name: &str, secret: &str, scopes: &[&str]| quiver_registry::TokenConfig {
+        name: name.into(),
+        sha256: Some(hash_token(secret)),
+        token_file: None,
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+    };
+    let config = quiver_registry::AuthConfig {
+        tokens: vec![
+            token("reader", "reader-secret-0123456789", &["online:read"]),
+            token(
+                "writer",
+                "writer-secret-0123456789",
+                &["online:write", "online:read"],
+            ),
+            token(
+                "both",
+                "both-secret-0123456789",
+                &["online:write", "offline:write"],
+            ),
+        ],
+        metrics_public: true,
+    };
+    let auth = quiver_feature_server::Authenticator::from_config(Some(&config), repo).unwrap();
+    let server =
+        crate::serve::start_full(repo, auth, None, std::time::Duration::from_secs(2)).await;
+    let push = |to: &str| {
+        json!({"push_source_name": "driver_events", "to": to, "df": {
+            "driver_id": [5001], "event_timestamp": ["2026-11-30T07:00:00Z"],
+            "conv_rate": [0.5], "trips": [1], "label": ["x"]}})
+        .to_string()
+    };
+    let send = |body: String, token: Option<&'static str>| async move {
+        crate::security::request(server.http, "POST", "/push", &body, token)
+            .await
+            .0
+    };
+    assert_eq!(send(push("online"), None).await, 401);
+    assert_eq!(
+        send(push("online"), Some("reader-secret-0123456789")).await,
+        403
+    );
+    assert_eq!(
+        send(push("offline"), Some("writer-secret-0123456789")).await,
+        403
+    );
+    assert_eq!(
+        send(push("online_and_offline"), Some("writer-secret-0123456789")).await,
+        403
+    );
+    let files = || {
+        std::fs::read_dir(repo.join("data/driver_stats"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(files(), 1, "no refused push wrote a file");
+    let read =
+        json!({"features": ["driver_live:trips"], "entities": {"driver_id": [5001]}}).to_string();
+    let (_, got) = crate::security::request(
+        server.http,
+        "POST",
+        "/get-online-features",
+        &read,
+        Some("writer-secret-0123456789"),
+    )
+    .await;
+    assert!(got.contains("NOT_FOUND"), "nothing written: {got}");
+    assert_eq!(
+        send(push("online"), Some("writer-secret-0123456789")).await,
+        200
+    );
+    assert_eq!(
+        send(push("online_and_offline"), Some("both-secret-0123456789")).await,
+        200
+    );
+    assert_eq!(files(), 2);
+    server.stop().await;
+}

@@ -396,7 +396,7 @@ fn wait_for_health(addr: &str, server: &Child) {
 }
 
 /// One HTTP/1.1 request with an optional bearer token; the status and the body.
-async fn request(
+pub(crate) async fn request(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
