@@ -9,6 +9,7 @@ mod generations;
 mod materialize;
 mod online_store;
 mod push;
+mod push_history;
 mod redis_health;
 mod registry_redis;
 mod retrieve;
