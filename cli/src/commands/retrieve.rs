@@ -154,6 +154,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let sources = source_fingerprints(&version, &repo.root, &features, true)?;
     let runtime = ctx.runtime()?;
     let result = runtime.block_on(async {
+        // Registered before any work starts: a SIGTERM that arrives while the table is being
+        // written must reach the handler (and remove the temporary file), not kill the process.
+        let mut signals = Interrupts::register();
         let request = Request {
             registry: &version.registry,
             root: &repo.root,
@@ -171,7 +174,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         // Interrupted (Ctrl-C, SIGTERM): the write is dropped, which removes its temporary file.
         let rows = tokio::select! {
             rows = write_output(retrieval, &args.output) => rows?,
-            signal = interrupted() => anyhow::bail!("interrupted by {signal}: nothing written"),
+            signal = signals.next() => anyhow::bail!("interrupted by {signal}: nothing written"),
         };
         anyhow::Ok((rows, columns))
     });
@@ -208,18 +211,30 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     ctx.print(&summary, || render(&summary))
 }
 
-/// Resolves on SIGINT or SIGTERM, naming it.
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+/// SIGINT and SIGTERM, caught from the moment [`Interrupts::register`] returns.
+struct Interrupts(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Interrupts {
+    fn register() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(int), Ok(term)) => Interrupts(Some((int, term))),
+            _ => Interrupts(None),
+        }
+    }
+
+    /// Resolves on the next SIGINT or SIGTERM, naming it.
+    async fn next(&mut self) -> &'static str {
+        let Some((int, term)) = &mut self.0 else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
     }
 }
 
