@@ -458,3 +458,61 @@ async fn a_push_failing_between_offline_and_online_is_made_whole_by_its_retry() 
     );
     server.stop().await;
 }
+
+/// `quiver push --server URL`: the same file through a running server's `POST /push` (its
+/// token, its checks); a refused chunk fails the command with the server's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_pushes_through_a_server() {
+    let redis = RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    push_demo(repo, &redis, "data/driver_stats/");
+    let server = start(repo).await;
+    wait_ready(server.http).await;
+    let lines = [
+        r#"{"driver_id": 6001, "event_timestamp": "2026-11-30T07:00:00Z", "conv_rate": 0.5, "trips": 61, "label": "a"}"#,
+        r#"{"driver_id": 6002, "event_timestamp": "2026-11-30T07:00:00Z", "conv_rate": 0.25, "trips": 62, "label": "b"}"#,
+    ];
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("rows.jsonl"), lines.join("\n")).unwrap();
+    let url = format!("http://{}", server.http);
+    // No repository needed where the file is.
+    let cli = |source: &'static str| {
+        let url = url.clone();
+        let dir = elsewhere.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            quiver(
+                &dir,
+                &[
+                    "--format",
+                    "json",
+                    "push",
+                    source,
+                    "rows.jsonl",
+                    "--server",
+                    &url,
+                ],
+            )
+        })
+    };
+    let out = json(&cli("driver_events").await.unwrap());
+    assert_eq!(
+        (out["rows"].clone(), out["stored"].clone()),
+        (json!(2), json!(2)),
+        "{out}"
+    );
+    let read = json!({"features": ["driver_live:trips"], "entities": {"driver_id": [6001, 6002]}})
+        .to_string();
+    let (_, got) = http(server.http, "POST", "/get-online-features", &read).await;
+    assert_eq!(got["results"][1]["values"], json!([61, 62]), "{got}");
+    let out = cli("driver_event").await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        quiver_tests::describe(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown push source `driver_event`"), "{err}");
+    server.stop().await;
+}

@@ -1,6 +1,7 @@
 //! `quiver push SOURCE FILE`: a file of rows (Parquet, CSV or JSON lines) pushed to a push
-//! source, straight to the configured stores, through the same checks and writes as the
-//! server's `POST /push` (one request per `--batch-rows` rows).
+//! source, straight to the configured stores through the same checks and writes as the
+//! server's `POST /push`, or with `--server URL` through a running server's `POST /push` (one
+//! request per `--batch-rows` rows either way).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -31,6 +32,13 @@ pub struct Args {
     /// Rows per write (each is checked whole, then written).
     #[arg(long, default_value_t = 10_000)]
     pub batch_rows: usize,
+    /// Push through a running server (`http://host:port`) instead of writing the stores.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Bearer token for `--server` (a token with `online:write`, and `offline:write` for
+    /// offline pushes).
+    #[arg(long, env = "QUIVER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// What a push did, for `--format json`.
@@ -46,6 +54,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let to = Destination::parse(&args.to).map_err(|e| UserError(e.message))?;
     if args.batch_rows == 0 {
         return Err(UserError("--batch-rows must be at least 1".into()).into());
+    }
+    if let Some(server) = &args.server {
+        let chunks = read_chunks(&args.file, args.batch_rows)?;
+        let started = Instant::now();
+        let totals = ctx.runtime()?.block_on(through_server(
+            server,
+            args.token.as_deref(),
+            &args,
+            chunks,
+        ))?;
+        return report(ctx, &args, &totals, started);
     }
     let repo = ctx.open()?;
     let registry = repo.store()?;
@@ -73,6 +92,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         .with_repository_root(repo.root.clone());
         push_all(&service, &args.source, to, chunks).await
     })?;
+    report(ctx, &args, &totals, started)
+}
+
+fn report(ctx: &Context, args: &Args, totals: &Totals, started: Instant) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let value = json!({
         "source": args.source, "to": args.to, "rows": totals.rows, "writes": totals.writes,
@@ -84,6 +107,73 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             totals.rows, args.source, args.to, totals.writes, seconds, totals.values, totals.stored
         )
     })
+}
+
+/// Each chunk as one `POST /push` to `server` over one HTTP/1.1 connection.
+async fn through_server(
+    server: &str,
+    token: Option<&str>,
+    args: &Args,
+    chunks: Chunks,
+) -> Result<Totals> {
+    use http_body_util::{BodyExt, Full};
+    let Some(authority) = server.strip_prefix("http://") else {
+        return Err(UserError(format!(
+            "--server {server}: give http://host:port (https is not supported by `quiver push` yet)"
+        ))
+        .into());
+    };
+    let authority = authority.trim_end_matches('/').to_string();
+    let stream = tokio::net::TcpStream::connect(&authority)
+        .await
+        .with_context(|| format!("connecting to {server}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut totals = Totals::default();
+    for chunk in chunks {
+        let chunk = chunk?;
+        let rows = chunk.first().map_or(0, |(_, v)| v.len());
+        let df: serde_json::Map<String, J> =
+            chunk.into_iter().map(|(k, v)| (k, J::Array(v))).collect();
+        let body = json!({"push_source_name": args.source, "to": args.to, "df": df});
+        let mut request = hyper::Request::post("/push")
+            .header("host", &authority)
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(hyper::body::Bytes::from(body.to_string())))?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let answer: J = serde_json::from_slice(&bytes).unwrap_or(J::Null);
+        if !status.is_success() {
+            // `{"error": …}`, or Feast's shape: a JSON string of `{module, class, message}`.
+            let message = match &answer {
+                J::String(feast) => serde_json::from_str::<J>(feast)
+                    .ok()
+                    .and_then(|e| e["message"].as_str().map(str::to_string)),
+                other => other["error"].as_str().map(str::to_string),
+            }
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            let what = format!(
+                "rows {}..{}: {server} answered {status}: {message} ({} rows pushed before this)",
+                totals.rows,
+                totals.rows + rows,
+                totals.rows
+            );
+            return Err(match status.is_client_error() {
+                true => UserError(what).into(),
+                false => anyhow::anyhow!(what),
+            });
+        }
+        totals.rows += rows;
+        totals.writes += 1;
+        totals.values += answer["values"].as_u64().unwrap_or(0);
+        totals.stored += answer["stored"].as_u64().unwrap_or(0);
+    }
+    Ok(totals)
 }
 
 async fn push_all(
