@@ -470,12 +470,18 @@ async fn the_feast_sdk_pushes_and_writes_through_quiver() {
 /// `data/driver_stats.parquet` or `data/driver_stats/seed.parquet` for a directory), a push
 /// source over it and a view over the push source; applied.
 pub(crate) fn push_demo(repo: &Path, redis: &RedisServer, source_path: &str) {
+    push_demo_on(
+        repo,
+        &crate::materialize::redis_yaml(&redis.url()),
+        source_path,
+    );
+}
+
+/// [`push_demo`] with any `online_store:` block.
+pub(crate) fn push_demo_on(repo: &Path, online_store: &str, source_path: &str) {
     std::fs::write(
         repo.join("quiver.yaml"),
-        format!(
-            "project: push_demo\ndefinitions: [\"features/*.yaml\"]\n{}",
-            crate::materialize::redis_yaml(&redis.url())
-        ),
+        format!("project: push_demo\ndefinitions: [\"features/*.yaml\"]\n{online_store}"),
     )
     .unwrap();
     std::fs::create_dir_all(repo.join("features")).unwrap();

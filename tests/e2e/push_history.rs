@@ -8,11 +8,11 @@ use quiver_tests::{RedisServer, quiver};
 use serde_json::{Value as J, json};
 
 use crate::materialize::json;
-use crate::push::push_demo;
+use crate::push::{push_demo, push_demo_on};
 use crate::serve::{http, start, wait_ready};
 
 /// Offline pushes (`to: offline`, `online_and_offline`) become new Parquet files of the batch
-/// source — whole, fsynced, renamed — that materialization then reads; a batch source that is
+/// source — whole, fsynced, renamed — that retrieval and materialization then read; a batch source that is
 /// one file, or a push source without one, is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_pushes_become_files_that_materialization_reads() {
@@ -69,6 +69,53 @@ async fn offline_pushes_become_files_that_materialization_reads() {
         got["results"][1]["statuses"],
         json!(["NOT_FOUND", "PRESENT"]),
         "{got}"
+    );
+
+    // Retrieval reads the pushed files with the rest of the source: each entity row gets the
+    // pushed value as of its time (an hour after the push), and nothing before it.
+    std::fs::write(
+        repo.join("labels.csv"),
+        "driver_id,event_timestamp\n2001,2026-11-30T08:00:00Z\n2002,2026-11-30T08:00:00Z\n2001,2026-11-30T06:30:00Z\n",
+    )
+    .unwrap();
+    json(&quiver(
+        repo,
+        &[
+            "--format",
+            "json",
+            "retrieve",
+            "--entities",
+            "labels.csv",
+            "--features",
+            "driver_live:trips",
+            "--output",
+            "train.parquet",
+            "--no-manifest",
+        ],
+    ));
+    let file = std::fs::File::open(repo.join("train.parquet")).unwrap();
+    let trips: Vec<Option<i64>> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .flat_map(|b| {
+                let b = b.unwrap();
+                let column = b.column_by_name("trips").unwrap().clone();
+                let column =
+                    arrow::compute::cast(&column, &arrow::datatypes::DataType::Int64).unwrap();
+                let column = column
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .unwrap()
+                    .clone();
+                column.iter().collect::<Vec<_>>()
+            })
+            .collect();
+    assert_eq!(
+        trips,
+        [Some(2001), Some(2002), None],
+        "pushed rows as of each row's time"
     );
 
     // Materialization reads the pushed files with the rest of the source.
@@ -515,4 +562,57 @@ async fn the_cli_pushes_through_a_server() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown push source `driver_event`"), "{err}");
     server.stop().await;
+}
+
+/// The embedded store takes pushes the same way (its own write-if-newer): `quiver push` into a
+/// repository whose online store is embedded, a later and an older row, read back.
+#[test]
+fn pushes_write_the_embedded_store_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    push_demo_on(
+        repo,
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+        "data/driver_stats/",
+    );
+    let rows = |time: &str, trips: i64| {
+        format!(
+            r#"{{"driver_id": 7001, "event_timestamp": "{time}", "conv_rate": 0.5, "trips": {trips}, "label": "e"}}"#
+        )
+    };
+    std::fs::write(repo.join("new.jsonl"), rows("2026-11-30T08:00:00Z", 71)).unwrap();
+    std::fs::write(repo.join("old.jsonl"), rows("2026-11-30T07:00:00Z", 70)).unwrap();
+    let out = json(&quiver(
+        repo,
+        &["--format", "json", "push", "driver_events", "new.jsonl"],
+    ));
+    assert_eq!(out["stored"], 1, "{out}");
+    let out = json(&quiver(
+        repo,
+        &["--format", "json", "push", "driver_events", "old.jsonl"],
+    ));
+    assert_eq!(
+        out["stored"], 0,
+        "an older row does not replace a newer one: {out}"
+    );
+    let got = json(&quiver(
+        repo,
+        &[
+            "--format",
+            "json",
+            "online",
+            "get",
+            "driver_live",
+            "--key",
+            "driver_id=7001",
+        ],
+    ));
+    let trips = got["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "trips")
+        .unwrap()["value"]
+        .clone();
+    assert_eq!(trips, json!(71), "{got}");
 }
