@@ -778,6 +778,12 @@ fn push_source_mistakes_are_reported_where_they_are() {
         ),
         (
             "      trips: int64\n",
+            "      trips: string\n",
+            "column `trips` is declared `string` but its batch source `driver_source` has type Int64",
+            "declare it as `int64`",
+        ),
+        (
+            "      trips: int64\n",
             "      trips: int64\n      ghost: string\n",
             "column `ghost` is not a column of its batch source `driver_source`",
             "declare only its columns",

@@ -107,23 +107,42 @@ impl Validator {
                 continue;
             };
             let place = self.places[&(Kind::PushSource, push.name.clone())].clone();
-            for column in push.schema.keys() {
-                if schema.field_with_name(column).is_err() {
-                    self.out.push(
-                        Diagnostic::error(
-                            &place.file,
-                            place.at,
-                            format!(
-                                "push source `{}`: column `{column}` is not a column of its batch source `{}`",
-                                push.name, source.name
-                            ),
-                        )
-                        .with_hint(format!(
-                            "pushed rows are rows of `{}`: declare only its columns, or add `{column}` to its files",
-                            source.name
-                        )),
-                    );
+            for (column, declared) in &push.schema {
+                if let Ok(field) = schema.field_with_name(column) {
+                    if !declared.accepts(field.data_type()) {
+                        self.out.push(
+                            Diagnostic::error(
+                                &place.file,
+                                place.at,
+                                format!(
+                                    "push source `{}`: column `{column}` is declared `{declared}` but its batch source `{}` has type {}",
+                                    push.name,
+                                    source.name,
+                                    field.data_type()
+                                ),
+                            )
+                            .with_hint(match crate::value_type::ValueType::from_arrow(field.data_type()) {
+                                Some(t) => format!("declare it as `{t}`, the batch source's type"),
+                                None => "declare a type the batch source's column can hold".to_string(),
+                            }),
+                        );
+                    }
+                    continue;
                 }
+                self.out.push(
+                    Diagnostic::error(
+                        &place.file,
+                        place.at,
+                        format!(
+                            "push source `{}`: column `{column}` is not a column of its batch source `{}`",
+                            push.name, source.name
+                        ),
+                    )
+                    .with_hint(format!(
+                        "pushed rows are rows of `{}`: declare only its columns, or add `{column}` to its files",
+                        source.name
+                    )),
+                );
             }
         }
     }
