@@ -92,6 +92,8 @@ struct Shape<'r> {
     columns: BTreeMap<String, ValueType>,
     timestamp: String,
     created: Option<String>,
+    /// The created column the target's source declares (whether or not the df has it).
+    created_in_source: Option<String>,
     /// Who names what, for messages (`push source `p``, `feature view `v``).
     what: String,
 }
@@ -107,14 +109,19 @@ impl FeatureService {
         }
         let registry = &snapshot.version.registry;
         let rows = row_count(&req.df, self.max_entity_rows())?;
-        // Everything is checked before anything is written.
-        let online = match req.to.online() {
-            true => Some(self.online_entries(registry, &req, received_ns)?),
-            false => None,
-        };
+        // Everything is checked before anything is written. Rows that also go to the batch
+        // source are written online exactly as the file holds them (its time units, its
+        // created column), so a later materialization and `verify` agree with the push.
         let offline = match req.to.offline() {
             true => Some(self.offline_file(registry, &req, received_ns)?),
             false => None,
+        };
+        let online = match (req.to.online(), &offline) {
+            (false, _) => None,
+            (true, Some((_, file))) => {
+                Some(self.online_entries(registry, &req, Rows::File(file))?)
+            }
+            (true, None) => Some(self.online_entries(registry, &req, Rows::Df(received_ns))?),
         };
         // The history first: a crash between the two leaves the file, and the retry writes the
         // online value (a replayed row is harmless offline: same values, the newer created time).
@@ -158,13 +165,24 @@ impl FeatureService {
         &self,
         registry: &Registry,
         req: &WriteRequest,
-        received_ns: i64,
+        rows: Rows<'_>,
     ) -> Result<OnlineWrite> {
         let shape = shape(registry, &req.target, &req.df)?;
-        let batch = build_batch(&shape, &req.df, received_ns)?;
-        let columns = PushedColumns {
-            timestamp: shape.timestamp.clone(),
-            created: RECEIVED.to_string(),
+        let (batch, columns) = match rows {
+            Rows::Df(received_ns) => (
+                build_batch(&shape, &req.df, received_ns)?,
+                PushedColumns {
+                    timestamp: shape.timestamp.clone(),
+                    created: Some(RECEIVED.to_string()),
+                },
+            ),
+            Rows::File(file) => (
+                file.clone(),
+                PushedColumns {
+                    timestamp: shape.timestamp.clone(),
+                    created: shape.created_in_source.clone(),
+                },
+            ),
         };
         let mut all = Vec::new();
         let mut per_view = Vec::new();
@@ -209,6 +227,13 @@ impl FeatureService {
         };
         offline::prepare(root, push, batch_source, &req.df, received_ns)
     }
+}
+
+/// Where a write's online rows come from: the `df` (online only; the receive time as created
+/// where none is given), or the new file of the batch source (online and offline).
+enum Rows<'a> {
+    Df(i64),
+    File(&'a arrow::record_batch::RecordBatch),
 }
 
 /// Entries for the store, and per view: (name, entities, newest event time).
@@ -330,12 +355,14 @@ fn shape<'r>(
             "{what}: the df has no event time column `{timestamp}`"
         )));
     }
+    let created_in_source = created.clone();
     let created = created.filter(|c| has(c));
     Ok(Shape {
         views,
         columns,
         timestamp,
         created,
+        created_in_source,
         what,
     })
 }

@@ -16,11 +16,13 @@ use crate::columns::{Layout, Rows};
 use crate::error::{Error, Result};
 
 /// Where a pushed batch keeps what each view needs: the event time column and the created
-/// time column (filled for every row: the push's receive time where none was given).
+/// time column, if any (for online-only pushes it is filled for every row, the receive time
+/// where none was given; for rows also written to the batch source it is the file's column, so
+/// online and offline hold the same times).
 #[derive(Debug, Clone)]
 pub struct PushedColumns {
     pub timestamp: String,
-    pub created: String,
+    pub created: Option<String>,
 }
 
 /// The store entries for `view` from `batch`: one per entity, its winning row's blob.
@@ -36,7 +38,7 @@ pub fn entries(
     let layout = Layout {
         join_keys: registry.join_keys(view).into_iter().cloned().collect(),
         timestamp: columns.timestamp.clone(),
-        created: Some(columns.created.clone()),
+        created: columns.created.clone(),
         features: view.features.clone(),
     };
     let rows = Rows::new(batch, &layout).map_err(Error::Invalid)?;

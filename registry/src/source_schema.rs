@@ -59,7 +59,12 @@ pub fn resolve_source_files(root: &Path, path: &str) -> Result<Vec<PathBuf>, Str
         let mut files = Vec::new();
         for m in matches {
             let p = m.map_err(|e| format!("cannot read {}: {}", e.path().display(), e.error()))?;
-            if p.is_file() {
+            // Hidden and `_` files (temporary files of writers in progress, `_SUCCESS` markers)
+            // are not data, as in a directory.
+            let hidden = p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(['.', '_']));
+            if p.is_file() && !hidden {
                 files.push(p);
             }
         }

@@ -146,6 +146,14 @@ async fn offline_pushes_become_files_that_materialization_reads() {
         json!([0.1f32 as f64, 0.5, 0.25]),
         "{got}"
     );
+    // The online values of the `online_and_offline` push (receive time as created, in the
+    // files' microseconds) are the ones the history gives: verify agrees.
+    let verified = quiver(repo, &["--format", "json", "verify"]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        quiver_tests::describe(&verified)
+    );
     server.stop().await;
 
     // A batch source that is one file cannot take new files.

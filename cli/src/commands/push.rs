@@ -29,9 +29,10 @@ pub struct Args {
     /// online, offline or online_and_offline.
     #[arg(long, default_value = "online")]
     pub to: String,
-    /// Rows per write (each is checked whole, then written).
-    #[arg(long, default_value_t = 10_000)]
-    pub batch_rows: usize,
+    /// Rows per write, each checked whole, then written (default 10,000; 1,000 with
+    /// `--server`, to stay within a server's default body limit).
+    #[arg(long)]
+    pub batch_rows: Option<usize>,
     /// Push through a running server (`http://host:port`) instead of writing the stores.
     #[arg(long)]
     pub server: Option<String>,
@@ -52,11 +53,14 @@ struct Totals {
 
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let to = Destination::parse(&args.to).map_err(|e| UserError(e.message))?;
-    if args.batch_rows == 0 {
+    let batch_rows = args
+        .batch_rows
+        .unwrap_or(if args.server.is_some() { 1_000 } else { 10_000 });
+    if batch_rows == 0 {
         return Err(UserError("--batch-rows must be at least 1".into()).into());
     }
     if let Some(server) = &args.server {
-        let chunks = read_chunks(&args.file, args.batch_rows)?;
+        let chunks = read_chunks(&args.file, batch_rows)?;
         let started = Instant::now();
         let totals = ctx.runtime()?.block_on(through_server(
             server,
@@ -76,7 +80,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             .unwrap_or_default();
         return Err(UserError(format!("unknown push source `{}`{hint}", args.source)).into());
     }
-    let chunks = read_chunks(&args.file, args.batch_rows)?;
+    let chunks = read_chunks(&args.file, batch_rows)?;
     let started = Instant::now();
     let totals = ctx.runtime()?.block_on(async {
         let store = quiver_online_store::open(&repo.config.online_store, &repo.root).await?;
@@ -85,7 +89,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             store,
             None,
             Limits {
-                max_entity_rows: args.batch_rows,
+                max_entity_rows: batch_rows,
             },
         )
         .with_key_ttl(repo.config.online_store.key_ttl())
@@ -102,9 +106,16 @@ fn report(ctx: &Context, args: &Args, totals: &Totals, started: Instant) -> Resu
         "values": totals.values, "stored": totals.stored, "seconds": seconds,
     });
     ctx.print(&value, || {
+        let online = match totals.values.saturating_sub(totals.stored) {
+            0 => format!("{} online values stored", totals.stored),
+            older => format!(
+                "{} online values stored, {older} not newer than the stored ones",
+                totals.stored
+            ),
+        };
         format!(
-            "pushed {} rows to `{}` ({}) in {} writes, {:.2} s: {} values, {} stored (the others had a newer value)\n",
-            totals.rows, args.source, args.to, totals.writes, seconds, totals.values, totals.stored
+            "pushed {} rows to `{}` ({}) in {} writes, {:.2} s: {online}\n",
+            totals.rows, args.source, args.to, totals.writes, seconds
         )
     })
 }
@@ -144,9 +155,21 @@ async fn through_server(
             request = request.header("authorization", format!("Bearer {token}"));
         }
         let request = request.body(Full::new(hyper::body::Bytes::from(body.to_string())))?;
-        let response = sender.send_request(request).await?;
+        let before = |e: &dyn std::fmt::Display| {
+            anyhow::anyhow!(
+                "rows {}..: {server}: {e} ({} rows pushed before this; their pushes were acknowledged)",
+                totals.rows,
+                totals.rows
+            )
+        };
+        let response = sender.send_request(request).await.map_err(|e| before(&e))?;
         let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| before(&e))?
+            .to_bytes();
         let answer: J = serde_json::from_slice(&bytes).unwrap_or(J::Null);
         if !status.is_success() {
             // `{"error": …}`, or Feast's shape: a JSON string of `{module, class, message}`.

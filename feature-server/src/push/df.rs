@@ -248,7 +248,14 @@ pub fn timestamp_ns(v: &J) -> Result<Option<i64>, String> {
     let ns = match v {
         J::Null => return Ok(None),
         J::String(s) if s == "NaT" || s.is_empty() => return Ok(None),
-        J::String(s) => parse_time(s.trim()).ok_or(WHAT)?,
+        J::String(s) => match parse_time(s.trim()) {
+            Some(ns) => ns,
+            // Epoch numbers written as text (a CSV column, gRPC's string map).
+            None => match s.trim().parse::<serde_json::Number>() {
+                Ok(n) => return timestamp_ns(&J::Number(n)),
+                Err(_) => return Err(WHAT.into()),
+            },
+        },
         J::Number(n) => {
             let x = n.as_f64().ok_or(WHAT)?;
             let seconds = if x.abs() >= MILLIS_FROM { x / 1e3 } else { x };

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{Array, ArrayRef, TimestampNanosecondArray, new_null_array};
+use arrow::array::{Array, ArrayRef, TimestampNanosecondArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -111,31 +111,55 @@ fn rows_as(
     for field in schema.fields() {
         let name = field.name();
         let given = rows.iter().find(|(n, _)| n == name);
+        let is_created = push.created_timestamp_field.as_deref() == Some(name.as_str());
         let array: ArrayRef = match (given, push.schema.get(name)) {
+            // Created times: the receive time where a row has none.
+            (Some((_, values)), Some(t)) if is_created => {
+                let mut b = arrow::array::TimestampNanosecondBuilder::with_capacity(count)
+                    .with_timezone("UTC");
+                // Validation made the created column a `timestamp`: built as ns.
+                let given = df::column(name, *t, values).map_err(ServiceError::invalid)?;
+                let given = given
+                    .as_any()
+                    .downcast_ref::<TimestampNanosecondArray>()
+                    .expect("timestamps are built as ns");
+                for i in 0..count {
+                    b.append_value(if given.is_null(i) {
+                        received_ns
+                    } else {
+                        given.value(i)
+                    });
+                }
+                Arc::new(b.finish())
+            }
             (Some((_, values)), Some(t)) => {
                 df::column(name, *t, values).map_err(ServiceError::invalid)?
             }
-            (None, _) if push.created_timestamp_field.as_deref() == Some(name.as_str()) => {
-                Arc::new(
-                    TimestampNanosecondArray::from(vec![received_ns; count]).with_timezone("UTC"),
-                )
-            }
-            (None, _) if field.is_nullable() && !push.schema.contains_key(name) => {
-                new_null_array(field.data_type(), count)
-            }
-            (Some(_), None) => {
+            (None, _) if is_created => Arc::new(
+                TimestampNanosecondArray::from(vec![received_ns; count]).with_timezone("UTC"),
+            ),
+            (_, None) => {
+                // A row of the files needs every column: filling one with nulls would change
+                // what other views over the batch source read.
                 return Err(ServiceError::invalid(format!(
-                    "offline push to `{}`: column `{name}` of its batch source is not in its schema; declare it there",
+                    "offline push to `{}`: its batch source's files have column `{name}`, which the push source does not declare; offline pushes carry every column of the files: declare it in `schema` and send it",
                     push.name
                 )));
             }
-            _ => {
+            (None, Some(_)) => {
                 return Err(ServiceError::invalid(format!(
                     "offline push to `{}`: the df has no column `{name}`, which its batch source's files have",
                     push.name
                 )));
             }
         };
+        if !field.is_nullable() && array.null_count() > 0 {
+            let row = (0..array.len()).find(|&i| array.is_null(i)).unwrap_or(0);
+            return Err(ServiceError::invalid(format!(
+                "offline push to `{}`: row {row}: column `{name}` is null, which the batch source's files do not allow",
+                push.name
+            )));
+        }
         columns.push(cast_exactly(name, array, field.data_type())?);
     }
     RecordBatch::try_new(schema.clone(), columns)

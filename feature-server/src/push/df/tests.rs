@@ -22,6 +22,11 @@ fn timestamps_as_feast_clients_send_them() {
     assert_eq!(t(json!(1_796_022_000)), Ok(Some(seven)));
     assert_eq!(t(json!(1_796_022_000_000i64)), Ok(Some(seven)));
     assert_eq!(t(json!(1_796_022_000.5)), Ok(Some(seven + 500_000_000)));
+    assert_eq!(
+        t(json!("1796022000")),
+        Ok(Some(seven)),
+        "epoch seconds as text"
+    );
     assert_eq!(t(json!("NaT")), Ok(None));
     assert_eq!(t(J::Null), Ok(None));
     for bad in [
