@@ -624,3 +624,77 @@ fn pushes_write_the_embedded_store_too() {
         .clone();
     assert_eq!(trips, json!(71), "{got}");
 }
+
+/// An offline push carries every column of the batch source's files: a column the push source
+/// does not declare is refused (filling it with nulls would change what other views over the
+/// source read), and nothing is written; a null created time is the receive time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_pushes_never_fill_undeclared_columns() {
+    use arrow::array::{Float32Array, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
+    let redis = RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    push_demo(repo, &redis, "data/driver_stats/");
+    let server = start(repo).await;
+    wait_ready(server.http).await;
+    let push = |created: J| {
+        json!({"push_source_name": "driver_events", "to": "online_and_offline", "df": {
+            "driver_id": [8001], "event_timestamp": ["2026-11-30T07:00:00Z"], "created": [created],
+            "conv_rate": [0.5], "trips": [81], "label": ["z"]}})
+        .to_string()
+    };
+    let (status, answer) = http(server.http, "POST", "/push", &push(J::Null)).await;
+    assert_eq!(status, 200, "a null created is the receive time: {answer}");
+
+    // Another file of the source, first in name order, with a column the push does not carry.
+    let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("driver_id", DataType::Int64, false),
+        Field::new("event_timestamp", ts(), false),
+        Field::new("created", ts(), true),
+        Field::new("conv_rate", DataType::Float32, true),
+        Field::new("trips", DataType::Int64, true),
+        Field::new("label", DataType::Utf8, true),
+        Field::new("bonus", DataType::Int64, true),
+    ]));
+    let t0 = 1_796_018_400_000_000i64;
+    let batch = arrow::record_batch::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![2])),
+            Arc::new(TimestampMicrosecondArray::from(vec![t0]).with_timezone("UTC")),
+            Arc::new(TimestampMicrosecondArray::from(vec![t0]).with_timezone("UTC")),
+            Arc::new(Float32Array::from(vec![0.2])),
+            Arc::new(Int64Array::from(vec![2])),
+            Arc::new(StringArray::from(vec!["b"])),
+            Arc::new(Int64Array::from(vec![7])),
+        ],
+    )
+    .unwrap();
+    let file = std::fs::File::create(repo.join("data/driver_stats/a-extra.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let files = || {
+        std::fs::read_dir(repo.join("data/driver_stats"))
+            .unwrap()
+            .count()
+    };
+    let before = files();
+    let late = push(json!("2026-11-30T07:00:05Z")).replace("8001", "8002");
+    let (status, answer) = http(server.http, "POST", "/push", &late).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("column `bonus`"), "{answer}");
+    assert_eq!(files(), before, "no file written");
+    let read =
+        json!({"features": ["driver_live:trips"], "entities": {"driver_id": [8002]}}).to_string();
+    let (_, got) = http(server.http, "POST", "/get-online-features", &read).await;
+    assert_eq!(
+        got["results"][1]["statuses"],
+        json!(["NOT_FOUND"]),
+        "nothing online: {got}"
+    );
+    server.stop().await;
+}
