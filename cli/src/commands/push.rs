@@ -207,7 +207,7 @@ async fn push_all(
 ) -> Result<Totals> {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {pos} rows pushed ({per_sec})")
+        indicatif::ProgressStyle::with_template("{spinner} {human_pos} rows pushed in {elapsed}")
             .expect("a valid template"),
     );
     let mut totals = Totals::default();

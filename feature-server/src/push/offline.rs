@@ -70,9 +70,11 @@ fn directory(root: &Path, source: &Source) -> Result<PathBuf> {
     if full.is_dir() {
         return Ok(full);
     }
+    let as_directory = Path::new(path).with_extension("");
     Err(ServiceError::invalid(format!(
-        "batch source `{}` reads one file (`{path}`): offline pushes add files, so its path must be a directory or a glob (e.g. `data/{}/`)",
-        source.name, source.name
+        "batch source `{}` reads one file (`{path}`): offline pushes add files, so its path must be a directory or a glob (e.g. move the file into `{}/` and make that the path)",
+        source.name,
+        as_directory.display()
     )))
 }
 
