@@ -113,3 +113,16 @@ pub fn render() -> String {
     out.push('\n');
     out
 }
+
+/// `work`, timed in `quiver_request_duration_seconds{endpoint, outcome}`.
+pub(crate) async fn timed<T, E>(
+    endpoint: &'static str,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let started = std::time::Instant::now();
+    let result = work.await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::histogram!("quiver_request_duration_seconds", "endpoint" => endpoint, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    result
+}

@@ -141,7 +141,11 @@ impl FeatureService {
             }
         }
         if let Some((all, per_view)) = online {
-            let keys: Vec<String> = all.iter().map(|e| e.key.clone()).collect();
+            // Only a cache needs the keys afterwards.
+            let keys: Vec<String> = match self.cache() {
+                Some(_) => all.iter().map(|e| e.key.clone()).collect(),
+                None => Vec::new(),
+            };
             let offered = all.len() as u64;
             let written = self.store().write(all).await;
             if written.is_err() {

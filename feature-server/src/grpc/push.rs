@@ -124,7 +124,7 @@ impl tonic::server::UnaryService<PushRequest> for PushCall {
                 to,
                 df,
             };
-            timed("grpc_push", service.write(request)).await?;
+            crate::metrics::timed("grpc_push", service.write(request)).await?;
             Ok(Response::new(PushResponse { status: true }))
         })
     }
@@ -148,23 +148,10 @@ impl tonic::server::UnaryService<WriteToOnlineStoreRequest> for WriteCall {
                 to: Destination::Online,
                 df,
             };
-            timed("grpc_write_to_online_store", service.write(request)).await?;
+            crate::metrics::timed("grpc_write_to_online_store", service.write(request)).await?;
             Ok(Response::new(WriteToOnlineStoreResponse { status: true }))
         })
     }
-}
-
-/// `write`, timed in `quiver_request_duration_seconds` as the HTTP endpoints are.
-async fn timed<T>(
-    endpoint: &'static str,
-    write: impl Future<Output = Result<T, ServiceError>>,
-) -> Result<T, ServiceError> {
-    let started = std::time::Instant::now();
-    let result = write.await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    metrics::histogram!("quiver_request_duration_seconds", "endpoint" => endpoint, "outcome" => outcome)
-        .record(started.elapsed().as_secs_f64());
-    result
 }
 
 /// A request's row as a one-row `df`: strings as written (parsed by the column's type, as by

@@ -1,8 +1,6 @@
 //! `POST /push` and `POST /write-to-online-store`: Feast's request shapes (unknown fields
 //! ignored, as Feast's server does), answered with what was written.
 
-use std::time::Instant;
-
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -42,7 +40,7 @@ pub(super) async fn push(
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes().to_vec());
-    timed("http_push", async {
+    crate::metrics::timed("http_push", async {
         let body = read_body(request, max_body_bytes, state.body_timeout).await?;
         let body: PushBody = parse(&body)?;
         let to = Destination::parse(body.to.as_deref().unwrap_or("online"))?;
@@ -73,7 +71,7 @@ pub(super) async fn write_to_online_store(
     max_body_bytes: usize,
 ) -> Result<Response, ServiceError> {
     json_content(&request)?;
-    timed("http_write_to_online_store", async {
+    crate::metrics::timed("http_write_to_online_store", async {
         let body = read_body(request, max_body_bytes, state.body_timeout).await?;
         let body: WriteBody = parse(&body)?;
         let request = WriteRequest {
@@ -102,18 +100,6 @@ fn json_content(request: &axum::extract::Request) -> Result<(), ServiceError> {
         crate::error::ErrorCode::UnsupportedMediaType,
         "a write must be sent with `Content-Type: application/json`",
     ))
-}
-
-async fn timed(
-    endpoint: &'static str,
-    work: impl Future<Output = Result<Response, ServiceError>>,
-) -> Result<Response, ServiceError> {
-    let started = Instant::now();
-    let result = work.await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    metrics::histogram!("quiver_request_duration_seconds", "endpoint" => endpoint, "outcome" => outcome)
-        .record(started.elapsed().as_secs_f64());
-    result
 }
 
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ServiceError> {
