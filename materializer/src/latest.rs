@@ -24,6 +24,9 @@ pub struct Latest {
     /// Rows in the range without an entity key or event time: they identify nothing.
     pub rows_skipped: u64,
     pub stats: Vec<StatsAcc>,
+    /// Distinct files and bytes the scan read (set once the scan is done).
+    pub files_read: u64,
+    pub bytes_read: u64,
     range: (i64, i64),
 }
 
@@ -42,6 +45,8 @@ impl Latest {
             rows_read: 0,
             rows_skipped: 0,
             stats: vec![StatsAcc::default(); features],
+            files_read: 0,
+            bytes_read: 0,
             range: (start, end),
         }
     }

@@ -22,6 +22,7 @@ mod output_names;
 pub mod push;
 pub mod retrieve;
 pub mod source;
+pub mod storage;
 mod store_check;
 pub mod verify;
 

@@ -16,29 +16,61 @@ use quiver_registry::source_schema::{
 use quiver_registry::{FeatureView, Source};
 
 use crate::error::{Error, Result};
+use crate::storage::{Counted, Reads};
+use quiver_registry::validate::redact;
 
-/// A fresh DataFusion session for one job.
+mod dataset;
+
+pub use dataset::{Dataset, engine_text, footer_rows, partition_filter};
+
+/// A fresh DataFusion session for one job. What it reads (local files and object stores) is
+/// counted: [`reads`].
 pub fn session(partitions: usize) -> SessionContext {
+    let reads = Arc::new(Reads::default());
     let config = SessionConfig::new()
         .with_target_partitions(partitions.max(1))
         .with_batch_size(8192)
-        .with_information_schema(false);
-    SessionContext::new_with_config(config)
+        .with_information_schema(false)
+        .with_extension(reads.clone());
+    let ctx = SessionContext::new_with_config(config);
+    let local: Arc<dyn object_store::ObjectStore> =
+        Arc::new(object_store::local::LocalFileSystem::new());
+    ctx.register_object_store(
+        &url::Url::parse("file://").expect("a valid URL"),
+        Arc::new(Counted::new(local, reads)),
+    );
+    ctx
+}
+
+/// What the session's scans have read so far.
+pub fn reads(ctx: &SessionContext) -> Arc<Reads> {
+    ctx.state()
+        .config()
+        .get_extension::<Reads>()
+        .unwrap_or_default()
 }
 
 /// The rows a view is computed from: the source with `field_mapping` applied, then `query`.
+/// `range` (`[start, end)` in ns, `i64::MIN` for no start) lets a source with a
+/// `time_partition` list and read only the partitions that can hold rows of the range — for
+/// views without a query (a query may move rows in time); the caller filters rows itself.
 pub async fn view_input(
     ctx: &SessionContext,
     root: &std::path::Path,
     source: &Source,
     query: Option<&str>,
+    range: Option<(i64, i64)>,
 ) -> Result<DataFrame> {
-    let context = || format!("source `{}` ({})", source.name, source.path);
-    if is_url(&source.path) {
-        return Err(Error::Invalid(format!(
-            "{}: object-store URLs are not supported yet; use a local path",
-            context()
-        )));
+    let context = || format!("source `{}` ({})", source.name, redact(&source.path));
+    if is_url(&source.path) || !source.partition_columns.is_empty() {
+        let dataset = Dataset::of(root, source)?;
+        let mut df = dataset.read(ctx, source, reads(ctx)).await?;
+        if let (Some((start, end)), Some(tp), None) = (range, &source.time_partition, query)
+            && let Some(filter) = partition_filter(tp, source, start, end)
+        {
+            df = df.filter(filter).map_err(Error::engine(context()))?;
+        }
+        return finish(ctx, df, source, query).await;
     }
     let files = resolve_source_files(root, &source.path)
         .map_err(|e| Error::Invalid(format!("{}: {e}", context())))?;
@@ -55,9 +87,20 @@ pub async fn view_input(
         .await
         .map_err(Error::engine(context()))?;
     let table = ListingTable::try_new(config).map_err(Error::engine(context()))?;
-    let mut df = ctx
+    let df = ctx
         .read_table(Arc::new(table))
         .map_err(Error::engine(context()))?;
+    finish(ctx, df, source, query).await
+}
+
+/// The source's rows with `field_mapping` applied, then `query`.
+async fn finish(
+    ctx: &SessionContext,
+    mut df: DataFrame,
+    source: &Source,
+    query: Option<&str>,
+) -> Result<DataFrame> {
+    let context = || format!("source `{}` ({})", source.name, redact(&source.path));
     if !source.field_mapping.is_empty() {
         let columns: Vec<_> = df
             .schema()
@@ -129,33 +172,31 @@ impl SchemaResolver for DataFusionSchemaResolver {
         let footers = ParquetSchemaResolver {
             root: self.root.clone(),
         };
-        let plain = footers.view_input_schema(source, None)?;
-        if query.is_none() || plain.is_none() {
+        // Object stores and partitioned directories are read as datasets: their files'
+        // footers are checked here, and the columns are what DataFusion reads.
+        let dataset = is_url(&source.path) || !source.partition_columns.is_empty();
+        let plain = match dataset {
+            true => None,
+            false => footers.view_input_schema(source, None)?,
+        };
+        if !dataset && (query.is_none() || plain.is_none()) {
             return Ok(plain);
         }
         // Planning is async; run it on a private runtime on its own thread so this works from
         // both synchronous and asynchronous callers.
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .build()
-                        .map_err(|e| e.to_string())?;
-                    runtime.block_on(async {
-                        let ctx = session(1);
-                        let df = view_input(&ctx, &self.root, source, query).await.map_err(
-                            |e| match e {
-                                Error::Engine { source, .. } => {
-                                    format!("its query fails: {source}")
-                                }
-                                other => other.to_string(),
-                            },
-                        )?;
-                        Ok(Some(Arc::new(df.schema().as_arrow().clone())))
-                    })
-                })
-                .join()
-                .map_err(|_| "schema planning panicked".to_string())?
+        crate::storage::block_on(|| async {
+            if dataset {
+                let d = Dataset::of(&self.root, source).map_err(|e| e.to_string())?;
+                d.check_files(source).await?;
+            }
+            let ctx = session(1);
+            let df = view_input(&ctx, &self.root, source, query, None)
+                .await
+                .map_err(|e| match e {
+                    Error::Engine { source, .. } => format!("its query fails: {source}"),
+                    other => other.to_string(),
+                })?;
+            Ok(Some(Arc::new(df.schema().as_arrow().clone())))
         })
     }
 }
@@ -197,6 +238,7 @@ mod tests {
             field_mapping: Default::default(),
             description: String::new(),
             tags: Default::default(),
+            ..Default::default()
         };
         (dir, source)
     }
@@ -236,7 +278,7 @@ mod tests {
         ];
         for (query, kind) in &cases {
             let ctx = session(1);
-            let err = view_input(&ctx, dir.path(), &source, Some(query))
+            let err = view_input(&ctx, dir.path(), &source, Some(query), None)
                 .await
                 .err()
                 .unwrap_or_else(|| panic!("`{query}` was accepted"));
@@ -261,6 +303,7 @@ mod tests {
             dir.path(),
             &source,
             Some("SELECT id * 2 AS d FROM source"),
+            None,
         )
         .await
         .unwrap();

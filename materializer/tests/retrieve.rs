@@ -75,6 +75,7 @@ fn registry(ttl_a: u64, ttl_b: u64) -> Registry {
                 field_mapping: BTreeMap::new(),
                 description: String::new(),
                 tags: BTreeMap::new(),
+                ..Default::default()
             },
         );
     }

@@ -61,10 +61,30 @@ pub struct SourceDef {
     /// Source column → name used by views.
     #[serde(default)]
     pub field_mapping: BTreeMap<String, String>,
+    /// Object-store options (`endpoint`, `region`, credentials as `${VAR}`).
+    #[serde(default)]
+    pub storage: Option<Loc<BTreeMap<String, String>>>,
+    /// Hive partition columns, outermost first: `[{name: date, type: string}, …]`.
+    #[serde(default)]
+    pub partition_columns: Vec<FieldDef>,
+    #[serde(default)]
+    pub time_partition: Option<Loc<TimePartitionDef>>,
     #[serde(default)]
     pub description: String,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+}
+
+/// `time_partition: {column: date, format: "%Y-%m-%d", hour_column: hour, lateness: 2h}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimePartitionDef {
+    pub column: String,
+    pub format: String,
+    #[serde(default)]
+    pub hour_column: Option<String>,
+    #[serde(default)]
+    pub lateness: Option<String>,
 }
 
 /// Rows written to Quiver as events happen (`POST /push`, `quiver push`) instead of read from
@@ -135,7 +155,18 @@ impl DefinitionFile {
         if is_blank(text) {
             return Ok(DefinitionFile::default());
         }
-        parse_yaml(file, text, env)
+        let mut parsed: DefinitionFile = parse_yaml(file, text, env)?;
+        // Object-store options keep their `${VAR}` references as written: they are read where
+        // the store is opened, so the registry never holds a secret.
+        if parsed.sources.iter().any(|s| s.storage.is_some()) {
+            let raw: DefinitionFile = crate::yaml::parse_yaml_raw(file, text)?;
+            for (source, raw) in parsed.sources.iter_mut().zip(raw.sources) {
+                if let (Some(storage), Some(raw)) = (&mut source.storage, raw.storage) {
+                    storage.value = raw.value;
+                }
+            }
+        }
+        Ok(parsed)
     }
 }
 

@@ -41,6 +41,33 @@ pub fn substitute(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, Vec<(u64, String)>> {
+    substitute_as(text, lookup, false)
+}
+
+/// The YAML `text` with every `${…}` (and `$${`) kept as written, inside scalars rewritten as
+/// [`substitute`] would: what a later [`substitute_value`] resolves where the value is used.
+pub fn keep_references(text: &str) -> String {
+    substitute_as(text, &|_| None, true).unwrap_or_else(|_| text.to_string())
+}
+
+/// One value's `${NAME}`, `${NAME:-default}` and `$${` resolved (a value kept by
+/// [`keep_references`]); every unset variable without a default is returned.
+pub fn substitute_value(
+    value: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, Vec<String>> {
+    let mut problems = Vec::new();
+    match expand_default(value, 0, 0, lookup, &mut problems) {
+        Some(v) if problems.is_empty() => Ok(v),
+        _ => Err(problems.into_iter().map(|(_, p)| p).collect()),
+    }
+}
+
+fn substitute_as(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    raw: bool,
+) -> Result<String, Vec<(u64, String)>> {
     if !text.contains("${") {
         return Ok(text.to_string());
     }
@@ -72,7 +99,7 @@ pub fn substitute(
             continue;
         }
         let line = span.start.line() as u64;
-        let Some(expanded) = expand_scalar(&value, &refs, lookup, &mut problems, || {
+        let Some(expanded) = expand_scalar(&value, &refs, lookup, raw, &mut problems, || {
             line + newlines_before(&masked[range.clone()], "${")
         }) else {
             continue;
@@ -228,6 +255,7 @@ fn expand_scalar(
     value: &str,
     refs: &[Reference],
     lookup: &dyn Fn(&str) -> Option<String>,
+    raw: bool,
     problems: &mut Vec<(u64, String)>,
     unterminated_line: impl Fn() -> u64,
 ) -> Option<String> {
@@ -236,11 +264,17 @@ fn expand_scalar(
     let mut chars = value.char_indices();
     while let Some((i, c)) = chars.next() {
         match c {
+            LITERAL if raw => out.push_str("$${"),
             LITERAL => out.push_str("${"),
             REF_START => {
                 let rest = &value[i + c.len_utf8()..];
                 let end = rest.find(REF_END).unwrap_or(rest.len());
                 match rest[..end].parse::<usize>().ok().and_then(|n| refs.get(n)) {
+                    Some(r) if raw => {
+                        out.push_str("${");
+                        out.push_str(&r.expr);
+                        out.push('}');
+                    }
                     Some(r) => {
                         if let Some(v) = resolve(&r.expr, r.line, 1, lookup, problems) {
                             out.push_str(&v);

@@ -38,7 +38,8 @@ pub use duration::Ttl;
 pub use error::{Diagnostic, Error, Result, Severity, Span};
 pub use hint::did_you_mean;
 pub use model::{
-    Entity, FeatureRef, FeatureService, FeatureView, Field, PushSource, Registry, Source,
+    Entity, FeatureRef, FeatureService, FeatureView, Field, PartitionColumn, PushSource, Registry,
+    Source, TimePartition,
 };
 pub use plan::Plan;
 pub use repo::Repository;

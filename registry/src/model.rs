@@ -46,7 +46,7 @@ pub struct Entity {
     pub tags: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Source {
     pub name: String,
     /// As written: a path relative to the repository root (file, directory or glob) or a URL.
@@ -56,10 +56,50 @@ pub struct Source {
     pub created_timestamp_field: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub field_mapping: BTreeMap<String, String>,
+    /// Object-store options for a URL path (`endpoint`, `region`, credentials…), as written:
+    /// `${VAR}` references are kept and read from the environment of the process that opens
+    /// the store, so no secret is ever kept in the registry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage: BTreeMap<String, String>,
+    /// Hive partition columns (`date=2026-11-30/hour=07/…`), outermost first: read from the
+    /// directory names as columns of the declared types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_columns: Vec<PartitionColumn>,
+    /// Which partition columns hold time, so a time range reads only the partitions that can
+    /// hold its rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_partition: Option<TimePartition>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+}
+
+/// A Hive partition column: the `name=value` directory level above the files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionColumn {
+    pub name: String,
+    /// `string`, `int32` or `int64`.
+    #[serde(rename = "type")]
+    pub value_type: ValueType,
+}
+
+/// The partition columns that hold each row's event time (UTC): `column` formatted with
+/// `format` (`%Y`, `%m`, `%d` and optionally `%H`, most significant first), optionally an
+/// integer `hour_column` below it. Every row lies in the partition of its event time, or in a
+/// later one at most `lateness_ms` after it (rows written to the partition of their arrival).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimePartition {
+    pub column: String,
+    pub format: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hour_column: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lateness_ms: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// Rows pushed as events happen. A view whose `source` is a push source is written by pushes

@@ -38,12 +38,21 @@ pub fn generation_id(registry: &Registry, view: &FeatureView) -> u64 {
     // A view's history comes from its batch source (its own, or its push source's): moving a
     // view onto a push source over the same batch source keeps its generation and its values.
     let source = match (registry.batch_source(view), registry.push_source(view)) {
-        (Some(s), _) => Some(serde_json::json!({
-            "path": s.path,
-            "timestamp_field": s.timestamp_field,
-            "created_timestamp_field": s.created_timestamp_field,
-            "field_mapping": s.field_mapping,
-        })),
+        (Some(s), _) => {
+            let mut identity = serde_json::json!({
+                "path": s.path,
+                "timestamp_field": s.timestamp_field,
+                "created_timestamp_field": s.created_timestamp_field,
+                "field_mapping": s.field_mapping,
+            });
+            // Partition columns are columns a view may read; where the store is (`storage`)
+            // and which partitions hold time (`time_partition`) change no value. Only written
+            // when declared, so sources without them keep their generations.
+            if !s.partition_columns.is_empty() {
+                identity["partition_columns"] = serde_json::json!(s.partition_columns);
+            }
+            Some(identity)
+        }
         (None, Some(p)) => Some(serde_json::json!({
             "push_timestamp_field": p.timestamp_field,
             "push_created_timestamp_field": p.created_timestamp_field,

@@ -49,6 +49,20 @@ pub fn is_url(path: &str) -> bool {
     path.contains("://")
 }
 
+/// The object store a URL is read through (`s3`, `gcs`, `azure`, `http`), or `None` for a
+/// scheme Quiver cannot read.
+pub fn url_scheme(path: &str) -> Option<&'static str> {
+    let (scheme, _) = path.split_once("://")?;
+    Some(match scheme.to_ascii_lowercase().as_str() {
+        "s3" | "s3a" => "s3",
+        "gs" => "gcs",
+        "az" | "adl" | "azure" | "abfs" | "abfss" => "azure",
+        "http" | "https" => "http",
+        "file" => "file",
+        _ => return None,
+    })
+}
+
 /// The Parquet files a source path names: the file itself, every `*.parquet` below a directory
 /// (hidden and `_`-prefixed entries skipped), or every match of a glob; sorted.
 pub fn resolve_source_files(root: &Path, path: &str) -> Result<Vec<PathBuf>, String> {

@@ -23,6 +23,12 @@ pub(crate) fn parse_yaml<T: DeserializeOwned>(
     serde_saphyr::from_str(&text).map_err(|e| Error::Invalid(vec![yaml_diagnostic(file, &e)]))
 }
 
+/// Parses `text` with every `${…}` kept as written (and `$${` kept escaped).
+pub(crate) fn parse_yaml_raw<T: DeserializeOwned>(file: &str, text: &str) -> Result<T> {
+    let text = crate::env_subst::keep_references(text);
+    serde_saphyr::from_str(&text).map_err(|e| Error::Invalid(vec![yaml_diagnostic(file, &e)]))
+}
+
 fn yaml_diagnostic(file: &str, err: &serde_saphyr::Error) -> Diagnostic {
     let at = err.location().map(Span::from).unwrap_or(Span::NONE);
     if let serde_saphyr::Error::DuplicateMappingKey { key, location } = err.without_snippet() {

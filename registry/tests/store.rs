@@ -39,6 +39,7 @@ fn registry() -> Registry {
             field_mapping: Default::default(),
             description: String::new(),
             tags: Default::default(),
+            ..Default::default()
         },
     );
     r.feature_views.insert(

@@ -7,6 +7,7 @@ mod faults;
 mod feast_compat;
 mod generations;
 mod materialize;
+mod object_store;
 mod online_store;
 mod push;
 mod push_history;

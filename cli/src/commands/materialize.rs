@@ -103,6 +103,21 @@ pub fn execute(
     Ok(runs)
 }
 
+/// A byte count for people: `512 B`, `3.4 MiB`.
+fn bytes_text(b: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if b < 1024 {
+        return format!("{b} B");
+    }
+    let mut v = b as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 pub fn render(runs: &[MaterializationRun]) -> String {
     let mut out = String::new();
     for r in runs {
@@ -121,8 +136,12 @@ pub fn render(runs: &[MaterializationRun]) -> String {
             ));
             continue;
         }
+        let files = match (r.files_read, r.bytes_read) {
+            (Some(f), Some(b)) => format!(" ({f} files, {})", bytes_text(b)),
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            "{:<24} {} rows read, {} entities, {} keys written in {:.2}s  [{} .. {})\n",
+            "{:<24} {} rows read{files}, {} entities, {} keys written in {:.2}s  [{} .. {})\n",
             r.view,
             r.rows_read,
             r.entities,

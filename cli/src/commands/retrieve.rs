@@ -15,6 +15,9 @@ use quiver_registry::store::RegistryVersion;
 use serde::Serialize;
 
 use crate::context::Context;
+use remote::{Entities, Output};
+
+mod remote;
 use crate::exit::UserError;
 
 #[derive(Debug, clap::Args)]
@@ -107,7 +110,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     };
     let (version, selection, features, input, options) = match &args.rebuild {
         Some(path) => {
-            let manifest = Manifest::read(path).map_err(|e| UserError(e.to_string()))?;
+            let manifest = remote::read_manifest(path)?;
             let version = store.get(manifest.registry.version).map_err(|e| {
                 UserError(format!(
                     "cannot rebuild {}: registry version {} is not available: {e}",
@@ -124,7 +127,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
                 ))
                 .into());
             }
-            let input = EntityInput::open(
+            let input = Entities::open(
                 &manifest.entities.path,
                 Some(&manifest.entities.timestamp_column),
             )?;
@@ -142,7 +145,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             let selection = args.features.clone().expect("required by clap");
             let features = resolve_selection(&version.registry, &selection)?;
             let path = args.entities.as_deref().expect("required by clap");
-            let input = EntityInput::open(path, Some(&args.timestamp_column))?;
+            let input = Entities::open(path, Some(&args.timestamp_column))?;
             let options = Options {
                 full_feature_names: args.full_feature_names,
                 created_cutoff: args.created_cutoff,
@@ -150,7 +153,12 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             (version, selection, features, input, options)
         }
     };
-    refuse_overwriting_inputs(&args.output, &input, &version, &repo)?;
+    let output = Output::new(&args.output)?;
+    match output.is_remote() {
+        true => output.refuse_overlaps(&manifest_path(&args.output), &input, &version)?,
+        false => refuse_overwriting_inputs(&args.output, &input.input, &version, &repo)?,
+    }
+    check_format(&args.output)?;
     let sources = source_fingerprints(&version, &repo.root, &features, true)?;
     let runtime = ctx.runtime()?;
     let result = runtime.block_on(async {
@@ -161,7 +169,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             registry: &version.registry,
             root: &repo.root,
             features: &features,
-            entities: &input,
+            entities: &input.input,
             options,
         };
         let retrieval = retrieve(&request, &engine).await?;
@@ -173,7 +181,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             .collect();
         // Interrupted (Ctrl-C, SIGTERM): the write is dropped, which removes its temporary file.
         let rows = tokio::select! {
-            rows = write_output(retrieval, &args.output) => rows?,
+            rows = async {
+                let rows = write_output(retrieval, &output.local).await?;
+                output.publish().await?;
+                anyhow::Ok(rows)
+            } => rows?,
             signal = signals.next() => anyhow::bail!("interrupted by {signal}: nothing written"),
         };
         anyhow::Ok((rows, columns))
@@ -197,7 +209,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             &args.output,
             columns.clone(),
         )?;
-        manifest.write(&path)?;
+        output.write_manifest(&manifest, &path)?;
         Some(path)
     };
     let summary = Summary {
@@ -294,6 +306,11 @@ fn refuse_overwriting_inputs(
             }
         }
     }
+    Ok(())
+}
+
+/// The output's format, by its extension.
+fn check_format(output: &Path) -> Result<()> {
     let known = output
         .extension()
         .and_then(|e| e.to_str())
@@ -319,7 +336,7 @@ fn build_manifest(
     selection: &str,
     features: &[FeatureRef],
     options: Options,
-    input: &EntityInput,
+    input: &Entities,
     rows: u64,
     sources: Vec<quiver_materializer::retrieve::manifest::FileFingerprint>,
     output: &Path,
@@ -337,10 +354,20 @@ fn build_manifest(
         selection: selection.to_string(),
         features: features.iter().map(ToString::to_string).collect(),
         options,
-        entities: EntityFingerprint::of(input, rows)?,
+        entities: EntityFingerprint {
+            // Read from object storage: its URL (the fingerprint is of the content).
+            path: match &input.url {
+                Some(url) => PathBuf::from(url),
+                None => std::path::absolute(&input.input.path)?,
+            },
+            ..EntityFingerprint::of(&input.input, rows)?
+        },
         sources,
         output: OutputInfo {
-            path: std::path::absolute(output)?,
+            path: match quiver_registry::source_schema::is_url(&output.to_string_lossy()) {
+                true => output.to_path_buf(),
+                false => std::path::absolute(output)?,
+            },
             rows,
             columns,
         },

@@ -54,6 +54,19 @@ pub fn prepare(
 /// Where new files of `source` go: its directory, or the directory of its glob.
 fn directory(root: &Path, source: &Source) -> Result<PathBuf> {
     let path = source.path.as_str();
+    if quiver_registry::source_schema::is_url(path) {
+        return Err(ServiceError::invalid(format!(
+            "batch source `{}` is on object storage ({}): offline pushes append to local directories only, for now; push with `to: online`",
+            source.name,
+            quiver_registry::validate::redact(path)
+        )));
+    }
+    if !source.partition_columns.is_empty() {
+        return Err(ServiceError::invalid(format!(
+            "batch source `{}` is partitioned (`partition_columns`): a pushed file would lie outside its partition directories and never be read; push with `to: online`",
+            source.name
+        )));
+    }
     let full = root.join(path);
     if path.contains(['*', '?', '[']) {
         let (dir, pattern) = path.rsplit_once('/').unwrap_or((".", path));

@@ -56,6 +56,8 @@ pub(super) fn run_record(
         start: start.map(rfc3339),
         end: rfc3339(end),
         rows_read: latest.rows_read,
+        files_read: Some(latest.files_read),
+        bytes_read: Some(latest.bytes_read),
         entities,
         keys_written: written,
         seconds,

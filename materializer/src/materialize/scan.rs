@@ -32,7 +32,14 @@ pub(super) async fn has_rows_before(job: &Job<'_>, view: &FeatureView, start: i6
     let source = source_of(job, view)?;
     let ctx = session(job.partitions);
     let context = format!("looking for rows of `{}` before the range", view.name);
-    let df = view_input(&ctx, job.root, source, view.query.as_deref()).await?;
+    let df = view_input(
+        &ctx,
+        job.root,
+        source,
+        view.query.as_deref(),
+        Some((i64::MIN, start)),
+    )
+    .await?;
     let ts_type = df
         .schema()
         .field_with_unqualified_name(&source.timestamp_field)
@@ -106,7 +113,14 @@ pub async fn latest_rows(
     });
     let ctx = session(job.partitions);
     let context = format!("materializing `{}`", view.name);
-    let mut df = view_input(&ctx, job.root, source, view.query.as_deref()).await?;
+    let mut df = view_input(
+        &ctx,
+        job.root,
+        source,
+        view.query.as_deref(),
+        Some((start, end)),
+    )
+    .await?;
     let names: Vec<String> = join_keys.iter().map(|k| k.name.clone()).collect();
     let columns = needed_columns(view, &names, source);
     for c in &columns {
@@ -167,5 +181,9 @@ pub async fn latest_rows(
             Some(t) => t.merge(part),
         }
     }
-    Ok(total.unwrap_or_else(|| Latest::new(features, start, end)))
+    let mut total = total.unwrap_or_else(|| Latest::new(features, start, end));
+    let reads = crate::source::reads(&ctx);
+    total.files_read = reads.files();
+    total.bytes_read = reads.bytes();
+    Ok(total)
 }

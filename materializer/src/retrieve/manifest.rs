@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use quiver_registry::FeatureRef;
-use quiver_registry::source_schema::resolve_source_files;
+use quiver_registry::source_schema::{is_url, resolve_source_files};
 use quiver_registry::store::RegistryVersion;
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +64,10 @@ pub struct FileFingerprint {
     /// Modification time, ns since the Unix epoch.
     pub modified_ns: i64,
     pub rows: u64,
+    /// The object's ETag (and version, where the store keeps versions), for files on object
+    /// storage: what tells a rewritten object from the recorded one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +104,7 @@ fn file_fingerprint(source: &str, path: &Path, with_rows: bool) -> Result<FileFi
         size: meta.len(),
         modified_ns,
         rows: if with_rows { parquet_rows(path)? } else { 0 },
+        etag: None,
     })
 }
 
@@ -125,6 +130,12 @@ pub fn source_fingerprints(
             .sources
             .get(name)
             .ok_or_else(|| Error::Invalid(format!("unknown source `{name}`")))?;
+        if is_url(&source.path) {
+            out.extend(crate::storage::block_on(|| {
+                remote_fingerprints(root, source, with_rows)
+            })?);
+            continue;
+        }
         let files = resolve_source_files(root, &source.path)
             .map_err(|e| Error::Invalid(format!("source `{name}`: {e}")))?;
         for f in files {
@@ -197,7 +208,11 @@ impl Manifest {
                     old.path.display(),
                     old.source
                 )),
-                Some(n) if n.size != old.size || n.modified_ns != old.modified_ns => {
+                Some(n)
+                    if n.size != old.size
+                        || n.modified_ns != old.modified_ns
+                        || n.etag != old.etag =>
+                {
                     problems.push(format!(
                         "source file {} changed: now {} bytes modified {}, the manifest recorded {} bytes modified {}",
                         old.path.display(),
@@ -220,6 +235,21 @@ impl Manifest {
             }
         }
         let e = &self.entities;
+        let shown = e.path.to_string_lossy();
+        if is_url(&shown) {
+            let (store, url) = crate::storage::open_url(&shown)?;
+            let (copy, _) = crate::storage::block_on(|| {
+                crate::storage::fetch_to_temp(store.as_ref(), &url.path, &url.shown)
+            })?;
+            let sha = sha256_file(copy.path())?;
+            if sha != e.sha256 {
+                problems.push(format!(
+                    "entity table {} changed (SHA-256 {sha}, the manifest recorded {})",
+                    url.shown, e.sha256
+                ));
+            }
+            return Ok(problems);
+        }
         match std::fs::metadata(&e.path) {
             Err(err) => problems.push(format!("entity table {}: {err}", e.path.display())),
             Ok(_) => {
@@ -251,4 +281,47 @@ impl Manifest {
             })
             .collect()
     }
+}
+
+/// The files of a source on object storage: path (its URL), size, last modified, ETag, and
+/// (with `with_rows`) rows from each footer.
+async fn remote_fingerprints(
+    root: &Path,
+    source: &quiver_registry::Source,
+    with_rows: bool,
+) -> Result<Vec<FileFingerprint>> {
+    use futures::StreamExt as _;
+    let dataset = crate::source::Dataset::of(root, source)?;
+    let files = dataset.files().await?;
+    let prints = futures::stream::iter(files.into_iter().map(|meta| {
+        let dataset = &dataset;
+        async move {
+            let rows = match with_rows {
+                true => crate::source::footer_rows(dataset.store.as_ref(), &meta)
+                    .await
+                    .map_err(|e| {
+                        Error::Invalid(format!("{}: {e}", dataset.url.with_path(&meta.location)))
+                    })?,
+                false => 0,
+            };
+            let etag = match (&meta.e_tag, &meta.version) {
+                (Some(e), Some(v)) => Some(format!("{e} (version {v})")),
+                (Some(e), None) => Some(e.clone()),
+                (None, Some(v)) => Some(format!("version {v}")),
+                (None, None) => None,
+            };
+            Ok::<_, Error>(FileFingerprint {
+                source: source.name.clone(),
+                path: PathBuf::from(dataset.url.with_path(&meta.location)),
+                size: meta.size,
+                modified_ns: meta.last_modified.timestamp_nanos_opt().unwrap_or(0),
+                rows,
+                etag,
+            })
+        }
+    }))
+    .buffered(16)
+    .collect::<Vec<_>>()
+    .await;
+    prints.into_iter().collect()
 }

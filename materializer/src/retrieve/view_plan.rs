@@ -39,7 +39,14 @@ pub(super) async fn view_plan(
         .cloned()
         .collect();
     let keys = key_types(request, view, &join_keys)?;
-    let rows = view_rows(ctx, request, view, source, &keys).await?;
+    // The source's partitions that can hold a row any entity row may match.
+    let ttl_ns = view.ttl.nanos();
+    let range = match bounds {
+        None => Some((0, 0)),
+        Some((lo, hi)) if ttl_ns > 0 => Some((lo.saturating_sub(ttl_ns), hi.saturating_add(1))),
+        Some((_, hi)) => Some((i64::MIN, hi.saturating_add(1))),
+    };
+    let rows = view_rows(ctx, request, view, source, &keys, range).await?;
     let filter = row_filter(request, view, &keys, bounds, key_filter)?;
     let rows = sorted_rows(rows, filter, view, &keys).await?;
     let entities = sorted_entity_keys(ctx, request.entities, &keys).await?;
@@ -153,8 +160,9 @@ async fn view_rows(
     view: &FeatureView,
     source: &Source,
     keys: &[(String, DataType)],
+    range: Option<(i64, i64)>,
 ) -> Result<DataFrame> {
-    let df = view_input(ctx, request.root, source, view.query.as_deref()).await?;
+    let df = view_input(ctx, request.root, source, view.query.as_deref(), range).await?;
     let mut select = Vec::new();
     for (name, to) in keys {
         select.push(cast_expr(ident(name), to.clone()).alias(name));

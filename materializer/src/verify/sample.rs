@@ -81,7 +81,7 @@ async fn distinct_keys(
     let join_keys: Vec<Field> = registry.join_keys(view).into_iter().cloned().collect();
     let source = registry.history_source(view).map_err(Error::Invalid)?;
     let ctx = session(job.engine.partitions);
-    let df = view_input(&ctx, job.root, source, view.query.as_deref()).await?;
+    let df = view_input(&ctx, job.root, source, view.query.as_deref(), None).await?;
     let mut select = Vec::new();
     for k in &join_keys {
         let to = key_type(k).map_err(Error::Invalid)?;

@@ -109,3 +109,30 @@ fn comments_may_mention_anything() {
         "# ${UNSET} and ${unterminated\na: 1 # ${ALSO_UNSET}\nb: \"redis.internal\" # ${NOPE\n"
     );
 }
+
+#[test]
+fn references_kept_as_written_resolve_later() {
+    let text = "storage:\n  endpoint: ${S3_ENDPOINT:-http://localhost:9000}\n  secret: \"${SECRET}\"\n  literal: $${NOT}\n";
+    let kept = keep_references(text);
+    let parsed: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> =
+        serde_saphyr::from_str(&kept).unwrap();
+    let storage = &parsed["storage"];
+    assert_eq!(storage["endpoint"], "${S3_ENDPOINT:-http://localhost:9000}");
+    assert_eq!(storage["secret"], "${SECRET}");
+    assert_eq!(storage["literal"], "$${NOT}");
+    let env = |name: &str| (name == "SECRET").then(|| "s3cr3t".to_string());
+    assert_eq!(
+        substitute_value(&storage["endpoint"], &env).unwrap(),
+        "http://localhost:9000"
+    );
+    assert_eq!(
+        substitute_value(&storage["secret"], &env).unwrap(),
+        "s3cr3t"
+    );
+    assert_eq!(
+        substitute_value(&storage["literal"], &env).unwrap(),
+        "${NOT}"
+    );
+    let missing = substitute_value("${NOPE}", &env).unwrap_err();
+    assert!(missing[0].contains("`NOPE` is not set"), "{missing:?}");
+}

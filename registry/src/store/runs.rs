@@ -14,6 +14,12 @@ pub struct MaterializationRun {
     pub start: Option<String>,
     pub end: String,
     pub rows_read: u64,
+    /// Distinct data files the scan read (after partition and file pruning), and the bytes it
+    /// fetched from them (footers included); absent in records of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_read: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_read: Option<u64>,
     /// Entities whose latest row in the range was found.
     pub entities: u64,
     /// Keys actually stored (the rest already held a newer value).

@@ -4,6 +4,7 @@
 //! One file per kind (entities here, then `sources`, `views`, `services`); `schemas`
 //! checks each valid view's columns against its input last.
 
+pub use source_storage::{SCHEMES, check_time_format, is_secret_key, redact};
 use std::collections::HashMap;
 
 use crate::config::check_name;
@@ -17,6 +18,7 @@ use crate::value_type::{ValueType, is_nested_list, type_names};
 mod push;
 mod schemas;
 mod services;
+mod source_storage;
 mod sources;
 mod views;
 

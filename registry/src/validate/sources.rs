@@ -63,7 +63,11 @@ impl Validator {
                     ok = false;
                 }
             }
-            if declared && ok {
+            let location = self.source_location(file, def);
+            if declared
+                && ok
+                && let Some((storage, partition_columns, time_partition)) = location
+            {
                 if let Some(place) = self.places.get_mut(&(Kind::Source, def.name.value.clone())) {
                     place.detail.insert(Detail::Path, at(&def.path));
                 }
@@ -78,6 +82,9 @@ impl Validator {
                             .as_ref()
                             .map(|f| f.value.clone()),
                         field_mapping: def.field_mapping.clone(),
+                        storage,
+                        partition_columns,
+                        time_partition,
                         description: def.description.clone(),
                         tags: def.tags.clone(),
                     },

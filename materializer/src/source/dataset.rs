@@ -1,0 +1,369 @@
+//! A source read as a dataset: a directory (or glob) of Parquet files on object storage or
+//! laid out in Hive partitions locally, listed by DataFusion, its partition columns read from
+//! the directory names, and — given a time range and a `time_partition` — only the partitions
+//! that can hold rows of the range listed and read.
+
+use std::sync::Arc;
+
+use arrow::datatypes::DataType;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
+use futures::TryStreamExt as _;
+use object_store::ObjectStore;
+use quiver_registry::source_schema::is_url;
+use quiver_registry::{ScalarType, Source, TimePartition, ValueType};
+
+use crate::error::{Error, Result};
+use crate::storage::{Counted, Reads, StoreUrl, explain, open};
+
+const HOUR_NS: i64 = 3_600_000_000_000;
+const DAY_NS: i64 = 24 * HOUR_NS;
+
+/// Where a dataset's files are: the store, the URL listed, and the part of the path that is a
+/// glob (if any).
+#[derive(Debug)]
+pub struct Dataset {
+    pub store: Arc<dyn ObjectStore>,
+    pub url: StoreUrl,
+    pub glob: Option<String>,
+}
+
+impl Dataset {
+    /// The dataset of `source` (a URL, or a local partitioned directory under `root`).
+    pub fn of(root: &std::path::Path, source: &Source) -> Result<Dataset> {
+        let text = if is_url(&source.path) {
+            source.path.clone()
+        } else {
+            let full = quiver_registry::source_schema::resolved_path(&root.join(&source.path));
+            url::Url::from_file_path(&full)
+                .map_err(|_| Error::Invalid(format!("`{}` is not a valid path", full.display())))?
+                .to_string()
+        };
+        let (base, glob) = match text.find(['*', '?', '[']) {
+            Some(at) => {
+                let cut = text[..at].rfind('/').map_or(0, |i| i + 1);
+                (text[..cut].to_string(), Some(text[cut..].to_string()))
+            }
+            None => (text, None),
+        };
+        let url = StoreUrl::parse(&base)?;
+        let store = open(&url, &source.storage, &|name| std::env::var(name).ok())?;
+        Ok(Dataset { store, url, glob })
+    }
+
+    /// Whether the path names one object rather than a directory.
+    fn is_file(&self) -> bool {
+        self.glob.is_none() && self.url.path.as_ref().ends_with(".parquet")
+    }
+
+    /// The Parquet objects of the dataset (hidden and `_` entries skipped), sorted.
+    pub async fn files(&self) -> Result<Vec<object_store::ObjectMeta>> {
+        let shown = &self.url.shown;
+        if self.is_file() {
+            let meta = crate::storage::head(self.store.as_ref(), &self.url.path, shown).await?;
+            return Ok(vec![meta]);
+        }
+        let pattern = match &self.glob {
+            Some(g) => Some(
+                glob::Pattern::new(g)
+                    .map_err(|e| Error::Invalid(format!("invalid glob in `{shown}`: {e}")))?,
+            ),
+            None => None,
+        };
+        let prefix = self.url.path.clone();
+        let mut files: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_filter(|m| {
+                let rel: Vec<String> = m
+                    .location
+                    .prefix_match(&prefix)
+                    .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
+                    .unwrap_or_default();
+                let hidden = rel.iter().any(|s| s.starts_with(['.', '_']));
+                let data: Vec<&str> = rel
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|s| !s.contains('='))
+                    .collect();
+                let matches = pattern.as_ref().is_none_or(|p| p.matches(&data.join("/")));
+                let parquet = m.location.as_ref().ends_with(".parquet");
+                futures::future::ready(!hidden && matches && parquet)
+            })
+            .try_collect()
+            .await
+            .map_err(|e| Error::Invalid(format!("listing {shown}: {}", explain(&e))))?;
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        if files.is_empty() {
+            return Err(Error::Invalid(format!("{shown} holds no Parquet files")));
+        }
+        Ok(files)
+    }
+
+    /// The dataset as a DataFusion table on `ctx` (reads counted into `reads`).
+    pub async fn read(
+        &self,
+        ctx: &SessionContext,
+        source: &Source,
+        reads: Arc<Reads>,
+    ) -> Result<DataFrame> {
+        let context = || format!("source `{}` ({})", source.name, self.url.shown);
+        ctx.register_object_store(
+            &self.url.root,
+            Arc::new(Counted::new(self.store.clone(), reads)),
+        );
+        let mut table_url = self.url.with_path(&self.url.path);
+        if !self.is_file() && !table_url.ends_with('/') {
+            table_url.push('/');
+        }
+        let mut url = ListingTableUrl::parse(&table_url).map_err(Error::engine(context()))?;
+        if let Some(g) = &self.glob {
+            url = url.with_glob(g).map_err(Error::engine(context()))?;
+        }
+        let partitions = source
+            .partition_columns
+            .iter()
+            .map(|c| (c.name.clone(), arrow_type(c.value_type)))
+            .collect();
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(partitions);
+        // The columns are the last file's (`apply` checked that the files agree): reading
+        // every footer to infer them would cost a request per file on every run.
+        let files = self.files().await?;
+        let last = files.last().expect("files() is never empty");
+        let schema = footer_schema(self.store.as_ref(), last)
+            .await
+            .map_err(|e| {
+                Error::Invalid(format!(
+                    "{}: {} is not a readable Parquet file: {e}",
+                    context(),
+                    self.url.with_path(&last.location)
+                ))
+            })?;
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(schema);
+        let table = ListingTable::try_new(config).map_err(Error::engine(context()))?;
+        ctx.read_table(Arc::new(table))
+            .map_err(Error::engine(context()))
+    }
+}
+
+fn arrow_type(t: ValueType) -> DataType {
+    match t {
+        ValueType::Scalar(ScalarType::Int32) => DataType::Int32,
+        ValueType::Scalar(ScalarType::Int64) => DataType::Int64,
+        _ => DataType::Utf8,
+    }
+}
+
+/// A DataFusion error whose cause is the object store, said as [`explain`] says it.
+pub fn engine_text(e: &datafusion::error::DataFusionError) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(os) = s.downcast_ref::<object_store::Error>() {
+            return explain(os);
+        }
+        source = s.source();
+    }
+    e.strip_backtrace()
+}
+
+/// The filter on a source's time partition columns that keeps every partition able to hold a
+/// row with an event time in `[start, end)` (`i64::MIN`: no lower bound), and no other.
+pub fn partition_filter(tp: &TimePartition, source: &Source, start: i64, end: i64) -> Option<Expr> {
+    let hourly = tp.hour_column.is_some() || tp.format.contains("%H");
+    let grain = if hourly { HOUR_NS } else { DAY_NS };
+    // A partition P holds event times in [P - lateness, P + grain).
+    let lateness = tp.lateness_ms.saturating_mul(1_000_000);
+    let lo = (start != i64::MIN).then(|| start.div_euclid(grain) * grain);
+    let hi = end
+        .checked_sub(1)
+        .and_then(|e| e.checked_add(lateness))
+        .map(|e| e.div_euclid(grain) * grain);
+    let date = |ns: i64| {
+        lit(chrono::DateTime::from_timestamp_nanos(ns)
+            .format(&tp.format)
+            .to_string())
+    };
+    let d = || col(format!("\"{}\"", tp.column));
+    let bound = |ns: i64, upper: bool| -> Expr {
+        match &tp.hour_column {
+            None if upper => d().lt_eq(date(ns)),
+            None => d().gt_eq(date(ns)),
+            Some(h) => {
+                let hour = ns.rem_euclid(DAY_NS) / HOUR_NS;
+                let int32 = source
+                    .partition_columns
+                    .iter()
+                    .any(|c| &c.name == h && c.value_type == ValueType::Scalar(ScalarType::Int32));
+                let hv = if int32 { lit(hour as i32) } else { lit(hour) };
+                let hc = col(format!("\"{h}\""));
+                if upper {
+                    d().lt(date(ns)).or(d().eq(date(ns)).and(hc.lt_eq(hv)))
+                } else {
+                    d().gt(date(ns)).or(d().eq(date(ns)).and(hc.gt_eq(hv)))
+                }
+            }
+        }
+    };
+    match (lo, hi) {
+        (None, None) => None,
+        (Some(l), None) => Some(bound(l, false)),
+        (None, Some(h)) => Some(bound(h, true)),
+        (Some(l), Some(h)) => Some(bound(l, false).and(bound(h, true))),
+    }
+}
+
+/// Files whose footers `apply` reads: all of a small dataset, else this many spread over it.
+const SAMPLED_FILES: usize = 64;
+
+impl Dataset {
+    /// Reads the footers of the dataset's files (all, or [`SAMPLED_FILES`] spread over them)
+    /// and names the first file whose schema disagrees with the first one's, or that does not
+    /// lie under the declared partition directories.
+    pub async fn check_files(&self, source: &Source) -> std::result::Result<(), String> {
+        use futures::StreamExt as _;
+        let files = self.files().await.map_err(|e| e.to_string())?;
+        let step = files.len().div_ceil(SAMPLED_FILES).max(1);
+        let mut sample: Vec<_> = files.iter().step_by(step).collect();
+        if let Some(last) = files.last()
+            && sample.last().map(|m| &m.location) != Some(&last.location)
+        {
+            sample.push(last);
+        }
+        for meta in &sample {
+            let rel: Vec<String> = meta
+                .location
+                .prefix_match(&self.url.path)
+                .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
+                .unwrap_or_default();
+            let dirs: Vec<&str> = rel
+                .iter()
+                .map(String::as_str)
+                .filter(|s| s.contains('='))
+                .collect();
+            for (i, column) in source.partition_columns.iter().enumerate() {
+                let value = dirs
+                    .get(i)
+                    .and_then(|d| d.strip_prefix(&format!("{}=", column.name)));
+                let ok = match (value, column.value_type) {
+                    (None, _) => false,
+                    (Some(v), ValueType::Scalar(ScalarType::Int32)) => v.parse::<i32>().is_ok(),
+                    (Some(v), ValueType::Scalar(ScalarType::Int64)) => v.parse::<i64>().is_ok(),
+                    (Some(_), _) => true,
+                };
+                if !ok {
+                    let layout: Vec<String> = source
+                        .partition_columns
+                        .iter()
+                        .map(|c| format!("{}=…", c.name))
+                        .collect();
+                    return Err(format!(
+                        "{} does not lie under `{}/` directories (partition column `{}` of type {})",
+                        self.url.with_path(&meta.location),
+                        layout.join("/"),
+                        column.name,
+                        column.value_type
+                    ));
+                }
+            }
+        }
+        let schemas: Vec<_> = futures::stream::iter(sample.iter().map(|meta| async move {
+            let shown = self.url.with_path(&meta.location);
+            let schema = footer_schema(self.store.as_ref(), meta)
+                .await
+                .map_err(|e| format!("{shown} is not a readable Parquet file: {e}"))?;
+            Ok::<_, String>((meta.location.clone(), schema))
+        }))
+        .buffered(16)
+        .collect()
+        .await;
+        let mut first: Option<(object_store::path::Path, arrow::datatypes::SchemaRef)> = None;
+        for got in schemas {
+            let (path, schema) = got?;
+            let Some((first_path, first_schema)) = &first else {
+                first = Some((path, schema));
+                continue;
+            };
+            for f in first_schema.fields() {
+                match schema.field_with_name(f.name()) {
+                    Ok(g) if g.data_type() == f.data_type() => {}
+                    Ok(g) => {
+                        return Err(format!(
+                            "{} has column `{}` as {}, but {} has it as {}: every file of a source must agree",
+                            self.url.with_path(&path),
+                            f.name(),
+                            g.data_type(),
+                            self.url.with_path(first_path),
+                            f.data_type()
+                        ));
+                    }
+                    Err(_) => {
+                        return Err(format!(
+                            "{} has no column `{}`, which {} has: every file of a source must have the same columns",
+                            self.url.with_path(&path),
+                            f.name(),
+                            self.url.with_path(first_path)
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A Parquet object's footer (two ranged reads: its length, then the footer).
+async fn footer(
+    store: &dyn ObjectStore,
+    meta: &object_store::ObjectMeta,
+) -> std::result::Result<parquet::file::metadata::ParquetMetaData, String> {
+    use object_store::ObjectStoreExt as _;
+    let size = meta.size;
+    if size < 12 {
+        return Err(format!("{size} bytes is too short"));
+    }
+    let tail = store
+        .get_range(&meta.location, size - 8..size)
+        .await
+        .map_err(|e| explain(&e))?;
+    if &tail[4..] != b"PAR1" {
+        return Err("no Parquet footer (`PAR1`) at its end".into());
+    }
+    let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if len + 8 > size {
+        return Err(format!("its footer length {len} exceeds the file"));
+    }
+    let bytes = store
+        .get_range(&meta.location, size - 8 - len..size - 8)
+        .await
+        .map_err(|e| explain(&e))?;
+    parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&bytes)
+        .map_err(|e| e.to_string())
+}
+
+/// The Arrow schema of a Parquet object, from its footer alone.
+async fn footer_schema(
+    store: &dyn ObjectStore,
+    meta: &object_store::ObjectMeta,
+) -> std::result::Result<arrow::datatypes::SchemaRef, String> {
+    let md = footer(store, meta).await?;
+    let fm = md.file_metadata();
+    parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
+        .map(std::sync::Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// The rows of a Parquet object, from its footer.
+pub async fn footer_rows(
+    store: &dyn ObjectStore,
+    meta: &object_store::ObjectMeta,
+) -> std::result::Result<u64, String> {
+    let md = footer(store, meta).await?;
+    Ok(u64::try_from(md.file_metadata().num_rows()).unwrap_or(0))
+}

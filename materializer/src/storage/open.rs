@@ -1,0 +1,248 @@
+//! Building the object store of a URL.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::http::HttpBuilder;
+use object_store::path::Path;
+use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
+use quiver_registry::env_subst::substitute_value;
+use quiver_registry::source_schema::url_scheme;
+use quiver_registry::validate::{SCHEMES, redact};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// Transient failures (5xx, 429, timeouts, refused connections) are retried this many times,
+/// with exponential backoff from 100 ms, within [`RETRY_TIMEOUT`]; then the job fails.
+const MAX_RETRIES: usize = 4;
+const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+/// One request's bound (a Parquet range or a part upload), and a connection's.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A URL split as DataFusion registers stores: the store (`s3://bucket`) and the object path.
+#[derive(Debug, Clone)]
+pub struct StoreUrl {
+    /// `scheme://authority`, the key DataFusion finds the store by.
+    pub root: Url,
+    /// The path inside the store (no leading `/`).
+    pub path: Path,
+    /// The URL for messages (no user, password or query).
+    pub shown: String,
+}
+
+impl StoreUrl {
+    pub fn parse(text: &str) -> Result<StoreUrl> {
+        let shown = redact(text);
+        if url_scheme(text).is_none() {
+            return Err(Error::Invalid(format!(
+                "`{shown}` is not a URL Quiver can read; use a local path or one of {SCHEMES}"
+            )));
+        }
+        let url = Url::parse(text)
+            .map_err(|e| Error::Invalid(format!("`{shown}` is not a valid URL: {e}")))?;
+        let root = Url::parse(&format!("{}://{}", url.scheme(), url.authority()))
+            .map_err(|e| Error::Invalid(format!("`{shown}`: {e}")))?;
+        let path = Path::from_url_path(url.path())
+            .map_err(|e| Error::Invalid(format!("`{shown}`: {e}")))?;
+        Ok(StoreUrl { root, path, shown })
+    }
+
+    /// The URL of `path` in the same store (for messages and DataFusion).
+    pub fn with_path(&self, path: &Path) -> String {
+        format!(
+            "{}{}",
+            self.root.as_str().trim_end_matches('/'),
+            slash(path)
+        )
+    }
+}
+
+fn slash(p: &Path) -> String {
+    format!("/{}", p.as_ref())
+}
+
+/// The store `url` lives in, built from the environment and `options` (a source's `storage:`
+/// map, its `${VAR}` references resolved with `env`).
+pub fn open(
+    url: &StoreUrl,
+    options: &BTreeMap<String, String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn ObjectStore>> {
+    let shown = &url.shown;
+    let mut resolved = Vec::new();
+    for (key, value) in options {
+        let value = substitute_value(value, env).map_err(|problems| {
+            Error::Invalid(format!(
+                "`storage.{key}` of {shown}: {}",
+                problems.join("; ")
+            ))
+        })?;
+        resolved.push((key.to_ascii_lowercase(), value));
+    }
+    let unknown = |key: &str| {
+        Error::Invalid(format!(
+            "`storage.{key}` of {shown} is not an option of its object store (see the object_store crate's configuration keys, e.g. `endpoint`, `region`, `access_key_id`)"
+        ))
+    };
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let from_env = |prefix: &'static str| {
+        vars.iter()
+            .filter(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+    };
+    let retry = RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: MAX_RETRIES,
+        retry_timeout: RETRY_TIMEOUT,
+    };
+    let client = ClientOptions::new()
+        .with_timeout(REQUEST_TIMEOUT)
+        .with_connect_timeout(CONNECT_TIMEOUT);
+    let built: object_store::Result<Arc<dyn ObjectStore>> = match url_scheme(url.root.as_str()) {
+        Some("s3") => {
+            let mut b = AmazonS3Builder::new()
+                .with_client_options(client)
+                .with_retry(retry);
+            for (k, v) in from_env("AWS_") {
+                if let Ok(key) = k.parse::<AmazonS3ConfigKey>() {
+                    b = b.with_config(key, v);
+                }
+            }
+            for (k, v) in &resolved {
+                let key = k.parse::<AmazonS3ConfigKey>().map_err(|_| unknown(k))?;
+                // A plain-HTTP endpoint (a local S3-compatible server) is allowed by saying so.
+                if key == AmazonS3ConfigKey::Endpoint && v.starts_with("http://") {
+                    b = b.with_allow_http(true);
+                }
+                b = b.with_config(key, v);
+            }
+            if let Some(endpoint) = vars
+                .iter()
+                .find(|(k, _)| k == "AWS_ENDPOINT_URL" || k == "AWS_ENDPOINT")
+                && endpoint.1.starts_with("http://")
+                && !resolved.iter().any(|(k, _)| k == "allow_http")
+            {
+                b = b.with_allow_http(true);
+            }
+            b.with_url(url.root.as_str())
+                .build()
+                .map(|s| Arc::new(s) as _)
+        }
+        Some("gcs") => {
+            let mut b = GoogleCloudStorageBuilder::new()
+                .with_client_options(client)
+                .with_retry(retry);
+            for (k, v) in from_env("GOOGLE_") {
+                if let Ok(key) = k.parse::<GoogleConfigKey>() {
+                    b = b.with_config(key, v);
+                }
+            }
+            for (k, v) in &resolved {
+                b = b.with_config(k.parse::<GoogleConfigKey>().map_err(|_| unknown(k))?, v);
+            }
+            b.with_url(url.root.as_str())
+                .build()
+                .map(|s| Arc::new(s) as _)
+        }
+        Some("azure") => {
+            let mut b = MicrosoftAzureBuilder::new()
+                .with_client_options(client)
+                .with_retry(retry);
+            for (k, v) in from_env("AZURE_") {
+                if let Ok(key) = k.parse::<AzureConfigKey>() {
+                    b = b.with_config(key, v);
+                }
+            }
+            for (k, v) in &resolved {
+                b = b.with_config(k.parse::<AzureConfigKey>().map_err(|_| unknown(k))?, v);
+            }
+            b.with_url(url.root.as_str())
+                .build()
+                .map(|s| Arc::new(s) as _)
+        }
+        Some("http") => {
+            let mut b = HttpBuilder::new()
+                .with_client_options(client)
+                .with_retry(retry);
+            for (k, v) in &resolved {
+                b = b.with_config(k.parse::<ClientConfigKey>().map_err(|_| unknown(k))?, v);
+            }
+            b.with_url(url.root.as_str())
+                .build()
+                .map(|s| Arc::new(s) as _)
+        }
+        Some("file") => Ok(Arc::new(object_store::local::LocalFileSystem::new()) as _),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "`{shown}` is not a URL Quiver can read; use a local path or one of {SCHEMES}"
+            )));
+        }
+    };
+    built.map_err(|e| Error::Invalid(format!("{shown}: {}", explain(&e))))
+}
+
+/// An object-store failure in a few words and what to check (no secrets: object_store's
+/// messages name paths and status codes, never credentials).
+pub fn explain(e: &object_store::Error) -> String {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. } => "not found: check the bucket (container) and the key".into(),
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => format!(
+            "access denied ({}): check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*, or the source's `storage:` map) and that they may read this path",
+            first_line(e)
+        ),
+        other => {
+            let text = chain(other);
+            let lower = text.to_ascii_lowercase();
+            let hint = if lower.contains("connect")
+                || lower.contains("dns error")
+                || lower.contains("timed out")
+                || lower.contains("timeout")
+            {
+                "the endpoint did not answer: check `storage.endpoint` (or AWS_ENDPOINT_URL), the network, and that the server is up"
+            } else if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
+                "the bucket does not exist: check its name"
+            } else if lower.contains("signaturedoesnotmatch")
+                || lower.contains("invalidaccesskeyid")
+                || lower.contains("accessdenied")
+                || lower.contains("access denied")
+                || lower.contains("status 403")
+                || lower.contains("403 forbidden")
+            {
+                "access denied: check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the source's `storage:` map) and the region"
+            } else {
+                ""
+            };
+            if hint.is_empty() {
+                text
+            } else {
+                format!("{hint} ({text})")
+            }
+        }
+    }
+}
+
+fn first_line(e: &dyn std::error::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+/// An error with its sources, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = first_line(e);
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = first_line(s);
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
