@@ -42,7 +42,7 @@ s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_
 s3.create_bucket(Bucket="lake")
 for h in pc.unique(hours).to_pylist():
     rel = f"date={h:%Y-%m-%d}/hour={h:%H}/part-0.parquet"
-    path = f"{work}/parts/{rel}"
+    path = f"{work}/lake_parts/{rel}"
     os.makedirs(os.path.dirname(path), exist_ok=True)
     pq.write_table(t.filter(pc.equal(hours, h)), path)
     s3.upload_file(path, "lake", f"trips/{rel}")
@@ -55,7 +55,7 @@ e = pa.table({"driver_id": pa.array(rng.choice(ids, n)), "event_timestamp": ts})
 pq.write_table(e, f"{work}/entities.parquet")
 print(f"partitions: {len(pc.unique(hours))}, entity rows: {n}")
 PY
-du -sh "$WORK/local/data/driver_stats.parquet" "$WORK/parts"
+du -sh "$WORK/local/data/driver_stats.parquet" "$WORK/lake_parts"
 
 # The three layouts: the original file, local partitions, the same partitions on S3.
 layout() { # NAME PATH
@@ -73,7 +73,7 @@ open(p, "w").write(s)
 PY
   "$QUIVER" -C "$WORK/$1" apply >/dev/null
 }
-layout parts "$WORK/parts/"
+layout parts "$WORK/lake_parts/"
 layout s3 "s3://lake/trips/"
 "$QUIVER" -C "$WORK/local" apply >/dev/null
 

@@ -26,19 +26,32 @@ pub use dataset::{Dataset, engine_text, footer_rows, partition_filter};
 /// A fresh DataFusion session for one job. What it reads (local files and object stores) is
 /// counted: [`reads`].
 pub fn session(partitions: usize) -> SessionContext {
-    let reads = Arc::new(Reads::default());
     let config = SessionConfig::new()
         .with_target_partitions(partitions.max(1))
         .with_batch_size(8192)
-        .with_information_schema(false)
-        .with_extension(reads.clone());
-    let ctx = SessionContext::new_with_config(config);
+        .with_information_schema(false);
+    counting(SessionContext::new_with_config, config)
+}
+
+/// The session `make` builds from `config`, counting what it reads ([`reads`]): object stores
+/// are counted as [`Dataset::read`] registers them, local files from here on.
+pub fn counting(
+    make: impl FnOnce(SessionConfig) -> SessionContext,
+    config: SessionConfig,
+) -> SessionContext {
+    let reads = Arc::new(Reads::default());
+    let mut config = config.with_extension(reads.clone());
+    // Every `*.parquet` below a dataset's directory is read, in subdirectories too (names
+    // starting with `.` or `_` are hidden by [`Counted`]).
+    config
+        .options_mut()
+        .execution
+        .listing_table_ignore_subdirectory = false;
+    let ctx = make(config);
     let local: Arc<dyn object_store::ObjectStore> =
         Arc::new(object_store::local::LocalFileSystem::new());
-    ctx.register_object_store(
-        &url::Url::parse("file://").expect("a valid URL"),
-        Arc::new(Counted::new(local, reads)),
-    );
+    let root = url::Url::parse("file://").expect("a valid URL");
+    ctx.register_object_store(&root, Arc::new(Counted::new(local, reads, &root)));
     ctx
 }
 

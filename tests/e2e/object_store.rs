@@ -752,7 +752,7 @@ fn credentials_are_never_in_clear_and_refused_keys_are_a_clear_error() {
     let out = run(&refused, &["apply"], &env);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("credential written in clear"), "{err}");
+    assert!(err.contains("it would be kept in clear"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(
         before == snapshot(&refused),
@@ -1018,5 +1018,158 @@ fn a_missing_bucket_or_a_dead_server_is_a_clear_error_and_writes_nothing() {
     assert!(
         err.contains("s3://lake/trips"),
         "the URL is not named: {err}"
+    );
+}
+
+/// Found by using it: files in plain subdirectories are read, hidden ones never; a partition
+/// format the data does not use, credentials around or beside a `${VAR}`, users and passwords
+/// in URLs and endpoints without a scheme are refused with a message (never a panic); an output
+/// cannot reach into a source's data by spelling its URL differently.
+#[test]
+fn layouts_secrets_and_urls_users_write() {
+    let server = s3_or_skip!("layouts_secrets_and_urls_users_write");
+    let lake = lake(60, 24);
+    server.create_bucket(BUCKET).unwrap();
+    let env = env(&server);
+    // Plain subdirectories, plus hidden files and directories that are not data.
+    for (i, bytes) in lake.parts.values().enumerate() {
+        server
+            .put(
+                BUCKET,
+                &format!("nested/a/b{}/part-{i}.parquet", i % 3),
+                bytes,
+            )
+            .unwrap();
+    }
+    for hidden in [
+        "nested/_tmp.parquet",
+        "nested/.partial.parquet",
+        "nested/a/_temporary/x.parquet",
+        "nested/_SUCCESS",
+    ] {
+        server.put(BUCKET, hidden, b"junk").unwrap();
+    }
+    let plain = "    path: s3://lake/nested/\n";
+    let local = repo(&lake, "local", None);
+    let nested = repo(&lake, "nested", Some(plain));
+    for r in [&local, &nested] {
+        ok(r, &["apply"], &env);
+    }
+    let all = ["--views", "driver_hourly_stats"];
+    let range = [
+        "materialize",
+        "2026-01-01T00:00:00Z",
+        "2026-01-02T00:00:00Z",
+    ];
+    let args: Vec<&str> = range.iter().chain(&all).copied().collect();
+    let runs = materialize(&nested, &args, &env);
+    assert_eq!(
+        run_of(&runs, "driver_hourly_stats")["files_read"],
+        lake.parts.len(),
+        "every file below the directory, no hidden one: {runs}"
+    );
+    ok(&local, &args, &env);
+    let view = |r: &Path| {
+        online_blobs(r, lake.drivers)
+            .into_iter()
+            .filter(|(v, _, _)| v == "driver_hourly_stats")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(view(&local), view(&nested));
+
+    // Refused at apply, with a message and no panic.
+    let refused = |name: &str, source: &str, expected: &str| {
+        let r = repo(&lake, name, Some(source));
+        let out = run(&r, &["apply"], &env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(expected) && !err.contains("panicked"),
+            "{name}: expected `{expected}` in: {}",
+            describe(&out)
+        );
+        assert!(
+            !err.contains("CLEAR"),
+            "{name}: a secret in the message: {err}"
+        );
+    };
+    upload(&server, &lake, "trips/");
+    refused(
+        "format",
+        "    path: s3://lake/trips/\n    partition_columns: [{name: date, type: string}, {name: hour, type: int32}]\n    time_partition: {column: date, format: \"%Y%m%d\", hour_column: hour}\n",
+        "is not a time written as `%Y%m%d`",
+    );
+    for (name, storage) in [
+        (
+            "suffix",
+            "secret_access_key: \"${AWS_SECRET_ACCESS_KEY}CLEAR\"",
+        ),
+        ("default", "session_token: \"${UNSET_TOKEN:-CLEAR}\""),
+        ("userinfo", "endpoint: \"http://user:CLEAR@127.0.0.1:1\""),
+    ] {
+        refused(
+            name,
+            &format!("    path: s3://lake/trips/\n    storage: {{{storage}}}\n"),
+            "clear",
+        );
+    }
+    refused(
+        "path-userinfo",
+        "    path: s3://key:CLEAR@lake/trips/\n",
+        "user or password",
+    );
+
+    // An endpoint without a scheme is an error, not a crash.
+    let trips = repo(&lake, "trips", Some(&partitioned("s3://lake/trips/", "")));
+    ok(&trips, &["apply"], &env);
+    let mut bad = env.clone();
+    bad.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    bad.push((
+        "AWS_ENDPOINT_URL".into(),
+        server.endpoint().trim_start_matches("http://").into(),
+    ));
+    let out = run(&trips, &range, &bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("AWS_ENDPOINT_URL") && !err.contains("panicked"),
+        "{}",
+        describe(&out)
+    );
+
+    // An output inside the source's data, however it is spelled, is refused; nothing written.
+    server
+        .put_file(BUCKET, "labels.parquet", &trips.join("data/labels.parquet"))
+        .unwrap();
+    for output in [
+        "S3://lake/trips/train.parquet",
+        "s3://lake/x/../trips/train.parquet",
+        "s3://lake/trips%2Ftrain.parquet",
+    ] {
+        let out = run(
+            &trips,
+            &[
+                "retrieve",
+                "--entities",
+                "s3://lake/labels.parquet",
+                "--features",
+                "model_v1",
+                "--output",
+                output,
+            ],
+            &env,
+        );
+        assert!(
+            !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("would change the data of source"),
+            "{output}: {}",
+            describe(&out)
+        );
+    }
+    assert!(
+        !server
+            .list(BUCKET, "trips/")
+            .iter()
+            .any(|k| k.contains("train")),
+        "{:?}",
+        server.list(BUCKET, "trips/")
     );
 }

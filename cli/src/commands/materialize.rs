@@ -104,7 +104,7 @@ pub fn execute(
 }
 
 /// A byte count for people: `512 B`, `3.4 MiB`.
-fn bytes_text(b: u64) -> String {
+pub(crate) fn bytes_text(b: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if b < 1024 {
         return format!("{b} B");

@@ -94,6 +94,9 @@ struct Summary {
     manifest: Option<PathBuf>,
     rows: u64,
     columns: usize,
+    /// Distinct source files the scans read, and the bytes fetched from them.
+    files_read: u64,
+    bytes_read: u64,
     seconds: f64,
     registry_version: u64,
 }
@@ -173,6 +176,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             options,
         };
         let retrieval = retrieve(&request, &engine).await?;
+        let reads = retrieval.reads.clone();
         let columns: Vec<String> = retrieval
             .schema
             .fields()
@@ -181,19 +185,18 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             .collect();
         // Interrupted (Ctrl-C, SIGTERM): the write is dropped, which removes its temporary file.
         let rows = tokio::select! {
-            rows = async {
-                let rows = write_output(retrieval, &output.local).await?;
-                output.publish().await?;
-                anyhow::Ok(rows)
-            } => rows?,
+            rows = write_output(retrieval, &output.local) => rows?,
             signal = signals.next() => anyhow::bail!("interrupted by {signal}: nothing written"),
         };
-        anyhow::Ok((rows, columns))
+        // Not cut short by a signal: an upload in parts is aborted first (a single `PUT` is
+        // atomic and bounded by its timeout).
+        output.publish(signals.next()).await?;
+        anyhow::Ok((rows, columns, reads))
     });
     // An interrupted or failed retrieval can leave engine tasks running (sorts, readers): exit
     // without waiting for them.
     runtime.shutdown_background();
-    let (rows, columns) = result?;
+    let (rows, columns, reads) = result?;
     let manifest = if args.no_manifest {
         None
     } else {
@@ -217,6 +220,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         manifest,
         rows,
         columns: columns.len(),
+        files_read: reads.files(),
+        bytes_read: reads.bytes(),
         seconds: started.elapsed().as_secs_f64(),
         registry_version: version.version,
     };
@@ -383,6 +388,11 @@ fn render(s: &Summary) -> String {
         s.seconds,
         s.registry_version
     );
+    out.push_str(&format!(
+        "read {} source files ({})\n",
+        s.files_read,
+        super::materialize::bytes_text(s.bytes_read)
+    ));
     if let Some(m) = &s.manifest {
         out.push_str(&format!(
             "manifest: {} (rebuild with `quiver retrieve --rebuild {} --output …`)\n",

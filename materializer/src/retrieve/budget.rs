@@ -38,7 +38,10 @@ pub(super) fn session(engine: &Engine) -> Result<SessionContext> {
         .with_memory_pool(pool)
         .build_arc()
         .map_err(Error::engine("setting up the query engine"))?;
-    Ok(SessionContext::new_with_config_rt(config, runtime))
+    Ok(crate::source::counting(
+        |config| SessionContext::new_with_config_rt(config, runtime),
+        config,
+    ))
 }
 
 /// The bytes of its join output each of `views` views may keep in memory to restore input

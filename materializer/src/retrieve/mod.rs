@@ -111,6 +111,8 @@ pub struct Request<'a> {
 pub struct Retrieval {
     pub schema: SchemaRef,
     pub stream: SendableRecordBatchStream,
+    /// What the sources' scans read (complete once the stream is drained).
+    pub reads: std::sync::Arc<crate::storage::Reads>,
 }
 
 impl std::fmt::Debug for Retrieval {
@@ -168,6 +170,7 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
     Ok(Retrieval {
         schema,
         stream: builder.build(),
+        reads: crate::source::reads(&ctx),
     })
 }
 

@@ -78,11 +78,7 @@ impl Dataset {
             .store
             .list(Some(&prefix))
             .try_filter(|m| {
-                let rel: Vec<String> = m
-                    .location
-                    .prefix_match(&prefix)
-                    .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
-                    .unwrap_or_default();
+                let rel = relative(&m.location, &prefix);
                 let hidden = rel.iter().any(|s| s.starts_with(['.', '_']));
                 let data: Vec<&str> = rel
                     .iter()
@@ -111,9 +107,10 @@ impl Dataset {
         reads: Arc<Reads>,
     ) -> Result<DataFrame> {
         let context = || format!("source `{}` ({})", source.name, self.url.shown);
+        reads.add_dataset(&self.url.root, &self.url.path);
         ctx.register_object_store(
             &self.url.root,
-            Arc::new(Counted::new(self.store.clone(), reads)),
+            Arc::new(Counted::new(self.store.clone(), reads, &self.url.root)),
         );
         let mut table_url = self.url.with_path(&self.url.path);
         if !self.is_file() && !table_url.ends_with('/') {
@@ -153,6 +150,14 @@ impl Dataset {
     }
 }
 
+/// The path segments of `location` below `prefix` (none when it is not below it).
+fn relative(location: &object_store::path::Path, prefix: &object_store::path::Path) -> Vec<String> {
+    location
+        .prefix_match(prefix)
+        .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
+        .unwrap_or_default()
+}
+
 fn arrow_type(t: ValueType) -> DataType {
     match t {
         ValueType::Scalar(ScalarType::Int32) => DataType::Int32,
@@ -173,42 +178,76 @@ pub fn engine_text(e: &datafusion::error::DataFusionError) -> String {
     e.strip_backtrace()
 }
 
-/// The filter on a source's time partition columns that keeps every partition able to hold a
-/// row with an event time in `[start, end)` (`i64::MIN`: no lower bound), and no other.
-pub fn partition_filter(tp: &TimePartition, source: &Source, start: i64, end: i64) -> Option<Expr> {
-    let hourly = tp.hour_column.is_some() || tp.format.contains("%H");
-    let grain = if hourly { HOUR_NS } else { DAY_NS };
-    // A partition P holds event times in [P - lateness, P + grain).
+/// A partition's time key: its `column` value and, with an `hour_column`, its hour.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PartitionKey {
+    pub date: String,
+    pub hour: Option<i64>,
+}
+
+impl PartitionKey {
+    /// The key of the partition holding event time `ns` (UTC).
+    pub fn of(tp: &TimePartition, ns: i64) -> PartitionKey {
+        PartitionKey {
+            date: chrono::DateTime::from_timestamp_nanos(ns)
+                .format(&tp.format)
+                .to_string(),
+            hour: tp
+                .hour_column
+                .as_ref()
+                .map(|_| ns.rem_euclid(DAY_NS) / HOUR_NS),
+        }
+    }
+}
+
+/// The first and last partition keys that can hold a row with an event time in
+/// `[start, end)` (`i64::MIN`: no lower bound; `None`: unbounded on that side). A partition
+/// `P` holds event times in `[P - lateness, P + grain)`, so the range's partitions run from
+/// the one of `start` to the one of `end - 1 + lateness`. Formats are checked at `apply` to
+/// order as time does, so every partition between the two keys — and no other — is read.
+pub fn partition_bounds(
+    tp: &TimePartition,
+    start: i64,
+    end: i64,
+) -> (Option<PartitionKey>, Option<PartitionKey>) {
     let lateness = tp.lateness_ms.saturating_mul(1_000_000);
-    let lo = (start != i64::MIN).then(|| start.div_euclid(grain) * grain);
+    let lo = (start != i64::MIN).then(|| PartitionKey::of(tp, start));
     let hi = end
         .checked_sub(1)
         .and_then(|e| e.checked_add(lateness))
-        .map(|e| e.div_euclid(grain) * grain);
-    let date = |ns: i64| {
-        lit(chrono::DateTime::from_timestamp_nanos(ns)
-            .format(&tp.format)
-            .to_string())
+        .map(|e| PartitionKey::of(tp, e));
+    (lo, hi)
+}
+
+/// The filter on a source's time partition columns that keeps the partitions between
+/// [`partition_bounds`], and no other.
+pub fn partition_filter(tp: &TimePartition, source: &Source, start: i64, end: i64) -> Option<Expr> {
+    let (lo, hi) = partition_bounds(tp, start, end);
+    let int32 = |h: &str| {
+        source
+            .partition_columns
+            .iter()
+            .any(|c| c.name == h && c.value_type == ValueType::Scalar(ScalarType::Int32))
     };
     let d = || col(format!("\"{}\"", tp.column));
-    let bound = |ns: i64, upper: bool| -> Expr {
-        match &tp.hour_column {
-            None if upper => d().lt_eq(date(ns)),
-            None => d().gt_eq(date(ns)),
-            Some(h) => {
-                let hour = ns.rem_euclid(DAY_NS) / HOUR_NS;
-                let int32 = source
-                    .partition_columns
-                    .iter()
-                    .any(|c| &c.name == h && c.value_type == ValueType::Scalar(ScalarType::Int32));
-                let hv = if int32 { lit(hour as i32) } else { lit(hour) };
+    let bound = |key: PartitionKey, upper: bool| -> Expr {
+        let date = || lit(key.date.clone());
+        match (&tp.hour_column, key.hour) {
+            (Some(h), Some(hour)) => {
+                let hv = if int32(h) {
+                    lit(hour as i32)
+                } else {
+                    lit(hour)
+                };
                 let hc = col(format!("\"{h}\""));
                 if upper {
-                    d().lt(date(ns)).or(d().eq(date(ns)).and(hc.lt_eq(hv)))
+                    d().lt(date()).or(d().eq(date()).and(hc.lt_eq(hv)))
                 } else {
-                    d().gt(date(ns)).or(d().eq(date(ns)).and(hc.gt_eq(hv)))
+                    d().gt(date()).or(d().eq(date()).and(hc.gt_eq(hv)))
                 }
             }
+            _ if upper => d().lt_eq(date()),
+            _ => d().gt_eq(date()),
         }
     };
     match (lo, hi) {
@@ -237,11 +276,7 @@ impl Dataset {
             sample.push(last);
         }
         for meta in &sample {
-            let rel: Vec<String> = meta
-                .location
-                .prefix_match(&self.url.path)
-                .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
-                .unwrap_or_default();
+            let rel = relative(&meta.location, &self.url.path);
             let dirs: Vec<&str> = rel
                 .iter()
                 .map(String::as_str)
@@ -270,6 +305,31 @@ impl Dataset {
                         column.name,
                         column.value_type
                     ));
+                }
+            }
+        }
+        if let Some(tp) = &source.time_partition {
+            for meta in &sample {
+                let rel = relative(&meta.location, &self.url.path);
+                let value_of = |column: &str| {
+                    rel.iter()
+                        .find_map(|d| d.strip_prefix(&format!("{column}=")).map(str::to_string))
+                };
+                let shown = self.url.with_path(&meta.location);
+                let date = value_of(&tp.column).unwrap_or_default();
+                if !time_value_matches(&tp.format, &date) {
+                    return Err(format!(
+                        "{shown}: partition `{}={date}` is not a time written as `{}` (the partitions of a range are found by writing times with the format, so every value must be written exactly so)",
+                        tp.column, tp.format
+                    ));
+                }
+                if let Some(h) = &tp.hour_column {
+                    let hour = value_of(h).unwrap_or_default();
+                    if !hour.parse::<u32>().is_ok_and(|v| v < 24) {
+                        return Err(format!(
+                            "{shown}: partition `{h}={hour}` is not an hour (0 to 23)"
+                        ));
+                    }
                 }
             }
         }
@@ -316,6 +376,21 @@ impl Dataset {
         }
         Ok(())
     }
+}
+
+/// Whether `value` is a time written exactly as `format` writes it.
+fn time_value_matches(format: &str, value: &str) -> bool {
+    let parsed = if format.contains("%H") {
+        // chrono needs minutes to make a time: give it `:00`.
+        chrono::NaiveDateTime::parse_from_str(&format!("{value}|00"), &format!("{format}|%M"))
+            .ok()
+            .map(|t| t.format(format).to_string())
+    } else {
+        chrono::NaiveDate::parse_from_str(value, format)
+            .ok()
+            .map(|d| d.format(format).to_string())
+    };
+    parsed.as_deref() == Some(value)
 }
 
 /// A Parquet object's footer (two ranged reads: its length, then the footer).
@@ -367,3 +442,6 @@ pub async fn footer_rows(
     let md = footer(store, meta).await?;
     Ok(u64::try_from(md.file_metadata().num_rows()).unwrap_or(0))
 }
+
+#[cfg(test)]
+mod tests;

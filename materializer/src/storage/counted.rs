@@ -1,6 +1,9 @@
-//! A store that counts what is read through it: data requests, bytes and distinct files.
+//! A store that counts what is read through it (data requests, bytes, distinct files) and
+//! hides, from listings, what lies below a dataset's directory under a name starting with `.`
+//! or `_` (writers' temporary files, `_SUCCESS` markers, `_temporary/` directories), as local
+//! directory sources always have.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
@@ -21,6 +25,8 @@ pub struct Reads {
     requests: AtomicU64,
     bytes: AtomicU64,
     files: Mutex<HashSet<String>>,
+    /// Dataset directories read in this session, by store (`s3://bucket`).
+    datasets: Mutex<HashMap<String, Vec<Path>>>,
 }
 
 impl Reads {
@@ -32,6 +38,30 @@ impl Reads {
     }
     pub fn files(&self) -> u64 {
         self.files.lock().map_or(0, |f| f.len() as u64)
+    }
+
+    /// Names below `prefix` in the store at `root` that start with `.` or `_` are hidden.
+    pub fn add_dataset(&self, root: &url::Url, prefix: &Path) {
+        if let Ok(mut d) = self.datasets.lock() {
+            let prefixes = d.entry(root.to_string()).or_default();
+            if !prefixes.contains(prefix) {
+                prefixes.push(prefix.clone());
+            }
+        }
+    }
+
+    /// Whether `location` lies below a dataset directory of `root` under a hidden name.
+    fn hidden(&self, root: &str, location: &Path) -> bool {
+        let Ok(d) = self.datasets.lock() else {
+            return false;
+        };
+        d.get(root).is_some_and(|prefixes| {
+            prefixes.iter().any(|p| {
+                location
+                    .prefix_match(p)
+                    .is_some_and(|mut parts| parts.any(|s| s.as_ref().starts_with(['.', '_'])))
+            })
+        })
     }
 
     fn record(&self, store: &str, location: &Path, bytes: u64) {
@@ -49,18 +79,43 @@ pub struct Counted {
     inner: Arc<dyn ObjectStore>,
     reads: Arc<Reads>,
     name: String,
+    root: String,
 }
 
 impl Counted {
-    pub fn new(inner: Arc<dyn ObjectStore>, reads: Arc<Reads>) -> Counted {
+    /// `inner`, the store at `root` (`s3://bucket`, `file://`).
+    pub fn new(inner: Arc<dyn ObjectStore>, reads: Arc<Reads>, root: &url::Url) -> Counted {
         let name = inner.to_string();
-        Counted { inner, reads, name }
+        Counted {
+            inner,
+            reads,
+            name,
+            root: root.to_string(),
+        }
     }
 }
 
 impl fmt::Display for Counted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Counted({})", self.inner)
+    }
+}
+
+impl Counted {
+    /// `listing` without what [`Reads::add_dataset`] hides.
+    fn visible(
+        &self,
+        listing: BoxStream<'static, Result<ObjectMeta>>,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        let (reads, root) = (self.reads.clone(), self.root.clone());
+        listing
+            .filter(move |m| {
+                let keep = m
+                    .as_ref()
+                    .map_or(true, |m| !reads.hidden(&root, &m.location));
+                futures::future::ready(keep)
+            })
+            .boxed()
     }
 }
 
@@ -108,7 +163,7 @@ impl ObjectStore for Counted {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
+        self.visible(self.inner.list(prefix))
     }
 
     fn list_with_offset(
@@ -116,11 +171,18 @@ impl ObjectStore for Counted {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
+        self.visible(self.inner.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
+        let mut listed = self.inner.list_with_delimiter(prefix).await?;
+        listed
+            .common_prefixes
+            .retain(|p| !self.reads.hidden(&self.root, p));
+        listed
+            .objects
+            .retain(|m| !self.reads.hidden(&self.root, &m.location));
+        Ok(listed)
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {

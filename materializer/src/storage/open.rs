@@ -12,7 +12,7 @@ use object_store::path::Path;
 use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
 use quiver_registry::env_subst::substitute_value;
 use quiver_registry::source_schema::url_scheme;
-use quiver_registry::validate::{SCHEMES, redact};
+use quiver_registry::validate::{SCHEMES, redact, url_problem};
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -39,6 +39,9 @@ pub struct StoreUrl {
 impl StoreUrl {
     pub fn parse(text: &str) -> Result<StoreUrl> {
         let shown = redact(text);
+        if let Some(problem) = url_problem(text) {
+            return Err(Error::Invalid(problem));
+        }
         if url_scheme(text).is_none() {
             return Err(Error::Invalid(format!(
                 "`{shown}` is not a URL Quiver can read; use a local path or one of {SCHEMES}"
@@ -91,6 +94,33 @@ pub fn open(
         ))
     };
     let vars: Vec<(String, String)> = std::env::vars().collect();
+    // An endpoint is an http(s) URL without credentials (object_store panics on others).
+    let endpoints = resolved
+        .iter()
+        .filter(|(k, _)| k.contains("endpoint"))
+        .map(|(k, v)| (format!("`storage.{k}`"), v.clone()))
+        .chain(
+            vars.iter()
+                .filter(|(k, _)| {
+                    k.contains("ENDPOINT")
+                        && ["AWS_", "GOOGLE_", "AZURE_"]
+                            .iter()
+                            .any(|p| k.starts_with(p))
+                })
+                .map(|(k, v)| (format!("the environment's {k}"), v.clone())),
+        );
+    for (what, value) in endpoints {
+        let ok = Url::parse(&value).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.username().is_empty()
+                && u.password().is_none()
+        });
+        if !ok {
+            return Err(Error::Invalid(format!(
+                "{shown}: {what} is not an endpoint URL (`http://host:port` or `https://host`, without a user or password)"
+            )));
+        }
+    }
     let from_env = |prefix: &'static str| {
         vars.iter()
             .filter(move |(k, _)| k.starts_with(prefix))
@@ -208,6 +238,10 @@ pub fn explain(e: &object_store::Error) -> String {
                 "the endpoint did not answer: check `storage.endpoint` (or AWS_ENDPOINT_URL), the network, and that the server is up"
             } else if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
                 "the bucket does not exist: check its name"
+            } else if lower.contains("404 not found") || lower.contains("status 404") {
+                "not found: check the bucket (container) and the path"
+            } else if lower.contains("url scheme is not allowed") {
+                "plain HTTP is refused unless allowed: use https, or set `allow_http: true` in `storage:` (or AWS_ALLOW_HTTP=true)"
             } else if lower.contains("signaturedoesnotmatch")
                 || lower.contains("invalidaccesskeyid")
                 || lower.contains("accessdenied")

@@ -52,8 +52,9 @@ pub async fn fetch_to_temp(
 }
 
 /// An object written from a finished local file: one `PUT` when small, else a multipart upload
-/// completed only after its last part (aborted on any failure), so the key holds either the
-/// previous object or the whole new one.
+/// completed only after its last part (aborted on any failure, or when `cancel` resolves — with
+/// the name of what cancelled it — before the last part), so the key holds either the previous
+/// object or the whole new one.
 #[derive(Debug)]
 pub struct Upload;
 
@@ -63,7 +64,9 @@ impl Upload {
         path: &Path,
         local: &std::path::Path,
         shown: &str,
+        cancel: impl std::future::Future<Output = &'static str>,
     ) -> Result<()> {
+        let mut cancel = std::pin::pin!(cancel);
         let fail = |e: object_store::Error| {
             Error::Invalid(format!("uploading to {shown}: {}", explain(&e)))
         };
@@ -90,7 +93,15 @@ impl Upload {
                     break;
                 }
                 // At most two parts in flight: bounded memory, a failure seen early.
-                writer.wait_for_capacity(2).await.map_err(fail)?;
+                tokio::select! {
+                    biased;
+                    by = &mut cancel => {
+                        return Err(Error::Invalid(format!(
+                            "interrupted by {by}: the upload to {shown} was aborted, nothing written"
+                        )));
+                    }
+                    ready = writer.wait_for_capacity(2) => ready.map_err(fail)?,
+                }
                 writer.write(&buffer[..n]);
             }
             Ok(())

@@ -4,7 +4,7 @@
 //! One file per kind (entities here, then `sources`, `views`, `services`); `schemas`
 //! checks each valid view's columns against its input last.
 
-pub use source_storage::{SCHEMES, check_time_format, is_secret_key, redact};
+pub use source_storage::{SCHEMES, check_time_format, is_secret_key, redact, url_problem};
 use std::collections::HashMap;
 
 use crate::config::check_name;

@@ -34,7 +34,11 @@ impl Validator {
                         .copied()
                         .unwrap_or(source_place.at);
                     let d = Diagnostic::error(&source_place.file, at, format!("source `{}`: {message}", source.name))
-                        .with_hint("check the path (relative to the repository root) and that the files are Parquet");
+                        .with_hint(if crate::source_schema::is_url(&source.path) {
+                            "check the URL, the credentials (the environment or the source's `storage:`) and that the objects are Parquet"
+                        } else {
+                            "check the path (relative to the repository root) and that the files are Parquet"
+                        });
                     if !self.out.contains(&d) {
                         self.out.push(d);
                     }

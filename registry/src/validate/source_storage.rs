@@ -35,7 +35,15 @@ impl Validator {
         let name = &def.name.value;
         let mut ok = true;
         let path = &def.path.value;
-        if is_url(path) && url_scheme(path).is_none() {
+        if let Some(problem) = url_problem(path) {
+            self.error(
+                file,
+                at(&def.path),
+                format!("source `{name}`: {problem}"),
+                Some("credentials come from the environment (AWS_*, GOOGLE_*, AZURE_*) or the source's `storage:` map, as `${VAR}` references".into()),
+            );
+            ok = false;
+        } else if is_url(path) && url_scheme(path).is_none() {
             self.error(
                 file,
                 at(&def.path),
@@ -59,9 +67,13 @@ impl Validator {
                 ok = false;
             }
             for (key, value) in &loc.value {
-                if is_secret_key(key) && !value.trim_start().starts_with("${") {
-                    self.error(file, at(loc), format!("source `{name}`: `storage.{key}` is a credential written in clear"),
-                        Some(format!("write it as a reference to the environment, e.g. `{key}: ${{{}}}`; it is read where the store is opened and never kept in the registry", key.to_ascii_uppercase())));
+                if is_secret_key(key) && !is_reference(value) {
+                    self.error(file, at(loc), format!("source `{name}`: `storage.{key}` is (or looks like) a credential, and is not exactly one `${{VAR}}` reference: it would be kept in clear"),
+                        Some(format!("write it as `{key}: ${{{}}}` (no default, nothing around it); it is read where the store is opened and never kept in the registry", key.to_ascii_uppercase())));
+                    ok = false;
+                } else if value.contains('@') && value.contains("://") {
+                    self.error(file, at(loc), format!("source `{name}`: `storage.{key}` is a URL with a user or password in it, which would be kept in clear"),
+                        Some("give credentials as their own `${VAR}` keys (`access_key_id`, `secret_access_key`, …)".into()));
                     ok = false;
                 }
             }
@@ -179,6 +191,38 @@ impl Validator {
         }
         None
     }
+}
+
+/// Whether `value` is exactly one `${NAME}` reference, without a default.
+fn is_reference(value: &str) -> bool {
+    value
+        .strip_prefix("${")
+        .and_then(|v| v.strip_suffix('}'))
+        .is_some_and(|name| {
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+        })
+}
+
+/// What is wrong with a URL that would carry a secret or a query (`None`: a local path, or a
+/// URL without either).
+pub fn url_problem(path: &str) -> Option<String> {
+    let (_, rest) = path.split_once("://")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        return Some(format!(
+            "`{}` carries a user or password in its URL, which would be kept and shown in clear",
+            redact(path)
+        ));
+    }
+    if path.contains('?') || path.contains('#') {
+        return Some(format!(
+            "`{}` has a query or fragment (`?`, `#`); name the object or directory alone",
+            redact(path)
+        ));
+    }
+    None
 }
 
 /// A time partition format: `%Y`, `%m`, `%d` and optionally `%H`, in that order, with only

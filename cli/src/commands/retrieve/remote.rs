@@ -99,10 +99,14 @@ impl Output {
         self.remote.is_some()
     }
 
-    /// Uploads the finished local table to the output URL (nothing to do for a local output).
-    pub async fn publish(&self) -> Result<()> {
+    /// Uploads the finished local table to the output URL (nothing to do for a local output);
+    /// `cancel` (a signal) aborts an upload in parts before its last part.
+    pub async fn publish(
+        &self,
+        cancel: impl std::future::Future<Output = &'static str>,
+    ) -> Result<()> {
         if let Some((store, url)) = &self.remote {
-            Upload::file(store.clone(), &url.path, &self.local, &url.shown).await?;
+            Upload::file(store.clone(), &url.path, &self.local, &url.shown, cancel).await?;
         }
         Ok(())
     }
@@ -116,42 +120,58 @@ impl Output {
         let local = self.local.with_extension("manifest.json");
         manifest.write(&local)?;
         let (store, url) = open_url(&path.to_string_lossy())?;
-        block_on(|| Upload::file(store, &url.path, &local, &url.shown))?;
+        block_on(|| Upload::file(store, &url.path, &local, &url.shown, std::future::pending()))?;
         Ok(())
     }
 
-    /// An output URL must not be the entity table's, nor lie inside a source on object storage.
+    /// An output URL must not be the entity table's, nor lie inside a source on object storage
+    /// (URLs compared as the store reads them: scheme case, `..` and escapes resolved).
     pub fn refuse_overlaps(
         &self,
         manifest: &Path,
         entities: &Entities,
         version: &RegistryVersion,
     ) -> Result<()> {
-        let Some((_, url)) = &self.remote else {
+        if self.remote.is_none() {
             return Ok(());
-        };
+        }
+        let same_store = |a: &StoreUrl, b: &StoreUrl| a.root == b.root;
+        let entity = entities
+            .url
+            .as_deref()
+            .and_then(|u| StoreUrl::parse(u).ok());
         for (what, target) in [
-            ("--output", self.given.to_string_lossy().to_string()),
-            ("its manifest", manifest.to_string_lossy().to_string()),
+            ("--output", self.given.as_path()),
+            ("its manifest", manifest),
         ] {
-            if entities.url.as_deref() == Some(target.as_str()) {
+            let target = StoreUrl::parse(&target.to_string_lossy())
+                .map_err(|e| UserError(format!("{what}: {e}")))?;
+            if let Some(e) = &entity
+                && same_store(e, &target)
+                && e.path == target.path
+            {
                 return Err(UserError(format!(
                     "{what} {} is the entity table itself; write the training table elsewhere",
-                    url.shown
+                    target.shown
                 ))
                 .into());
             }
             for source in version.registry.sources.values() {
-                let dir = source.path.trim_end_matches('/');
-                let dir = dir.split(['*', '?', '[']).next().unwrap_or(dir);
-                if is_url(&source.path)
-                    && (target == source.path
-                        || target.starts_with(&format!("{}/", dir.trim_end_matches('/'))))
-                {
+                if !is_url(&source.path) {
+                    continue;
+                }
+                // The directory a source reads (the part before any glob).
+                let base = match source.path.find(['*', '[']) {
+                    Some(at) => &source.path[..source.path[..at].rfind('/').map_or(0, |i| i + 1)],
+                    None => source.path.as_str(),
+                };
+                let Ok(dir) = StoreUrl::parse(base) else {
+                    continue;
+                };
+                if same_store(&dir, &target) && target.path.prefix_match(&dir.path).is_some() {
                     return Err(UserError(format!(
                         "{what} {} would change the data of source `{}`; write the training table outside it",
-                        quiver_registry::validate::redact(&target),
-                        source.name
+                        target.shown, source.name
                     ))
                     .into());
                 }
