@@ -113,7 +113,7 @@ impl FeatureService {
         // source are written online exactly as the file holds them (its time units, its
         // created column), so a later materialization and `verify` agree with the push.
         let offline = match req.to.offline() {
-            true => Some(self.offline_file(registry, &req, received_ns)?),
+            true => Some(self.offline_file(registry, &req, received_ns).await?),
             false => None,
         };
         let online = match (req.to.online(), &offline) {
@@ -129,11 +129,9 @@ impl FeatureService {
             rows,
             ..WriteOutcome::default()
         };
-        if let Some((dir, batch)) = offline {
+        if let Some((place, batch)) = offline {
             if batch.num_rows() > 0 {
-                tokio::task::spawn_blocking(move || offline::write_whole(&dir, &batch))
-                    .await
-                    .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))??;
+                offline::write(place, batch).await?;
             }
             if let Target::PushSource(name) = &req.target {
                 metrics::counter!("quiver_push_rows_total", "source" => name.clone(), "destination" => "offline")
@@ -200,12 +198,12 @@ impl FeatureService {
     }
 
     /// The new file of the push source's batch source (checked, not written yet).
-    fn offline_file(
+    async fn offline_file(
         &self,
         registry: &Registry,
         req: &WriteRequest,
         received_ns: i64,
-    ) -> Result<(std::path::PathBuf, arrow::record_batch::RecordBatch)> {
+    ) -> Result<(offline::Place, arrow::record_batch::RecordBatch)> {
         let Target::PushSource(name) = &req.target else {
             return Err(ServiceError::invalid(
                 "only pushes to a push source can go offline",
@@ -229,7 +227,7 @@ impl FeatureService {
                 "this server was started without its repository, so it cannot write offline pushes",
             ));
         };
-        offline::prepare(root, push, batch_source, &req.df, received_ns)
+        offline::prepare(root, push, batch_source, &req.df, received_ns).await
     }
 }
 

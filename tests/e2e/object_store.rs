@@ -1173,3 +1173,125 @@ fn layouts_secrets_and_urls_users_write() {
         server.list(BUCKET, "trips/")
     );
 }
+
+/// An offline push to a batch source on object storage is one new whole object in its
+/// directory, read by `retrieve` with the rest of the history; a partitioned batch source is
+/// refused (a pushed file would lie outside its partitions).
+#[test]
+fn offline_pushes_append_whole_objects_to_a_batch_source_on_s3() {
+    use arrow::array::{Float64Array, Int64Array, TimestampMicrosecondArray};
+    let server = s3_or_skip!("offline_pushes_append_whole_objects_to_a_batch_source_on_s3");
+    server.create_bucket(BUCKET).unwrap();
+    let env = env(&server);
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    // History: driver 1 at 06:00 (rate 0.1).
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("driver_id", DataType::Int64, false),
+        Field::new(
+            "event_timestamp",
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("conv_rate", DataType::Float64, true),
+    ]));
+    let seed = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1])) as ArrayRef,
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![1_767_247_200_000_000]).with_timezone("UTC"),
+            ),
+            Arc::new(Float64Array::from(vec![0.1])),
+        ],
+    )
+    .unwrap();
+    let mut w = ArrowWriter::try_new(Vec::new(), schema, None).unwrap();
+    w.write(&seed).unwrap();
+    server
+        .put(BUCKET, "events/seed.parquet", &w.into_inner().unwrap())
+        .unwrap();
+    std::fs::create_dir_all(repo.join("features")).unwrap();
+    std::fs::write(
+        repo.join("quiver.yaml"),
+        "project: s3push\nregistry:\n  type: local\n  path: .quiver/registry\nonline_store:\n  type: embedded\n  path: .quiver/online.redb\n",
+    )
+    .unwrap();
+    let defs = |path: &str| {
+        format!(
+            "entities:\n  - name: driver\n    join_keys: [{{name: driver_id, type: int64}}]\nsources:\n  - name: events_history\n    path: {path}\n    timestamp_field: event_timestamp\npush_sources:\n  - name: events\n    batch_source: events_history\n    schema: {{driver_id: int64, event_timestamp: timestamp, conv_rate: float64}}\nfeature_views:\n  - name: live\n    entities: [driver]\n    source: events\n    ttl: 0\n    features: [{{name: conv_rate, type: float64}}]\n"
+        )
+    };
+    std::fs::write(repo.join("features/defs.yaml"), defs("s3://lake/events/")).unwrap();
+    ok(repo, &["apply"], &env);
+    std::fs::write(
+        repo.join("rows.csv"),
+        "driver_id,event_timestamp,conv_rate\n1,2026-01-01T08:00:00Z,0.8\n2,2026-01-01T08:00:00Z,0.2\n",
+    )
+    .unwrap();
+    ok(
+        repo,
+        &["push", "events", "rows.csv", "--to", "online_and_offline"],
+        &env,
+    );
+    let objects = server.list(BUCKET, "events/");
+    let pushed: Vec<_> = objects.iter().filter(|k| k.contains("/push-")).collect();
+    assert_eq!(pushed.len(), 1, "one new object: {objects:?}");
+    assert!(
+        !objects.iter().any(|k| k.contains("/.") || k.contains("/_")),
+        "no temporary object: {objects:?}"
+    );
+    // The history now holds the pushed rows: a training table at 09:00 sees them.
+    std::fs::write(
+        repo.join("labels.csv"),
+        "driver_id,event_timestamp\n1,2026-01-01T07:00:00Z\n1,2026-01-01T09:00:00Z\n2,2026-01-01T09:00:00Z\n",
+    )
+    .unwrap();
+    ok(
+        repo,
+        &[
+            "retrieve",
+            "--entities",
+            "labels.csv",
+            "--features",
+            "live:conv_rate",
+            "--output",
+            "train.parquet",
+        ],
+        &env,
+    );
+    let train = table(std::fs::read(repo.join("train.parquet")).unwrap());
+    let rates = train
+        .column_by_name("conv_rate")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Float64Type>();
+    assert_eq!(
+        rates.iter().collect::<Vec<_>>(),
+        vec![Some(0.1), Some(0.8), Some(0.2)],
+        "history before the push, the pushed rows after it"
+    );
+
+    // A partitioned batch source: refused with a message, nothing written.
+    let seed_bytes = server.get(BUCKET, "events/seed.parquet").unwrap();
+    server
+        .put(BUCKET, "pevents/date=2026-01-01/seed.parquet", &seed_bytes)
+        .unwrap();
+    std::fs::write(
+        repo.join("features/defs.yaml"),
+        defs("s3://lake/pevents/\n    partition_columns: [{name: date, type: string}]"),
+    )
+    .unwrap();
+    ok(repo, &["apply"], &env);
+    let before = server.list(BUCKET, "pevents/");
+    let out = run(
+        repo,
+        &["push", "events", "rows.csv", "--to", "offline"],
+        &env,
+    );
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("is partitioned"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(before, server.list(BUCKET, "pevents/"));
+}

@@ -8,7 +8,8 @@
 //! Feast), except the created time, which is the receive time then. It is written under a
 //! hidden name (`.push-….tmp`, which readers skip), fsynced, renamed into place and its
 //! directory fsynced before the answer: an acknowledged offline push survives a crash, and a
-//! half-written file is never read.
+//! half-written file is never read. On object storage the file is one `PUT` of the whole
+//! object (atomic: readers see all of it or nothing), answered once the store has it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use quiver_materializer::source::Dataset;
 use quiver_registry::{PushSource, Source, source_schema::resolve_source_files};
 use serde_json::Value as J;
 
@@ -30,42 +32,103 @@ use crate::error::{ErrorCode, Result, ServiceError};
 /// Files written by this process, for unique names within one nanosecond.
 static WRITTEN: AtomicU64 = AtomicU64::new(0);
 
+/// Where an offline push's new file goes: a local directory, or a directory on object storage.
+#[derive(Debug)]
+pub enum Place {
+    Dir(PathBuf),
+    Store(Dataset),
+}
+
 /// The pushed rows checked and typed as a new file of `batch_source`, and where it goes; written
-/// by [`write_whole`].
-pub fn prepare(
+/// by [`write`].
+pub async fn prepare(
     root: &Path,
     push: &PushSource,
     batch_source: &Source,
     rows: &[(String, Vec<J>)],
     received_ns: i64,
-) -> Result<(PathBuf, RecordBatch)> {
+) -> Result<(Place, RecordBatch)> {
     if !batch_source.field_mapping.is_empty() {
         return Err(ServiceError::invalid(format!(
             "push source `{}`: its batch source `{}` renames columns (`field_mapping`); offline pushes need a batch source whose columns are the push source's",
             push.name, batch_source.name
         )));
     }
-    let dir = directory(root, batch_source)?;
-    let schema = file_schema(root, push, batch_source)?;
+    let place = directory(root, batch_source)?;
+    let schema = match &place {
+        Place::Dir(_) => file_schema(root, push, batch_source)?,
+        Place::Store(dataset) => match dataset.first_file_schema().await {
+            Ok(Some(schema)) => schema,
+            Ok(None) => declared_schema(push),
+            Err(e) => return Err(store_error(batch_source, e)),
+        },
+    };
     let batch = rows_as(&schema, push, rows, received_ns)?;
-    Ok((dir, batch))
+    Ok((place, batch))
+}
+
+/// Writes the prepared file: see the module's documentation.
+pub async fn write(place: Place, batch: RecordBatch) -> Result<()> {
+    match place {
+        Place::Dir(dir) => tokio::task::spawn_blocking(move || write_whole(&dir, &batch))
+            .await
+            .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?
+            .map(|_| ()),
+        Place::Store(dataset) => {
+            let mut bytes = Vec::new();
+            let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None)
+                .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
+            writer
+                .write(&batch)
+                .and_then(|_| writer.close().map(|_| ()))
+                .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
+            dataset.put_new(&file_name(), bytes).await.map_err(|e| {
+                ServiceError::new(
+                    ErrorCode::Unavailable,
+                    format!("offline push: {}: {e}", dataset.url.shown),
+                )
+            })
+        }
+    }
+}
+
+/// The name of a new pushed file: unique across processes and within one nanosecond.
+fn file_name() -> String {
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let n = WRITTEN.fetch_add(1, Ordering::Relaxed);
+    format!("push-{now}-{}-{n}.parquet", std::process::id())
+}
+
+fn store_error(source: &Source, e: quiver_materializer::error::Error) -> ServiceError {
+    ServiceError::new(
+        ErrorCode::Unavailable,
+        format!("offline push: batch source `{}`: {e}", source.name),
+    )
 }
 
 /// Where new files of `source` go: its directory, or the directory of its glob.
-fn directory(root: &Path, source: &Source) -> Result<PathBuf> {
+fn directory(root: &Path, source: &Source) -> Result<Place> {
     let path = source.path.as_str();
-    if quiver_registry::source_schema::is_url(path) {
-        return Err(ServiceError::invalid(format!(
-            "batch source `{}` is on object storage ({}): offline pushes append to local directories only, for now; push with `to: online`",
-            source.name,
-            quiver_registry::validate::redact(path)
-        )));
-    }
     if !source.partition_columns.is_empty() {
         return Err(ServiceError::invalid(format!(
             "batch source `{}` is partitioned (`partition_columns`): a pushed file would lie outside its partition directories and never be read; push with `to: online`",
             source.name
         )));
+    }
+    if quiver_registry::source_schema::is_url(path) {
+        let dataset = Dataset::of(root, source)
+            .map_err(|e| ServiceError::invalid(format!("batch source `{}`: {e}", source.name)))?;
+        let single = dataset.glob.is_none() && dataset.url.path.as_ref().ends_with(".parquet");
+        let readable = dataset.glob.as_deref().is_none_or(|g| {
+            !g.contains('/') && glob::Pattern::new(g).is_ok_and(|p| p.matches("push-0.parquet"))
+        });
+        if single || !readable {
+            return Err(ServiceError::invalid(format!(
+                "batch source `{}` ({}) would not read a new object `push-….parquet` in its directory; offline pushes need a directory, or a glob like `dir/*.parquet`",
+                source.name, dataset.url.shown
+            )));
+        }
+        return Ok(Place::Store(dataset));
     }
     let full = root.join(path);
     if path.contains(['*', '?', '[']) {
@@ -78,10 +141,10 @@ fn directory(root: &Path, source: &Source) -> Result<PathBuf> {
                 source.name
             )));
         }
-        return Ok(root.join(dir));
+        return Ok(Place::Dir(root.join(dir)));
     }
     if full.is_dir() {
-        return Ok(full);
+        return Ok(Place::Dir(full));
     }
     let as_directory = Path::new(path).with_extension("");
     Err(ServiceError::invalid(format!(
@@ -103,6 +166,11 @@ fn file_schema(root: &Path, push: &PushSource, source: &Source) -> Result<Schema
         })?;
         return Ok(builder.schema().clone());
     }
+    Ok(declared_schema(push))
+}
+
+/// A batch source without files yet: the push source's declared types.
+fn declared_schema(push: &PushSource) -> SchemaRef {
     let fields: Vec<Field> = push
         .schema
         .iter()
@@ -111,7 +179,7 @@ fn file_schema(root: &Path, push: &PushSource, source: &Source) -> Result<Schema
             Field::new(name, array.data_type().clone(), true)
         })
         .collect();
-    Ok(Arc::new(Schema::new(fields)))
+    Arc::new(Schema::new(fields))
 }
 
 /// The pushed rows as a batch of `schema`: each column cast to the file's type, no value lost.
@@ -202,9 +270,7 @@ fn cast_exactly(name: &str, array: ArrayRef, to: &DataType) -> Result<ArrayRef> 
 /// Writes `batch` as a new file in `dir`: hidden temporary name, fsync, rename, fsync the
 /// directory.
 pub fn write_whole(dir: &Path, batch: &RecordBatch) -> Result<PathBuf> {
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    let n = WRITTEN.fetch_add(1, Ordering::Relaxed);
-    let name = format!("push-{now}-{}-{n}.parquet", std::process::id());
+    let name = file_name();
     let tmp = dir.join(format!(".{name}.tmp"));
     let done = dir.join(&name);
     let result = (|| {

@@ -99,6 +99,39 @@ impl Dataset {
         Ok(files)
     }
 
+    /// The columns of the dataset's first file, in name order (`None`: it has no files yet).
+    pub async fn first_file_schema(&self) -> Result<Option<arrow::datatypes::SchemaRef>> {
+        let files = match self.files().await {
+            Ok(files) => files,
+            // An empty directory: nothing pushed or written yet.
+            Err(Error::Invalid(m)) if m.ends_with("holds no Parquet files") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let first = &files[0];
+        footer_schema(self.store.as_ref(), first)
+            .await
+            .map(Some)
+            .map_err(|e| {
+                Error::Invalid(format!(
+                    "{} is not a readable Parquet file: {e}",
+                    self.url.with_path(&first.location)
+                ))
+            })
+    }
+
+    /// Writes `bytes` as the new object `name` in the dataset's directory, with one `PUT`.
+    pub async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        use object_store::ObjectStoreExt as _;
+        let path = object_store::path::Path::from_iter(
+            self.url.path.parts().chain(std::iter::once(name.into())),
+        );
+        self.store
+            .put(&path, object_store::PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Invalid(explain(&e)))
+    }
+
     /// The dataset as a DataFusion table on `ctx` (reads counted into `reads`).
     pub async fn read(
         &self,
