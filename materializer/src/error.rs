@@ -45,6 +45,10 @@ pub enum Error {
     /// its watermark did not move.
     #[error("{0}")]
     Evicted(String),
+    /// An object store did not answer (unreachable, timed out, failing): not the user's
+    /// mistake, retry later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] quiver_online_store::Error),
     #[error(transparent)]

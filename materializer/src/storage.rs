@@ -18,7 +18,7 @@ mod open;
 mod transfer;
 
 pub use counted::{Counted, Reads};
-pub use open::{StoreUrl, explain, open};
+pub use open::{StoreUrl, explain, failure, open};
 pub use transfer::{Upload, fetch_to_temp, head};
 
 /// `text` (an object-store URL) and its store, configured from the environment alone (entity

@@ -1009,6 +1009,8 @@ fn a_missing_bucket_or_a_dead_server_is_a_clear_error_and_writes_nothing() {
     let err = std::fs::read_to_string(&err_file).unwrap();
     let status = status.unwrap_or_else(|| panic!("still running after 60 s: {err}"));
     assert!(!status.success(), "{err}");
+    // Not the user's mistake: exit 1, as for any store that is down.
+    assert_eq!(status.code(), Some(1), "{err}");
     assert!(elapsed < Duration::from_secs(40), "took {elapsed:?}: {err}");
     let lower = err.to_lowercase();
     assert!(

@@ -208,10 +208,12 @@ impl Manifest {
                     old.path.display(),
                     old.source
                 )),
+                // On object storage the ETag (and version) names the content: an identical
+                // re-upload is the same file though its modified time moved.
                 Some(n)
                     if n.size != old.size
-                        || n.modified_ns != old.modified_ns
-                        || n.etag != old.etag =>
+                        || n.etag != old.etag
+                        || (old.etag.is_none() && n.modified_ns != old.modified_ns) =>
                 {
                     problems.push(format!(
                         "source file {} changed: now {} bytes modified {}, the manifest recorded {} bytes modified {}",

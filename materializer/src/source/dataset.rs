@@ -17,7 +17,7 @@ use quiver_registry::source_schema::is_url;
 use quiver_registry::{ScalarType, Source, TimePartition, ValueType};
 
 use crate::error::{Error, Result};
-use crate::storage::{Counted, Reads, StoreUrl, explain, open};
+use crate::storage::{Counted, Reads, StoreUrl, explain, failure, open};
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 const DAY_NS: i64 = 24 * HOUR_NS;
@@ -91,7 +91,7 @@ impl Dataset {
             })
             .try_collect()
             .await
-            .map_err(|e| Error::Invalid(format!("listing {shown}: {}", explain(&e))))?;
+            .map_err(|e| failure(&format!("listing {shown}"), &e))?;
         files.sort_by(|a, b| a.location.cmp(&b.location));
         if files.is_empty() {
             return Err(Error::Invalid(format!("{shown} holds no Parquet files")));
@@ -129,7 +129,7 @@ impl Dataset {
             .put(&path, object_store::PutPayload::from(bytes))
             .await
             .map(|_| ())
-            .map_err(|e| Error::Invalid(explain(&e)))
+            .map_err(|e| failure(&self.url.with_path(&path), &e))
     }
 
     /// The dataset as a DataFusion table on `ctx` (reads counted into `reads`).

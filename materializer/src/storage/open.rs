@@ -217,6 +217,37 @@ pub fn open(
     built.map_err(|e| Error::Invalid(format!("{shown}: {}", explain(&e))))
 }
 
+/// An object-store failure as an error: `context: what happened and what to check`; a missing
+/// object or bucket and refused credentials are the user's to fix ([`Error::Invalid`]), a store
+/// that does not answer is not ([`Error::Unavailable`]).
+pub fn failure(context: &str, e: &object_store::Error) -> Error {
+    use object_store::Error as E;
+    let text = format!("{context}: {}", explain(e));
+    let lower = chain(e).to_ascii_lowercase();
+    let users = match e {
+        E::NotFound { .. } | E::PermissionDenied { .. } | E::Unauthenticated { .. } => true,
+        E::InvalidPath { .. } | E::NotSupported { .. } | E::NotImplemented { .. } => true,
+        _ => [
+            "nosuchbucket",
+            "signaturedoesnotmatch",
+            "invalidaccesskeyid",
+            "accessdenied",
+            "status 403",
+            "403 forbidden",
+            "404 not found",
+            "status 404",
+            "url scheme is not allowed",
+        ]
+        .iter()
+        .any(|s| lower.contains(s)),
+    };
+    if users {
+        Error::Invalid(text)
+    } else {
+        Error::Unavailable(text)
+    }
+}
+
 /// An object-store failure in a few words and what to check (no secrets: object_store's
 /// messages name paths and status codes, never credentials).
 pub fn explain(e: &object_store::Error) -> String {

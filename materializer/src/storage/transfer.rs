@@ -7,7 +7,7 @@ use futures::StreamExt as _;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt as _, PutPayload, WriteMultipart};
 
-use super::open::explain;
+use super::open::failure;
 use crate::error::{Error, Result};
 
 /// Parts of an upload; objects up to this size are written with one `PUT` (atomic too).
@@ -15,10 +15,7 @@ const PART_BYTES: usize = 8 << 20;
 
 /// The object's metadata (size, ETag, version), for fingerprints.
 pub async fn head(store: &dyn ObjectStore, path: &Path, shown: &str) -> Result<ObjectMeta> {
-    store
-        .head(path)
-        .await
-        .map_err(|e| Error::Invalid(format!("{shown}: {}", explain(&e))))
+    store.head(path).await.map_err(|e| failure(shown, &e))
 }
 
 /// The object copied whole into a new temporary file (removed when dropped).
@@ -27,7 +24,7 @@ pub async fn fetch_to_temp(
     path: &Path,
     shown: &str,
 ) -> Result<(tempfile::NamedTempFile, ObjectMeta)> {
-    let fail = |e: object_store::Error| Error::Invalid(format!("{shown}: {}", explain(&e)));
+    let fail = |e: object_store::Error| failure(shown, &e);
     let got = store.get(path).await.map_err(fail)?;
     let meta = got.meta.clone();
     // Named with the object's extension: readers tell formats by it.
@@ -67,9 +64,8 @@ impl Upload {
         cancel: impl std::future::Future<Output = &'static str>,
     ) -> Result<()> {
         let mut cancel = std::pin::pin!(cancel);
-        let fail = |e: object_store::Error| {
-            Error::Invalid(format!("uploading to {shown}: {}", explain(&e)))
-        };
+        let context = format!("uploading to {shown}");
+        let fail = |e: object_store::Error| failure(&context, &e);
         let io = |e: std::io::Error| {
             Error::Invalid(format!("uploading {} to {shown}: {e}", local.display()))
         };
