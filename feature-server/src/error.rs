@@ -81,6 +81,9 @@ impl ErrorCode {
 pub const UNAVAILABLE_MESSAGE: &str =
     "the online store is unavailable or did not answer in time; retry later";
 
+/// What a client is told when an offline push's object store does not answer (in time).
+pub const OFFLINE_UNAVAILABLE_MESSAGE: &str = "the batch source's store (offline history) is unavailable or did not answer in time; nothing was written online; retry later";
+
 /// What a client is told while the server has no registry version to serve yet (the registry
 /// store was unreachable at start).
 pub const REGISTRY_NOT_LOADED: &str =
@@ -149,6 +152,9 @@ impl ServiceError {
         match self.code {
             ErrorCode::Internal => "internal error",
             ErrorCode::Unavailable if self.message == REGISTRY_NOT_LOADED => REGISTRY_NOT_LOADED,
+            ErrorCode::Unavailable if self.message.starts_with("offline push") => {
+                OFFLINE_UNAVAILABLE_MESSAGE
+            }
             ErrorCode::Unavailable => UNAVAILABLE_MESSAGE,
             _ => &self.message,
         }

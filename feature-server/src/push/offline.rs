@@ -83,10 +83,11 @@ pub async fn write(place: Place, batch: RecordBatch) -> Result<()> {
                 .and_then(|_| writer.close().map(|_| ()))
                 .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
             dataset.put_new(&file_name(), bytes).await.map_err(|e| {
-                ServiceError::new(
-                    ErrorCode::Unavailable,
-                    format!("offline push: {}: {e}", dataset.url.shown),
-                )
+                let code = match e.is_user_error() {
+                    true => ErrorCode::InvalidArgument,
+                    false => ErrorCode::Unavailable,
+                };
+                ServiceError::new(code, format!("offline push: {e}"))
             })
         }
     }
@@ -99,9 +100,15 @@ fn file_name() -> String {
     format!("push-{now}-{}-{n}.parquet", std::process::id())
 }
 
+/// A failure reading the batch source's store: the user's to fix (a missing bucket, refused
+/// credentials: 400) or the store's (503).
 fn store_error(source: &Source, e: quiver_materializer::error::Error) -> ServiceError {
+    let code = match e.is_user_error() {
+        true => ErrorCode::InvalidArgument,
+        false => ErrorCode::Unavailable,
+    };
     ServiceError::new(
-        ErrorCode::Unavailable,
+        code,
         format!("offline push: batch source `{}`: {e}", source.name),
     )
 }

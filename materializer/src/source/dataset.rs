@@ -110,7 +110,7 @@ impl Dataset {
         let first = &files[0];
         footer_schema(self.store.as_ref(), first)
             .await
-            .map(Some)
+            .map(|(schema, _)| Some(schema))
             .map_err(|e| {
                 Error::Invalid(format!(
                     "{} is not a readable Parquet file: {e}",
@@ -141,10 +141,12 @@ impl Dataset {
     ) -> Result<DataFrame> {
         let context = || format!("source `{}` ({})", source.name, self.url.shown);
         reads.add_dataset(&self.url.root, &self.url.path);
-        ctx.register_object_store(
+        let counted = Arc::new(Counted::new(
+            self.store.clone(),
+            reads.clone(),
             &self.url.root,
-            Arc::new(Counted::new(self.store.clone(), reads, &self.url.root)),
-        );
+        ));
+        ctx.register_object_store(&self.url.root, counted);
         let mut table_url = self.url.with_path(&self.url.path);
         if !self.is_file() && !table_url.ends_with('/') {
             table_url.push('/');
@@ -174,9 +176,11 @@ impl Dataset {
                     self.url.with_path(&last.location)
                 ))
             })?;
+        // The footer's bytes count as read; the file counts only if the scan reads it.
+        reads.add_bytes(schema.1);
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
-            .with_schema(schema);
+            .with_schema(schema.0);
         let table = ListingTable::try_new(config).map_err(Error::engine(context()))?;
         ctx.read_table(Arc::new(table))
             .map_err(Error::engine(context()))
@@ -370,7 +374,8 @@ impl Dataset {
             let shown = self.url.with_path(&meta.location);
             let schema = footer_schema(self.store.as_ref(), meta)
                 .await
-                .map_err(|e| format!("{shown} is not a readable Parquet file: {e}"))?;
+                .map_err(|e| format!("{shown} is not a readable Parquet file: {e}"))?
+                .0;
             Ok::<_, String>((meta.location.clone(), schema))
         }))
         .buffered(16)
@@ -426,11 +431,12 @@ fn time_value_matches(format: &str, value: &str) -> bool {
     parsed.as_deref() == Some(value)
 }
 
-/// A Parquet object's footer (two ranged reads: its length, then the footer).
+/// A Parquet object's footer (two ranged reads: its length, then the footer), and the bytes
+/// fetched.
 async fn footer(
     store: &dyn ObjectStore,
     meta: &object_store::ObjectMeta,
-) -> std::result::Result<parquet::file::metadata::ParquetMetaData, String> {
+) -> std::result::Result<(parquet::file::metadata::ParquetMetaData, u64), String> {
     use object_store::ObjectStoreExt as _;
     let size = meta.size;
     if size < 12 {
@@ -452,18 +458,19 @@ async fn footer(
         .await
         .map_err(|e| explain(&e))?;
     parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&bytes)
+        .map(|md| (md, 8 + len))
         .map_err(|e| e.to_string())
 }
 
-/// The Arrow schema of a Parquet object, from its footer alone.
+/// The Arrow schema of a Parquet object, from its footer alone, and the bytes fetched.
 async fn footer_schema(
     store: &dyn ObjectStore,
     meta: &object_store::ObjectMeta,
-) -> std::result::Result<arrow::datatypes::SchemaRef, String> {
-    let md = footer(store, meta).await?;
+) -> std::result::Result<(arrow::datatypes::SchemaRef, u64), String> {
+    let (md, fetched) = footer(store, meta).await?;
     let fm = md.file_metadata();
     parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
-        .map(std::sync::Arc::new)
+        .map(|s| (std::sync::Arc::new(s), fetched))
         .map_err(|e| e.to_string())
 }
 
@@ -472,7 +479,7 @@ pub async fn footer_rows(
     store: &dyn ObjectStore,
     meta: &object_store::ObjectMeta,
 ) -> std::result::Result<u64, String> {
-    let md = footer(store, meta).await?;
+    let (md, _) = footer(store, meta).await?;
     Ok(u64::try_from(md.file_metadata().num_rows()).unwrap_or(0))
 }
 

@@ -40,6 +40,11 @@ impl Reads {
         self.files.lock().map_or(0, |f| f.len() as u64)
     }
 
+    /// Bytes read outside a store wrapped by [`Counted`] (a footer read to plan a scan).
+    pub fn add_bytes(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// Names below `prefix` in the store at `root` that start with `.` or `_` are hidden.
     pub fn add_dataset(&self, root: &url::Url, prefix: &Path) {
         if let Ok(mut d) = self.datasets.lock() {
