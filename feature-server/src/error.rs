@@ -191,5 +191,11 @@ mod tests {
         assert!(e.message.contains("10.1.2.3"), "kept for the log");
         let too_large = ServiceError::too_large("over the limit");
         assert_eq!(too_large.public_message(), "over the limit");
+        // An offline push's object store is named as such, never as the online store.
+        let offline = ServiceError::new(
+            ErrorCode::Unavailable,
+            "offline push: batch source `b`: listing s3://lake/x/: the endpoint did not answer",
+        );
+        assert_eq!(offline.public_message(), OFFLINE_UNAVAILABLE_MESSAGE);
     }
 }
