@@ -59,8 +59,21 @@ impl Dataset {
         self.glob.is_none() && self.url.path.as_ref().ends_with(".parquet")
     }
 
-    /// The Parquet objects of the dataset (hidden and `_` entries skipped), sorted.
+    /// The Parquet objects of the dataset (hidden and `_` entries skipped), sorted; an empty
+    /// dataset is an error.
     pub async fn files(&self) -> Result<Vec<object_store::ObjectMeta>> {
+        let files = self.listed().await?;
+        if files.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{} holds no Parquet files",
+                self.url.shown
+            )));
+        }
+        Ok(files)
+    }
+
+    /// The Parquet objects of the dataset (hidden and `_` entries skipped), sorted; maybe none.
+    async fn listed(&self) -> Result<Vec<object_store::ObjectMeta>> {
         let shown = &self.url.shown;
         if self.is_file() {
             let meta = crate::storage::head(self.store.as_ref(), &self.url.path, shown).await?;
@@ -93,21 +106,16 @@ impl Dataset {
             .await
             .map_err(|e| failure(&format!("listing {shown}"), &e))?;
         files.sort_by(|a, b| a.location.cmp(&b.location));
-        if files.is_empty() {
-            return Err(Error::Invalid(format!("{shown} holds no Parquet files")));
-        }
         Ok(files)
     }
 
     /// The columns of the dataset's first file, in name order (`None`: it has no files yet).
     pub async fn first_file_schema(&self) -> Result<Option<arrow::datatypes::SchemaRef>> {
-        let files = match self.files().await {
-            Ok(files) => files,
-            // An empty directory: nothing pushed or written yet.
-            Err(Error::Invalid(m)) if m.ends_with("holds no Parquet files") => return Ok(None),
-            Err(e) => return Err(e),
+        // An empty directory: nothing pushed or written yet.
+        let Some(first) = self.listed().await?.into_iter().next() else {
+            return Ok(None);
         };
-        let first = &files[0];
+        let first = &first;
         footer_schema(self.store.as_ref(), first)
             .await
             .map(|(schema, _)| Some(schema))
