@@ -8,8 +8,24 @@ use std::process::ExitCode;
 #[error("{0}")]
 pub struct UserError(pub String);
 
+/// A store or server that did not answer (exit code 1; `StoreUnavailable` in Python).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
+
 pub fn report(err: &anyhow::Error) -> ExitCode {
-    let user = err.chain().any(|cause| {
+    let user = is_user_error(err);
+    // Validation errors carry their own layout; others get the usual `error:` prefix and causes.
+    match err.downcast_ref::<quiver_registry::Error>() {
+        Some(quiver_registry::Error::Invalid(_)) => eprintln!("{err}"),
+        _ => eprintln!("error: {}", message(err)),
+    }
+    ExitCode::from(if user { 2 } else { 1 })
+}
+
+/// Whether `err` is a mistake the user can fix (exit code 2; `InvalidArgument` in Python).
+pub fn is_user_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
         cause.downcast_ref::<UserError>().is_some()
             || cause
                 .downcast_ref::<quiver_registry::Error>()
@@ -21,13 +37,36 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
             || cause
                 .downcast_ref::<quiver_materializer::Error>()
                 .is_some_and(quiver_materializer::Error::is_user_error)
-    });
-    // Validation errors carry their own layout; others get the usual `error:` prefix and causes.
-    match err.downcast_ref::<quiver_registry::Error>() {
-        Some(quiver_registry::Error::Invalid(_)) => eprintln!("{err}"),
-        _ => eprintln!("error: {}", message(err)),
+    })
+}
+
+/// Whether `err` says a store (online, registry, object store) did not answer: not the user's
+/// mistake, worth a retry (`StoreUnavailable` in Python).
+pub fn is_unavailable(err: &anyhow::Error) -> bool {
+    fn materializer(e: &quiver_materializer::Error) -> bool {
+        use quiver_materializer::Error as M;
+        match e {
+            M::Unavailable(_)
+            | M::Store(quiver_online_store::Error::Unavailable(_))
+            | M::Registry(quiver_registry::Error::Unavailable(_)) => true,
+            M::ViewFailed { source, .. } => materializer(source),
+            _ => false,
+        }
     }
-    ExitCode::from(if user { 2 } else { 1 })
+    err.chain().any(|cause| {
+        cause.downcast_ref::<Unavailable>().is_some()
+            || matches!(
+                cause.downcast_ref::<quiver_online_store::Error>(),
+                Some(quiver_online_store::Error::Unavailable(_))
+            )
+            || matches!(
+                cause.downcast_ref::<quiver_registry::Error>(),
+                Some(quiver_registry::Error::Unavailable(_))
+            )
+            || cause
+                .downcast_ref::<quiver_materializer::Error>()
+                .is_some_and(materializer)
+    })
 }
 
 /// The error and its causes, `: `-separated, each said once: many errors already include their

@@ -1,18 +1,14 @@
 //! `quiver`: the command-line entry point. This is the only crate that reads the environment and
 //! uses `anyhow`; every command lives in its own module under `commands/`.
 
-mod commands;
-mod context;
-mod exit;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
-
-use crate::commands::{
+use clap::{Parser, Subcommand};
+use quiver_cli::commands::{
     auth, init, materialize, online, plan, push, quickstart, registry, retrieve, serve, verify,
 };
+use quiver_cli::{Output, context, exit};
 
 /// glibc's malloc was ~20% of the server's CPU under load (perf, BENCHMARKS.md).
 #[global_allocator]
@@ -38,12 +34,6 @@ struct Cli {
     format: Output,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]

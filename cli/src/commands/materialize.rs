@@ -81,26 +81,53 @@ pub fn execute(
 ) -> Result<Vec<MaterializationRun>> {
     let registry_store = repo.store()?;
     let version = ctx.current_version(repo, registry_store.as_ref())?;
-    let views = select_views(&version, views).map_err(|e| UserError(e.to_string()))?;
-    let key_ttl = repo.config.online_store.key_ttl();
     let runtime = ctx.runtime()?;
-    let runs = runtime.block_on(async {
+    runtime.block_on(async {
         let online = quiver_online_store::open(&repo.config.online_store, &repo.root).await?;
-        let job = Job {
-            registry: &version,
-            root: &repo.root,
-            online,
+        let progress = ctx.output == crate::Output::Text;
+        let target = Target {
+            repo,
+            version: &version,
             registry_store: registry_store.as_ref(),
-            key_ttl,
-            allow_eviction: repo.config.online_store.allow_eviction(),
-            partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            online,
         };
-        let bar = Bar::new(ctx.output == crate::Output::Text);
-        let runs = materialize(&job, &views, range, &bar).await;
-        bar.finish();
-        anyhow::Ok(runs?)
-    })?;
-    Ok(runs)
+        run_views(&target, views, range, progress).await
+    })
+}
+
+/// Where a materialization writes: the repository's applied `version`, recorded in
+/// `registry_store`, its values in `online`.
+#[derive(Debug)]
+pub struct Target<'a> {
+    pub repo: &'a quiver_registry::Repository,
+    pub version: &'a quiver_registry::store::RegistryVersion,
+    pub registry_store: &'a dyn quiver_registry::store::RegistryStore,
+    pub online: Arc<dyn quiver_online_store::OnlineStore>,
+}
+
+/// Materializes `views` (all online views when empty) of `target` over `range`, with a progress
+/// bar on stderr when `progress` is set and stderr is a terminal.
+pub async fn run_views(
+    target: &Target<'_>,
+    views: &[String],
+    range: Range,
+    progress: bool,
+) -> Result<Vec<MaterializationRun>> {
+    let views = select_views(target.version, views).map_err(|e| UserError(e.to_string()))?;
+    let config = &target.repo.config.online_store;
+    let job = Job {
+        registry: target.version,
+        root: &target.repo.root,
+        online: target.online.clone(),
+        registry_store: target.registry_store,
+        key_ttl: config.key_ttl(),
+        allow_eviction: config.allow_eviction(),
+        partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+    };
+    let bar = Bar::new(progress);
+    let runs = materialize(&job, &views, range, &bar).await;
+    bar.finish();
+    Ok(runs?)
 }
 
 /// A byte count for people: `512 B`, `3.4 MiB`.

@@ -17,7 +17,7 @@ use quiver_feature_server::{FeatureService, Limits, Snapshot};
 use serde_json::{Value as J, json};
 
 use crate::context::Context;
-use crate::exit::UserError;
+use crate::exit::{Unavailable, UserError};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -43,12 +43,16 @@ pub struct Args {
 }
 
 /// What a push did, for `--format json`.
-#[derive(Debug, Default)]
-struct Totals {
-    rows: usize,
-    writes: usize,
-    values: u64,
-    stored: u64,
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Totals {
+    /// Rows pushed.
+    pub rows: usize,
+    /// Writes (each of at most `batch_rows` rows, checked whole, then written).
+    pub writes: usize,
+    /// Online values offered: one per entity and view.
+    pub values: u64,
+    /// Online values stored; the others were not newer than the stored ones.
+    pub stored: u64,
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
@@ -83,20 +87,29 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let chunks = read_chunks(&args.file, batch_rows)?;
     let started = Instant::now();
     let totals = ctx.runtime()?.block_on(async {
-        let store = quiver_online_store::open(&repo.config.online_store, &repo.root).await?;
-        let service = FeatureService::new(
-            Snapshot::new(version.clone()),
-            store,
-            None,
-            Limits {
-                max_entity_rows: batch_rows,
-            },
-        )
-        .with_key_ttl(repo.config.online_store.key_ttl())
-        .with_repository_root(repo.root.clone());
+        let service = local_service(&repo, version, batch_rows).await?;
         push_all(&service, &args.source, to, chunks).await
     })?;
     report(ctx, &args, &totals, started)
+}
+
+/// The serving core over the repository's own online store, without a server: what `quiver
+/// push` and the Python package's reads and pushes go through. Requests of more than
+/// `max_entity_rows` rows are refused.
+pub async fn local_service(
+    repo: &quiver_registry::Repository,
+    version: quiver_registry::store::RegistryVersion,
+    max_entity_rows: usize,
+) -> Result<FeatureService> {
+    let store = quiver_online_store::open(&repo.config.online_store, &repo.root).await?;
+    Ok(FeatureService::new(
+        Snapshot::new(version),
+        store,
+        None,
+        Limits { max_entity_rows },
+    )
+    .with_key_ttl(repo.config.online_store.key_ttl())
+    .with_repository_root(repo.root.clone()))
 }
 
 fn report(ctx: &Context, args: &Args, totals: &Totals, started: Instant) -> Result<()> {
@@ -199,7 +212,9 @@ async fn through_server(
     Ok(totals)
 }
 
-async fn push_all(
+/// Pushes `chunks` to `source` one write each, in order; a failure names the rows pushed
+/// before it (their writes were acknowledged).
+pub async fn push_all(
     service: &FeatureService,
     source: &str,
     to: Destination,
@@ -228,6 +243,11 @@ async fn push_all(
                     totals.rows + rows,
                     e.message
                 )))
+            } else if e.code == quiver_feature_server::error::ErrorCode::Unavailable {
+                anyhow::Error::from(Unavailable(format!(
+                    "rows {}..: {} ({done})",
+                    totals.rows, e.message
+                )))
             } else {
                 anyhow::anyhow!("rows {}..: {} ({done})", totals.rows, e.message)
             }
@@ -242,7 +262,8 @@ async fn push_all(
     Ok(totals)
 }
 
-type Chunks = Box<dyn Iterator<Item = Result<Vec<(String, Vec<J>)>>>>;
+/// Rows to push, a write's worth at a time, as `df`s (column name → values).
+pub type Chunks = Box<dyn Iterator<Item = Result<Vec<(String, Vec<J>)>>> + Send>;
 
 /// The file's rows, `rows` at a time, as `df`s.
 fn read_chunks(path: &Path, rows: usize) -> Result<Chunks> {
@@ -289,13 +310,32 @@ fn read_chunks(path: &Path, rows: usize) -> Result<Chunks> {
 
 fn batches<E: std::fmt::Display>(
     path: &Path,
-    reader: impl Iterator<Item = Result<RecordBatch, E>> + 'static,
+    reader: impl Iterator<Item = Result<RecordBatch, E>> + Send + 'static,
 ) -> Chunks {
     let path = path.display().to_string();
     Box::new(reader.map(move |batch| {
         let batch = batch.map_err(|e| UserError(format!("{path}: {e}")))?;
         df::from_batch(&batch).map_err(|e| UserError(format!("{path}: {e}")).into())
     }))
+}
+
+/// `batches` of rows (named `name` in messages), at most `rows` per write.
+pub fn chunks_of(
+    name: &str,
+    batches: impl Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send + 'static,
+    rows: usize,
+) -> Chunks {
+    let rows = rows.max(1);
+    let sliced = batches.flat_map(move |batch| -> Vec<Result<RecordBatch, _>> {
+        match batch {
+            Ok(batch) => (0..batch.num_rows())
+                .step_by(rows)
+                .map(|at| Ok(batch.slice(at, rows.min(batch.num_rows() - at))))
+                .collect(),
+            Err(e) => vec![Err(e)],
+        }
+    });
+    self::batches(Path::new(name), sliced)
 }
 
 /// JSON lines, `rows` objects per chunk; a key missing from a line is null there.

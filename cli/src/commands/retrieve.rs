@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::context::Context;
 use remote::{Entities, Output};
 
-mod remote;
+pub mod remote;
 use crate::exit::UserError;
 
 #[derive(Debug, clap::Args)]

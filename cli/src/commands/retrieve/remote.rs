@@ -17,6 +17,7 @@ use quiver_registry::store::RegistryVersion;
 use crate::exit::UserError;
 
 /// An entity table, local or copied from object storage.
+#[derive(Debug)]
 pub struct Entities {
     pub input: EntityInput,
     /// The URL it was read from (`None`: a local file).
@@ -54,6 +55,7 @@ impl Entities {
 }
 
 /// Where the training table goes: a local path, or an object written from a local temporary.
+#[derive(Debug)]
 pub struct Output {
     /// As given.
     pub given: PathBuf,
