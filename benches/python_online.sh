@@ -16,10 +16,12 @@ PY="${QUIVER_PYTHON:-$HOME/.cache/quiver-python-venv/bin/python}"
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); $("$PY" --version); redis $(redis-server --version | grep -o 'v=[0-9.]*')"
 RPORT=$(free_port); start_redis "$RPORT"
-"$QUIVER" init "$WORK/repo" --drivers 100000 --hours 24 --customers 200000 --labels 1 --end 2026-01-02T00:00:00Z >/dev/null
+# Data ending now, so values are within their views' ttl (PRESENT, decoded), as in serving.
+END="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+"$QUIVER" init "$WORK/repo" --drivers 100000 --hours 24 --customers 200000 --labels 1 --end "$END" >/dev/null
 set_online_store "$WORK/repo/quiver.yaml" "$(redis_store "$RPORT")"
 "$QUIVER" -C "$WORK/repo" apply >/dev/null
-"$QUIVER" -C "$WORK/repo" materialize 2025-12-01 2026-01-03 >/dev/null
+"$QUIVER" -C "$WORK/repo" materialize-incremental >/dev/null
 HPORT=$(free_port); GPORT=$(free_port)
 "$QUIVER" -C "$WORK/repo" serve --http "127.0.0.1:$HPORT" --grpc "127.0.0.1:$GPORT" 2>"$WORK/serve.err" &
 PIDS+=($!)

@@ -122,9 +122,14 @@ class Client:
         values: List[List[Any]] = []
         for i, (name, column) in enumerate(zip(names, results)):
             if i < n_keys:
-                given = entities.get(name)
-                types.append(_key_type(given))
-                values.append(list(given) if given is not None else column["values"])
+                # As the server read them (`"1001"` for an int64 key is 1001); bytes keys travel
+                # as base64.
+                given = entities.get(name) or []
+                echoed = list(column["values"])
+                if any(isinstance(v, bytes) for v in given):
+                    echoed = [None if v is None else base64.b64decode(v) for v in echoed]
+                types.append(_key_type(echoed))
+                values.append(echoed)
             else:
                 t = feature_types[i - n_keys]
                 types.append(t)

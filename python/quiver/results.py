@@ -88,9 +88,19 @@ class OnlineResponse:
         return pa.table(columns)
 
     def to_pandas(self, include_statuses: bool = False, include_event_timestamps: bool = False):
-        """A pandas DataFrame (through :meth:`to_arrow`, so integer columns with missing values
-        stay integers where pandas allows)."""
-        return self.to_arrow(include_statuses, include_event_timestamps).to_pandas()
+        """A pandas DataFrame (through :meth:`to_arrow`). Integer and boolean columns with
+        missing values are pandas' nullable ``Int64``/``Int32``/``boolean`` columns, not floats
+        or objects: a missing value is ``pd.NA`` and the others stay exact."""
+        import pandas as pd
+
+        table = self.to_arrow(include_statuses, include_event_timestamps)
+        nullable = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(), pa.bool_(): pd.BooleanDtype()}
+        df = table.to_pandas()
+        for name in table.column_names:
+            column = table.column(name)
+            if column.null_count and column.type in nullable:
+                df[name] = column.to_pandas(types_mapper=nullable.get)
+        return df
 
     to_df = to_pandas
 

@@ -10,7 +10,12 @@ import pyarrow as pa
 
 from . import _convert
 from ._quiver import Store as _Store
+from .errors import InvalidArgument
 from .results import OnlineResponse, PushResult
+
+# Native stores of a parent process, inherited through fork(): never dropped in the child (their
+# runtime's threads do not exist there, so dropping them could block), never used again.
+_inherited: List[_Store] = []
 
 
 class Plan:
@@ -97,8 +102,20 @@ class FeatureStore:
     """
 
     def __init__(self, repo_path: Union[str, os.PathLike] = ".", config: Optional[Union[str, os.PathLike]] = None) -> None:
-        self._store = _Store(os.fspath(repo_path), None if config is None else os.fspath(config))
-        self.repo_path = self._store.root()
+        self._args = (os.fspath(repo_path), None if config is None else os.fspath(config))
+        self._native = _Store(*self._args)
+        self._pid = os.getpid()
+        self.repo_path = self._native.root()
+
+    @property
+    def _store(self) -> _Store:
+        """The native store of this process: after a fork (multiprocessing, DataLoader workers)
+        the child opens its own, since the parent's engine threads do not exist in it."""
+        if os.getpid() != self._pid:
+            _inherited.append(self._native)
+            self._native = _Store(*self._args)
+            self._pid = os.getpid()
+        return self._native
 
     def __repr__(self) -> str:
         return f"FeatureStore({self.repo_path!r})"
@@ -157,6 +174,8 @@ class FeatureStore:
         Ctrl-C interrupts it (``KeyboardInterrupt``).
         """
         selection = _convert.selection(features)
+        if memory_limit is not None and (not isinstance(memory_limit, int) or memory_limit < 1):
+            raise InvalidArgument(f"memory_limit={memory_limit!r}: give a positive number of bytes")
         kwargs = dict(
             timestamp_column=timestamp_column,
             full_feature_names=full_feature_names,

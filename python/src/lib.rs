@@ -16,7 +16,7 @@ use arrow::ffi_stream::{ArrowArrayStreamReader, FFI_ArrowArrayStream};
 use arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString};
 use quiver_cli::commands::materialize::{Target, run_views};
 use quiver_cli::commands::push::{Totals, chunks_of, local_service, push_all};
 use quiver_cli::commands::retrieve::remote::Entities;
@@ -45,7 +45,8 @@ const SIGNAL_POLL: Duration = Duration::from_millis(50);
 #[pyclass(module = "quiver._quiver", frozen)]
 struct Store {
     ctx: Context,
-    runtime: tokio::runtime::Runtime,
+    /// Taken only by `Drop`.
+    runtime: Option<tokio::runtime::Runtime>,
     /// The online store, opened on first use and shared by every read, push and
     /// materialization of this object (the embedded store admits one opener per process).
     online: Mutex<Option<Online>>,
@@ -77,8 +78,11 @@ impl Store {
         match slot.as_mut() {
             Some(online) if online.checked.elapsed() < REGISTRY_CHECK => {}
             Some(online) => {
-                let (_, version) = self.applied()?;
-                if version.version != online.service.snapshot().version.version {
+                // The version number first: the registry is read whole only when it changed.
+                let serving = online.service.snapshot().version.version;
+                let newest = self.repo()?.store()?.latest_version()?;
+                if newest != Some(serving) {
+                    let (_, version) = self.applied()?;
                     online.service.replace_snapshot(Snapshot::new(version));
                 }
                 online.checked = Instant::now();
@@ -87,7 +91,7 @@ impl Store {
                 let (repo, version) = self.applied()?;
                 let serving = repo.config.serving.clone();
                 let service = self
-                    .runtime
+                    .runtime()
                     .block_on(local_service(&repo, version, serving.max_entity_rows))?
                     .with_max_response_values(serving.max_response_values);
                 *slot = Some(Online {
@@ -102,28 +106,60 @@ impl Store {
     }
 
     /// Runs `work` on the runtime with the GIL released, waking every [`SIGNAL_POLL`] so that
-    /// Ctrl-C (a `KeyboardInterrupt`) cancels it.
+    /// Ctrl-C (a `KeyboardInterrupt`) cancels it. The wait is a channel's, not a tokio timer's:
+    /// timers fire late while every worker is busy with the work itself.
     fn interruptible<T: Send + 'static>(
         &self,
         py: Python<'_>,
         work: impl Future<Output = anyhow::Result<T>> + Send + 'static,
     ) -> PyResult<T> {
-        let mut task = self.runtime.spawn(work);
+        use std::sync::mpsc::{RecvTimeoutError, channel};
+        let (done, mut result) = channel();
+        let task = self.runtime().spawn(async move {
+            // The receiver is gone only when the caller was interrupted.
+            let _ = done.send(work.await);
+        });
         loop {
-            let done = py.detach(|| {
-                self.runtime
-                    .block_on(async { tokio::time::timeout(SIGNAL_POLL, &mut task).await.ok() })
+            // The receiver is moved to the detached closure and back (it is `Send`, not `Sync`).
+            let (receiver, received) = py.detach(move || {
+                let received = result.recv_timeout(SIGNAL_POLL);
+                (result, received)
             });
-            match done {
-                Some(Ok(result)) => return result.map_err(to_py),
-                Some(Err(e)) => return Err(to_py(anyhow::anyhow!("internal error: {e}"))),
-                None => {
+            result = receiver;
+            match received {
+                Ok(result) => return result.map_err(to_py),
+                Err(RecvTimeoutError::Timeout) => {
                     if let Err(interrupt) = py.check_signals() {
                         task.abort();
                         return Err(interrupt);
                     }
                 }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(to_py(anyhow::anyhow!(
+                        "internal error: the work stopped without a result (a panic: see stderr)"
+                    )));
+                }
             }
+        }
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime is taken only when the store is dropped")
+    }
+}
+
+impl Drop for Store {
+    /// Work left running (an interrupted retrieval's sorts) is not waited for: the process may
+    /// be exiting on the user's Ctrl-C.
+    fn drop(&mut self) {
+        self.online
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
@@ -143,7 +179,7 @@ impl Store {
         let runtime = ctx.runtime().map_err(to_py)?;
         Ok(Store {
             ctx,
-            runtime,
+            runtime: Some(runtime),
             online: Mutex::new(None),
         })
     }
@@ -339,7 +375,7 @@ impl Store {
                 online,
             };
             let runs: Vec<MaterializationRun> = self
-                .runtime
+                .runtime()
                 .block_on(run_views(&target, &views, range, progress))?;
             Ok(serde_json::to_string(&runs)?)
         })
@@ -378,7 +414,7 @@ impl Store {
         let response = py
             .detach(|| -> anyhow::Result<_> {
                 let (_, service) = self.online()?;
-                self.runtime
+                self.runtime()
                     .block_on(service.get_online_features(request))
                     .map_err(|e| match e.code {
                         ErrorCode::Unavailable => quiver_cli::exit::Unavailable(e.message).into(),
@@ -461,7 +497,7 @@ impl Store {
                 .with_key_ttl(repo.config.online_store.key_ttl())
                 .with_repository_root(repo.root.clone());
                 let chunks = chunks_of("rows", batches.into_iter().map(Ok), batch_rows);
-                self.runtime
+                self.runtime()
                     .block_on(push_all(&service, &source, to, chunks))
             })
             .map_err(to_py)?;
@@ -532,6 +568,14 @@ fn entity_value(v: &Bound<'_, PyAny>) -> EntityValue {
     }
     if let Ok(b) = v.cast::<PyBytes>() {
         return EntityValue::Bytes(b.as_bytes().to_vec());
+    }
+    // An integral float (`1001.0`: a pandas column with a missing key is float) is the integer,
+    // as over HTTP.
+    if let Ok(f) = v.cast::<PyFloat>() {
+        let f = f.value();
+        if f.fract() == 0.0 && f.abs() < 9.0e15 {
+            return EntityValue::Int(f as i64);
+        }
     }
     match v.extract::<i64>() {
         Ok(i) => EntityValue::Int(i),

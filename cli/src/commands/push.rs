@@ -245,11 +245,18 @@ pub async fn push_all(
                 )))
             } else if e.code == quiver_feature_server::error::ErrorCode::Unavailable {
                 anyhow::Error::from(Unavailable(format!(
-                    "rows {}..: {} ({done})",
-                    totals.rows, e.message
+                    "rows {}..{}: {} ({done})",
+                    totals.rows,
+                    totals.rows + rows,
+                    e.message
                 )))
             } else {
-                anyhow::anyhow!("rows {}..: {} ({done})", totals.rows, e.message)
+                anyhow::anyhow!(
+                    "rows {}..{}: {} ({done})",
+                    totals.rows,
+                    totals.rows + rows,
+                    e.message
+                )
             }
         })?;
         totals.rows += rows;

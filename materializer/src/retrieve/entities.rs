@@ -295,7 +295,14 @@ impl EntityInput {
     /// every column). Batches hold at most about [`MAX_BATCH_BYTES`]; past the decoded-bytes
     /// limit the reader fails with [`Error::TooLarge`] (see [`Self::read_error`]).
     pub fn reader_of(&self, columns: Option<&[&str]>) -> Result<Box<dyn RecordBatchReader + Send>> {
+        // Batches of no rows (an empty DataFrame exports one; a file may hold them) carry
+        // nothing, and the engine's takes and slices assume rows: they are skipped here.
         let inner = self.format_reader(columns)?;
+        let schema = inner.schema();
+        let inner = Box::new(RecordBatchIterator::new(
+            inner.filter(|batch| !matches!(batch, Ok(b) if b.num_rows() == 0)),
+            schema,
+        ));
         let limit = self.limits.max_decoded_bytes.map(|max| {
             let what = format!("it decodes to more than the limit of {max} bytes");
             (max, self.too_large(what).to_string())
