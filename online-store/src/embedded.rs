@@ -82,7 +82,7 @@ impl EmbeddedStore {
         }
         let db = opened.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::Unavailable(format!(
-                "{} is open in another process (the embedded store allows one at a time; use Redis to share it)",
+                "{} is open in another process, or by another open store in this one (a `quiver serve`, a Python FeatureStore not yet closed): the embedded store allows one at a time; close the other, or use Redis to share it",
                 path.display()
             )),
             redb::DatabaseError::Storage(redb::StorageError::Io(e))

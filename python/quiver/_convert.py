@@ -32,7 +32,7 @@ def arrow_stream(data: Any, what: str) -> pa.RecordBatchReader:
     if is_pandas(data):
         try:
             data = pa.Table.from_pandas(data, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as e:
             raise InvalidArgument(f"{what}: a column cannot be converted to Arrow: {e}") from e
     elif isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
@@ -53,6 +53,25 @@ def arrow_stream(data: Any, what: str) -> pa.RecordBatchReader:
         f"{what}: expected a pyarrow Table or RecordBatchReader, a pandas or polars DataFrame, "
         f"a dict of columns, or a path; got {type(data).__name__}"
     )
+
+
+def positive_int(value: Any, what: str) -> int:
+    """``value`` if it is an int from 1 to 2**63 - 1, else :class:`InvalidArgument`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**63:
+        raise InvalidArgument(f"{what}={value!r}: give a whole number from 1 to 2**63 - 1")
+    return value
+
+
+def view_names(views: Any) -> list:
+    """Feature view names: a list, or one name as a str (not its letters)."""
+    if views is None:
+        return []
+    if isinstance(views, str):
+        return [views]
+    names = list(views)
+    if not all(isinstance(v, str) for v in names):
+        raise InvalidArgument(f"feature_views: give view names (str), not {names!r}")
+    return names
 
 
 def is_path(data: Any) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import decimal
 import io
 import json
 import math
@@ -207,8 +208,7 @@ class Client:
     def push(self, push_source_name: str, df: Any, to: str = "online", *, batch_rows: int = 1_000) -> PushResult:
         """Like :meth:`FeatureStore.push`, through ``POST /push``, ``batch_rows`` rows per
         request (each checked whole, then written). A failure names the rows pushed before it."""
-        if batch_rows < 1:
-            raise InvalidArgument("batch_rows must be at least 1")
+        _convert.positive_int(batch_rows, "batch_rows")
         table = _convert.arrow_stream(df, "df").read_all()
         rows = writes = values = stored = 0
         for start in range(0, table.num_rows, batch_rows):
@@ -249,6 +249,8 @@ def _http_error(e: urllib.error.HTTPError, where: str) -> QuiverError:
 
 
 def _key_json(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise InvalidArgument(f"{v} (a bool) is not a join key value")
     if isinstance(v, bytes):
         return base64.b64encode(v).decode()
     return v
@@ -306,6 +308,8 @@ def _cell_json(v: Any) -> Any:
         return v.isoformat()
     if isinstance(v, bytes):
         return base64.b64encode(v).decode()
+    if isinstance(v, decimal.Decimal):
+        return str(v)
     if isinstance(v, float) and not math.isfinite(v):
         return "NaN" if math.isnan(v) else ("inf" if v > 0 else "-inf")
     if isinstance(v, list):

@@ -105,12 +105,16 @@ class FeatureStore:
         self._args = (os.fspath(repo_path), None if config is None else os.fspath(config))
         self._native = _Store(*self._args)
         self._pid = os.getpid()
+        self._closed = False
         self.repo_path = self._native.root()
 
     @property
     def _store(self) -> _Store:
         """The native store of this process: after a fork (multiprocessing, DataLoader workers)
-        the child opens its own, since the parent's engine threads do not exist in it."""
+        the child opens its own, since the parent's engine threads do not exist in it (an
+        embedded online store stays the parent's: use Redis for online reads in workers)."""
+        if self._closed:
+            raise InvalidArgument(f"{self!r} is closed: open a new FeatureStore")
         if os.getpid() != self._pid:
             _inherited.append(self._native)
             self._native = _Store(*self._args)
@@ -127,8 +131,11 @@ class FeatureStore:
         self.close()
 
     def close(self) -> None:
-        """Closes the online store (another process may then open an embedded store)."""
-        self._store.close()
+        """Closes the online store (another process may then open an embedded store); later
+        calls raise :class:`~quiver.InvalidArgument`. Closing twice is allowed."""
+        if not self._closed:
+            self._store.close()
+            self._closed = True
 
     # -- definitions -------------------------------------------------------------------------
 
@@ -174,8 +181,8 @@ class FeatureStore:
         Ctrl-C interrupts it (``KeyboardInterrupt``).
         """
         selection = _convert.selection(features)
-        if memory_limit is not None and (not isinstance(memory_limit, int) or memory_limit < 1):
-            raise InvalidArgument(f"memory_limit={memory_limit!r}: give a positive number of bytes")
+        if memory_limit is not None:
+            _convert.positive_int(memory_limit, "memory_limit")
         kwargs = dict(
             timestamp_column=timestamp_column,
             full_feature_names=full_feature_names,
@@ -201,7 +208,7 @@ class FeatureStore:
         (``quiver materialize``). Returns one run per view (rows read, keys written, the
         watermark); naive datetimes are UTC. Progress goes to stderr when it is a terminal."""
         runs = self._store.materialize(
-            list(feature_views or []),
+            _convert.view_names(feature_views),
             end=_convert.time_text(end_date, "end_date"),
             start=_convert.time_text(start_date, "start_date"),
             progress=progress,
@@ -218,7 +225,7 @@ class FeatureStore:
         """Continues each view from its watermark up to ``end_date`` (default: now), like
         ``quiver materialize-incremental``. Returns one run per view."""
         end = None if end_date is None else _convert.time_text(end_date, "end_date")
-        return json.loads(self._store.materialize(list(feature_views or []), end=end, progress=progress))
+        return json.loads(self._store.materialize(_convert.view_names(feature_views), end=end, progress=progress))
 
     # -- online ------------------------------------------------------------------------------
 
@@ -235,6 +242,8 @@ class FeatureStore:
         configured online store through the same serving core as ``quiver serve``."""
         if not isinstance(features, str):
             features = list(features)
+            if not all(isinstance(f, str) for f in features):
+                raise InvalidArgument(f"features: give `view:feature` strings, not {features!r}")
         answer = self._store.get_online_features(
             features, _convert.entity_columns(entity_rows), full_feature_names
         )
@@ -252,6 +261,7 @@ class FeatureStore:
         columns) to a push source: ``to`` is ``online``, ``offline`` or ``online_and_offline``
         (``quiver push``). Rows are written ``batch_rows`` at a time, each write checked whole;
         a failure names the rows written before it."""
+        _convert.positive_int(batch_rows, "batch_rows")
         stream = _convert.arrow_stream(df, "df")
         rows, writes, values, stored = self._store.push(push_source_name, stream, to, batch_rows)
         return PushResult(rows=rows, writes=writes, values=values, stored=stored)

@@ -253,8 +253,9 @@ def test_close_and_context_manager(kind_repo):
         assert b.get_online_features(["driver_hourly_stats:conv_rate"], {"driver_id": [1001]}).to_dict() == first
         b.close()
         b.close()  # closing twice is harmless
-        # a closed store reopens at its next use
-        assert b.get_online_features(["driver_hourly_stats:conv_rate"], {"driver_id": [1001]}).to_dict() == first
+        # a closed store is not silently reopened (it would take the embedded store's lock back)
+        with pytest.raises(quiver.InvalidArgument, match="closed"):
+            b.get_online_features(["driver_hourly_stats:conv_rate"], {"driver_id": [1001]})
     finally:
         b.close()
     assert repr(b).startswith("FeatureStore(")
