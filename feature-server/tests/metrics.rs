@@ -56,6 +56,7 @@ fn version(version: u64, views: &[(&str, u64)]) -> RegistryVersion {
                 features: vec![field("rate", "float32")],
                 ttl: Ttl { seconds: 7200 },
                 online: true,
+                aggregations: None,
                 generation: *generation,
                 description: String::new(),
                 owner: String::new(),

@@ -57,6 +57,7 @@ fn registry() -> Registry {
         ],
         ttl: Ttl { seconds: 7200 },
         online: true,
+        aggregations: None,
         generation: 3,
         description: String::new(),
         owner: String::new(),

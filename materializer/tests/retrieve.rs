@@ -88,6 +88,7 @@ fn registry(ttl_a: u64, ttl_b: u64) -> Registry {
             features,
             ttl: Ttl { seconds: ttl },
             online: true,
+            aggregations: None,
             generation: 1,
             description: String::new(),
             owner: String::new(),

@@ -11,6 +11,7 @@
 //! - [`health`] — what a store reports about keeping values: eviction, persistence, evictions
 //! - `embedded`, `redis_backend` — the backends
 
+pub mod aggregate;
 mod embedded;
 pub mod error;
 pub mod health;
@@ -20,6 +21,7 @@ pub mod reconnect;
 mod redis_backend;
 mod redis_health;
 pub mod store;
+pub mod tiles;
 pub mod value_codec;
 
 pub use embedded::EmbeddedStore;

@@ -120,7 +120,14 @@ pub struct FeatureViewDef {
     /// SQL over the source (available as the table `source`), evaluated by DataFusion.
     #[serde(default)]
     pub query: Option<Loc<String>>,
-    pub features: Loc<Vec<FieldDef>>,
+    /// Plain features; a view of aggregations declares `aggregations` instead.
+    #[serde(default)]
+    pub features: Option<Loc<Vec<FieldDef>>>,
+    /// Tile width of the aggregations (default 5m).
+    #[serde(default)]
+    pub hop: Option<Loc<String>>,
+    #[serde(default)]
+    pub aggregations: Option<Loc<Vec<AggregationDef>>>,
     #[serde(default)]
     pub ttl: Option<Loc<String>>,
     #[serde(default = "yes")]
@@ -131,6 +138,32 @@ pub struct FeatureViewDef {
     pub owner: String,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+}
+
+/// One windowed aggregate: `{name, function, column, window}`; `type` is the input column's,
+/// needed only where it cannot be read (a source on object storage behind a query, say).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregationDef {
+    pub name: Loc<String>,
+    pub function: Loc<String>,
+    #[serde(default)]
+    pub column: Option<Loc<String>>,
+    pub window: Loc<String>,
+    #[serde(default, rename = "type")]
+    pub value_type: Option<Loc<String>>,
+    #[serde(default)]
+    pub description: String,
+}
+
+impl FeatureViewDef {
+    /// Its plain features as written (none for a view of aggregations).
+    pub fn feature_defs(&self) -> &[FieldDef] {
+        self.features
+            .as_ref()
+            .map(|f| f.value.as_slice())
+            .unwrap_or_default()
+    }
 }
 
 fn yes() -> bool {

@@ -15,6 +15,7 @@
 //! - [`store`] — immutable, numbered registry versions in a local directory or Redis
 //! - [`repo`] — a feature repository on disk, tying the above together
 
+pub mod aggregation;
 pub mod config;
 pub mod definitions;
 pub mod duration;
@@ -30,6 +31,7 @@ pub mod validate;
 pub mod value_type;
 mod yaml;
 
+pub use aggregation::{Aggregate, Aggregations, Function};
 pub use config::{
     AuthConfig, CacheConfig, OnlineStoreConfig, ProjectConfig, RegistryConfig, Scope,
     ServingConfig, TlsConfig, TokenConfig,

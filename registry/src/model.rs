@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::aggregation::Aggregations;
 use crate::duration::Ttl;
 use crate::value_type::ValueType;
 
@@ -130,6 +131,10 @@ pub struct FeatureView {
     pub features: Vec<Field>,
     pub ttl: Ttl,
     pub online: bool,
+    /// Windowed aggregates over the source's events, when the view declares them: its
+    /// `features` are then their outputs, in order (see [`crate::aggregation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregations: Option<Aggregations>,
     /// The identity of what this view stores online, derived from everything that decides it
     /// (`plan::generation_id`): online keys and watermarks belong to it, and any change to the
     /// view's keys, source, query or features gives a new one.

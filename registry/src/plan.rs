@@ -70,6 +70,12 @@ pub fn generation_id(registry: &Registry, view: &FeatureView) -> u64 {
             .map(|f| (f.name.as_str(), f.value_type.to_string()))
             .collect::<Vec<_>>(),
     });
+    // Aggregations (functions, windows, hop, input types) decide every stored tile; written
+    // only when declared, so plain views keep their generations.
+    let mut identity = identity;
+    if let Some(a) = &view.aggregations {
+        identity["aggregations"] = serde_json::json!(a);
+    }
     let digest = Sha256::digest(identity.to_string().as_bytes());
     let mut bytes = [0u8; 8];
     bytes[2..].copy_from_slice(&digest[..6]);

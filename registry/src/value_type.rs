@@ -148,6 +148,21 @@ impl Serialize for ValueType {
     }
 }
 
+impl Serialize for ScalarType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for ScalarType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match ValueType::deserialize(d)? {
+            ValueType::Scalar(s) => Ok(s),
+            ValueType::List(_) => Err(serde::de::Error::custom("expected a scalar type")),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for ValueType {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;

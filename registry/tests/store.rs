@@ -52,6 +52,7 @@ fn registry() -> Registry {
             features: vec![field("conv_rate", "float32"), field("trips", "int64")],
             ttl: Ttl { seconds: 7200 },
             online: true,
+            aggregations: None,
             generation: 1,
             description: String::new(),
             owner: String::new(),

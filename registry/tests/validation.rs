@@ -833,3 +833,200 @@ fn push_source_mistakes_are_reported_where_they_are() {
         );
     }
 }
+
+/// A view of aggregates over the drivers' source, inserted before the services.
+const AGG_VIEW: &str = "
+  - name: driver_activity
+    entities: [driver]
+    source: driver_source
+    hop: 5m
+    aggregations:
+      - {name: rows_1h, function: count, window: 1h}
+      - {name: trips_sum_1d, function: sum, column: trips, window: 1d}
+      - {name: conv_mean_7d, function: mean, column: conv_rate, window: 7d}
+      - {name: conv_max_10m, function: max, column: conv_rate, window: 10m}
+      - {name: conv_std_1d, function: stddev, column: conv_rate, window: 1d}
+      - {name: last_trips, function: last, column: trips, window: 1d}
+";
+
+fn with_aggregations(view: &str) -> String {
+    DEFS.replace(
+        "feature_services:",
+        &format!("{}feature_services:", view.trim_start_matches('\n')),
+    )
+}
+
+#[test]
+fn aggregation_views_get_typed_outputs_and_their_own_generation() {
+    use quiver_registry::{Function, ValueType};
+    let registry = check(&with_aggregations(AGG_VIEW)).unwrap();
+    let view = &registry.feature_views["driver_activity"];
+    let aggs = view.aggregations.as_ref().unwrap();
+    assert_eq!(aggs.hop.seconds, 300);
+    assert_eq!(aggs.max_tiles(), 7 * 288);
+    let types: Vec<(String, String)> = view
+        .features
+        .iter()
+        .map(|f| (f.name.clone(), f.value_type.to_string()))
+        .collect();
+    let expect = [
+        ("rows_1h", "int64"),
+        ("trips_sum_1d", "int64"),
+        ("conv_mean_7d", "float64"),
+        ("conv_max_10m", "float64"),
+        ("conv_std_1d", "float64"),
+        ("last_trips", "int64"),
+    ];
+    assert_eq!(
+        types,
+        expect
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(aggs.items[2].function, Function::Mean);
+    assert_eq!(
+        aggs.items[1].input.map(ValueType::Scalar),
+        Some("int64".parse().unwrap()),
+        "the input type is read from the source's Parquet schema"
+    );
+    // A window change is a new generation; the plain view keeps its own.
+    let wider = check(&with_aggregations(
+        &AGG_VIEW.replace("window: 1h}", "window: 2h}"),
+    ))
+    .unwrap();
+    let plain = check(DEFS).unwrap();
+    let id = |r: &quiver_registry::Registry, v: &str| {
+        quiver_registry::plan::generation_id(r, &r.feature_views[v])
+    };
+    assert_ne!(
+        id(&registry, "driver_activity"),
+        id(&wider, "driver_activity")
+    );
+    assert_eq!(id(&registry, "driver_stats"), id(&plain, "driver_stats"));
+    // Aggregates mix with plain features in services.
+    let mixed = check(&with_aggregations(AGG_VIEW).replace(
+        "      - driver_stats:conv_rate\n",
+        "      - driver_stats:conv_rate\n      - driver_activity:rows_1h\n",
+    ))
+    .unwrap();
+    assert_eq!(mixed.feature_services["model_v1"].features.len(), 2);
+}
+
+#[test]
+fn aggregation_mistakes_are_reported_with_their_line() {
+    // (replace, with, message, line of the aggregate in the file, hint)
+    let base = with_aggregations(AGG_VIEW);
+    let cases: &[(&str, &str, &str, &str, &str)] = &[
+        (
+            "function: count,",
+            "function: cont,",
+            "unknown aggregation function `cont`",
+            "rows_1h",
+            "did you mean `count`?",
+        ),
+        (
+            "window: 10m}",
+            "window: 12m}",
+            "the window 12m of aggregate `conv_max_10m` is not a multiple of the view's hop 5m",
+            "conv_max_10m",
+            "use a multiple of 5m (e.g. 15m)",
+        ),
+        (
+            "{name: trips_sum_1d, function: sum, column: trips,",
+            "{name: trips_sum_1d, function: sum, column: tripz,",
+            "`tripz` is not a column of source `driver_source`",
+            "trips_sum_1d",
+            "did you mean `trips`?",
+        ),
+        (
+            "function: mean, column: conv_rate,",
+            "function: mean, column: conv_rate, type: string,",
+            "`mean` needs a numeric column",
+            "conv_mean_7d",
+            "suits the column",
+        ),
+        (
+            "{name: last_trips, function: last, column: trips,",
+            "{name: last_trips, function: last,",
+            "aggregate `last_trips` (last) has no `column`",
+            "last_trips",
+            "name the column it reads",
+        ),
+        (
+            "    hop: 5m\n",
+            "    hop: 5m\n    ttl: 3h\n",
+            "declares aggregations and a `ttl`",
+            "ttl: 3h",
+            "remove `ttl`",
+        ),
+        (
+            "{name: rows_1h, function: count, window: 1h}",
+            "{name: rows_1h, function: count, window: 1h}\n      - {name: rows_1h, function: count, window: 2h}",
+            "duplicate aggregate `rows_1h`",
+            "window: 2h",
+            "unique",
+        ),
+        (
+            "    hop: 5m\n",
+            "    hop: 0\n",
+            "`hop` must be longer than 0",
+            "hop: 0",
+            "e.g. `hop: 5m`",
+        ),
+    ];
+    for (from, to, message, at, hint) in cases {
+        assert!(base.contains(from), "{from:?} not in the definitions");
+        let defs = base.replacen(from, to, 1);
+        let line = defs.lines().position(|l| l.contains(at)).unwrap() + 1;
+        let diagnostics = check(&defs).expect_err(message);
+        let found = diagnostics
+            .iter()
+            .find(|d| d.message.contains(message))
+            .unwrap_or_else(|| panic!("no diagnostic containing {message:?} in {diagnostics:#?}"));
+        assert_eq!(
+            (found.file.as_str(), found.line),
+            ("features/defs.yaml", line as u64),
+            "{found:?}"
+        );
+        let got = found.hint.clone().unwrap_or_default();
+        assert!(
+            got.contains(hint),
+            "hint {got:?} lacks {hint:?} for {message:?}"
+        );
+    }
+    // A column of a non-numeric type in the source: found when its schema is read.
+    let defs = base.replace(
+        "function: sum, column: trips,",
+        "function: sum, column: event_timestamp,",
+    );
+    let diagnostics = check(&defs).unwrap_err();
+    assert!(
+        diagnostics
+            .iter()
+            .any(|d| d.message.contains("`sum` needs a numeric column")
+                || d.message.contains("event_timestamp")),
+        "{diagnostics:#?}"
+    );
+}
+
+#[test]
+fn aggregations_over_a_push_source_take_its_types() {
+    let view = AGG_VIEW
+        .replace("source: driver_source", "source: driver_events")
+        .replace("driver_activity", "driver_live_activity");
+    let registry = check(&with_push(PUSH, &view)).unwrap();
+    let v = &registry.feature_views["driver_live_activity"];
+    assert_eq!(v.features[3].value_type.to_string(), "float64");
+    let bad = view.replace(
+        "column: trips, window: 1d}\n",
+        "column: tripz, window: 1d}\n",
+    );
+    let diagnostics = check(&with_push(PUSH, &bad)).unwrap_err();
+    assert!(
+        diagnostics.iter().any(|d| d
+            .message
+            .contains("`tripz` is not a column of push source `driver_events`")),
+        "{diagnostics:#?}"
+    );
+}

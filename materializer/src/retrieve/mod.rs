@@ -31,6 +31,7 @@ mod parquet_bounds;
 mod selection;
 mod stream_error;
 mod view_plan;
+pub mod window;
 mod zip;
 
 use std::path::Path;

@@ -9,11 +9,12 @@ use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, cast as cast_expr, ident, lit};
-use quiver_registry::{FeatureView, Field, Source};
+use quiver_registry::{FeatureView, Field, Source, ValueType};
 
 use super::Request;
 use super::asof::{AsOfExec, AsOfSpec, CREATED, EVENT};
 use super::entity_keys::{entity_key_values, sorted_entity_keys};
+use super::window::{WindowAggExec, WindowSpec};
 use crate::columns::{Layout, canonical_type, key_type, utc_ns};
 use crate::error::{Error, Result};
 use crate::source::view_input;
@@ -39,17 +40,51 @@ pub(super) async fn view_plan(
         .cloned()
         .collect();
     let keys = key_types(request, view, &join_keys)?;
-    // The source's partitions that can hold a row any entity row may match.
-    let ttl_ns = view.ttl.nanos();
+    // How far before an entity row's time its rows can be: the ttl, or the longest window.
+    let ttl_ns = match (&view.aggregations, bounds) {
+        (Some(a), Some((lo, _))) => a.lookback_ns(lo).max(1),
+        _ => view.ttl.nanos(),
+    };
     let range = match bounds {
         None => Some((0, 0)),
         Some((lo, hi)) if ttl_ns > 0 => Some((lo.saturating_sub(ttl_ns), hi.saturating_add(1))),
         Some((_, hi)) => Some((i64::MIN, hi.saturating_add(1))),
     };
-    let rows = view_rows(ctx, request, view, source, &keys, range).await?;
-    let filter = row_filter(request, view, &keys, bounds, key_filter)?;
+    let columns: Vec<Field> = match &view.aggregations {
+        Some(a) => a
+            .input_columns()
+            .into_iter()
+            .map(|(name, t)| Field {
+                name,
+                value_type: ValueType::Scalar(t),
+                description: String::new(),
+            })
+            .collect(),
+        None => view.features.clone(),
+    };
+    let rows = view_rows(ctx, request, view, source, &keys, &columns, range).await?;
+    let filter = row_filter(request, view, &keys, bounds, key_filter, ttl_ns)?;
     let rows = sorted_rows(rows, filter, view, &keys).await?;
     let entities = sorted_entity_keys(ctx, request.entities, &keys).await?;
+    if let Some(aggregations) = &view.aggregations {
+        let spec = WindowSpec {
+            keys: keys.len(),
+            columns: aggregations
+                .items
+                .iter()
+                .map(|a| {
+                    a.column
+                        .as_ref()
+                        .and_then(|c| columns.iter().position(|f| &f.name == c))
+                })
+                .collect(),
+            aggregations: aggregations.clone(),
+            batch_rows: batch_rows.max(1),
+        };
+        let exec = WindowAggExec::try_new(single_partition(entities), single_partition(rows), spec)
+            .map_err(Error::engine(format!("feature view `{}`", view.name)))?;
+        return Ok(Arc::new(exec));
+    }
     let spec = AsOfSpec {
         keys: keys.len(),
         ttl_ns: view.ttl.nanos(),
@@ -117,6 +152,7 @@ fn row_filter(
     keys: &[(String, DataType)],
     bounds: Option<(i64, i64)>,
     key_filter: bool,
+    ttl_ns: i64,
 ) -> Result<Expr> {
     let mut filter = ident(EVENT).is_not_null();
     for (name, _) in keys {
@@ -133,7 +169,6 @@ fn row_filter(
             });
         }
     }
-    let ttl_ns = view.ttl.nanos();
     match bounds {
         None => filter = lit(false),
         Some((lo, hi)) => {
@@ -141,7 +176,8 @@ fn row_filter(
             if ttl_ns > 0 {
                 filter = filter.and(ident(EVENT).gt_eq(ts_lit(lo.saturating_sub(ttl_ns))));
             }
-            if request.options.created_cutoff {
+            // Aggregates count every event by its event time (no created-time cutoff).
+            if request.options.created_cutoff && view.aggregations.is_none() {
                 filter = filter.and(
                     ident(CREATED)
                         .is_null()
@@ -160,6 +196,7 @@ async fn view_rows(
     view: &FeatureView,
     source: &Source,
     keys: &[(String, DataType)],
+    columns: &[Field],
     range: Option<(i64, i64)>,
 ) -> Result<DataFrame> {
     let df = view_input(ctx, request.root, source, view.query.as_deref(), range).await?;
@@ -172,7 +209,7 @@ async fn view_rows(
         Some(c) => cast_expr(ident(c), utc_ns()).alias(CREATED),
         None => lit(ScalarValue::TimestampNanosecond(None, Some("UTC".into()))).alias(CREATED),
     });
-    for f in &view.features {
+    for f in columns {
         select.push(cast_expr(ident(&f.name), canonical_type(f.value_type)).alias(&f.name));
     }
     df.select(select)

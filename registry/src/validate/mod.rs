@@ -15,6 +15,7 @@ use crate::model::{Entity, Field, Registry};
 use crate::source_schema::SchemaResolver;
 use crate::value_type::{ValueType, is_nested_list, type_names};
 
+mod aggregations;
 mod push;
 mod schemas;
 mod services;

@@ -238,14 +238,17 @@ impl Validator {
             .filter_map(|e| self.registry.entities.get(&e.value))
             .flat_map(|e| e.join_keys.clone())
             .collect();
+        let what = match def.aggregations {
+            Some(_) => "aggregated column",
+            None => "feature",
+        };
         let places = keys
             .iter()
             .map(|k| (k, at(&def.entities), "join key"))
             .chain(
                 features
                     .iter()
-                    .zip(&def.features.value)
-                    .map(|(f, d)| (f, at(&d.name), "feature")),
+                    .map(|f| (f, super::views::column_place(def, &f.name), what)),
             );
         let mut problems = Vec::new();
         for (field, place, what) in places {

@@ -61,6 +61,15 @@ impl Validator {
                     }
                 },
             };
+            // The columns read besides keys and timestamps: the features, or what the
+            // aggregates read (their types completed from the schema).
+            let columns = match view.aggregations {
+                Some(_) => match self.aggregation_inputs(&view, schema.as_deref()) {
+                    Some(columns) => columns,
+                    None => continue,
+                },
+                None => view.features.clone(),
+            };
             let Some(schema) = schema else { continue };
             let input = match view.query {
                 Some(_) => "the view's query".to_string(),
@@ -72,7 +81,7 @@ impl Validator {
                 .into_iter()
                 .cloned()
                 .collect();
-            for problem in check_view_columns(&schema, &source, &input, &keys, &view.features) {
+            for problem in check_view_columns(&schema, &source, &input, &keys, &columns) {
                 let at = problem
                     .feature
                     .as_ref()

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{Detail, Kind, Validator, at};
+use super::{Detail, Kind, Validator, aggregations, at};
+use crate::aggregation::Aggregations;
 use crate::definitions::{DefinitionFile, FeatureViewDef};
 use crate::duration::Ttl;
 use crate::error::Diagnostic;
@@ -20,17 +21,39 @@ impl Validator {
         let declared = self.declare(Kind::View, file, &def.name);
         let from = format!("feature view `{}`", def.name.value);
         let mut ok = self.view_references(file, def, &from);
-        if def.features.value.is_empty() {
-            self.error(
-                file,
-                at(&def.features),
-                format!("{from} declares no features"),
-                Some("add e.g. `features: [{name: conv_rate, type: float32}]`".into()),
-            );
-            ok = false;
-        }
-        let features = self.fields(file, "feature", &def.features.value, false);
-        let ttl = self.view_ttl(file, def);
+        let push = self.registry.push_sources.get(&def.source.value).cloned();
+        // What it serves, and the columns it reads besides keys and timestamps.
+        let (features, inputs, aggregations) = match &def.aggregations {
+            Some(written) => {
+                match self.view_aggregations(file, def, &from, written, push.as_ref()) {
+                    Some(a) => (
+                        Some(aggregations::outputs(&a)),
+                        aggregations::input_columns(&a),
+                        Some(a),
+                    ),
+                    None => return,
+                }
+            }
+            None => {
+                if def.feature_defs().is_empty() {
+                    let place = def.features.as_ref().map(at).unwrap_or(at(&def.name));
+                    self.error(
+                        file,
+                        place,
+                        format!("{from} declares no features"),
+                        Some("add e.g. `features: [{name: conv_rate, type: float32}]`, or `aggregations`".into()),
+                    );
+                    ok = false;
+                }
+                let features = self.fields(file, "feature", def.feature_defs(), false);
+                let inputs = features.clone().unwrap_or_default();
+                (features, inputs, None)
+            }
+        };
+        let ttl = match aggregations {
+            Some(_) => Some(Ttl::default()),
+            None => self.view_ttl(file, def),
+        };
         if let Some(q) = &def.query
             && q.value.trim().is_empty()
         {
@@ -45,15 +68,15 @@ impl Validator {
         let (Some(features), Some(ttl)) = (features, ttl) else {
             return;
         };
-        if !ok || !self.view_columns(file, def, &from, &features) || !declared {
+        if !ok || !self.view_columns(file, def, &from, &inputs) || !declared {
             return;
         }
-        if let Some(push) = self.registry.push_sources.get(&def.source.value).cloned()
-            && !self.view_over_push(file, def, &from, &push, &features)
+        if let Some(push) = push
+            && !self.view_over_push(file, def, &from, &push, &inputs)
         {
             return;
         }
-        self.record_view(def, features, ttl);
+        self.record_view(def, features, ttl, aggregations);
     }
 
     /// Its entities and its source exist.
@@ -150,11 +173,12 @@ impl Validator {
                 ok = false;
             }
         }
-        for (f, d) in features.iter().zip(&def.features.value) {
+        for f in features {
+            let place = column_place(def, &f.name);
             if let Some(entity) = columns.get(f.name.as_str()) {
                 self.error(
                     file,
-                    at(&d.name),
+                    place,
                     format!(
                         "{from}: feature `{}` has the name of a join key of entity `{entity}`",
                         f.name
@@ -165,7 +189,7 @@ impl Validator {
             } else if let Some((field, _)) = timestamps.iter().find(|(_, t)| **t == f.name) {
                 self.error(
                     file,
-                    at(&d.name),
+                    place,
                     format!(
                         "{from}: feature `{}` has the name of the `{field}` of source `{}`",
                         f.name, source.name
@@ -213,9 +237,16 @@ impl Validator {
     }
 
     /// Adds a valid view to the registry, and where its query and features are written.
-    fn record_view(&mut self, def: &FeatureViewDef, features: Vec<Field>, ttl: Ttl) {
+    fn record_view(
+        &mut self,
+        def: &FeatureViewDef,
+        features: Vec<Field>,
+        ttl: Ttl,
+        aggregations: Option<Aggregations>,
+    ) {
+        self.record_aggregation_places(def);
         if let Some(place) = self.places.get_mut(&(Kind::View, def.name.value.clone())) {
-            for d in &def.features.value {
+            for d in def.feature_defs() {
                 place
                     .detail
                     .insert(Detail::Feature(d.name.value.clone()), at(&d.name));
@@ -234,6 +265,7 @@ impl Validator {
                 features,
                 ttl,
                 online: def.online,
+                aggregations,
                 generation: 1,
                 description: def.description.clone(),
                 owner: def.owner.clone(),
@@ -241,6 +273,21 @@ impl Validator {
             },
         );
     }
+}
+
+/// Where a column the view reads is written: its feature, or the first aggregate reading it.
+pub(super) fn column_place(def: &FeatureViewDef, name: &str) -> crate::error::Span {
+    let feature = def
+        .feature_defs()
+        .iter()
+        .find(|d| d.name.value == name)
+        .map(|d| at(&d.name));
+    let aggregate = def
+        .aggregations
+        .iter()
+        .flat_map(|a| &a.value)
+        .find_map(|a| a.column.as_ref().filter(|c| c.value == name).map(at));
+    feature.or(aggregate).unwrap_or(at(&def.name))
 }
 
 /// The timestamp columns of a view's source (batch or push), each with the key that names it.
