@@ -12,7 +12,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use quiver_materializer::aggregates::{Update, events_by_entity};
 use quiver_materializer::push::{PushedColumns, entries};
+use quiver_online_store::key_codec::{online_key, view_prefix};
 use quiver_registry::{FeatureView, Registry, ValueType};
 use serde_json::Value as J;
 
@@ -138,14 +140,66 @@ impl FeatureService {
                     .increment(rows as u64);
             }
         }
-        if let Some((all, per_view)) = online {
+        if let Some(OnlineWrite {
+            entries: all,
+            per_view,
+            aggregates,
+        }) = online
+        {
             // Only a cache needs the keys afterwards.
             let keys: Vec<String> = match self.cache() {
-                Some(_) => all.iter().map(|e| e.key.clone()).collect(),
+                Some(_) => all
+                    .iter()
+                    .map(|e| e.key.clone())
+                    .chain(
+                        aggregates
+                            .iter()
+                            .flat_map(|(_, u)| u.iter().map(|(k, _)| k.clone())),
+                    )
+                    .collect(),
                 None => Vec::new(),
             };
-            let offered = all.len() as u64;
-            let written = self.store().write(all).await;
+            let offered =
+                all.len() as u64 + aggregates.iter().map(|(_, u)| u.len() as u64).sum::<u64>();
+            let written = match self.store().write(all).await {
+                Ok(mut stored) => {
+                    let mut result = Ok(stored);
+                    for (view, updates) in aggregates {
+                        match quiver_materializer::aggregates::apply(
+                            self.store().as_ref(),
+                            view,
+                            updates,
+                            self.key_ttl(),
+                            self.now_ns(),
+                        )
+                        .await
+                        {
+                            Ok(applied) => {
+                                stored += applied.written;
+                                if applied.late_events > 0 {
+                                    metrics::counter!("quiver_push_late_events_total", "view" => view.name.clone())
+                                        .increment(applied.late_events);
+                                    tracing::info!(view = %view.name, events = applied.late_events,
+                                        "pushed events older than the view's last materialization cutoff: counted online by the next materialization");
+                                }
+                                result = Ok(stored);
+                            }
+                            Err(quiver_materializer::Error::Store(e)) => {
+                                result = Err(ServiceError::from(e));
+                                break;
+                            }
+                            Err(e) => {
+                                result = Err(ServiceError::from(
+                                    quiver_online_store::Error::Backend(e.to_string()),
+                                ));
+                                break;
+                            }
+                        }
+                    }
+                    result
+                }
+                Err(e) => Err(ServiceError::from(e)),
+            };
             if written.is_err() {
                 metrics::counter!("quiver_store_errors_total").increment(1);
             }
@@ -163,12 +217,12 @@ impl FeatureService {
     }
 
     /// Every online view's entries for the request (checked: columns, types, keys, times).
-    fn online_entries(
+    fn online_entries<'r>(
         &self,
-        registry: &Registry,
+        registry: &'r Registry,
         req: &WriteRequest,
         rows: Rows<'_>,
-    ) -> Result<OnlineWrite> {
+    ) -> Result<OnlineWrite<'r>> {
         let shape = shape(registry, &req.target, &req.df)?;
         let (batch, columns) = match rows {
             Rows::Df(received_ns) => (
@@ -188,13 +242,37 @@ impl FeatureService {
         };
         let mut all = Vec::new();
         let mut per_view = Vec::new();
+        let mut aggregates = Vec::new();
         for view in &shape.views {
+            if view.aggregations.is_some() {
+                let events = events_by_entity(
+                    registry,
+                    view,
+                    &batch,
+                    &columns.timestamp,
+                    columns.created.as_deref(),
+                )
+                .map_err(|e| ServiceError::invalid(format!("{}: {e}", shape.what)))?;
+                let newest = events.values().flatten().map(|e| e.event_ns).max();
+                let prefix = view_prefix(&registry.project, &view.name, view.generation);
+                let updates: Vec<_> = events
+                    .into_iter()
+                    .map(|(k, e)| (online_key(&prefix, &k), Update::Events(e)))
+                    .collect();
+                per_view.push((view.name.clone(), updates.len(), newest));
+                aggregates.push((*view, updates));
+                continue;
+            }
             let (entries, newest) = entries(registry, view, &batch, &columns, self.key_ttl())
                 .map_err(|e| ServiceError::invalid(format!("{}: {e}", shape.what)))?;
             per_view.push((view.name.clone(), entries.len(), newest));
             all.extend(entries);
         }
-        Ok((all, per_view))
+        Ok(OnlineWrite {
+            entries: all,
+            per_view,
+            aggregates,
+        })
     }
 
     /// The new file of the push source's batch source (checked, not written yet).
@@ -238,11 +316,15 @@ enum Rows<'a> {
     File(&'a arrow::record_batch::RecordBatch),
 }
 
-/// Entries for the store, and per view: (name, entities, newest event time).
-type OnlineWrite = (
-    Vec<quiver_online_store::WriteEntry>,
-    Vec<(String, usize, Option<i64>)>,
-);
+/// What a write stores online.
+struct OnlineWrite<'r> {
+    /// Plain views' values for the store.
+    entries: Vec<quiver_online_store::WriteEntry>,
+    /// Per view: (name, entities, newest event time).
+    per_view: Vec<(String, usize, Option<i64>)>,
+    /// Aggregation views' events per entity key.
+    aggregates: Vec<(&'r FeatureView, Vec<(String, Update)>)>,
+}
 
 fn unknown_push_source(registry: &Registry, name: &str) -> ServiceError {
     let hint =
@@ -326,8 +408,7 @@ fn shape<'r>(
     };
     let mut columns = BTreeMap::new();
     for view in &views {
-        let needed = registry.join_keys(view).into_iter().chain(&view.features);
-        for field in needed {
+        for field in &written_columns(registry, view) {
             // A push source's schema decides the column's type (validation made the view agree).
             let t = types
                 .and_then(|s| s.get(&field.name))
@@ -341,8 +422,9 @@ fn shape<'r>(
             let users: Vec<&str> = views
                 .iter()
                 .filter(|v| {
-                    v.features.iter().any(|f| &f.name == column)
-                        || registry.join_keys(v).iter().any(|k| &k.name == column)
+                    written_columns(registry, v)
+                        .iter()
+                        .any(|f| &f.name == column)
                 })
                 .map(|v| v.name.as_str())
                 .collect();
@@ -367,6 +449,26 @@ fn shape<'r>(
         created_in_source,
         what,
     })
+}
+
+/// The columns a write to `view` carries besides times: its join keys and its features, or
+/// for an aggregation view the columns its aggregates read (pushes are its raw events).
+fn written_columns(registry: &Registry, view: &FeatureView) -> Vec<quiver_registry::Field> {
+    let keys = registry.join_keys(view).into_iter().cloned();
+    match &view.aggregations {
+        None => keys.chain(view.features.iter().cloned()).collect(),
+        Some(a) => keys
+            .chain(
+                a.input_columns()
+                    .into_iter()
+                    .map(|(name, t)| quiver_registry::Field {
+                        name,
+                        value_type: ValueType::Scalar(t),
+                        description: String::new(),
+                    }),
+            )
+            .collect(),
+    }
 }
 
 /// The event and created time columns of a view's source (batch or push).

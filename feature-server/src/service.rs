@@ -108,6 +108,8 @@ pub struct FeatureService {
     key_ttl: bool,
     /// The repository, where offline pushes append to batch sources; none: refused.
     repository_root: Option<std::path::PathBuf>,
+    /// Fixes "now" (ns) for tests of time-dependent answers; `None`: the system clock.
+    clock: Option<i64>,
 }
 
 impl FeatureService {
@@ -128,7 +130,20 @@ impl FeatureService {
             max_response_values: DEFAULT_MAX_RESPONSE_VALUES,
             key_ttl: false,
             repository_root: None,
+            clock: None,
         }
+    }
+
+    /// Answers as of `now_ns` instead of the system clock (tests of windows and ttls).
+    pub fn with_clock(mut self, now_ns: i64) -> Self {
+        self.clock = Some(now_ns);
+        self
+    }
+
+    /// The time requests are answered at: the system clock, unless fixed.
+    pub fn now_ns(&self) -> i64 {
+        self.clock
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX))
     }
 
     /// The registry snapshot requests use now.
@@ -248,8 +263,8 @@ impl FeatureService {
         let plan = Plan::new(&snap, &req, bounds)?;
         let lookup = Lookup::new(&plan.views, &req.entities, plan.rows)?;
         let blobs = self.read(&lookup.keys).await?;
-        let decoded = lookup.decode(&plan.views, &blobs);
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let now = self.now_ns();
+        let decoded = lookup.decode(&plan.views, &blobs, now);
         let view_metadata = if req.include_view_metadata {
             let version = i32::try_from(snap.version.version).unwrap_or(i32::MAX);
             plan.views

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use quiver_online_store::key_codec::view_prefix;
+use quiver_online_store::tiles::Tiles;
+use quiver_online_store::value_codec::{Decoded, decode};
 use quiver_registry::did_you_mean;
 use quiver_registry::store::RegistryVersion;
 use quiver_registry::{Field, ValueType};
@@ -24,6 +26,27 @@ pub struct ViewPlan {
     pub types: Vec<ValueType>,
     /// 0 = unbounded.
     pub ttl_ns: i64,
+    /// An aggregation view's aggregates: its stored values are tiles, answered at read time.
+    pub aggregations: Option<quiver_registry::Aggregations>,
+}
+
+impl ViewPlan {
+    /// A stored value as served at `now_ns`. An aggregation view's tiles answer each aggregate
+    /// over its window at `now_ns` (count 0 and nulls when no event is in it), with the event
+    /// time of the latest event in the longest window (0 when there is none).
+    pub fn decode(&self, blob: &[u8], now_ns: i64) -> quiver_online_store::Result<Decoded> {
+        match &self.aggregations {
+            None => decode(blob, &self.types),
+            Some(a) => Tiles::decode(blob, a).map(|tiles| {
+                let w = tiles.window(a, now_ns);
+                Decoded {
+                    event_ns: w.latest.map_or(0, |(e, _)| e),
+                    created_ns: w.latest.and_then(|(_, c)| c),
+                    values: w.values,
+                }
+            }),
+        }
+    }
 }
 
 /// A requested feature: its view and its index in the view's features.
@@ -57,6 +80,7 @@ impl Snapshot {
                     features: v.features.clone(),
                     types: v.features.iter().map(|f| f.value_type).collect(),
                     ttl_ns: v.ttl.nanos(),
+                    aggregations: v.aggregations.clone(),
                 };
                 (v.name.clone(), Arc::new(plan))
             })

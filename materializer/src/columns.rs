@@ -12,7 +12,7 @@ use arrow::compute::{cast, max, min, sum};
 use arrow::datatypes::{DataType, Field, Float64Type, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use quiver_online_store::key_codec::{push_bytes_component, push_str_component};
-use quiver_online_store::value_codec::{Scalar, ValueEncoder};
+use quiver_online_store::value_codec::{Scalar, Value, ValueEncoder};
 use quiver_registry::store::FeatureStats;
 use quiver_registry::{Field as Declared, ScalarType, ValueType};
 
@@ -364,6 +364,25 @@ impl Rows {
             f.push(&mut enc, row);
         }
         enc.finish()
+    }
+
+    /// Feature `index`'s value at `row` (scalars only; `None` for a null).
+    pub fn value(&self, index: usize, row: usize) -> Option<Value> {
+        let c = &self.features[index];
+        if c.is_null(row) {
+            return None;
+        }
+        Some(match c {
+            Column::Bool(a) => Value::Bool(a.value(row)),
+            Column::I32(a) => Value::Int32(a.value(row)),
+            Column::I64(a) => Value::Int64(a.value(row)),
+            Column::F32(a) => Value::Float32(a.value(row)),
+            Column::F64(a) => Value::Float64(a.value(row)),
+            Column::Str(a) => Value::String(a.value(row).to_string()),
+            Column::Bin(a) => Value::Bytes(a.value(row).to_vec()),
+            Column::Ts(a) => Value::Timestamp(a.value(row)),
+            Column::List(..) => unreachable!("aggregates read scalar columns"),
+        })
     }
 
     pub fn stats(&self, accs: &mut [StatsAcc]) {

@@ -14,6 +14,7 @@
 //! - [`output_name`] — a feature's output column name (`view__feature` or `feature`), and
 //!   [`OutputNames`], the check that no two output columns share one (training and serving)
 
+pub mod aggregates;
 pub mod columns;
 pub mod error;
 pub mod latest;

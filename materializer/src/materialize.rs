@@ -6,6 +6,7 @@
 //! keeps the record of what each view reached; this module decides the range and when the
 //! watermark moves.
 
+mod aggregate;
 mod runs;
 mod scan;
 mod write;
@@ -22,6 +23,7 @@ use quiver_registry::store::{MaterializationRun, RegistryStore, RegistryVersion}
 use crate::error::{Error, Result};
 use crate::latest::Latest;
 use crate::store_check;
+pub use aggregate::cutoff;
 use runs::run_record;
 pub use runs::{lost_message, recorded_watermarks};
 use scan::has_rows_before;
@@ -157,6 +159,10 @@ async fn materialize_view(
     // run picks them up), or the store would serve values retrieval at `t = now` cannot see.
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let end = requested_end.min(now.saturating_add(1));
+    if view.aggregations.is_some() {
+        return aggregate::materialize_aggregates(job, view, range, start, end, now, progress)
+            .await;
+    }
     if let Some(watermark) = start.filter(|&s| s >= end) {
         return nothing_to_read(job, view, range, watermark, requested_end, now);
     }

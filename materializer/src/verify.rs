@@ -7,6 +7,12 @@
 //! Per view: the watermark, a seeded sample of the entities with a row before it (`sample`), the
 //! retrieval's answer for them (`offline`), the online store's in one read, and the two
 //! compared value by value (`compare`); `render` shows the reports.
+//!
+//! An aggregation view is compared at one time `at` (now, unless fixed): the online tiles
+//! merged at `at` against the retrieval at `at`, entity by entity (an entity without an
+//! online value counts as one with an empty window). Integer results must be equal; float
+//! results (sums and means of floats, standard deviations) merge the same events in another
+//! order on each side, so they must agree to 1e-9 relative (see docs/online-format.md).
 
 mod compare;
 mod offline;
@@ -45,6 +51,9 @@ pub struct VerifyJob<'a> {
     /// ([`crate::materialize::recorded_watermarks`]): a view the store has no watermark for,
     /// though recorded, lost its data.
     pub recorded: std::collections::HashMap<(String, u64), String>,
+    /// The time aggregation views are compared at (ns); `None`: now. Their online answer
+    /// depends on the time asked, so both sides are computed at this one time.
+    pub at_ns: Option<i64>,
 }
 
 /// Agreement of one feature over the sample.
@@ -118,6 +127,20 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
         return Ok(report);
     };
     report.watermark = Some(rfc3339(watermark));
+    if view.aggregations.is_some() {
+        // Windows answer as of a time: both sides at the same one (now, by default).
+        let at = job
+            .at_ns
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX));
+        let Some(sample) = sample::sample_entities(job, view, at).await? else {
+            return Ok(report);
+        };
+        report.entities = sample.entities;
+        report.sampled = sample.keys.num_rows() as u64;
+        let offline = offline::offline_rows(job, view, sample.keys).await?;
+        compare::compare_aggregates(job, view, &offline, at, &mut report).await?;
+        return Ok(report);
+    }
     // Just before the watermark: materialization ranges end exclusively.
     let at = watermark.saturating_sub(1);
     let Some(sample) = sample::sample_entities(job, view, at).await? else {

@@ -9,7 +9,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHand
 
 use crate::error::{Error, Result};
 use crate::key_codec::watermark_key;
-use crate::store::{OnlineStore, WriteEntry};
+use crate::store::{OnlineStore, SwapEntry, WriteEntry, swap_expected};
 use crate::value_codec::should_store;
 
 const VALUES: TableDefinition<&str, &[u8]> = TableDefinition::new("values");
@@ -222,6 +222,32 @@ impl OnlineStore for EmbeddedStore {
             }
             txn.commit().map_err(backend)?;
             Ok(written)
+        })
+        .await
+    }
+
+    async fn swap(&self, entries: Vec<SwapEntry>) -> Result<Vec<bool>> {
+        self.blocking(move |db, path| {
+            let txn = db.begin_write(path)?;
+            let mut stored = Vec::with_capacity(entries.len());
+            {
+                let mut table = txn.open_table(VALUES).map_err(backend)?;
+                for e in &entries {
+                    let current = table
+                        .get(e.key.as_str())
+                        .map_err(backend)?
+                        .map(|v| swap_expected(Some(v.value())).expect("present"));
+                    let take = current == e.expected;
+                    if take {
+                        table
+                            .insert(e.key.as_str(), e.blob.as_slice())
+                            .map_err(backend)?;
+                    }
+                    stored.push(take);
+                }
+            }
+            txn.commit().map_err(backend)?;
+            Ok(stored)
         })
         .await
     }

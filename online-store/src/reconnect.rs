@@ -131,6 +131,10 @@ impl OnlineStore for Reconnecting {
         self.connected()?.write(entries).await
     }
 
+    async fn swap(&self, entries: Vec<crate::store::SwapEntry>) -> Result<Vec<bool>> {
+        self.connected()?.swap(entries).await
+    }
+
     async fn read(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         self.connected()?.read(keys).await
     }

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::health::StoreReport;
 use crate::key_codec::{hash_tag, watermark_key};
 use crate::redis_health::{Answer, Answers, HEALTH_COMMANDS, server_report};
-use crate::store::{OnlineStore, WriteEntry};
+use crate::store::{OnlineStore, SwapEntry, WriteEntry};
 
 /// KEYS: the keys. ARGV: for each key, its blob then its expiry (Unix ms, `0` for none).
 /// The write rule of docs/online-format.md, as `value_codec::should_store`: a blob replaces the
@@ -83,6 +83,37 @@ end
 return written
 "#;
 
+/// KEYS: the keys. ARGV: for each key, the prefix its value must start with (`''`: the key must
+/// be absent), the new value, its expiry (Unix ms, `0` for none). A compare-and-set per key;
+/// returns 1 or 0 per key.
+const SWAP: &str = r#"
+local stored = {}
+for i, key in ipairs(KEYS) do
+  local expected = ARGV[3 * i - 2]
+  local new = ARGV[3 * i - 1]
+  local expire_at = tonumber(ARGV[3 * i])
+  local old = redis.call('GET', key)
+  local ok
+  if old then
+    ok = expected ~= '' and string.sub(old, 1, string.len(expected)) == expected
+      and string.len(expected) == math.min(string.len(old), 17)
+  else
+    ok = expected == ''
+  end
+  if ok then
+    if expire_at > 0 then
+      redis.call('SET', key, new, 'PXAT', expire_at)
+    else
+      redis.call('SET', key, new)
+    end
+    stored[i] = 1
+  else
+    stored[i] = 0
+  end
+end
+return stored
+"#;
+
 /// KEYS[1]: the watermark hash. ARGV: generation, end. Keeps the later of the two.
 const ADVANCE_WATERMARK: &str = r#"
 local current = redis.call('HGET', KEYS[1], ARGV[1])
@@ -137,6 +168,7 @@ pub struct RedisStore {
     write_timeout: Duration,
     shown: String,
     write_script: Script,
+    swap_script: Script,
     watermark_script: Script,
 }
 
@@ -242,6 +274,7 @@ impl RedisStore {
             write_timeout: Duration::from_millis(*write_timeout_ms),
             shown,
             write_script: Script::new(WRITE_IF_NEWER),
+            swap_script: Script::new(SWAP),
             watermark_script: Script::new(ADVANCE_WATERMARK),
         })
     }
@@ -290,6 +323,29 @@ impl RedisStore {
         .await
     }
 
+    async fn swap_group(&self, group: Vec<(usize, SwapEntry)>) -> Result<Vec<(usize, bool)>> {
+        let mut invocation = self.swap_script.prepare_invoke();
+        for (_, e) in &group {
+            invocation
+                .key(&e.key)
+                .arg(e.expected.as_deref().unwrap_or_default())
+                .arg(&e.blob)
+                .arg(e.expire_at_ms.unwrap_or(0));
+        }
+        let mut conn = self.conn.clone();
+        let stored: Vec<i64> = self
+            .bounded(
+                self.write_timeout,
+                invocation.invoke_async::<Vec<i64>>(&mut conn),
+            )
+            .await?;
+        Ok(group
+            .into_iter()
+            .map(|(i, _)| i)
+            .zip(stored.into_iter().map(|s| s == 1))
+            .collect())
+    }
+
     /// Sends `cmd` to every server holding values (the one server, or each master of a
     /// Cluster) and returns each one's answer, by server. An error is a store that did not
     /// answer at all.
@@ -334,7 +390,7 @@ impl RedisStore {
 
 /// Splits entries into script calls. On a Cluster every key of a call must share a slot, so
 /// entries are grouped by hash tag's slot first.
-fn calls(entries: Vec<WriteEntry>, cluster: bool) -> Vec<Vec<WriteEntry>> {
+fn calls<E: Clone + Keyed>(entries: Vec<E>, cluster: bool) -> Vec<Vec<E>> {
     if !cluster {
         let mut out = Vec::new();
         let mut it = entries.into_iter().peekable();
@@ -343,18 +399,35 @@ fn calls(entries: Vec<WriteEntry>, cluster: bool) -> Vec<Vec<WriteEntry>> {
         }
         return out;
     }
-    let mut by_slot: HashMap<u16, Vec<WriteEntry>> = HashMap::new();
+    let mut by_slot: HashMap<u16, Vec<E>> = HashMap::new();
     for e in entries {
-        by_slot.entry(slot(&e.key)).or_default().push(e);
+        by_slot.entry(slot(e.key())).or_default().push(e);
     }
     by_slot
         .into_values()
         .flat_map(|g| {
             g.chunks(KEYS_PER_CALL)
-                .map(<[WriteEntry]>::to_vec)
+                .map(<[E]>::to_vec)
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// An entry written under one key.
+trait Keyed {
+    fn key(&self) -> &str;
+}
+
+impl Keyed for WriteEntry {
+    fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl Keyed for (usize, SwapEntry) {
+    fn key(&self) -> &str {
+        &self.1.key
+    }
 }
 
 /// The Redis Cluster slot of a key: CRC16 (XMODEM) of its hash tag, mod 16384.
@@ -371,6 +444,22 @@ impl OnlineStore for RedisStore {
             .try_collect()
             .await?;
         Ok(counts.into_iter().sum())
+    }
+
+    async fn swap(&self, entries: Vec<SwapEntry>) -> Result<Vec<bool>> {
+        // Entries are grouped by slot on a Cluster: answers are put back in order by index.
+        let indexed: Vec<(usize, SwapEntry)> = entries.into_iter().enumerate().collect();
+        let groups = calls(indexed, self.cluster);
+        let answers: Vec<Vec<(usize, bool)>> = stream::iter(groups)
+            .map(|group| self.swap_group(group))
+            .buffer_unordered(CALLS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut out = vec![false; answers.iter().map(Vec::len).sum()];
+        for (i, stored) in answers.into_iter().flatten() {
+            out[i] = stored;
+        }
+        Ok(out)
     }
 
     async fn read(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {

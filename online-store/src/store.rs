@@ -17,11 +17,34 @@ pub struct WriteEntry {
     pub expire_at_ms: Option<i64>,
 }
 
+/// One value to store under `key` only if the key still holds what the writer read (a
+/// compare-and-set): `expected` is the first [`SWAP_PREFIX`] bytes of the value read, `None` when
+/// the key was absent. Aggregation tiles are read, merged and written back this way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapEntry {
+    pub key: String,
+    pub expected: Option<Vec<u8>>,
+    pub blob: Vec<u8>,
+    pub expire_at_ms: Option<i64>,
+}
+
+/// How much of a stored value a [`SwapEntry`] compares: a tiles value's version byte, cutoff
+/// and write sequence (docs/online-format.md).
+pub const SWAP_PREFIX: usize = 17;
+
+/// The `expected` of a [`SwapEntry`] for a value read as `stored`.
+pub fn swap_expected(stored: Option<&[u8]>) -> Option<Vec<u8>> {
+    stored.map(|b| b[..b.len().min(SWAP_PREFIX)].to_vec())
+}
+
 #[async_trait]
 pub trait OnlineStore: Send + Sync + std::fmt::Debug {
     /// Stores each entry whose `(event_ts, created_ts)` is not older than the stored one's,
     /// atomically per key. Returns how many entries were stored.
     async fn write(&self, entries: Vec<WriteEntry>) -> Result<u64>;
+    /// Compare-and-set, atomically per key: stores each entry whose key still holds the value
+    /// it expects. Returns, per entry in order, whether it was stored.
+    async fn swap(&self, entries: Vec<SwapEntry>) -> Result<Vec<bool>>;
     /// The blobs under `keys`, in order; all in one round trip.
     async fn read(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;
     /// The exclusive end (ns since the epoch) of what has been materialized for a view generation.

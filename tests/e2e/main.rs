@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `quiver` binary, real files, a private `redis-server`.
 
+mod aggregations;
 mod availability;
 mod cli;
 mod connections;

@@ -5,7 +5,6 @@ use quiver_feature_server::Snapshot;
 use quiver_feature_server::http::value_json;
 use quiver_feature_server::service::{feature_status, is_outside_max_age};
 use quiver_online_store::key_codec::{KeyValue, entity_key, online_key};
-use quiver_online_store::value_codec::decode;
 use quiver_registry::{ScalarType, ValueType};
 use serde_json::{Value as Json, json};
 
@@ -91,8 +90,8 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<()> {
             format!("{key}: not found (materialize the view first?)\n")
         });
     };
-    let decoded = decode(&blob, &plan.types)?;
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let decoded = plan.decode(&blob, now)?;
     let age_s = (now - decoded.event_ns) as f64 / 1e9;
     let expired = is_outside_max_age(decoded.event_ns, plan.ttl_ns, now);
     let features: Vec<Json> = fv

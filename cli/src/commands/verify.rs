@@ -19,12 +19,20 @@ pub struct Args {
     /// Only these views (comma-separated); default: every online view.
     #[arg(long, value_delimiter = ',')]
     pub views: Vec<String>,
+    /// The time aggregation views are compared at (RFC 3339 or a date, UTC); default: now.
+    #[arg(long)]
+    pub at: Option<String>,
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     if args.sample == 0 {
         return Err(UserError("--sample must be at least 1".into()).into());
     }
+    let at_ns = args
+        .at
+        .as_deref()
+        .map(crate::commands::time::parse_time)
+        .transpose()?;
     let repo = ctx.open()?;
     let store = repo.store()?;
     let version = ctx.current_version(&repo, store.as_ref())?;
@@ -41,6 +49,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             engine: Engine::default(),
             key_ttl: repo.config.online_store.key_ttl(),
             recorded: quiver_materializer::materialize::recorded_watermarks(store.as_ref())?,
+            at_ns,
         };
         anyhow::Ok(verify(&job, &views).await?)
     })?;

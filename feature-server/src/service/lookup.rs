@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use quiver_online_store::key_codec::{entity_key, online_key};
-use quiver_online_store::value_codec::{Decoded, decode};
+use quiver_online_store::value_codec::Decoded;
 use quiver_registry::did_you_mean;
 
 use super::EntityValue;
@@ -77,16 +77,21 @@ impl Lookup {
     /// The blobs read for [`Lookup::keys`], decoded with their views' schemas (`views` as given
     /// to [`Lookup::new`]). A value that does not decode is never served: it reads as
     /// NOT_FOUND (the caller's other features still answer) and is reported loudly.
+    /// An aggregation view's tiles are answered here, at `now_ns`: each aggregate over its
+    /// window (count 0 and nulls when no event is in it), the event time of the latest event in
+    /// the longest window (0 when there is none).
     pub fn decode(
         &self,
         views: &[&ViewPlan],
         blobs: &[Option<Arc<Vec<u8>>>],
+        now_ns: i64,
     ) -> Vec<Option<Decoded>> {
         let mut decoded = Vec::with_capacity(blobs.len());
         for (view, part) in views.iter().zip(&self.views) {
             for i in part.range.clone() {
                 decoded.push(blobs[i].as_ref().and_then(|b| {
-                    decode(b, &view.types)
+                    let value = view.decode(b, now_ns);
+                    value
                         .inspect_err(|e| undecodable(view, &self.keys[i], e))
                         .ok()
                 }));

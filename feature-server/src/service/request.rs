@@ -160,6 +160,7 @@ mod tests {
             features: features.iter().map(|f| field(f)).collect(),
             types: vec![ValueType::Scalar(ScalarType::Int64); features.len()],
             ttl_ns: 0,
+            aggregations: None,
         }
     }
 

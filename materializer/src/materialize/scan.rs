@@ -60,7 +60,7 @@ pub(super) async fn has_rows_before(job: &Job<'_>, view: &FeatureView, start: i6
 
 /// A filter on the event-time column that Parquet row-group statistics can prune with, exact
 /// for timestamps of any unit; other types are filtered row by row only.
-fn time_filter(
+pub(super) fn time_filter(
     data_type: &DataType,
     column: &str,
     start: i64,

@@ -182,3 +182,91 @@ fn compare_values(report: &mut ViewReport, entity: &str, expected: &Decoded, sto
         }
     }
 }
+
+/// Equal, floats within the merge-order tolerance of aggregates: 1e-9 of the larger magnitude
+/// (and 1e-12 absolute near zero).
+fn close(a: &Option<Value>, b: &Option<Value>) -> bool {
+    match (a, b) {
+        (Some(Value::Float64(x)), Some(Value::Float64(y))) => {
+            x.to_bits() == y.to_bits() || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()) + 1e-12
+        }
+        _ => same(a, b),
+    }
+}
+
+/// An aggregation view's online tiles merged at `at` against the retrieval at `at`.
+pub(super) async fn compare_aggregates(
+    job: &VerifyJob<'_>,
+    view: &FeatureView,
+    offline: &Rows,
+    at: i64,
+    report: &mut ViewReport,
+) -> Result<()> {
+    let aggregations = view.aggregations.as_ref().expect("an aggregation view");
+    let n = report.sampled as usize;
+    let prefix = view_prefix(&job.registry.registry.project, &view.name, view.generation);
+    let mut entity = String::new();
+    let mut keys = Vec::with_capacity(n);
+    let mut names = Vec::with_capacity(n);
+    for row in 0..n {
+        offline.entity_key(row, &mut entity);
+        keys.push(online_key(&prefix, &entity));
+        names.push(entity.clone());
+    }
+    let blobs = job.online.read(&keys).await?;
+    let empty = quiver_online_store::tiles::Tiles::new(i64::MIN).window(aggregations, at);
+    for (row, blob) in blobs.into_iter().enumerate() {
+        let name = &names[row];
+        let expected: Vec<Option<Value>> = (0..view.features.len())
+            .map(|i| offline.value(i, row))
+            .collect();
+        let expected_time = offline.times(row);
+        let online = match blob {
+            None => empty.clone(),
+            Some(b) => match quiver_online_store::tiles::Tiles::decode(&b, aggregations) {
+                Ok(t) => t.window(aggregations, at),
+                Err(e) => {
+                    report.corrupt += 1;
+                    for f in &mut report.features {
+                        f.mismatched += 1;
+                    }
+                    report.example(|| {
+                        format!("entity {name}: the online value cannot be decoded: {e}")
+                    });
+                    continue;
+                }
+            },
+        };
+        if online.latest != expected_time {
+            report.time_mismatches += 1;
+            let show = |t: Option<(i64, Option<i64>)>| t.map_or("none".into(), |(e, _)| rfc3339(e));
+            report.example(|| {
+                format!(
+                    "entity {name}: latest event in the window online {}, offline {}",
+                    show(online.latest),
+                    show(expected_time)
+                )
+            });
+        }
+        for (i, f) in report.features.iter_mut().enumerate() {
+            let (got, want) = (&online.values[i], &expected[i]);
+            if close(got, want) {
+                f.matched += 1;
+            } else {
+                f.mismatched += 1;
+                if report.examples.len() < EXAMPLES {
+                    let show =
+                        |v: &Option<Value>| v.as_ref().map_or("null".into(), Value::to_string);
+                    report.examples.push(format!(
+                        "entity {name}: `{}` online {}, offline {} at {}",
+                        f.feature,
+                        show(got),
+                        show(want),
+                        rfc3339(at)
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! Aggregation views online: events → tiles, and tiles → the store with a compare-and-set per
+//! entity, so that materialization and pushes never lose each other's updates.
+//!
+//! Materialization computes the tiles before its cutoff (its END, aligned down to the hop) from
+//! the batch source and replaces that part of each entity's value; pushes add their events to
+//! the tiles from the cutoff on. An event pushed with a time before the cutoff is not added
+//! online (the materialization that set the cutoff may already have counted it): it counts
+//! once it reaches the batch source and the next run. Every write trims tiles no window can
+//! reach any more.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::record_batch::RecordBatch;
+use quiver_online_store::store::swap_expected;
+use quiver_online_store::tiles::{Tile, Tiles, add_to_tile, empty_tile, merge_tile};
+use quiver_online_store::value_codec::Value;
+use quiver_online_store::{OnlineStore, SwapEntry};
+use quiver_registry::aggregation::tile_of;
+use quiver_registry::{Aggregations, FeatureView, Field, Registry, ValueType};
+
+use crate::columns::{Layout, Rows};
+use crate::error::{Error, Result};
+
+/// One event: its times and each aggregate's column value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_ns: i64,
+    pub created_ns: Option<i64>,
+    pub values: Vec<Option<Value>>,
+}
+
+/// What to do to one entity's tiles.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// Materialization: the tiles before `cutoff_ns`, computed from the batch source.
+    Batch {
+        cutoff_ns: i64,
+        tiles: BTreeMap<i64, Tile>,
+    },
+    /// Pushed events.
+    Events(Vec<Event>),
+}
+
+/// What a round of updates did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Entities whose value was stored.
+    pub written: u64,
+    /// Materializations older than the stored value's cutoff: nothing to do.
+    pub stale: u64,
+    /// Pushed events before the stored cutoff: left to the next materialization.
+    pub late_events: u64,
+}
+
+/// Rounds of read-merge-swap before giving up on keys that keep changing under us.
+const MAX_ROUNDS: usize = 32;
+
+/// The layout of a view's events in a batch: join keys, times, and the aggregates' columns.
+pub fn layout(
+    registry: &Registry,
+    view: &FeatureView,
+    timestamp: &str,
+    created: Option<&str>,
+) -> Layout {
+    let aggregations = view.aggregations.as_ref().expect("an aggregation view");
+    Layout {
+        join_keys: registry.join_keys(view).into_iter().cloned().collect(),
+        timestamp: timestamp.to_string(),
+        created: created.map(str::to_string),
+        features: aggregations
+            .input_columns()
+            .into_iter()
+            .map(|(name, t)| Field {
+                name,
+                value_type: ValueType::Scalar(t),
+                description: String::new(),
+            })
+            .collect(),
+    }
+}
+
+/// Per aggregate, the index of its column in [`layout`]'s features.
+pub fn column_indices(aggregations: &Aggregations) -> Vec<Option<usize>> {
+    let columns = aggregations.input_columns();
+    aggregations
+        .items
+        .iter()
+        .map(|a| {
+            a.column
+                .as_ref()
+                .and_then(|c| columns.iter().position(|(n, _)| n == c))
+        })
+        .collect()
+}
+
+/// The events of `batch` by entity key (in batch order). A null join key or event time is
+/// refused with its row number.
+pub fn events_by_entity(
+    registry: &Registry,
+    view: &FeatureView,
+    batch: &RecordBatch,
+    timestamp: &str,
+    created: Option<&str>,
+) -> Result<HashMap<String, Vec<Event>>> {
+    let aggregations = view.aggregations.as_ref().expect("an aggregation view");
+    let rows =
+        Rows::new(batch, &layout(registry, view, timestamp, created)).map_err(Error::Invalid)?;
+    let indices = column_indices(aggregations);
+    let mut out: HashMap<String, Vec<Event>> = HashMap::new();
+    let mut key = String::new();
+    for row in 0..rows.num_rows() {
+        if !rows.entity_key(row, &mut key) {
+            return Err(Error::Invalid(format!(
+                "row {row}: a join key of feature view `{}` is null",
+                view.name
+            )));
+        }
+        let Some((event_ns, created_ns)) = rows.times(row) else {
+            return Err(Error::Invalid(format!(
+                "row {row}: the event time `{timestamp}` is null"
+            )));
+        };
+        let values = indices
+            .iter()
+            .map(|i| i.and_then(|i| rows.value(i, row)))
+            .collect();
+        out.entry(key.clone()).or_default().push(Event {
+            event_ns,
+            created_ns,
+            values,
+        });
+    }
+    Ok(out)
+}
+
+/// Folds `events` (in the order given) into tiles.
+pub fn tiles_of(aggregations: &Aggregations, events: &[Event]) -> BTreeMap<i64, Tile> {
+    let hop = aggregations.hop_ns();
+    let mut tiles: BTreeMap<i64, Tile> = BTreeMap::new();
+    for e in events {
+        let tile = tiles
+            .entry(tile_of(e.event_ns, hop))
+            .or_insert_with(|| empty_tile(aggregations));
+        add_to_tile(tile, aggregations, e.event_ns, e.created_ns, &e.values);
+    }
+    tiles
+}
+
+/// The new value of one entity: `update` applied to what is stored (`None`: nothing to write).
+fn next(
+    aggregations: &Aggregations,
+    stored: Option<Tiles>,
+    update: &Update,
+    now_ns: i64,
+    applied: &mut Applied,
+) -> Option<Tiles> {
+    let hop = aggregations.hop_ns();
+    let mut tiles = match update {
+        Update::Batch { cutoff_ns, tiles } => {
+            let first_pushed = tile_of(*cutoff_ns, hop);
+            let mut next = Tiles::new(*cutoff_ns);
+            match &stored {
+                Some(s) if s.cutoff_ns > *cutoff_ns => {
+                    applied.stale += 1;
+                    return None;
+                }
+                Some(s) => {
+                    next.seq = s.seq.wrapping_add(1);
+                    // Pushed tiles from the new cutoff on stay; the rest is the batch's.
+                    next.tiles = s
+                        .tiles
+                        .range(first_pushed..)
+                        .map(|(k, t)| (*k, t.clone()))
+                        .collect();
+                }
+                None => {}
+            }
+            for (k, t) in tiles.range(..first_pushed) {
+                next.tiles.insert(*k, t.clone());
+            }
+            next
+        }
+        Update::Events(events) => {
+            let mut next = stored.unwrap_or_else(|| Tiles::new(i64::MIN));
+            next.seq = next.seq.wrapping_add(1);
+            let fresh: Vec<Event> = events
+                .iter()
+                .filter(|e| e.event_ns >= next.cutoff_ns)
+                .cloned()
+                .collect();
+            applied.late_events += (events.len() - fresh.len()) as u64;
+            for (k, t) in tiles_of(aggregations, &fresh) {
+                match next.tiles.get_mut(&k) {
+                    Some(old) => merge_tile(old, &t),
+                    None => {
+                        next.tiles.insert(k, t);
+                    }
+                }
+            }
+            next
+        }
+    };
+    tiles.trim(aggregations, now_ns);
+    Some(tiles)
+}
+
+/// When a value with these tiles stops mattering: its newest tile's end plus the longest window
+/// (Unix ms), so the store may drop it then.
+fn expiry_ms(aggregations: &Aggregations, tiles: &Tiles) -> Option<i64> {
+    let hop = aggregations.hop_ns();
+    let newest = tiles
+        .tiles
+        .keys()
+        .next_back()
+        .copied()
+        .unwrap_or(tile_of(tiles.cutoff_ns.max(0), hop));
+    let end = newest
+        .saturating_add(1)
+        .saturating_add(aggregations.max_tiles())
+        .saturating_mul(hop);
+    Some(end.div_euclid(1_000_000))
+}
+
+/// Applies `updates` (online key → update) to the store: read, merge, compare-and-set, and
+/// again for keys another writer changed in between.
+pub async fn apply(
+    store: &dyn OnlineStore,
+    view: &FeatureView,
+    updates: Vec<(String, Update)>,
+    key_ttl: bool,
+    now_ns: i64,
+) -> Result<Applied> {
+    let aggregations = view.aggregations.as_ref().expect("an aggregation view");
+    let mut applied = Applied::default();
+    let mut pending = updates;
+    for _ in 0..MAX_ROUNDS {
+        if pending.is_empty() {
+            return Ok(applied);
+        }
+        let keys: Vec<String> = pending.iter().map(|(k, _)| k.clone()).collect();
+        let stored = store.read(&keys).await?;
+        let mut entries = Vec::with_capacity(pending.len());
+        let mut sent = Vec::with_capacity(pending.len());
+        for ((key, update), blob) in pending.into_iter().zip(stored) {
+            let decoded = blob.as_deref().and_then(|b| match Tiles::decode(b, aggregations) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(view = %view.name, %key, error = %e, "replacing an undecodable aggregation value");
+                    None
+                }
+            });
+            let Some(tiles) = next(aggregations, decoded, &update, now_ns, &mut applied) else {
+                continue;
+            };
+            entries.push(SwapEntry {
+                key: key.clone(),
+                expected: swap_expected(blob.as_deref()),
+                blob: tiles.encode(aggregations),
+                expire_at_ms: if key_ttl {
+                    expiry_ms(aggregations, &tiles)
+                } else {
+                    None
+                },
+            });
+            sent.push((key, update));
+        }
+        let stored = store.swap(entries).await?;
+        pending = Vec::new();
+        for (ok, entry) in stored.into_iter().zip(sent) {
+            if ok {
+                applied.written += 1;
+            } else {
+                pending.push(entry);
+            }
+        }
+    }
+    if pending.is_empty() {
+        return Ok(applied);
+    }
+    Err(Error::Invalid(format!(
+        "feature view `{}`: {} entities' aggregation values kept changing under {MAX_ROUNDS} attempts to update them; try again",
+        view.name,
+        pending.len()
+    )))
+}

@@ -1,0 +1,479 @@
+//! Time-window aggregations end to end (issue 15): definitions applied by the real binary,
+//! tiles materialized into the embedded store and Redis, the serving core answering at fixed
+//! times (an injected clock) exactly what point-in-time retrieval computes at those times,
+//! pushes of raw events interleaved with materialization, and `quiver verify`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, TimeUnit};
+use futures::TryStreamExt;
+use quiver_feature_server::push::{Destination, Target, WriteRequest};
+use quiver_feature_server::service::{EntityValue, OnlineRequest, Selection, Status};
+use quiver_feature_server::{FeatureService, Limits, Snapshot};
+use quiver_materializer::retrieve::{Engine, EntityInput, Options, Request, retrieve};
+use quiver_online_store::value_codec::Value;
+use quiver_registry::{FeatureRef, Repository};
+use quiver_tests::{RedisServer, describe, quiver};
+use serde_json::json;
+
+use crate::materialize::{json, redis_yaml};
+
+const S: i64 = 1_000_000_000;
+const HOUR: i64 = 3_600 * S;
+const DRIVERS: i64 = 5;
+
+const DEFINITIONS: &str = "
+entities:
+  - name: driver
+    join_keys: [{name: driver_id, type: int64}]
+sources:
+  - name: trips
+    path: data/trips
+    timestamp_field: event_timestamp
+    created_timestamp_field: created
+push_sources:
+  - name: trip_events
+    batch_source: trips
+    schema:
+      driver_id: int64
+      event_timestamp: timestamp
+      created: timestamp
+      fare: float64
+      distance_km: float64
+      passengers: int64
+feature_views:
+  - name: driver_activity
+    entities: [driver]
+    source: trip_events
+    hop: 5m
+    aggregations:
+      - {name: trips_1h, function: count, window: 1h}
+      - {name: fare_sum_1d, function: sum, column: fare, window: 1d}
+      - {name: fare_mean_7d, function: mean, column: fare, window: 7d}
+      - {name: dist_max_10m, function: max, column: distance_km, window: 10m}
+      - {name: fare_std_1d, function: stddev, column: fare, window: 1d}
+      - {name: last_fare, function: last, column: fare, window: 1d}
+      - {name: passengers_sum_2h, function: sum, column: passengers, window: 2h}
+  - name: driver_last_trip
+    entities: [driver]
+    source: trips
+    ttl: 0
+    features:
+      - {name: fare, type: float64}
+feature_services:
+  - name: model_v1
+    features: [driver_activity, driver_last_trip:fare]
+";
+
+const FEATURES: [&str; 7] = [
+    "trips_1h",
+    "fare_sum_1d",
+    "fare_mean_7d",
+    "dist_max_10m",
+    "fare_std_1d",
+    "last_fare",
+    "passengers_sum_2h",
+];
+
+/// (driver, event ns, fare, distance, passengers) for the history: over eight days before
+/// `end`, denser in the last hours, some events exactly on 5-minute edges, some sharing a time.
+fn history(end: i64) -> Vec<(i64, i64, f64, f64, i64)> {
+    let mut rows = Vec::new();
+    let mut x: u64 = 7;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..3_000i64 {
+        let driver = 1 + (next() % DRIVERS as u64) as i64;
+        let back = if i % 3 == 0 {
+            (next() % (8 * 24 * 3_600)) as i64 * S
+        } else {
+            (next() % (3 * 3_600)) as i64 * S
+        };
+        // Every 10th event on a tile edge.
+        let t = if i % 10 == 0 {
+            (end - back).div_euclid(300 * S) * 300 * S
+        } else {
+            end - back - 1
+        };
+        let fare = (next() % 10_000) as f64 / 100.0;
+        let distance = (next() % 500) as f64 / 10.0;
+        rows.push((driver, t, fare, distance, (next() % 4) as i64));
+    }
+    rows
+}
+
+fn micros(ns: impl Iterator<Item = i64>) -> ArrayRef {
+    Arc::new(
+        TimestampMicrosecondArray::from_iter_values(ns.map(|n| n / 1_000)).with_timezone("UTC"),
+    )
+}
+
+fn write_history(dir: &Path, rows: &[(i64, i64, f64, f64, i64)]) {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("driver_id", DataType::Int64, false),
+        Field::new("event_timestamp", ts.clone(), false),
+        Field::new("created", ts, true),
+        Field::new("fare", DataType::Float64, true),
+        Field::new("distance_km", DataType::Float64, true),
+        Field::new("passengers", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            micros(rows.iter().map(|r| r.1)),
+            micros(rows.iter().map(|r| r.1)),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.4))),
+        ],
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("data/trips")).unwrap();
+    let file = std::fs::File::create(dir.join("data/trips/part-0.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn repo(dir: &Path, online_store: &str, end: i64) -> PathBuf {
+    let root = dir.join("repo");
+    std::fs::create_dir_all(root.join("features")).unwrap();
+    std::fs::write(
+        root.join("quiver.yaml"),
+        format!("project: agg\ndefinitions: [\"features/*.yaml\"]\n{online_store}"),
+    )
+    .unwrap();
+    std::fs::write(root.join("features/defs.yaml"), DEFINITIONS).unwrap();
+    write_history(&root, &history(end));
+    json(&quiver(&root, &["--format", "json", "apply"]));
+    root
+}
+
+fn service(root: &Path, now: i64) -> FeatureService {
+    let rt = tokio::runtime::Handle::current();
+    let repository = Repository::open(root, None, &|_| None).unwrap();
+    let version = repository.store().unwrap().latest().unwrap().unwrap();
+    let store = tokio::task::block_in_place(|| {
+        rt.block_on(quiver_online_store::open(
+            &repository.config.online_store,
+            &repository.root,
+        ))
+    })
+    .unwrap();
+    FeatureService::new(
+        Snapshot::new(version),
+        store,
+        None,
+        Limits {
+            max_entity_rows: 1000,
+        },
+    )
+    .with_repository_root(repository.root.clone())
+    .with_clock(now)
+}
+
+/// Online at `now` through the serving core: per feature, per driver.
+async fn online(root: &Path, now: i64) -> Vec<Vec<(Option<Value>, Status)>> {
+    let service = service(root, now);
+    let answer = service
+        .get_online_features(OnlineRequest {
+            selection: Selection::Service("model_v1".into()),
+            entities: vec![(
+                "driver_id".into(),
+                (1..=DRIVERS).map(EntityValue::Int).collect(),
+            )],
+            full_feature_names: false,
+            include_view_metadata: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer.names[0], "driver_id");
+    FEATURES
+        .iter()
+        .map(|f| {
+            let i = answer.names.iter().position(|n| n == f).unwrap();
+            let c = &answer.columns[i];
+            c.values
+                .iter()
+                .cloned()
+                .zip(c.statuses.iter().copied())
+                .collect()
+        })
+        .collect()
+}
+
+/// Offline: point-in-time retrieval with every driver at `t`.
+async fn offline(root: &Path, t: i64) -> Vec<Vec<Option<Value>>> {
+    let repository = Repository::open(root, None, &|_| None).unwrap();
+    let version = repository.store().unwrap().latest().unwrap().unwrap();
+    let ts = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("driver_id", DataType::Int64, false),
+        Field::new("event_timestamp", ts, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(1..=DRIVERS)),
+            Arc::new(
+                arrow::array::TimestampNanosecondArray::from_iter_values((1..=DRIVERS).map(|_| t))
+                    .with_timezone("UTC"),
+            ),
+        ],
+    )
+    .unwrap();
+    let input = EntityInput::from_batches(schema, vec![batch], None, "entities").unwrap();
+    let features: Vec<FeatureRef> = FEATURES
+        .iter()
+        .map(|f| FeatureRef {
+            view: "driver_activity".into(),
+            feature: f.to_string(),
+        })
+        .collect();
+    let request = Request {
+        registry: &version.registry,
+        root,
+        features: &features,
+        entities: &input,
+        options: Options::default(),
+    };
+    let r = retrieve(&request, &Engine::default()).await.unwrap();
+    let out: Vec<RecordBatch> = r.stream.try_collect().await.unwrap();
+    FEATURES
+        .iter()
+        .map(|f| {
+            out.iter()
+                .flat_map(|b| {
+                    let c = b.column_by_name(f).unwrap().clone();
+                    (0..c.len())
+                        .map(|i| {
+                            if arrow::array::Array::is_null(&c, i) {
+                                return None;
+                            }
+                            Some(match c.data_type() {
+                                DataType::Int64 => {
+                                    Value::Int64(c.as_primitive::<Int64Type>().value(i))
+                                }
+                                _ => Value::Float64(c.as_primitive::<Float64Type>().value(i)),
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Online = offline at `t`: integers equal, floats within the documented merge-order
+/// tolerance; nulls and statuses agree.
+async fn assert_agree(root: &Path, t: i64, what: &str) {
+    let on = online(root, t).await;
+    let off = offline(root, t).await;
+    for (f, (on, off)) in FEATURES.iter().zip(on.iter().zip(&off)) {
+        for (d, ((got, status), want)) in on.iter().zip(off).enumerate() {
+            let ok = match (got, want) {
+                (Some(Value::Float64(a)), Some(Value::Float64(b))) => {
+                    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()) + 1e-12
+                }
+                _ => got == want,
+            };
+            assert!(
+                ok,
+                "{what}: {f} of driver {} at {t}: online {got:?}, offline {want:?}",
+                d + 1
+            );
+            let expect = if want.is_some() {
+                Status::Present
+            } else {
+                Status::NullValue
+            };
+            assert_eq!(*status, expect, "{what}: status of {f} of driver {}", d + 1);
+        }
+    }
+}
+
+fn count(on: &[Vec<(Option<Value>, Status)>], driver: i64) -> i64 {
+    match &on[0][(driver - 1) as usize].0 {
+        Some(Value::Int64(n)) => *n,
+        other => panic!("trips_1h: {other:?}"),
+    }
+}
+
+async fn push(root: &Path, now: i64, rows: &[(i64, i64, f64)]) {
+    let service = service(root, now);
+    let df = vec![
+        (
+            "driver_id".to_string(),
+            rows.iter().map(|r| json!(r.0)).collect(),
+        ),
+        (
+            "event_timestamp".to_string(),
+            rows.iter().map(|r| json!(rfc3339(r.1))).collect(),
+        ),
+        (
+            "fare".to_string(),
+            rows.iter().map(|r| json!(r.2)).collect(),
+        ),
+        (
+            "distance_km".to_string(),
+            rows.iter().map(|_| json!(1.5)).collect(),
+        ),
+        (
+            "passengers".to_string(),
+            rows.iter().map(|_| json!(2)).collect(),
+        ),
+    ];
+    service
+        .write(WriteRequest {
+            target: Target::PushSource("trip_events".into()),
+            to: Destination::OnlineAndOffline,
+            df,
+        })
+        .await
+        .unwrap();
+}
+
+/// The watermark of the aggregation view: its last run's cutoff.
+async fn cutoff_of(root: &Path) -> i64 {
+    let repository = Repository::open(root, None, &|_| None).unwrap();
+    let version = repository.store().unwrap().latest().unwrap().unwrap();
+    let view = &version.registry.feature_views["driver_activity"];
+    let store = quiver_online_store::open(&repository.config.online_store, &repository.root)
+        .await
+        .unwrap();
+    store
+        .watermark("agg", &view.name, view.generation)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn rfc3339(ns: i64) -> String {
+    quiver_materializer::materialize::rfc3339(ns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_equals_offline_at_fixed_times_with_pushes_between_runs() {
+    let redis = RedisServer::start().unwrap();
+    let wall = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    // The history ends an hour ago; times asked are fixed, at or after the run's cutoff.
+    let end = wall.div_euclid(HOUR) * HOUR - HOUR;
+    for backend in ["embedded", "redis"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = match backend {
+            "redis" => redis_yaml(&redis.url()),
+            _ => "online_store: {type: embedded, path: .quiver/online.redb}\n".to_string(),
+        };
+        let root = repo(tmp.path(), &store, end);
+        let run = json(&quiver(
+            &root,
+            &["--format", "json", "materialize-incremental"],
+        ));
+        assert!(run.to_string().contains("driver_activity"), "{run}");
+        let cutoff = cutoff_of(&root).await;
+        assert_eq!(cutoff % (300 * S), 0, "the cutoff is a tile edge");
+        // Right at the cutoff, mid-tile after it, an hour and a day on (windows emptying),
+        // and past the longest window (everything null, counts 0).
+        for t in [
+            cutoff,
+            cutoff + 7 * S,
+            cutoff + HOUR + 1,
+            cutoff + 24 * HOUR,
+            cutoff + 8 * 24 * HOUR,
+        ] {
+            assert_agree(&root, t, backend).await;
+        }
+        let now = cutoff + 30 * S;
+        let before = online(&root, now).await;
+        // Out of order, after the cutoff (one exactly on it): counted online at once, and
+        // offline (appended to the batch source).
+        push(
+            &root,
+            now,
+            &[
+                (1, cutoff + 20 * S, 10.0),
+                (1, cutoff + S, 20.0),
+                (2, cutoff + 25 * S, 30.0),
+            ],
+        )
+        .await;
+        push(&root, now, &[(1, cutoff, 40.0)]).await;
+        let after = online(&root, now).await;
+        assert_eq!(
+            count(&after, 1),
+            count(&before, 1) + 3,
+            "{backend}: pushes count at once"
+        );
+        assert_eq!(count(&after, 2), count(&before, 2) + 1, "{backend}");
+        assert_agree(&root, now, &format!("{backend} after pushes")).await;
+        // A late event (before the cutoff) reaches the online value with the next run.
+        push(&root, now, &[(3, cutoff - 60 * S, 50.0)]).await;
+        assert_eq!(
+            count(&online(&root, now).await, 3),
+            count(&after, 3),
+            "{backend}: late event not yet online"
+        );
+        let until = rfc3339(chrono::Utc::now().timestamp_nanos_opt().unwrap());
+        json(&quiver(
+            &root,
+            &["--format", "json", "materialize", "2020-01-01", &until],
+        ));
+        assert_agree(&root, now, &format!("{backend} after the next run")).await;
+        assert_eq!(
+            count(&online(&root, now).await, 3),
+            count(&after, 3) + 1,
+            "{backend}: late event counted"
+        );
+        // verify compares the two at one time.
+        let at = rfc3339(now);
+        let report = quiver(&root, &["--format", "json", "verify", "--at", &at]);
+        assert!(report.status.success(), "{}", describe(&report));
+        let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+        let agg = report
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["view"] == "driver_activity")
+            .unwrap();
+        assert!(agg["sampled"].as_u64().unwrap() >= 3, "{agg}");
+        // A pushed online-only event is skew, and verify says so.
+        service(&root, now)
+            .write(WriteRequest {
+                target: Target::PushSource("trip_events".into()),
+                to: Destination::Online,
+                df: vec![
+                    ("driver_id".into(), vec![json!(4)]),
+                    (
+                        "event_timestamp".into(),
+                        vec![json!(rfc3339(cutoff + 5 * S))],
+                    ),
+                    ("fare".into(), vec![json!(1.0)]),
+                    ("distance_km".into(), vec![json!(1.0)]),
+                    ("passengers".into(), vec![json!(1)]),
+                ],
+            })
+            .await
+            .unwrap();
+        let report = quiver(&root, &["--format", "json", "verify", "--at", &at]);
+        assert!(
+            !report.status.success(),
+            "{backend}: skew must be reported: {}",
+            describe(&report)
+        );
+        assert!(
+            String::from_utf8_lossy(&report.stdout).contains("trips_1h"),
+            "{}",
+            describe(&report)
+        );
+    }
+}
