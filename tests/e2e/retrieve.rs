@@ -597,7 +597,7 @@ fn verify_agrees_after_materializing_and_catches_a_corrupted_value() {
     ));
     let report = json(&quiver(&repo, &["--format", "json", "verify"]));
     let views = report.as_array().unwrap();
-    assert_eq!(views.len(), 3, "{report}");
+    assert_eq!(views.len(), 4, "{report}");
     for v in views {
         assert_eq!(v["time_mismatches"], 0, "{v}");
         assert!(v["sampled"].as_u64().unwrap() > 0, "{v}");

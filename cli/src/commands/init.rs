@@ -28,14 +28,16 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         "project": project,
         "driver_rows": summary.driver_rows,
         "customer_rows": summary.customer_rows,
+        "trip_rows": summary.trip_rows,
     });
     ctx.print(&value, || {
         format!(
-            "Created a Quiver repository in {} (project `{}`)\n  features/drivers.yaml, features/customers.yaml\n  data/driver_stats.parquet ({} rows), data/customer_profile.parquet ({} rows)\n\nNext:\n  cd {}\n  quiver plan\n  quiver apply\n",
+            "Created a Quiver repository in {} (project `{}`)\n  features/drivers.yaml, features/customers.yaml, features/activity.yaml\n  data/driver_stats.parquet ({} rows), data/customer_profile.parquet ({} rows), data/trip_events.parquet ({} trips)\n\nNext:\n  cd {}\n  quiver plan\n  quiver apply\n",
             dir.display(),
             project,
             summary.driver_rows,
             summary.customer_rows,
+            summary.trip_rows,
             dir.display()
         )
     })

@@ -64,6 +64,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         "registry_version": version,
         "driver_rows": summary.driver_rows,
         "customer_rows": summary.customer_rows,
+        "trip_rows": summary.trip_rows,
         "materialized": runs,
         "seconds": started.elapsed().as_secs_f64(),
     });
@@ -72,15 +73,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             "Quiver quickstart\n\
              \n\
              1. Wrote a sample repository to {shown}\n   \
-                features/drivers.yaml, features/customers.yaml (2 entities, 3 feature views, 2 feature services)\n   \
+                features/drivers.yaml, features/customers.yaml, features/activity.yaml\n   \
+                (2 entities, 4 feature views — one of time-window aggregates —, 3 feature services)\n   \
                 data/driver_stats.parquet ({} rows), data/customer_profile.parquet ({} rows),\n   \
-                data/labels.parquet (an entity table for training retrieval)\n\
+                data/trip_events.parquet ({} trips), data/labels.parquet (an entity table for training)\n\
              2. Validated it against its Parquet sources and applied it: registry version {version}\n\
              3. Materialized the latest values into the embedded online store ({shown}/.quiver/online.redb):\n{}\
              \n\
              Try next:\n  \
                quiver -C {shown} online get driver_hourly_stats --key driver_id=1001\n  \
                quiver -C {shown} online get customer_profile --key customer_id=1\n  \
+               quiver -C {shown} online get driver_activity --key driver_id=1001   # windows at now\n  \
                quiver -C {shown} registry list\n  \
                quiver -C {shown} registry describe driver_hourly_stats\n  \
                quiver -C {shown} plan                  # edit features/*.yaml first to see a diff\n  \
@@ -93,6 +96,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
              Done in {:.2}s.\n",
             summary.driver_rows,
             summary.customer_rows,
+            summary.trip_rows,
             render(&runs).lines().map(|l| format!("   {l}\n")).collect::<String>(),
             started.elapsed().as_secs_f64()
         )
@@ -104,6 +108,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         "\n4. Serving it (Ctrl-C to stop). In another terminal:\n\n  \
          curl -s {http}/get-online-features -H 'Content-Type: application/json' \\\n    \
          -d '{{\"feature_service\":\"model_v1\",\"entities\":{{\"driver_id\":[1001,1002],\"customer_id\":[1,2]}}}}'\n\n  \
+         curl -s {http}/get-online-features -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"feature_service\":\"driver_activity_v1\",\"entities\":{{\"driver_id\":[1001]}}}}'\n\n  \
          curl -s -X POST '{http}/get-historical-features?features=model_v1' --data-binary @{shown}/data/labels.parquet -o train.arrows\n",
         http = args.http
     );

@@ -37,10 +37,8 @@ pub fn cutoff(aggregations: &Aggregations, end: i64) -> i64 {
 pub(super) async fn materialize_aggregates(
     job: &Job<'_>,
     view: &FeatureView,
-    range: Range,
-    start: Option<i64>,
-    end: i64,
-    now: i64,
+    (range, start, end, now): (Range, Option<i64>, i64, i64),
+    lost: Option<String>,
     progress: &dyn Progress,
 ) -> Result<MaterializationRun> {
     let aggregations = view.aggregations.as_ref().expect("an aggregation view");
@@ -75,12 +73,12 @@ pub(super) async fn materialize_aggregates(
             super::rfc3339(cutoff)
         ));
     }
-    let note = (cutoff < end).then(|| {
+    let note = lost.or_else(|| (cutoff < end).then(|| {
         format!(
             "aggregation tiles are whole: materialized up to {} (END aligned down to the hop); later events are served from pushes or the next run",
             super::rfc3339(cutoff)
         )
-    });
+    }));
     commit(job, view, run, (Some(cutoff), note), None).await
 }
 
