@@ -278,7 +278,7 @@ def test_offline_push_to_a_single_file_is_refused(tmp_path):
             assert "data/driver_stats.parquet" in str(e.value)
         assert live(store, [9001]).statuses[1] == ["NOT_FOUND"]
     assert sorted(p.name for p in (repo / "data").iterdir()) == [
-        "customer_profile.parquet", "driver_stats.parquet", "labels.parquet"]
+        "customer_profile.parquet", "driver_stats.parquet", "labels.parquet", "trip_events.parquet"]
 
 
 def test_offline_push_missing_file_columns_is_refused(tmp_path):

@@ -52,7 +52,7 @@ def test_plan_apply_and_registry(online_kind, tmp_path):
         text = str(plan)
         assert "+ feature_view driver_hourly_stats" in text and "+ feature_service model_v1" in text
         assert "will write version 1" in text
-        assert plan.to_dict()["current_version"] is None and len(plan.to_dict()["changes"]) == 11
+        assert plan.to_dict()["current_version"] is None and len(plan.to_dict()["changes"]) == 14
 
         applied = store.apply()
         assert applied["changed"] is True and applied["version"] == 1

@@ -127,12 +127,16 @@ fn render_list(v: &RegistryVersion) -> String {
     }
     out.push_str("\nFeature views:\n");
     for f in r.feature_views.values() {
+        let span = match &f.aggregations {
+            Some(a) => format!("hop {}", a.hop),
+            None => format!("ttl {}", f.ttl),
+        };
         out.push_str(&format!(
-            "  {:<24} {} features, entities [{}], ttl {}, {}, generation {}\n",
+            "  {:<24} {} {}, entities [{}], {span}, {}, generation {}\n",
             f.name,
             f.features.len(),
+            if f.aggregations.is_some() { "aggregates" } else { "features" },
             f.entities.join(", "),
-            f.ttl,
             if f.online { "online" } else { "offline only" },
             f.generation
         ));
@@ -207,17 +211,34 @@ fn render_view(r: &Registry, v: &FeatureView) -> String {
     if let Some(q) = &v.query {
         out.push_str(&format!("  query:     {q}\n"));
     }
-    out.push_str(&format!(
-        "  ttl:       {}\n",
-        if v.ttl.is_unbounded() {
-            "unbounded".to_string()
-        } else {
-            v.ttl.to_string()
-        }
-    ));
+    match &v.aggregations {
+        Some(a) => out.push_str(&format!("  hop:       {}\n", a.hop)),
+        None => out.push_str(&format!(
+            "  ttl:       {}\n",
+            if v.ttl.is_unbounded() {
+                "unbounded".to_string()
+            } else {
+                v.ttl.to_string()
+            }
+        )),
+    }
     out.push_str(&format!("  online:    {}\n", v.online));
     if !v.owner.is_empty() {
         out.push_str(&format!("  owner:     {}\n", v.owner));
+    }
+    if let Some(a) = &v.aggregations {
+        out.push_str("  aggregations:\n");
+        for (item, f) in a.items.iter().zip(&v.features) {
+            let over = item.column.as_deref().map_or("events".to_string(), |c| format!("`{c}`"));
+            out.push_str(&format!(
+                "    {:<24} {:<16} {}({over}) over {}\n",
+                f.name,
+                f.value_type.to_string(),
+                item.function,
+                item.window
+            ));
+        }
+        return out;
     }
     out.push_str("  features:\n");
     for f in &v.features {
