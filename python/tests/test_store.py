@@ -69,7 +69,7 @@ def test_plan_apply_and_registry(online_kind, tmp_path):
             "model_v1", "driver_quality", "driver_activity_v1"}
         assert {e["name"] for e in registry.list_entities()} == {"driver", "customer"}
         assert {p["name"] for p in registry.list_push_sources()} == {"driver_events"}
-        assert {s["name"] for s in registry.list_sources()} == {"driver_stats_source", "customer_profile_source"}
+        assert {s["name"] for s in registry.list_sources()} == {"driver_stats_source", "customer_profile_source", "trip_events"}
         view = registry.get_feature_view("driver_hourly_stats")
         assert [f["name"] for f in view["features"]] == DRIVER_FEATURES
         with pytest.raises(KeyError, match="driver_hourly_stats"):
