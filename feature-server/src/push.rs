@@ -457,17 +457,7 @@ fn written_columns(registry: &Registry, view: &FeatureView) -> Vec<quiver_regist
     let keys = registry.join_keys(view).into_iter().cloned();
     match &view.aggregations {
         None => keys.chain(view.features.iter().cloned()).collect(),
-        Some(a) => keys
-            .chain(
-                a.input_columns()
-                    .into_iter()
-                    .map(|(name, t)| quiver_registry::Field {
-                        name,
-                        value_type: ValueType::Scalar(t),
-                        description: String::new(),
-                    }),
-            )
-            .collect(),
+        Some(a) => keys.chain(a.input_fields()).collect(),
     }
 }
 

@@ -16,7 +16,7 @@ use quiver_online_store::tiles::{Tile, Tiles, add_to_tile, empty_tile, merge_til
 use quiver_online_store::value_codec::Value;
 use quiver_online_store::{OnlineStore, SwapEntry};
 use quiver_registry::aggregation::tile_of;
-use quiver_registry::{Aggregations, FeatureView, Field, Registry, ValueType};
+use quiver_registry::{Aggregations, FeatureView, Registry};
 
 use crate::columns::{Layout, Rows};
 use crate::error::{Error, Result};
@@ -72,15 +72,7 @@ pub fn layout(
         join_keys: registry.join_keys(view).into_iter().cloned().collect(),
         timestamp: timestamp.to_string(),
         created: created.map(str::to_string),
-        features: aggregations
-            .input_columns()
-            .into_iter()
-            .map(|(name, t)| Field {
-                name,
-                value_type: ValueType::Scalar(t),
-                description: String::new(),
-            })
-            .collect(),
+        features: aggregations.input_fields(),
     }
 }
 
@@ -114,17 +106,9 @@ pub fn events_by_entity(
     let mut out: HashMap<String, Vec<Event>> = HashMap::new();
     let mut key = String::new();
     for row in 0..rows.num_rows() {
-        if !rows.entity_key(row, &mut key) {
-            return Err(Error::Invalid(format!(
-                "row {row}: a join key of feature view `{}` is null",
-                view.name
-            )));
-        }
-        let Some((event_ns, created_ns)) = rows.times(row) else {
-            return Err(Error::Invalid(format!(
-                "row {row}: the event time `{timestamp}` is null"
-            )));
-        };
+        let (event_ns, created_ns) = rows
+            .identity(row, &mut key, &view.name, timestamp)
+            .map_err(Error::Invalid)?;
         let values = indices
             .iter()
             .map(|i| i.and_then(|i| rows.value(i, row)))

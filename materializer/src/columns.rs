@@ -345,6 +345,24 @@ impl Rows {
         true
     }
 
+    /// A pushed row's entity key (into `key`) and times; a null join key or event time is
+    /// refused with the row's number (pushed rows must each identify an entity at a time).
+    pub fn identity(
+        &self,
+        row: usize,
+        key: &mut String,
+        view: &str,
+        timestamp: &str,
+    ) -> Result<(i64, Option<i64>), String> {
+        if !self.entity_key(row, key) {
+            return Err(format!(
+                "row {row}: a join key of feature view `{view}` is null"
+            ));
+        }
+        self.times(row)
+            .ok_or_else(|| format!("row {row}: the event time `{timestamp}` is null"))
+    }
+
     /// `(event_ns, created_ns)`; `None` when the event time is null (the row has no time).
     pub fn times(&self, row: usize) -> Option<(i64, Option<i64>)> {
         if self.event.is_null(row) {

@@ -45,18 +45,9 @@ pub fn entries(
     let mut winners: HashMap<String, (i64, Vec<u8>)> = HashMap::with_capacity(rows.num_rows());
     let mut key = String::new();
     for row in 0..rows.num_rows() {
-        if !rows.entity_key(row, &mut key) {
-            return Err(Error::Invalid(format!(
-                "row {row}: a join key of feature view `{}` is null",
-                view.name
-            )));
-        }
-        let Some((event, created)) = rows.times(row) else {
-            return Err(Error::Invalid(format!(
-                "row {row}: the event time `{}` is null",
-                columns.timestamp
-            )));
-        };
+        let (event, created) = rows
+            .identity(row, &mut key, &view.name, &columns.timestamp)
+            .map_err(Error::Invalid)?;
         let blob = rows.encode(row, event, created, Vec::new());
         match winners.get_mut(key.as_str()) {
             Some(old) if !should_replace(&blob, &old.1) => {}

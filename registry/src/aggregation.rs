@@ -166,6 +166,18 @@ impl Aggregations {
         columns
     }
 
+    /// [`Aggregations::input_columns`] as typed fields.
+    pub fn input_fields(&self) -> Vec<crate::model::Field> {
+        self.input_columns()
+            .into_iter()
+            .map(|(name, t)| crate::model::Field {
+                name,
+                value_type: ValueType::Scalar(t),
+                description: String::new(),
+            })
+            .collect()
+    }
+
     /// How far before a time `t` its longest window can reach: events at or after
     /// `t - lookback_ns(t)` can count at `t`.
     pub fn lookback_ns(&self, t_ns: i64) -> i64 {

@@ -135,7 +135,11 @@ fn render_list(v: &RegistryVersion) -> String {
             "  {:<24} {} {}, entities [{}], {span}, {}, generation {}\n",
             f.name,
             f.features.len(),
-            if f.aggregations.is_some() { "aggregates" } else { "features" },
+            if f.aggregations.is_some() {
+                "aggregates"
+            } else {
+                "features"
+            },
             f.entities.join(", "),
             if f.online { "online" } else { "offline only" },
             f.generation
@@ -229,7 +233,10 @@ fn render_view(r: &Registry, v: &FeatureView) -> String {
     if let Some(a) = &v.aggregations {
         out.push_str("  aggregations:\n");
         for (item, f) in a.items.iter().zip(&v.features) {
-            let over = item.column.as_deref().map_or("events".to_string(), |c| format!("`{c}`"));
+            let over = item
+                .column
+                .as_deref()
+                .map_or("events".to_string(), |c| format!("`{c}`"));
             out.push_str(&format!(
                 "    {:<24} {:<16} {}({over}) over {}\n",
                 f.name,

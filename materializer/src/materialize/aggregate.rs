@@ -17,13 +17,13 @@ use quiver_registry::store::MaterializationRun;
 use quiver_registry::{Aggregations, FeatureView};
 
 use super::runs::run_record;
-use super::scan::time_filter;
+use super::scan::ranged_input;
 use super::{Job, Progress, Range, commit, nothing_to_read};
 use crate::aggregates::{self, Update, column_indices, layout};
 use crate::columns::Rows;
 use crate::error::{Error, Result};
 use crate::latest::Latest;
-use crate::source::{session, view_input};
+use crate::source::session;
 
 /// Entities per round of read, merge and compare-and-set.
 const ENTITIES_PER_ROUND: usize = 4_096;
@@ -113,41 +113,11 @@ async fn scan_and_store(
     let indices = column_indices(aggregations);
     let ctx = session(job.partitions);
     let context = format!("materializing `{}`", view.name);
-    let mut df = view_input(
-        &ctx,
-        job.root,
-        source,
-        view.query.as_deref(),
-        Some((from, cutoff)),
-    )
-    .await?;
     let mut columns: Vec<String> = layout.join_keys.iter().map(|k| k.name.clone()).collect();
     columns.push(source.timestamp_field.clone());
     columns.extend(source.created_timestamp_field.clone());
     columns.extend(layout.features.iter().map(|f| f.name.clone()));
-    for c in &columns {
-        if df.schema().field_with_unqualified_name(c).is_err() {
-            return Err(Error::Invalid(format!(
-                "{context}: column `{c}` is missing from the view's input; run `quiver plan` to see why"
-            )));
-        }
-    }
-    df = df
-        .select(
-            columns
-                .iter()
-                .map(|c| col(format!("\"{c}\"")))
-                .collect::<Vec<_>>(),
-        )
-        .map_err(Error::engine(&context))?;
-    let ts_type = df
-        .schema()
-        .field_with_unqualified_name(&source.timestamp_field)
-        .map(|f| f.data_type().clone())
-        .map_err(Error::engine(&context))?;
-    if let Some(filter) = time_filter(&ts_type, &source.timestamp_field, from, cutoff) {
-        df = df.filter(filter).map_err(Error::engine(&context))?;
-    }
+    let df = ranged_input(&ctx, job, view, &columns, (from, cutoff), &context).await?;
     let mut order: Vec<_> = layout
         .join_keys
         .iter()
@@ -188,13 +158,7 @@ async fn scan_and_store(
             }
             if current.as_ref().is_none_or(|(k, _)| *k != key) {
                 if let Some((k, tiles)) = current.take() {
-                    pending.push((
-                        online_key(&prefix, &k),
-                        Update::Batch {
-                            cutoff_ns: cutoff,
-                            tiles,
-                        },
-                    ));
+                    pending.push(batch_update(&prefix, &k, cutoff, tiles));
                     scan.entities += 1;
                 }
                 current = Some((key.clone(), BTreeMap::new()));
@@ -222,13 +186,7 @@ async fn scan_and_store(
         }
     }
     if let Some((k, tiles)) = current.take() {
-        pending.push((
-            online_key(&prefix, &k),
-            Update::Batch {
-                cutoff_ns: cutoff,
-                tiles,
-            },
-        ));
+        pending.push(batch_update(&prefix, &k, cutoff, tiles));
         scan.entities += 1;
     }
     store_round(
@@ -245,6 +203,22 @@ async fn scan_and_store(
     scan.files_read = reads.files();
     scan.bytes_read = reads.bytes();
     Ok((scan, applied))
+}
+
+/// One entity's tiles from a run, for [`aggregates::apply`].
+fn batch_update(
+    prefix: &str,
+    entity: &str,
+    cutoff: i64,
+    tiles: BTreeMap<i64, Tile>,
+) -> (String, Update) {
+    (
+        online_key(prefix, entity),
+        Update::Batch {
+            cutoff_ns: cutoff,
+            tiles,
+        },
+    )
 }
 
 async fn store_round(

@@ -60,7 +60,7 @@ pub(super) async fn has_rows_before(job: &Job<'_>, view: &FeatureView, start: i6
 
 /// A filter on the event-time column that Parquet row-group statistics can prune with, exact
 /// for timestamps of any unit; other types are filtered row by row only.
-pub(super) fn time_filter(
+fn time_filter(
     data_type: &DataType,
     column: &str,
     start: i64,
@@ -94,6 +94,51 @@ pub(super) fn time_filter(
     })
 }
 
+/// The view's input in `[start, end)`: `columns` of it (each checked to exist), filtered on the
+/// event time so Parquet statistics prune row groups.
+pub(super) async fn ranged_input(
+    ctx: &datafusion::prelude::SessionContext,
+    job: &Job<'_>,
+    view: &FeatureView,
+    columns: &[String],
+    (start, end): (i64, i64),
+    context: &str,
+) -> Result<datafusion::prelude::DataFrame> {
+    let source = source_of(job, view)?;
+    let mut df = view_input(
+        ctx,
+        job.root,
+        source,
+        view.query.as_deref(),
+        Some((start, end)),
+    )
+    .await?;
+    for c in columns {
+        if df.schema().field_with_unqualified_name(c).is_err() {
+            return Err(Error::Invalid(format!(
+                "{context}: column `{c}` is missing from the view's input; run `quiver plan` to see why"
+            )));
+        }
+    }
+    df = df
+        .select(
+            columns
+                .iter()
+                .map(|c| col(format!("\"{c}\"")))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(Error::engine(context))?;
+    let ts_type = df
+        .schema()
+        .field_with_unqualified_name(&source.timestamp_field)
+        .map(|f| f.data_type().clone())
+        .map_err(Error::engine(context))?;
+    if let Some(filter) = time_filter(&ts_type, &source.timestamp_field, start, end) {
+        df = df.filter(filter).map_err(Error::engine(context))?;
+    }
+    Ok(df)
+}
+
 /// Scans the view's input over the range on every partition and reduces it to one row per entity.
 pub async fn latest_rows(
     job: &Job<'_>,
@@ -113,39 +158,9 @@ pub async fn latest_rows(
     });
     let ctx = session(job.partitions);
     let context = format!("materializing `{}`", view.name);
-    let mut df = view_input(
-        &ctx,
-        job.root,
-        source,
-        view.query.as_deref(),
-        Some((start, end)),
-    )
-    .await?;
     let names: Vec<String> = join_keys.iter().map(|k| k.name.clone()).collect();
     let columns = needed_columns(view, &names, source);
-    for c in &columns {
-        if df.schema().field_with_unqualified_name(c).is_err() {
-            return Err(Error::Invalid(format!(
-                "{context}: column `{c}` is missing from the view's input; run `quiver plan` to see why"
-            )));
-        }
-    }
-    df = df
-        .select(
-            columns
-                .iter()
-                .map(|c| col(format!("\"{c}\"")))
-                .collect::<Vec<_>>(),
-        )
-        .map_err(Error::engine(&context))?;
-    let ts_type = df
-        .schema()
-        .field_with_unqualified_name(&source.timestamp_field)
-        .map(|f| f.data_type().clone())
-        .map_err(Error::engine(&context))?;
-    if let Some(filter) = time_filter(&ts_type, &source.timestamp_field, start, end) {
-        df = df.filter(filter).map_err(Error::engine(&context))?;
-    }
+    let df = ranged_input(&ctx, job, view, &columns, (start, end), &context).await?;
     let streams = df
         .execute_stream_partitioned()
         .await

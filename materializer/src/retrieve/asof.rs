@@ -92,19 +92,7 @@ impl AsOfExec {
             fields.push(f.clone().with_nullable(true));
         }
         let schema = Arc::new(Schema::new(fields));
-        for (side, plan) in [("entity", &entities), ("view", &rows)] {
-            if plan.properties().partitioning.partition_count() != 1 {
-                return Err(DataFusionError::Internal(format!(
-                    "as-of join: the {side} input must be one sorted partition"
-                )));
-            }
-        }
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        ));
+        let properties = merge_properties("as-of join", &schema, &entities, &rows)?;
         Ok(AsOfExec {
             entities,
             rows,
@@ -113,6 +101,29 @@ impl AsOfExec {
             properties,
         })
     }
+}
+
+/// The properties of a merge of two single sorted partitions (entity keys/times and a view's
+/// rows) into one streamed partition; an input of several partitions is refused.
+pub(super) fn merge_properties(
+    what: &str,
+    schema: &SchemaRef,
+    entities: &Arc<dyn ExecutionPlan>,
+    rows: &Arc<dyn ExecutionPlan>,
+) -> Result<Arc<PlanProperties>> {
+    for (side, plan) in [("entity", entities), ("view", rows)] {
+        if plan.properties().partitioning.partition_count() != 1 {
+            return Err(DataFusionError::Internal(format!(
+                "{what}: the {side} input must be one sorted partition"
+            )));
+        }
+    }
+    Ok(Arc::new(PlanProperties::new(
+        EquivalenceProperties::new(schema.clone()),
+        Partitioning::UnknownPartitioning(1),
+        EmissionType::Incremental,
+        Boundedness::Bounded,
+    )))
 }
 
 impl DisplayAs for AsOfExec {

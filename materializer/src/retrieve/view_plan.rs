@@ -9,7 +9,7 @@ use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, cast as cast_expr, ident, lit};
-use quiver_registry::{FeatureView, Field, Source, ValueType};
+use quiver_registry::{FeatureView, Field, Source};
 
 use super::Request;
 use super::asof::{AsOfExec, AsOfSpec, CREATED, EVENT};
@@ -51,15 +51,7 @@ pub(super) async fn view_plan(
         Some((_, hi)) => Some((i64::MIN, hi.saturating_add(1))),
     };
     let columns: Vec<Field> = match &view.aggregations {
-        Some(a) => a
-            .input_columns()
-            .into_iter()
-            .map(|(name, t)| Field {
-                name,
-                value_type: ValueType::Scalar(t),
-                description: String::new(),
-            })
-            .collect(),
+        Some(a) => a.input_fields(),
         None => view.features.clone(),
     };
     let rows = view_rows(ctx, request, view, source, &keys, &columns, range).await?;

@@ -32,12 +32,9 @@ use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
 use quiver_online_store::aggregate::Partial;
 use quiver_online_store::tiles::{Tile, add_to_tile, empty_tile};
@@ -46,7 +43,7 @@ use quiver_registry::aggregation::{first_tile, tile_of};
 use quiver_registry::{Aggregations, ScalarType, ValueType};
 use tokio::sync::mpsc::Sender;
 
-use super::asof::{CREATED, ENTITY_ROW, EVENT};
+use super::asof::{CREATED, ENTITY_ROW, EVENT, merge_properties};
 use crate::columns::{canonical_type, utc_ns};
 
 /// What the aggregation needs besides its inputs.
@@ -83,19 +80,7 @@ impl WindowAggExec {
         fields.push(Field::new(EVENT, utc_ns(), true));
         fields.push(Field::new(CREATED, utc_ns(), true));
         let schema = Arc::new(Schema::new(fields));
-        for (side, plan) in [("entity", &entities), ("view", &rows)] {
-            if plan.properties().partitioning.partition_count() != 1 {
-                return Err(DataFusionError::Internal(format!(
-                    "window aggregation: the {side} input must be one sorted partition"
-                )));
-            }
-        }
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        ));
+        let properties = merge_properties("window aggregation", &schema, &entities, &rows)?;
         Ok(WindowAggExec {
             entities,
             rows,
