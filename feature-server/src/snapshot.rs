@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use quiver_online_store::key_codec::view_prefix;
-use quiver_online_store::tiles::Tiles;
+use quiver_online_store::tiles::window_of;
 use quiver_online_store::value_codec::{Decoded, decode};
 use quiver_registry::did_you_mean;
 use quiver_registry::store::RegistryVersion;
@@ -37,13 +37,10 @@ impl ViewPlan {
     pub fn decode(&self, blob: &[u8], now_ns: i64) -> quiver_online_store::Result<Decoded> {
         match &self.aggregations {
             None => decode(blob, &self.types),
-            Some(a) => Tiles::decode(blob, a).map(|tiles| {
-                let w = tiles.window(a, now_ns);
-                Decoded {
-                    event_ns: w.latest.map_or(0, |(e, _)| e),
-                    created_ns: w.latest.and_then(|(_, c)| c),
-                    values: w.values,
-                }
+            Some(a) => window_of(blob, a, now_ns).map(|w| Decoded {
+                event_ns: w.latest.map_or(0, |(e, _)| e),
+                created_ns: w.latest.and_then(|(_, c)| c),
+                values: w.values,
             }),
         }
     }

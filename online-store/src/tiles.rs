@@ -122,19 +122,7 @@ impl Tiles {
     }
 
     pub fn decode(blob: &[u8], aggregations: &Aggregations) -> Result<Tiles> {
-        if blob.first() != Some(&TILES_VERSION) {
-            return Err(Error::Corrupt(format!(
-                "not an aggregation value (format byte {:?})",
-                blob.first()
-            )));
-        }
-        if blob.len() < HEADER + CHECKSUM {
-            return Err(Error::Corrupt("aggregation value too short".into()));
-        }
-        let (body, sum) = blob.split_at(blob.len() - CHECKSUM);
-        if crc32fast::hash(body).to_le_bytes() != sum {
-            return Err(Error::Corrupt("aggregation value checksum mismatch".into()));
-        }
+        let body = checked_body(blob)?;
         let mut r = Reader { buf: body, pos: 1 };
         let cutoff_ns = (u64::from_be_bytes(r.array()?) ^ (1 << 63)) as i64;
         let seq = u64::from_be_bytes(r.array()?);
@@ -174,6 +162,77 @@ impl Tiles {
             tiles,
         })
     }
+}
+
+/// What an encoded tiles value answers at `t_ns` — the same as [`Tiles::decode`] then
+/// [`Tiles::window`], read in one pass without building the tiles: partials outside every
+/// window are skipped, the others merged as they are read (serving's path).
+pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<WindowValues> {
+    let body = checked_body(blob)?;
+    let mut r = Reader { buf: body, pos: 17 };
+    let n_aggs = u32::from_le_bytes(r.array()?) as usize;
+    if n_aggs != aggregations.items.len() {
+        return Err(Error::Corrupt(format!(
+            "aggregation value has {n_aggs} aggregates, the view {}",
+            aggregations.items.len()
+        )));
+    }
+    let n_tiles = u32::from_le_bytes(r.array()?) as usize;
+    let hop = aggregations.hop_ns();
+    let last = tile_of(t_ns, hop);
+    let longest = first_tile(t_ns, hop, aggregations.max_tiles());
+    let firsts: Vec<i64> = aggregations
+        .items
+        .iter()
+        .map(|a| first_tile(t_ns, hop, a.tiles(hop)))
+        .collect();
+    let empties: Vec<Partial> = aggregations.items.iter().map(Partial::empty).collect();
+    let inputs: Vec<Option<ScalarType>> = aggregations.items.iter().map(input_type).collect();
+    let mut totals = empties.clone();
+    let mut latest = None;
+    for _ in 0..n_tiles {
+        let index = i64::from_le_bytes(r.array()?);
+        let latest_ns = i64::from_le_bytes(r.array()?);
+        let latest_created_ns = r.opt_i64()?;
+        if (longest..=last).contains(&index) {
+            latest = Some((latest_ns, latest_created_ns));
+        }
+        for (i, total) in totals.iter_mut().enumerate() {
+            if (firsts[i]..=last).contains(&index) {
+                total.merge(&r.partial(&empties[i], inputs[i])?);
+            } else {
+                r.skip_partial(&empties[i], inputs[i])?;
+            }
+        }
+    }
+    if r.pos != body.len() {
+        return Err(Error::Corrupt("trailing bytes in aggregation value".into()));
+    }
+    let values = totals
+        .iter()
+        .zip(&aggregations.items)
+        .map(|(p, a)| p.finish(a.function))
+        .collect();
+    Ok(WindowValues { values, latest })
+}
+
+/// A tiles value's bytes before its checksum, once its format byte, length and checksum are
+/// right.
+fn checked_body(blob: &[u8]) -> Result<&[u8]> {
+    if blob.first() != Some(&TILES_VERSION) {
+        return Err(Error::Corrupt(format!(
+            "not an aggregation value (format byte {:?})",
+            blob.first()
+        )));
+    }
+    if blob.len() < HEADER + CHECKSUM {
+        return Err(Error::Corrupt("aggregation value too short".into()));
+    }
+    let (body, sum) = blob.split_at(blob.len() - CHECKSUM);
+    if crc32fast::hash(body).to_le_bytes() != sum {
+        return Err(Error::Corrupt("aggregation value checksum mismatch".into()));
+    }
+    Ok(body)
 }
 
 /// The compare-and-set token of an encoded tiles value (bytes 1..17), if it is one.
@@ -350,6 +409,41 @@ impl Reader<'_> {
         }))
     }
 
+    /// Steps over a value without reading it.
+    fn skip_value(&mut self, t: Option<ScalarType>) -> Result<()> {
+        if !self.flag()? {
+            return Ok(());
+        }
+        let t =
+            t.ok_or_else(|| Error::Corrupt("a value for an aggregate without a column".into()))?;
+        let n = match t {
+            ScalarType::Bool => 1,
+            ScalarType::Int32 | ScalarType::Float32 => 4,
+            ScalarType::Int64 | ScalarType::Float64 | ScalarType::Timestamp => 8,
+            ScalarType::String | ScalarType::Bytes => u32::from_le_bytes(self.array()?) as usize,
+        };
+        self.take(n).map(|_| ())
+    }
+
+    /// Steps over a partial of the same kind as `empty` without building it.
+    fn skip_partial(&mut self, empty: &Partial, input: Option<ScalarType>) -> Result<()> {
+        match empty {
+            Partial::Count(_) => self.take(8).map(|_| ()),
+            Partial::IntSum { .. } => self.take(24).map(|_| ()),
+            Partial::FloatSum { .. } => self.take(16).map(|_| ()),
+            Partial::Moments { .. } => self.take(24).map(|_| ()),
+            Partial::Min(_) | Partial::Max(_) => self.skip_value(input),
+            Partial::Last(_) => {
+                if self.flag()? {
+                    self.take(8)?;
+                    self.opt_i64()?;
+                    self.skip_value(input)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// A partial of the same kind as `empty`.
     fn partial(&mut self, empty: &Partial, input: Option<ScalarType>) -> Result<Partial> {
         let i64v = |r: &mut Self| Ok::<_, Error>(i64::from_le_bytes(r.array()?));
@@ -473,11 +567,43 @@ mod tests {
         // Two tiles on, every window has emptied.
         let w = tiles.window(&view, t0 + 600 * s);
         assert_eq!(w.values, vec![Some(Value::Int64(0)), None, None, None]);
+        // The one-pass reader answers the same at every time around the tile.
+        for dt in [-1, 0, 1, 3, 299, 300, 301, 599, 600, 601, 900] {
+            let t = t0 + dt * s;
+            assert_eq!(
+                window_of(&blob, &view, t).unwrap(),
+                tiles.window(&view, t),
+                "at +{dt}s"
+            );
+        }
         // Any flipped bit is refused.
         for i in 0..blob.len() * 8 {
             let mut bad = blob.clone();
             bad[i / 8] ^= 1 << (i % 8);
             assert!(Tiles::decode(&bad, &view).is_err(), "bit {i}");
+            assert!(window_of(&bad, &view, t0).is_err(), "bit {i}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The one-pass reader (serving) and decode-then-window (verify) agree on any tiles
+        /// at any time.
+        #[test]
+        fn one_pass_equals_decode_then_window(
+            events in proptest::collection::vec(
+                (-4_000i64..4_000, proptest::option::of(0i64..3), -50i64..50, "[ab]{0,2}", -1.0e3f64..1.0e3),
+                0..60),
+            at in -5_000i64..5_000,
+        ) {
+            let view = vector_view();
+            let s = 1_000_000_000i64;
+            let mut tiles = Tiles::new(0);
+            for (t, created, x, text, f) in &events {
+                let values = vec![None, Some(Value::Int64(*x)), Some(Value::String(text.clone())), Some(Value::Float64(*f))];
+                tiles.add(&view, t * s, created.map(|c| c * s), &values);
+            }
+            let blob = tiles.encode(&view);
+            proptest::prop_assert_eq!(window_of(&blob, &view, at * s).unwrap(), tiles.window(&view, at * s));
         }
     }
 }
