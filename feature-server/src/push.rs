@@ -167,6 +167,7 @@ impl FeatureService {
                     for (view, updates) in aggregates {
                         match quiver_materializer::aggregates::apply(
                             self.store().as_ref(),
+                            &snapshot.version.registry.project,
                             view,
                             updates,
                             self.key_ttl(),

@@ -54,6 +54,15 @@ pub struct Applied {
     pub unchanged: u64,
 }
 
+impl Applied {
+    fn add(&mut self, other: Applied) {
+        self.written += other.written;
+        self.stale += other.stale;
+        self.late_events += other.late_events;
+        self.unchanged += other.unchanged;
+    }
+}
+
 /// Rounds of read-merge-swap before giving up on keys that keep changing under us; between
 /// rounds a writer backs off a random while (up to [`MAX_BACKOFF`], doubling), so writers of a
 /// hot entity take turns instead of colliding again.
@@ -135,27 +144,24 @@ pub fn tiles_of(aggregations: &Aggregations, events: &[Event]) -> BTreeMap<i64, 
     tiles
 }
 
-/// The new value of one entity: `update` applied to what is stored (`None`: nothing to write).
+/// The new value of one entity: `update` applied to what is stored (`None`: nothing to write),
+/// and what it did, in `counts` (added to the totals once the write is final). `watermark` is
+/// the view's last cutoff, which a push to an entity with nothing stored starts from.
 fn next(
     aggregations: &Aggregations,
     stored: Option<Tiles>,
     update: &Update,
-    now_ns: i64,
-    applied: &mut Applied,
+    (now_ns, watermark): (i64, Option<i64>),
+    counts: &mut Applied,
 ) -> Option<Tiles> {
     let hop = aggregations.hop_ns();
-    // What a run compares its result with: the stored cutoff and tiles.
-    let previous = match update {
-        Update::Batch { .. } => Some(stored.as_ref().map(|s| (s.cutoff_ns, s.tiles.clone()))),
-        Update::Events(_) => None,
-    };
     let mut tiles = match update {
         Update::Batch { cutoff_ns, tiles } => {
             let first_pushed = tile_of(*cutoff_ns, hop);
             let mut next = Tiles::new(*cutoff_ns);
             match &stored {
                 Some(s) if s.cutoff_ns > *cutoff_ns => {
-                    applied.stale += 1;
+                    counts.stale += 1;
                     return None;
                 }
                 Some(s) => {
@@ -175,14 +181,17 @@ fn next(
             next
         }
         Update::Events(events) => {
-            let mut next = stored.unwrap_or_else(|| Tiles::new(i64::MIN));
+            let mut next = stored.unwrap_or_else(|| Tiles::new(watermark.unwrap_or(i64::MIN)));
             next.seq = next.seq.wrapping_add(1);
             let fresh: Vec<Event> = events
                 .iter()
                 .filter(|e| e.event_ns >= next.cutoff_ns)
                 .cloned()
                 .collect();
-            applied.late_events += (events.len() - fresh.len()) as u64;
+            counts.late_events += (events.len() - fresh.len()) as u64;
+            if fresh.is_empty() {
+                return None;
+            }
             for (k, t) in tiles_of(aggregations, &fresh) {
                 match next.tiles.get_mut(&k) {
                     Some(old) => merge_tile(old, &t),
@@ -194,19 +203,18 @@ fn next(
             next
         }
     };
-    tiles.trim(aggregations, now_ns);
-    // A rerun that computes what is stored writes nothing; nor does an entity whose events are
-    // all too old for any window, with nothing stored.
-    let unchanged = match previous {
-        Some(Some((cutoff, stored))) => cutoff == tiles.cutoff_ns && stored == tiles.tiles,
-        Some(None) => tiles.tiles.is_empty(),
-        None => false,
-    };
-    if unchanged {
-        applied.unchanged += 1;
-        return None;
-    }
+    tiles.trim(aggregations, trim_time(&tiles, now_ns));
     Some(tiles)
+}
+
+/// The time tiles are trimmed for: now, but never later than just before the cutoff, so the
+/// tiles a window at the last run's end needs stay (`quiver verify` compares there).
+fn trim_time(tiles: &Tiles, now_ns: i64) -> i64 {
+    if tiles.cutoff_ns == i64::MIN {
+        now_ns
+    } else {
+        now_ns.min(tiles.cutoff_ns.saturating_sub(1))
+    }
 }
 
 /// When a value with these tiles stops mattering: its newest tile's end plus the longest window
@@ -230,6 +238,7 @@ fn expiry_ms(aggregations: &Aggregations, tiles: &Tiles) -> Option<i64> {
 /// again for keys another writer changed in between.
 pub async fn apply(
     store: &dyn OnlineStore,
+    project: &str,
     view: &FeatureView,
     updates: Vec<(String, Update)>,
     key_ttl: bool,
@@ -238,6 +247,8 @@ pub async fn apply(
     let aggregations = view.aggregations.as_ref().expect("an aggregation view");
     let mut applied = Applied::default();
     let mut pending = updates;
+    // Read once, when a push meets an entity with nothing stored.
+    let mut watermark: Option<Option<i64>> = None;
     for round in 0..MAX_ROUNDS {
         if pending.is_empty() {
             return Ok(applied);
@@ -259,28 +270,63 @@ pub async fn apply(
                     None
                 }
             });
-            let Some(tiles) = next(aggregations, decoded, &update, now_ns, &mut applied) else {
+            if decoded.is_none() && matches!(update, Update::Events(_)) && watermark.is_none() {
+                watermark = Some(
+                    store
+                        .watermark(project, &view.name, view.generation)
+                        .await?,
+                );
+            }
+            let mut counts = Applied::default();
+            let Some(tiles) = next(
+                aggregations,
+                decoded.clone(),
+                &update,
+                (now_ns, watermark.flatten()),
+                &mut counts,
+            ) else {
+                applied.add(counts);
                 continue;
             };
+            let encoded = tiles.encode(aggregations);
+            // A run that computes what is stored writes nothing (compared as stored bytes, so
+            // NaNs compare too); nor does one whose tiles are all too old, with nothing stored.
+            if matches!(update, Update::Batch { .. }) {
+                let same = match (&decoded, blob.as_deref()) {
+                    (Some(d), Some(b)) => {
+                        let mut again = tiles.clone();
+                        again.seq = d.seq;
+                        again.encode(aggregations) == b
+                    }
+                    (None, None) => tiles.tiles.is_empty(),
+                    _ => false,
+                };
+                if same {
+                    counts.unchanged += 1;
+                    applied.add(counts);
+                    continue;
+                }
+            }
             entries.push(SwapEntry {
                 key: key.clone(),
                 expected: swap_expected(blob.as_deref()),
-                blob: tiles.encode(aggregations),
+                blob: encoded,
                 expire_at_ms: if key_ttl {
                     expiry_ms(aggregations, &tiles)
                 } else {
                     None
                 },
             });
-            sent.push((key, update));
+            sent.push((key, update, counts));
         }
         let stored = store.swap(entries).await?;
         pending = Vec::new();
-        for (ok, entry) in stored.into_iter().zip(sent) {
+        for (ok, (key, update, counts)) in stored.into_iter().zip(sent) {
             if ok {
                 applied.written += 1;
+                applied.add(counts);
             } else {
-                pending.push(entry);
+                pending.push((key, update));
             }
         }
     }

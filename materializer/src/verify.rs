@@ -8,9 +8,11 @@
 //! retrieval's answer for them (`offline`), the online store's in one read, and the two
 //! compared value by value (`compare`); `render` shows the reports.
 //!
-//! An aggregation view is compared at one time `at` (now, unless fixed): the online tiles
-//! merged at `at` against the retrieval at `at`, entity by entity (an entity without an
-//! online value counts as one with an empty window). Integer results must be equal; float
+//! An aggregation view is compared at one time `at` (just before its watermark, the last run's
+//! cutoff, unless `--at` says otherwise): the online tiles merged at `at` against the retrieval
+//! at `at`, entity by entity (an entity without an online value counts as one with an empty
+//! window). A later `at` compares pushed tiles too, and agrees only when every event of the
+//! batch source after the cutoff was pushed; a time inside a tile counts the whole tile online. Integer results must be equal; float
 //! results (sums and means of floats, standard deviations) merge the same events in another
 //! order on each side, so they must agree to 1e-9 relative (see docs/online-format.md).
 
@@ -51,8 +53,9 @@ pub struct VerifyJob<'a> {
     /// ([`crate::materialize::recorded_watermarks`]): a view the store has no watermark for,
     /// though recorded, lost its data.
     pub recorded: std::collections::HashMap<(String, u64), String>,
-    /// The time aggregation views are compared at (ns); `None`: now. Their online answer
-    /// depends on the time asked, so both sides are computed at this one time.
+    /// The time aggregation views are compared at (ns); `None`: just before each one's
+    /// watermark. Their online answer depends on the time asked, so both sides are computed at
+    /// this one time.
     pub at_ns: Option<i64>,
 }
 
@@ -84,6 +87,9 @@ pub struct ViewReport {
     /// Entities whose online value is damaged (checksum mismatch, or it does not decode): never
     /// served (`NOT_FOUND`), replaced by the next materialization of its range.
     pub corrupt: u64,
+    /// An aggregation view's: the one time both sides were computed at (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compared_at: Option<String>,
     /// Set when the online store has no watermark for a materialized generation: its data is
     /// gone (wiped, flushed, evicted).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,10 +134,10 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
     };
     report.watermark = Some(rfc3339(watermark));
     if view.aggregations.is_some() {
-        // Windows answer as of a time: both sides at the same one (now, by default).
-        let at = job
-            .at_ns
-            .unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX));
+        // Windows answer as of a time: both sides at the same one — by default just before the
+        // watermark (the last run's cutoff), where every tile is the run's own.
+        let at = job.at_ns.unwrap_or(watermark.saturating_sub(1));
+        report.compared_at = Some(rfc3339(at));
         let Some(sample) = sample::sample_entities(job, view, at).await? else {
             return Ok(report);
         };
@@ -166,6 +172,7 @@ impl ViewReport {
             ahead: 0,
             corrupt: 0,
             lost: None,
+            compared_at: None,
             features: view
                 .features
                 .iter()

@@ -219,9 +219,12 @@ impl Partial {
             (Partial::IntSum { n, sum }, _) => Some(Value::Float64(*sum as f64 / *n as f64)),
             (Partial::FloatSum { sum, .. }, Function::Sum) => Some(Value::Float64(*sum)),
             (Partial::FloatSum { n, sum }, _) => Some(Value::Float64(*sum / *n as f64)),
-            (Partial::Moments { n, m2, .. }, _) => {
-                (*n >= 2).then(|| Value::Float64((m2.max(0.0) / (*n - 1) as f64).sqrt()))
-            }
+            (Partial::Moments { n, m2, .. }, _) => (*n >= 2).then(|| {
+                // Rounding can leave m2 a hair below 0; a NaN (from a NaN or an infinity in
+                // the window) must stay NaN, as in the sum and the mean.
+                let m2 = if *m2 < 0.0 { 0.0 } else { *m2 };
+                Value::Float64((m2 / (*n - 1) as f64).sqrt())
+            }),
             (Partial::Min(v) | Partial::Max(v), _) => v.clone(),
             (Partial::Last(l), _) => l.as_ref().and_then(|l| l.value.clone()),
         }
@@ -360,6 +363,21 @@ mod tests {
             (w - direct).abs() < 1e-12 && (m - direct).abs() < 1e-12,
             "{w} {m} {direct}"
         );
+    }
+
+    #[test]
+    fn stddev_of_a_nan_or_an_infinity_is_nan() {
+        let a = agg(Function::Stddev, Some(ScalarType::Float64));
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut p = Partial::empty(&a);
+            for x in [3.0, bad, 4.0] {
+                p.add(0, None, Some(&Value::Float64(x)), true);
+            }
+            let Some(Value::Float64(v)) = p.finish(Function::Stddev) else {
+                panic!()
+            };
+            assert!(v.is_nan(), "{bad}: {v}");
+        }
     }
 
     #[test]

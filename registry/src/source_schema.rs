@@ -229,6 +229,7 @@ pub fn check_view_columns(
     input: &str,
     join_keys: &[Field],
     features: &[Field],
+    what: &'static str,
 ) -> Vec<ColumnProblem> {
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let missing = |name: &str, what: &str, feature: Option<String>| ColumnProblem {
@@ -261,11 +262,10 @@ pub fn check_view_columns(
             Ok(_) => {}
         }
     }
-    let declared = join_keys.iter().map(|k| (k, "join key", None)).chain(
-        features
-            .iter()
-            .map(|f| (f, "feature", Some(f.name.clone()))),
-    );
+    let declared = join_keys
+        .iter()
+        .map(|k| (k, "join key", None))
+        .chain(features.iter().map(|f| (f, what, Some(f.name.clone()))));
     for (field, what, feature) in declared {
         match schema.field_with_name(&field.name) {
             Err(_) => problems.push(missing(&field.name, what, feature)),

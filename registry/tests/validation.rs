@@ -974,6 +974,34 @@ fn aggregation_mistakes_are_reported_with_their_line() {
             "hop: 0",
             "e.g. `hop: 5m`",
         ),
+        (
+            "{name: rows_1h, function: count, window: 1h}",
+            "{name: driver_id, function: count, window: 1h}",
+            "aggregate `driver_id` has the name of a join key of entity `driver`",
+            "name: driver_id, function",
+            "name the aggregate",
+        ),
+        (
+            "{name: rows_1h, function: count, window: 1h}",
+            "{name: event_timestamp, function: count, window: 1h}",
+            "aggregate `event_timestamp` has the name of a timestamp column",
+            "name: event_timestamp, function",
+            "name the aggregate",
+        ),
+        (
+            "{name: rows_1h, function: count, window: 1h}",
+            "{name: rows_1h, function: count, column: driver_id, window: 1h}",
+            "an aggregate reads `driver_id`, the join key of entity `driver`",
+            "column: driver_id",
+            "`count` needs none",
+        ),
+        (
+            "{name: rows_1h, function: count, window: 1h}",
+            "{name: rows_1h, function: count, window: 20000w}",
+            "is longer than 5200w",
+            "window: 20000w",
+            "about a century",
+        ),
     ];
     for (from, to, message, at, hint) in cases {
         assert!(base.contains(from), "{from:?} not in the definitions");
@@ -995,7 +1023,8 @@ fn aggregation_mistakes_are_reported_with_their_line() {
             "hint {got:?} lacks {hint:?} for {message:?}"
         );
     }
-    // A column of a non-numeric type in the source: found when its schema is read.
+    // A column of a non-numeric type in the source: found when its schema is read, and said
+    // once (nothing about a type the user never declared).
     let defs = base.replace(
         "function: sum, column: trips,",
         "function: sum, column: event_timestamp,",
@@ -1006,6 +1035,12 @@ fn aggregation_mistakes_are_reported_with_their_line() {
             .iter()
             .any(|d| d.message.contains("`sum` needs a numeric column")
                 || d.message.contains("event_timestamp")),
+        "{diagnostics:#?}"
+    );
+    assert!(
+        !diagnostics
+            .iter()
+            .any(|d| d.message.contains("is declared")),
         "{diagnostics:#?}"
     );
 }

@@ -19,7 +19,8 @@ pub struct Args {
     /// Only these views (comma-separated); default: every online view.
     #[arg(long, value_delimiter = ',')]
     pub views: Vec<String>,
-    /// The time aggregation views are compared at (RFC 3339 or a date, UTC); default: now.
+    /// The time aggregation views are compared at (RFC 3339 or a date, UTC); default: just
+    /// before each one's watermark. A later time compares pushed tiles too.
     #[arg(long)]
     pub at: Option<String>,
 }

@@ -235,6 +235,7 @@ async fn store_round(
     }
     let round = aggregates::apply(
         job.online.as_ref(),
+        &job.registry.registry.project,
         view,
         std::mem::take(pending),
         job.key_ttl,

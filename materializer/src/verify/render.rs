@@ -28,8 +28,13 @@ pub fn render(reports: &[ViewReport]) -> String {
 
 /// A materialized view's report: its agreement per feature, what else was counted, examples.
 fn render_view(out: &mut String, r: &ViewReport, watermark: &str) {
+    let at = r
+        .compared_at
+        .as_ref()
+        .map(|t| format!(", windows compared at {t}"))
+        .unwrap_or_default();
     out.push_str(&format!(
-        "{}: {} of {} entities sampled at watermark {} — {}\n",
+        "{}: {} of {} entities sampled at watermark {}{at} — {}\n",
         r.view,
         r.sampled,
         r.entities,

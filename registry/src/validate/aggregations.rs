@@ -91,6 +91,15 @@ impl Validator {
             return Some(DEFAULT_HOP);
         };
         match h.value.parse::<Ttl>() {
+            Ok(hop) if hop.seconds > MAX_WINDOW.seconds => {
+                self.error(
+                    file,
+                    at(h),
+                    format!("{from}: `hop` is longer than {MAX_WINDOW}"),
+                    Some("the tile width, e.g. `hop: 5m`".into()),
+                );
+                None
+            }
             Ok(hop) if hop.seconds > 0 => Some(hop),
             Ok(_) => {
                 self.error(
@@ -165,6 +174,19 @@ impl Validator {
                         Ttl {
                             seconds: w.seconds.div_ceil(hop.seconds) * hop.seconds
                         }
+                    )),
+                );
+                None
+            }
+            Ok(w) if w.seconds > MAX_WINDOW.seconds => {
+                self.error(
+                    file,
+                    at(&a.window),
+                    format!(
+                        "{from}: the window {w} of aggregate `{name}` is longer than {MAX_WINDOW}"
+                    ),
+                    Some(format!(
+                        "windows are at most {MAX_WINDOW} (about a century)"
                     )),
                 );
                 None
@@ -298,6 +320,12 @@ impl Validator {
     }
 }
 
+/// The longest window (and hop): 5,200 weeks, about a century — far inside the nanosecond
+/// range of timestamps.
+const MAX_WINDOW: Ttl = Ttl {
+    seconds: 5_200 * 7 * 86_400,
+};
+
 /// The view's output features: each aggregate's name and output type (placeholder `int64` for
 /// an input whose type is read later).
 pub(super) fn outputs(aggregations: &Aggregations) -> Vec<Field> {
@@ -388,14 +416,30 @@ impl Validator {
                 }
             }
         }
-        let columns = input_columns(&aggregations);
+        // Checked against the schema: each column of a known type, and the missing ones (so
+        // that they are reported as missing); a column refused above is not reported again.
+        let columns = input_columns(&aggregations)
+            .into_iter()
+            .filter(|f| {
+                let typed = aggregations
+                    .items
+                    .iter()
+                    .any(|a| a.column.as_ref() == Some(&f.name) && a.input.is_some());
+                typed || schema.is_some_and(|s| s.field_with_name(&f.name).is_err())
+            })
+            .collect();
         if ok {
             let v = self
                 .registry
                 .feature_views
                 .get_mut(&view.name)
                 .expect("recorded");
+            let descriptions: Vec<String> =
+                v.features.iter().map(|f| f.description.clone()).collect();
             v.features = outputs(&aggregations);
+            for (f, d) in v.features.iter_mut().zip(descriptions) {
+                f.description = d;
+            }
             v.aggregations = Some(aggregations);
         }
         Some(columns)

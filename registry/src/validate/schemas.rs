@@ -63,12 +63,12 @@ impl Validator {
             };
             // The columns read besides keys and timestamps: the features, or what the
             // aggregates read (their types completed from the schema).
-            let columns = match view.aggregations {
+            let (columns, what) = match view.aggregations {
                 Some(_) => match self.aggregation_inputs(&view, schema.as_deref()) {
-                    Some(columns) => columns,
+                    Some(columns) => (columns, "aggregated column"),
                     None => continue,
                 },
-                None => view.features.clone(),
+                None => (view.features.clone(), "feature"),
             };
             let Some(schema) = schema else { continue };
             let input = match view.query {
@@ -81,7 +81,7 @@ impl Validator {
                 .into_iter()
                 .cloned()
                 .collect();
-            for problem in check_view_columns(&schema, &source, &input, &keys, &columns) {
+            for problem in check_view_columns(&schema, &source, &input, &keys, &columns, what) {
                 let at = problem
                     .feature
                     .as_ref()

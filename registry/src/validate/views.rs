@@ -26,11 +26,13 @@ impl Validator {
         let (features, inputs, aggregations) = match &def.aggregations {
             Some(written) => {
                 match self.view_aggregations(file, def, &from, written, push.as_ref()) {
-                    Some(a) => (
-                        Some(aggregations::outputs(&a)),
-                        aggregations::input_columns(&a),
-                        Some(a),
-                    ),
+                    Some(a) => {
+                        let mut outputs = aggregations::outputs(&a);
+                        for (f, w) in outputs.iter_mut().zip(&written.value) {
+                            f.description = w.description.clone();
+                        }
+                        (Some(outputs), aggregations::input_columns(&a), Some(a))
+                    }
                     None => return,
                 }
             }
@@ -69,6 +71,9 @@ impl Validator {
             return;
         };
         if !ok || !self.view_columns(file, def, &from, &inputs) || !declared {
+            return;
+        }
+        if aggregations.is_some() && !self.aggregate_names(file, def, &from, &features) {
             return;
         }
         if let Some(push) = push
@@ -175,7 +180,18 @@ impl Validator {
         }
         for f in features {
             let place = column_place(def, &f.name);
-            if let Some(entity) = columns.get(f.name.as_str()) {
+            if def.aggregations.is_some()
+                && let Some(problem) =
+                    aggregated_column_problem(&columns, &timestamps, &f.name, &source.name)
+            {
+                self.error(
+                    file,
+                    place,
+                    format!("{from}: {}", problem.0),
+                    Some(problem.1),
+                );
+                ok = false;
+            } else if let Some(entity) = columns.get(f.name.as_str()) {
                 self.error(
                     file,
                     place,
@@ -198,6 +214,51 @@ impl Validator {
                         "rename the feature: to serve the time itself, add a renamed copy in the view's `query` (e.g. `SELECT *, {0} AS {0}_value FROM source`) and declare that",
                         f.name
                     )),
+                );
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    /// An aggregation view's outputs sit in rows next to the join keys and (in verify and
+    /// with times) the source's timestamps: none may share their names.
+    fn aggregate_names(
+        &mut self,
+        file: &str,
+        def: &FeatureViewDef,
+        from: &str,
+        outputs: &[Field],
+    ) -> bool {
+        let (columns, mut ok) = self.join_key_columns(file, def, from);
+        let source = self.timestamp_columns(&def.source.value);
+        let timestamps: Vec<String> = source
+            .timestamps()
+            .into_iter()
+            .map(|(_, t)| t.clone())
+            .collect();
+        for f in outputs {
+            let clash = columns
+                .get(f.name.as_str())
+                .map(|e| format!("a join key of entity `{e}`"))
+                .or_else(|| {
+                    timestamps
+                        .contains(&f.name)
+                        .then(|| format!("a timestamp column of source `{}`", source.name))
+                });
+            if let Some(clash) = clash {
+                let place = def
+                    .aggregations
+                    .iter()
+                    .flat_map(|a| &a.value)
+                    .find(|a| a.name.value == f.name)
+                    .map(|a| at(&a.name))
+                    .unwrap_or(at(&def.name));
+                self.error(
+                    file,
+                    place,
+                    format!("{from}: aggregate `{}` has the name of {clash}", f.name),
+                    Some("name the aggregate after what it computes, e.g. `trips_1h`".into()),
                 );
                 ok = false;
             }
@@ -273,6 +334,28 @@ impl Validator {
             },
         );
     }
+}
+
+/// What is wrong with an aggregate reading column `name`, when it is a join key or a timestamp
+/// of the source: (message, hint).
+fn aggregated_column_problem(
+    keys: &BTreeMap<String, &str>,
+    timestamps: &[(&'static str, &String)],
+    name: &str,
+    source: &str,
+) -> Option<(String, String)> {
+    if let Some(entity) = keys.get(name) {
+        return Some((
+            format!("an aggregate reads `{name}`, the join key of entity `{entity}`"),
+            "aggregate another column: `count` needs none".into(),
+        ));
+    }
+    timestamps.iter().find(|(_, t)| t.as_str() == name).map(|(field, _)| {
+        (
+            format!("an aggregate reads `{name}`, the `{field}` of source `{source}`"),
+            format!("to aggregate the time itself, add a renamed copy in the view's `query` (e.g. `SELECT *, {name} AS {name}_value FROM source`)"),
+        )
+    })
 }
 
 /// Where a column the view reads is written: its feature, or the first aggregate reading it.
