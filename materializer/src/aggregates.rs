@@ -278,9 +278,10 @@ pub async fn apply(
                 );
             }
             let mut counts = Applied::default();
+            let stored_seq = decoded.as_ref().map(|d| d.seq);
             let Some(tiles) = next(
                 aggregations,
-                decoded.clone(),
+                decoded,
                 &update,
                 (now_ns, watermark.flatten()),
                 &mut counts,
@@ -292,10 +293,10 @@ pub async fn apply(
             // A run that computes what is stored writes nothing (compared as stored bytes, so
             // NaNs compare too); nor does one whose tiles are all too old, with nothing stored.
             if matches!(update, Update::Batch { .. }) {
-                let same = match (&decoded, blob.as_deref()) {
-                    (Some(d), Some(b)) => {
+                let same = match (stored_seq, blob.as_deref()) {
+                    (Some(seq), Some(b)) => {
                         let mut again = tiles.clone();
-                        again.seq = d.seq;
+                        again.seq = seq;
                         again.encode(aggregations) == b
                     }
                     (None, None) => tiles.tiles.is_empty(),
