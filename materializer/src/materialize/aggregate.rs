@@ -12,7 +12,7 @@ use datafusion::prelude::col;
 use futures::StreamExt;
 use quiver_online_store::key_codec::{online_key, view_prefix};
 use quiver_online_store::tiles::{Tile, add_to_tile, empty_tile};
-use quiver_registry::aggregation::tile_of;
+use quiver_registry::aggregation::{first_tile, tile_of};
 use quiver_registry::store::MaterializationRun;
 use quiver_registry::{Aggregations, FeatureView};
 
@@ -49,7 +49,9 @@ pub(super) async fn materialize_aggregates(
     progress.view_started(&view.name);
     let started = Instant::now();
     let hop = aggregations.hop_ns();
-    let from = (tile_of(cutoff, hop) - aggregations.max_tiles() + 1).saturating_mul(hop);
+    // The tiles a window just before the cutoff (where `verify` compares) or later can reach.
+    let from =
+        first_tile(cutoff.saturating_sub(1), hop, aggregations.max_tiles()).saturating_mul(hop);
     let (scan, applied) =
         scan_and_store(job, view, aggregations, from, cutoff, now, progress).await?;
     let mut latest = Latest::new(view.features.len(), from, cutoff);
