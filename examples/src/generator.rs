@@ -24,6 +24,9 @@ use rand_chacha::ChaCha8Rng;
 /// Rows written per Parquet row group: memory stays flat whatever the size.
 const BATCH_ROWS: usize = 65_536;
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
+mod trips;
+use trips::write_trips;
+
 const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 pub const FIRST_DRIVER_ID: i64 = 1001;
 pub const FIRST_CUSTOMER_ID: i64 = 1;
@@ -149,62 +152,6 @@ pub fn write_sample_data(dir: &Path, spec: &SampleSpec) -> Result<SampleSummary,
         label_rows,
         trip_events,
         trip_rows,
-    })
-}
-
-/// Raw trip events for the aggregation view: per driver and hour of the data, 0 to 3 trips at
-/// random times within the hour, each with a fare and a distance (2% of them null).
-fn write_trips(path: &Path, spec: &SampleSpec) -> Result<u64, GeneratorError> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("driver_id", DataType::Int64, false),
-        Field::new(
-            "event_timestamp",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("fare", DataType::Float64, true),
-        Field::new("distance_km", DataType::Float64, true),
-    ]));
-    let end = spec.end.timestamp_micros();
-    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed.wrapping_add(2));
-    write_table(path, schema.clone(), |emit| {
-        let (mut id, mut at, mut fare, mut distance) = (
-            Int64Builder::new(),
-            TimestampMicrosecondBuilder::new().with_timezone("UTC"),
-            Float64Builder::new(),
-            Float64Builder::new(),
-        );
-        let mut flush = |id: &mut Int64Builder,
-                         at: &mut TimestampMicrosecondBuilder,
-                         fare: &mut Float64Builder,
-                         distance: &mut Float64Builder|
-         -> Result<(), GeneratorError> {
-            let columns: Vec<ArrayRef> = vec![
-                Arc::new(id.finish()),
-                Arc::new(at.finish()),
-                Arc::new(fare.finish()),
-                Arc::new(distance.finish()),
-            ];
-            emit(RecordBatch::try_new(schema.clone(), columns).expect("the schema's columns"))
-        };
-        for d in 0..spec.drivers {
-            let driver = FIRST_DRIVER_ID + d as i64;
-            for h in 0..spec.hours {
-                let hour_start = end - i64::from(spec.hours - h) * MICROS_PER_HOUR;
-                for _ in 0..rng.random_range(0..4) {
-                    id.append_value(driver);
-                    at.append_value(hour_start + rng.random_range(1..=MICROS_PER_HOUR));
-                    let f = (rng.random_range(500..6_000) as f64) / 100.0;
-                    fare.append_option(mostly(&mut rng, f));
-                    let k = (rng.random_range(5..300) as f64) / 10.0;
-                    distance.append_option(mostly(&mut rng, k));
-                }
-                if id.len() >= BATCH_ROWS {
-                    flush(&mut id, &mut at, &mut fare, &mut distance)?;
-                }
-            }
-        }
-        flush(&mut id, &mut at, &mut fare, &mut distance)
     })
 }
 

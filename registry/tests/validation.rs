@@ -1002,6 +1002,13 @@ fn aggregation_mistakes_are_reported_with_their_line() {
             "window: 20000w",
             "about a century",
         ),
+        (
+            "{name: rows_1h, function: count, window: 1h}",
+            "{name: rows_1h, function: count, window: 100w}",
+            "spans 201600 tiles of 5m; at most 20000",
+            "window: 100w",
+            "use a longer `hop`",
+        ),
     ];
     for (from, to, message, at, hint) in cases {
         assert!(base.contains(from), "{from:?} not in the definitions");

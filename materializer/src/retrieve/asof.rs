@@ -28,16 +28,14 @@ use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
 use quiver_online_store::value_codec::should_replace;
 use tokio::sync::mpsc::Sender;
 
+use super::merge::merge_properties;
 use crate::columns::Layout;
 
 pub const ENTITY_TIME: &str = "__t";
@@ -101,29 +99,6 @@ impl AsOfExec {
             properties,
         })
     }
-}
-
-/// The properties of a merge of two single sorted partitions (entity keys/times and a view's
-/// rows) into one streamed partition; an input of several partitions is refused.
-pub(super) fn merge_properties(
-    what: &str,
-    schema: &SchemaRef,
-    entities: &Arc<dyn ExecutionPlan>,
-    rows: &Arc<dyn ExecutionPlan>,
-) -> Result<Arc<PlanProperties>> {
-    for (side, plan) in [("entity", entities), ("view", rows)] {
-        if plan.properties().partitioning.partition_count() != 1 {
-            return Err(DataFusionError::Internal(format!(
-                "{what}: the {side} input must be one sorted partition"
-            )));
-        }
-    }
-    Ok(Arc::new(PlanProperties::new(
-        EquivalenceProperties::new(schema.clone()),
-        Partitioning::UnknownPartitioning(1),
-        EmissionType::Incremental,
-        Boundedness::Bounded,
-    )))
 }
 
 impl DisplayAs for AsOfExec {

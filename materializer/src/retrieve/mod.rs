@@ -25,6 +25,7 @@ pub mod entities;
 mod entity_keys;
 mod gather;
 pub mod manifest;
+mod merge;
 mod output_file;
 mod outputs;
 mod parquet_bounds;

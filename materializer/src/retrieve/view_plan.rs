@@ -61,15 +61,13 @@ pub(super) async fn view_plan(
     if let Some(aggregations) = &view.aggregations {
         let spec = WindowSpec {
             keys: keys.len(),
-            columns: aggregations
-                .items
-                .iter()
-                .map(|a| {
-                    a.column
-                        .as_ref()
-                        .and_then(|c| columns.iter().position(|f| &f.name == c))
-                })
-                .collect(),
+            layout: Layout {
+                join_keys: join_keys.clone(),
+                timestamp: EVENT.into(),
+                created: Some(CREATED.into()),
+                features: columns,
+            },
+            columns: crate::aggregates::column_indices(aggregations),
             aggregations: aggregations.clone(),
             batch_rows: batch_rows.max(1),
         };

@@ -19,15 +19,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Float32Builder,
-    Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampNanosecondArray, TimestampNanosecondBuilder, UInt64Builder,
-};
-use arrow::datatypes::{
-    DataType, Field, Float32Type, Float64Type, Int32Type, Int64Type, Schema, SchemaRef,
-    TimestampNanosecondType,
-};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampNanosecondType};
 use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -39,12 +32,17 @@ use futures::StreamExt;
 use quiver_online_store::aggregate::Partial;
 use quiver_online_store::tiles::{Tile, add_to_tile, empty_tile};
 use quiver_online_store::value_codec::Value;
-use quiver_registry::aggregation::{first_tile, tile_of};
-use quiver_registry::{Aggregations, ScalarType, ValueType};
+use quiver_registry::Aggregations;
+use quiver_registry::aggregation::tile_of;
 use tokio::sync::mpsc::Sender;
 
-use super::asof::{CREATED, ENTITY_ROW, EVENT, merge_properties};
-use crate::columns::{canonical_type, utc_ns};
+mod output;
+
+use output::Output;
+
+use super::asof::{CREATED, ENTITY_ROW, EVENT};
+use super::merge::merge_properties;
+use crate::columns::{Layout, canonical_type, utc_ns};
 
 /// What the aggregation needs besides its inputs.
 #[derive(Debug, Clone)]
@@ -52,8 +50,11 @@ pub struct WindowSpec {
     /// The view's join keys, first columns of both inputs.
     pub keys: usize,
     pub aggregations: Aggregations,
-    /// Per aggregate, the index of its column among the right input's columns after the keys,
-    /// `__e` and `__c` (`None`: `count` of events).
+    /// The right input as rows: join keys, `__e`, `__c`, and the aggregates' columns as its
+    /// features.
+    pub layout: Layout,
+    /// Per aggregate, the index of its column among the layout's features (`None`: `count` of
+    /// events).
     pub columns: Vec<Option<usize>>,
     pub batch_rows: usize,
 }
@@ -260,12 +261,10 @@ impl KeyState {
     }
 }
 
-/// The current batch of the right input.
+/// The current batch of the right input: its keys to compare, its rows to read.
 struct RightBatch {
     keys: Rows,
-    event: TimestampNanosecondArray,
-    created: TimestampNanosecondArray,
-    columns: Vec<ArrayRef>,
+    rows: crate::columns::Rows,
     row: usize,
 }
 
@@ -285,15 +284,8 @@ impl Run {
             let k = self.spec.keys;
             return Ok(Some(RightBatch {
                 keys: self.converter.convert_columns(&batch.columns()[..k])?,
-                event: batch
-                    .column(k)
-                    .as_primitive::<TimestampNanosecondType>()
-                    .clone(),
-                created: batch
-                    .column(k + 1)
-                    .as_primitive::<TimestampNanosecondType>()
-                    .clone(),
-                columns: batch.columns()[k + 2..].to_vec(),
+                rows: crate::columns::Rows::new(&batch, &self.spec.layout)
+                    .map_err(DataFusionError::Execution)?,
                 row: 0,
             }));
         }
@@ -311,11 +303,6 @@ impl Run {
         let hop = aggs.hop_ns();
         let max_tiles = aggs.max_tiles();
         let spans: Vec<i64> = aggs.items.iter().map(|a| a.tiles(hop)).collect();
-        let inputs: Vec<Option<ScalarType>> = aggs
-            .items
-            .iter()
-            .map(|a| a.column.as_ref().and(a.input))
-            .collect();
         let mut state = KeyState {
             head: None,
             windows: aggs
@@ -365,11 +352,11 @@ impl Run {
                             continue;
                         }
                         let i = b.row;
-                        if b.keys.row(i) != key || b.event.value(i) > t {
+                        // The plan filtered out rows without an event time.
+                        let (event, created) = b.rows.times(i).unwrap_or((i64::MAX, None));
+                        if b.keys.row(i) != key || event > t {
                             break;
                         }
-                        let event = b.event.value(i);
-                        let created = (!b.created.is_null(i)).then(|| b.created.value(i));
                         let tile = tile_of(event, hop);
                         if state.head.as_ref().is_some_and(|(h, _)| *h != tile) {
                             let (h, done) = state.head.take().expect("checked");
@@ -379,13 +366,8 @@ impl Run {
                         }
                         let head =
                             &mut state.head.get_or_insert_with(|| (tile, empty_tile(aggs))).1;
-                        for (slot, (column, input)) in
-                            values.iter_mut().zip(spec.columns.iter().zip(&inputs))
-                        {
-                            *slot = match (column, input) {
-                                (Some(c), Some(t)) => value_at(&b.columns[*c], i, *t),
-                                _ => None,
-                            };
+                        for (slot, column) in values.iter_mut().zip(&spec.columns) {
+                            *slot = column.and_then(|c| b.rows.value(c, i));
                         }
                         add_to_tile(head, aggs, event, created, &values);
                         state.latest = Some((event, created));
@@ -406,152 +388,5 @@ impl Run {
             let _ = tx.send(Ok(batch)).await;
         }
         Ok(())
-    }
-}
-
-/// Output columns being built.
-struct Output {
-    schema: SchemaRef,
-    types: Vec<ScalarType>,
-    positions: UInt64Builder,
-    values: Vec<Vec<Option<Value>>>,
-    event: TimestampNanosecondBuilder,
-    created: TimestampNanosecondBuilder,
-}
-
-impl Output {
-    fn new(schema: &SchemaRef, aggs: &Aggregations, capacity: usize) -> Self {
-        let types = aggs
-            .items
-            .iter()
-            .map(|a| match a.output_type() {
-                ValueType::Scalar(s) => s,
-                ValueType::List(s) => s,
-            })
-            .collect();
-        Output {
-            schema: schema.clone(),
-            types,
-            positions: UInt64Builder::with_capacity(capacity),
-            values: vec![Vec::with_capacity(capacity); aggs.items.len()],
-            event: TimestampNanosecondBuilder::with_capacity(capacity),
-            created: TimestampNanosecondBuilder::with_capacity(capacity),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.positions.len()
-    }
-
-    fn push_nulls(&mut self, position: u64) {
-        self.positions.append_value(position);
-        for v in &mut self.values {
-            v.push(None);
-        }
-        self.event.append_null();
-        self.created.append_null();
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        position: u64,
-        state: &mut KeyState,
-        aggs: &Aggregations,
-        spans: &[i64],
-        t: i64,
-        hop: i64,
-        max_tiles: i64,
-    ) {
-        self.positions.append_value(position);
-        for (i, a) in aggs.items.iter().enumerate() {
-            let first = first_tile(t, hop, spans[i]);
-            // The window's complete tiles (evicted up to `first`), then the current tile.
-            // Entity rows of a key come in ascending time: no later row needs an evicted tile.
-            let window = &mut state.windows[i];
-            window.evict_before(first);
-            let mut total = window.total();
-            if let Some((h, tile)) = &state.head
-                && *h >= first
-            {
-                total.merge(&tile.partials[i]);
-            }
-            self.values[i].push(total.finish(a.function));
-        }
-        match state.latest {
-            Some((e, c)) if tile_of(e, hop) >= first_tile(t, hop, max_tiles) => {
-                self.event.append_value(e);
-                self.created.append_option(c);
-            }
-            _ => {
-                self.event.append_null();
-                self.created.append_null();
-            }
-        }
-    }
-
-    fn finish(&mut self) -> Result<RecordBatch> {
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.positions.finish())];
-        for (values, t) in self.values.iter_mut().zip(&self.types) {
-            columns.push(to_array(*t, values));
-            values.clear();
-        }
-        columns.push(Arc::new(self.event.finish().with_timezone("UTC")));
-        columns.push(Arc::new(self.created.finish().with_timezone("UTC")));
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
-    }
-}
-
-/// The value at row `i` of a column in its canonical Arrow type.
-pub(crate) fn value_at(array: &ArrayRef, i: usize, t: ScalarType) -> Option<Value> {
-    if array.is_null(i) {
-        return None;
-    }
-    Some(match t {
-        ScalarType::Bool => Value::Bool(array.as_boolean().value(i)),
-        ScalarType::Int32 => Value::Int32(array.as_primitive::<Int32Type>().value(i)),
-        ScalarType::Int64 => Value::Int64(array.as_primitive::<Int64Type>().value(i)),
-        ScalarType::Float32 => Value::Float32(array.as_primitive::<Float32Type>().value(i)),
-        ScalarType::Float64 => Value::Float64(array.as_primitive::<Float64Type>().value(i)),
-        ScalarType::String => Value::String(array.as_string::<i32>().value(i).to_string()),
-        ScalarType::Bytes => Value::Bytes(array.as_binary::<i32>().value(i).to_vec()),
-        ScalarType::Timestamp => {
-            Value::Timestamp(array.as_primitive::<TimestampNanosecondType>().value(i))
-        }
-    })
-}
-
-/// Values of one scalar type as an Arrow array of its canonical type.
-pub(crate) fn to_array(t: ScalarType, values: &[Option<Value>]) -> ArrayRef {
-    macro_rules! build {
-        ($builder:ty, $variant:ident, $get:expr) => {{
-            let mut b = <$builder>::new();
-            for v in values {
-                match v {
-                    Some(Value::$variant(x)) => b.append_value($get(x)),
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish()) as ArrayRef
-        }};
-    }
-    match t {
-        ScalarType::Bool => build!(BooleanBuilder, Bool, |x: &bool| *x),
-        ScalarType::Int32 => build!(Int32Builder, Int32, |x: &i32| *x),
-        ScalarType::Int64 => build!(Int64Builder, Int64, |x: &i64| *x),
-        ScalarType::Float32 => build!(Float32Builder, Float32, |x: &f32| *x),
-        ScalarType::Float64 => build!(Float64Builder, Float64, |x: &f64| *x),
-        ScalarType::String => build!(StringBuilder, String, |x: &String| x.clone()),
-        ScalarType::Bytes => build!(BinaryBuilder, Bytes, |x: &Vec<u8>| x.clone()),
-        ScalarType::Timestamp => {
-            let mut b = TimestampNanosecondBuilder::with_capacity(values.len());
-            for v in values {
-                match v {
-                    Some(Value::Timestamp(x)) => b.append_value(*x),
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish().with_timezone("UTC"))
-        }
     }
 }

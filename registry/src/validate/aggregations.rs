@@ -191,6 +191,23 @@ impl Validator {
                 );
                 None
             }
+            Ok(w) if w.seconds / hop.seconds > MAX_TILES => {
+                self.error(
+                    file,
+                    at(&a.window),
+                    format!(
+                        "{from}: the window {w} of aggregate `{name}` spans {} tiles of {hop}; at most {MAX_TILES}",
+                        w.seconds / hop.seconds
+                    ),
+                    Some(format!(
+                        "every entity keeps a tile per hop of its longest window online: use a longer `hop` (at least {})",
+                        Ttl {
+                            seconds: w.seconds.div_ceil(MAX_TILES)
+                        }
+                    )),
+                );
+                None
+            }
             Ok(w) => Some(w),
             Err(message) => {
                 self.error(
@@ -325,6 +342,10 @@ impl Validator {
 const MAX_WINDOW: Ttl = Ttl {
     seconds: 5_200 * 7 * 86_400,
 };
+
+/// Tiles one window may span: each entity's online value keeps a tile per hop of the longest
+/// window (a 7-day window of 1-second tiles would be tens of megabytes per entity).
+const MAX_TILES: u64 = 20_000;
 
 /// The view's output features: each aggregate's name and output type (placeholder `int64` for
 /// an input whose type is read later).

@@ -1,0 +1,105 @@
+//! The Lua scripts the Redis backend runs: every write is one of them, atomic per key.
+
+/// KEYS: the keys. ARGV: for each key, its blob then its expiry (Unix ms, `0` for none).
+/// The write rule of docs/online-format.md, as `value_codec::should_store`: a blob replaces the
+/// stored one when it orders after it (timestamps, then version, then the rest), or when the
+/// stored one is damaged (a version 2 blob whose CRC-32 does not match, an unknown version).
+/// Bytes are compared one by one: Lua's string `<` depends on the locale. Strings are interned,
+/// so `new ~= old` is cheap, and the CRC (table built on first use) runs only for a stored blob
+/// that would otherwise win.
+pub(super) const WRITE_IF_NEWER: &str = r#"
+local function cmp(a, b, from, to)
+  for j = from, to do
+    local x, y = string.byte(a, j) or -1, string.byte(b, j) or -1
+    if x ~= y then return x > y and 1 or -1 end
+  end
+  return 0
+end
+local function greater(a, b)
+  local c = cmp(a, b, 2, 17)
+  if c == 0 then c = cmp(a, b, 1, 1) end
+  if c == 0 then c = cmp(a, b, 18, math.max(string.len(a), string.len(b))) end
+  return c > 0
+end
+local crc_table
+local function intact(blob)
+  local version, len = string.byte(blob, 1), string.len(blob)
+  if version == 1 then return true end
+  if version ~= 2 or len < 25 then return false end
+  if not crc_table then
+    crc_table = {}
+    for i = 0, 255 do
+      local c = i
+      for _ = 1, 8 do
+        if bit.band(c, 1) == 1 then
+          c = bit.bxor(bit.rshift(c, 1), 0xEDB88320)
+        else
+          c = bit.rshift(c, 1)
+        end
+      end
+      crc_table[i] = c
+    end
+  end
+  local c = bit.bnot(0)
+  for j = 1, len - 4 do
+    c = bit.bxor(bit.rshift(c, 8), crc_table[bit.band(bit.bxor(c, string.byte(blob, j)), 255)])
+  end
+  local b1, b2, b3, b4 = string.byte(blob, len - 3, len)
+  return bit.bnot(c) == bit.tobit(b1 + b2 * 256 + b3 * 65536 + b4 * 16777216)
+end
+local written = 0
+for i, key in ipairs(KEYS) do
+  local new = ARGV[2 * i - 1]
+  local expire_at = tonumber(ARGV[2 * i])
+  local old = redis.call('GET', key)
+  if (not old) or greater(new, old) or (new ~= old and not intact(old)) then
+    if expire_at > 0 then
+      redis.call('SET', key, new, 'PXAT', expire_at)
+    else
+      redis.call('SET', key, new)
+    end
+    written = written + 1
+  end
+end
+return written
+"#;
+
+/// KEYS: the keys. ARGV: for each key, the prefix its value must start with (`''`: the key must
+/// be absent), the new value, its expiry (Unix ms, `0` for none). A compare-and-set per key;
+/// returns 1 or 0 per key.
+pub(super) const SWAP: &str = r#"
+local stored = {}
+for i, key in ipairs(KEYS) do
+  local expected = ARGV[3 * i - 2]
+  local new = ARGV[3 * i - 1]
+  local expire_at = tonumber(ARGV[3 * i])
+  local old = redis.call('GET', key)
+  local ok
+  if old then
+    ok = expected ~= '' and string.sub(old, 1, string.len(expected)) == expected
+      and string.len(expected) == math.min(string.len(old), 17)
+  else
+    ok = expected == ''
+  end
+  if ok then
+    if expire_at > 0 then
+      redis.call('SET', key, new, 'PXAT', expire_at)
+    else
+      redis.call('SET', key, new)
+    end
+    stored[i] = 1
+  else
+    stored[i] = 0
+  end
+end
+return stored
+"#;
+
+/// KEYS[1]: the watermark hash. ARGV: generation, end. Keeps the later of the two.
+pub(super) const ADVANCE_WATERMARK: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if (not current) or tonumber(current) < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return 1
+"#;
