@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use arrow::record_batch::RecordBatch;
 use quiver_online_store::store::swap_expected;
-use quiver_online_store::tiles::{Tile, Tiles, add_to_tile, empty_tile, merge_tile};
+use quiver_online_store::tiles::{Tile, Tiles, add_to_tile, empty_tile};
 use quiver_online_store::value_codec::Value;
 use quiver_online_store::{OnlineStore, SwapEntry};
 use quiver_registry::aggregation::tile_of;
@@ -146,65 +146,51 @@ pub fn tiles_of(aggregations: &Aggregations, events: &[Event]) -> BTreeMap<i64, 
 
 /// The new value of one entity: `update` applied to what is stored (`None`: nothing to write),
 /// and what it did, in `counts` (added to the totals once the write is final). `watermark` is
-/// the view's last cutoff, which a push to an entity with nothing stored starts from.
+/// the view's last cutoff, which a push to an entity with nothing stored starts from. Tiles
+/// complete at `now_ns` are sealed, and what no window can reach any more is trimmed.
 fn next(
     aggregations: &Aggregations,
     stored: Option<Tiles>,
     update: &Update,
     (now_ns, watermark): (i64, Option<i64>),
     counts: &mut Applied,
-) -> Option<Tiles> {
-    let hop = aggregations.hop_ns();
+) -> Result<Option<Tiles>> {
     let mut tiles = match update {
         Update::Batch { cutoff_ns, tiles } => {
-            let first_pushed = tile_of(*cutoff_ns, hop);
-            let mut next = Tiles::new(*cutoff_ns);
-            match &stored {
+            let mut next = Tiles::of_batch(aggregations, *cutoff_ns, tiles);
+            match stored {
                 Some(s) if s.cutoff_ns > *cutoff_ns => {
                     counts.stale += 1;
-                    return None;
+                    return Ok(None);
                 }
                 Some(s) => {
                     next.seq = s.seq.wrapping_add(1);
                     // Pushed tiles from the new cutoff on stay; the rest is the batch's.
-                    next.tiles = s
-                        .tiles
-                        .range(first_pushed..)
-                        .map(|(k, t)| (*k, t.clone()))
-                        .collect();
+                    next.keep_pushed(aggregations, s)?;
                 }
                 None => {}
-            }
-            for (k, t) in tiles.range(..first_pushed) {
-                next.tiles.insert(*k, t.clone());
             }
             next
         }
         Update::Events(events) => {
             let mut next = stored.unwrap_or_else(|| Tiles::new(watermark.unwrap_or(i64::MIN)));
             next.seq = next.seq.wrapping_add(1);
-            let fresh: Vec<Event> = events
-                .iter()
-                .filter(|e| e.event_ns >= next.cutoff_ns)
-                .cloned()
-                .collect();
-            counts.late_events += (events.len() - fresh.len()) as u64;
-            if fresh.is_empty() {
-                return None;
+            let mut fresh = 0;
+            let cutoff_ns = next.cutoff_ns;
+            for e in events.iter().filter(|e| e.event_ns >= cutoff_ns) {
+                next.add(aggregations, e.event_ns, e.created_ns, &e.values)?;
+                fresh += 1;
             }
-            for (k, t) in tiles_of(aggregations, &fresh) {
-                match next.tiles.get_mut(&k) {
-                    Some(old) => merge_tile(old, &t),
-                    None => {
-                        next.tiles.insert(k, t);
-                    }
-                }
+            counts.late_events += (events.len() - fresh) as u64;
+            if fresh == 0 {
+                return Ok(None);
             }
             next
         }
     };
-    tiles.trim(aggregations, trim_time(&tiles, now_ns));
-    Some(tiles)
+    tiles.seal(aggregations, now_ns)?;
+    tiles.trim(aggregations, trim_time(&tiles, now_ns))?;
+    Ok(Some(tiles))
 }
 
 /// The time tiles are trimmed for: now, but never later than just before the cutoff, so the
@@ -222,10 +208,7 @@ fn trim_time(tiles: &Tiles, now_ns: i64) -> i64 {
 fn expiry_ms(aggregations: &Aggregations, tiles: &Tiles) -> Option<i64> {
     let hop = aggregations.hop_ns();
     let newest = tiles
-        .tiles
-        .keys()
-        .next_back()
-        .copied()
+        .newest_tile()
         .unwrap_or(tile_of(tiles.cutoff_ns.max(0), hop));
     let end = newest
         .saturating_add(1)
@@ -285,7 +268,8 @@ pub async fn apply(
                 &update,
                 (now_ns, watermark.flatten()),
                 &mut counts,
-            ) else {
+            )?
+            else {
                 applied.add(counts);
                 continue;
             };
@@ -299,7 +283,7 @@ pub async fn apply(
                         again.seq = seq;
                         again.encode(aggregations) == b
                     }
-                    (None, None) => tiles.tiles.is_empty(),
+                    (None, None) => tiles.is_empty(),
                     _ => false,
                 };
                 if same {

@@ -13,6 +13,10 @@ pub enum Error {
     /// A stored blob does not follow docs/online-format.md.
     #[error("corrupt online value: {0}")]
     Corrupt(String),
+    /// A stored value cannot answer the question asked of it (e.g. an aggregation value asked
+    /// for a time inside the tiles it keeps merged).
+    #[error("{0}")]
+    Unanswerable(String),
     /// The configuration cannot work (e.g. a bad URL, an unwritable path).
     #[error("{0}")]
     Config(String),

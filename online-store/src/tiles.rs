@@ -1,9 +1,25 @@
-//! The online value of an aggregation view for one entity: the tiles its longest window needs,
-//! each with every aggregate's partial state (docs/online-format.md, "Aggregation tiles").
+//! The online value of an aggregation view for one entity (docs/online-format.md, "Aggregation
+//! tiles (format byte 4)").
 //!
-//! Tiles before `cutoff_ns` were computed by materialization from the batch source; tiles from
-//! `cutoff_ns` on are kept up to date by pushes. `seq` counts writes, so a writer that read a
-//! value can store its successor only if nobody wrote in between (`OnlineStore::write_tiles`).
+//! A window at time `t` merges its aggregates' partials over the tiles from its first tile to
+//! `t`'s. Merging one partial per tile at every read would cost a read as many merges as the
+//! longest window has tiles (288 for a day of 5-minute tiles), so most tiles are kept merged
+//! into *suffixes*: in a [`Suffixes`] segment the entry at tile `j` holds each aggregate's
+//! partial over the segment's events from tile `j` on. A window then takes one entry per
+//! aggregate from each segment — the first at or after its first tile — and merges the few
+//! newest tiles, which stay one per hop. A value has three parts, in tile order:
+//! - `batch`: what materialization computed from the batch source, the tiles before the cutoff;
+//! - `pushed`: pushed tiles from the cutoff on that were complete at a write ("sealed");
+//! - `head`: the newest pushed tiles, one partial set per tile, where pushes land.
+//!
+//! A segment answers a window ending at tile `c` exactly when its last entry is at or before
+//! `c` (all its events are then at or before the window's end) or its first entry is after `c`
+//! (none is in the window). Serving reads at the current time, after every sealed tile; a time
+//! between a segment's first and last entries (only `quiver verify --at` asks for one) is
+//! refused with [`Error::Unanswerable`].
+//!
+//! `seq` counts writes, so a writer that read a value can store its successor only if nobody
+//! wrote in between (`OnlineStore::swap`).
 
 use std::collections::BTreeMap;
 
@@ -14,13 +30,21 @@ use crate::aggregate::{Latest, Partial, input_type};
 use crate::error::{Error, Result};
 use crate::value_codec::{Value, ordered_i64};
 
-/// The first byte of a tiles value (plain values are 1 and 2).
-pub const TILES_VERSION: u8 = 3;
+/// The first byte of a tiles value (plain values are 1 and 2; 3 was the flat tiles of an
+/// earlier version).
+pub const TILES_VERSION: u8 = 4;
 /// Bytes 1..17: the cutoff (order-preserving) and the write sequence (big-endian): the token a
 /// compare-and-set compares.
 pub const TOKEN: std::ops::Range<usize> = 1..17;
-const HEADER: usize = 25;
+/// Format byte, token, number of aggregates.
+const HEADER: usize = 21;
+/// A segment's fixed header: entries, bytes after the header, first and last tile, the latest
+/// event (presence, time, created presence, created time).
+const SEGMENT_HEADER: usize = 4 + 4 + 8 + 8 + 1 + 8 + 1 + 8;
 const CHECKSUM: usize = 4;
+
+/// The latest event of a set: its event time and created time.
+pub type Stamp = (i64, Option<i64>);
 
 /// One tile: the latest event time in it, and each aggregate's partial state.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,14 +54,37 @@ pub struct Tile {
     pub partials: Vec<Partial>,
 }
 
-/// An entity's tiles for one aggregation view generation.
+/// Tiles merged into suffixes (see the module's documentation). Entries exist only at tiles
+/// with events. Aggregate `i` is kept in the entry at tile `j` only when a window of it that
+/// ends at or after the last entry can start there (`j + tiles_i > last`); elsewhere its
+/// partial is not stored (and not meaningful in memory).
 #[derive(Debug, Clone, PartialEq, Default)]
+pub struct Suffixes {
+    pub entries: BTreeMap<i64, Vec<Partial>>,
+    /// The latest event in the segment (it is in the last entry's tile).
+    pub latest: Option<Stamp>,
+}
+
+/// A segment as read (its encoded bytes, decoded only when a write must change it) or as
+/// changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    Encoded(Vec<u8>),
+    Open(Suffixes),
+}
+
+/// An entity's value for one aggregation view generation.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tiles {
     /// Exclusive end of what materialization computed (hop-aligned; `i64::MIN`: none yet).
     pub cutoff_ns: i64,
     pub seq: u64,
-    /// By tile index; only tiles with events.
-    pub tiles: BTreeMap<i64, Tile>,
+    /// The tiles before the cutoff, from the batch source.
+    pub batch: Segment,
+    /// Pushed tiles from the cutoff on, sealed; all before the head's.
+    pub pushed: Segment,
+    /// The newest pushed tiles, by tile index (only tiles with events).
+    pub head: BTreeMap<i64, Tile>,
 }
 
 /// What a window answers at one time: each aggregate's value, and the time of the latest event
@@ -45,7 +92,276 @@ pub struct Tiles {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowValues {
     pub values: Vec<Option<Value>>,
-    pub latest: Option<(i64, Option<i64>)>,
+    pub latest: Option<Stamp>,
+}
+
+impl Suffixes {
+    /// The suffixes of `tiles` (ascending by tile index).
+    pub fn of_tiles<'a>(
+        aggregations: &Aggregations,
+        tiles: impl DoubleEndedIterator<Item = (&'a i64, &'a Tile)>,
+    ) -> Suffixes {
+        let mut out = Suffixes::default();
+        out.extend(aggregations, tiles);
+        out
+    }
+
+    /// Appends `tiles`, all after the last entry (ascending): every entry's suffix takes them
+    /// in, and each of them becomes an entry.
+    pub fn extend<'a>(
+        &mut self,
+        aggregations: &Aggregations,
+        tiles: impl DoubleEndedIterator<Item = (&'a i64, &'a Tile)>,
+    ) {
+        let mut acc: Vec<Partial> = aggregations.items.iter().map(Partial::empty).collect();
+        let mut added = Vec::new();
+        for (index, tile) in tiles.rev() {
+            for (a, p) in acc.iter_mut().zip(&tile.partials) {
+                a.merge(p);
+            }
+            let stamp = (tile.latest_ns, tile.latest_created_ns);
+            if self.latest.is_none_or(|l| stamp > l) {
+                self.latest = Some(stamp);
+            }
+            added.push((*index, acc.clone()));
+        }
+        if added.is_empty() {
+            return;
+        }
+        for partials in self.entries.values_mut() {
+            for (p, a) in partials.iter_mut().zip(&acc) {
+                p.merge(a);
+            }
+        }
+        self.entries.extend(added);
+    }
+
+    /// Adds one event at tile `tile`, at or before the last entry.
+    fn add(
+        &mut self,
+        aggregations: &Aggregations,
+        tile: i64,
+        event: (i64, Option<i64>),
+        values: &[Option<Value>],
+    ) {
+        if !self.entries.contains_key(&tile) {
+            let from_next = self
+                .entries
+                .range(tile..)
+                .next()
+                .map(|(_, p)| p.clone())
+                .unwrap_or_else(|| aggregations.items.iter().map(Partial::empty).collect());
+            self.entries.insert(tile, from_next);
+        }
+        for partials in self.entries.range_mut(..=tile).map(|(_, p)| p) {
+            add_partials(partials, aggregations, event, values);
+        }
+        if self.latest.is_none_or(|l| event > l) {
+            self.latest = Some(event);
+        }
+    }
+
+    /// Drops the entries before tile `first` (their suffixes hold nothing later windows need).
+    fn drop_before(&mut self, first: i64) {
+        self.entries = self.entries.split_off(&first);
+        if self.entries.is_empty() {
+            self.latest = None;
+        }
+    }
+
+    fn encode(&self, aggregations: &Aggregations, buf: &mut Vec<u8>) {
+        let hop = aggregations.hop_ns();
+        let start = buf.len();
+        buf.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&[0; 4]);
+        let first = self.entries.keys().next().copied().unwrap_or(0);
+        let last = self.entries.keys().next_back().copied().unwrap_or(0);
+        buf.extend_from_slice(&first.to_le_bytes());
+        buf.extend_from_slice(&last.to_le_bytes());
+        let (flag, at, created) = match self.latest {
+            Some((at, created)) => (1, at, created),
+            None => (0, 0, None),
+        };
+        buf.push(flag);
+        buf.extend_from_slice(&at.to_le_bytes());
+        buf.push(u8::from(created.is_some()));
+        buf.extend_from_slice(&created.unwrap_or(0).to_le_bytes());
+        for (index, partials) in &self.entries {
+            buf.extend_from_slice(&index.to_le_bytes());
+            let len_at = buf.len();
+            buf.extend_from_slice(&[0; 4]);
+            for ((p, a), kept) in
+                partials
+                    .iter()
+                    .zip(&aggregations.items)
+                    .zip(kept(aggregations, hop, *index, last))
+            {
+                if kept {
+                    put_partial(buf, p, input_type(a));
+                }
+            }
+            let len = (buf.len() - len_at - 4) as u32;
+            buf[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+        }
+        let len = (buf.len() - start - 8) as u32;
+        buf[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
+    }
+}
+
+/// Which aggregates the entry at tile `index` keeps, in a segment whose last entry is `last`.
+fn kept(
+    aggregations: &Aggregations,
+    hop: i64,
+    index: i64,
+    last: i64,
+) -> impl Iterator<Item = bool> {
+    aggregations
+        .items
+        .iter()
+        .map(move |a| index.saturating_add(a.tiles(hop)) > last)
+}
+
+/// A segment's header fields.
+struct SegmentHeader {
+    entries: usize,
+    /// Bytes of the segment, header included.
+    len: usize,
+    first: i64,
+    last: i64,
+    latest: Option<Stamp>,
+}
+
+impl SegmentHeader {
+    /// The header of the segment at the start of `bytes`.
+    fn read(bytes: &[u8]) -> Result<SegmentHeader> {
+        let mut r = Reader { buf: bytes, pos: 0 };
+        let entries = u32::from_le_bytes(r.array()?) as usize;
+        let len = u32::from_le_bytes(r.array()?) as usize + 8;
+        let first = i64::from_le_bytes(r.array()?);
+        let last = i64::from_le_bytes(r.array()?);
+        let has_latest = r.flag()?;
+        let at = i64::from_le_bytes(r.array()?);
+        let has_created = r.flag()?;
+        let created = i64::from_le_bytes(r.array()?);
+        if len > bytes.len() || len < SEGMENT_HEADER {
+            return Err(Error::Corrupt("aggregation segment truncated".into()));
+        }
+        if (entries == 0) != (!has_latest && first == 0 && last == 0) || first > last {
+            return Err(Error::Corrupt(
+                "aggregation segment header inconsistent".into(),
+            ));
+        }
+        Ok(SegmentHeader {
+            entries,
+            len,
+            first,
+            last,
+            latest: has_latest.then_some((at, has_created.then_some(created))),
+        })
+    }
+}
+
+impl Segment {
+    fn empty() -> Segment {
+        Segment::Open(Suffixes::default())
+    }
+
+    /// Its first and last entries' tiles (`None`: no entries).
+    pub fn span(&self) -> Option<(i64, i64)> {
+        match self {
+            Segment::Open(s) => Some((*s.entries.keys().next()?, *s.entries.keys().next_back()?)),
+            Segment::Encoded(b) => {
+                let h = SegmentHeader::read(b).expect("checked when decoded");
+                (h.entries > 0).then_some((h.first, h.last))
+            }
+        }
+    }
+
+    /// The suffixes, decoded if they were not yet.
+    pub fn open(&mut self, aggregations: &Aggregations) -> Result<&mut Suffixes> {
+        if let Segment::Encoded(bytes) = self {
+            *self = Segment::Open(decode_segment(bytes, aggregations)?);
+        }
+        match self {
+            Segment::Open(s) => Ok(s),
+            Segment::Encoded(_) => unreachable!("opened above"),
+        }
+    }
+
+    fn encode(&self, aggregations: &Aggregations, buf: &mut Vec<u8>) {
+        match self {
+            Segment::Encoded(bytes) => buf.extend_from_slice(bytes),
+            Segment::Open(s) => s.encode(aggregations, buf),
+        }
+    }
+
+    /// Drops the entries before tile `first`, decoding only when there are some.
+    fn drop_before(&mut self, aggregations: &Aggregations, first: i64) -> Result<()> {
+        if self.span().is_some_and(|(f, _)| f < first) {
+            self.open(aggregations)?.drop_before(first);
+        }
+        Ok(())
+    }
+}
+
+/// A segment's entries are in order and fill it exactly (their partials are read by `open`).
+fn check_framing(bytes: &[u8], header: &SegmentHeader) -> Result<()> {
+    let mut r = Reader {
+        buf: &bytes[..header.len],
+        pos: SEGMENT_HEADER,
+    };
+    let mut previous = None;
+    for _ in 0..header.entries {
+        let index = i64::from_le_bytes(r.array()?);
+        let len = u32::from_le_bytes(r.array()?) as usize;
+        if previous.is_some_and(|p| p >= index) || index < header.first || index > header.last {
+            return Err(Error::Corrupt(
+                "aggregation segment entries out of order".into(),
+            ));
+        }
+        previous = Some(index);
+        r.take(len)?;
+    }
+    if r.pos != header.len || previous != (header.entries > 0).then_some(header.last) {
+        return Err(Error::Corrupt("aggregation segment length mismatch".into()));
+    }
+    Ok(())
+}
+
+fn decode_segment(bytes: &[u8], aggregations: &Aggregations) -> Result<Suffixes> {
+    let hop = aggregations.hop_ns();
+    let header = SegmentHeader::read(bytes)?;
+    check_framing(bytes, &header)?;
+    let mut r = Reader {
+        buf: &bytes[..header.len],
+        pos: SEGMENT_HEADER,
+    };
+    let mut out = Suffixes {
+        entries: BTreeMap::new(),
+        latest: header.latest,
+    };
+    for _ in 0..header.entries {
+        let index = i64::from_le_bytes(r.array()?);
+        let len = u32::from_le_bytes(r.array()?) as usize;
+        let end = r.pos + len;
+        let partials = aggregations
+            .items
+            .iter()
+            .zip(kept(aggregations, hop, index, header.last))
+            .map(|(a, kept)| {
+                if kept {
+                    r.partial(&Partial::empty(a), input_type(a))
+                } else {
+                    Ok(Partial::empty(a))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if r.pos != end {
+            return Err(Error::Corrupt("aggregation entry length mismatch".into()));
+        }
+        out.entries.insert(index, partials);
+    }
+    Ok(out)
 }
 
 impl Tiles {
@@ -53,62 +369,123 @@ impl Tiles {
         Tiles {
             cutoff_ns,
             seq: 0,
-            tiles: BTreeMap::new(),
+            batch: Segment::empty(),
+            pushed: Segment::empty(),
+            head: BTreeMap::new(),
         }
     }
 
-    /// Adds one event; `values[i]` is aggregate `i`'s column value (ignored without a column).
+    /// A value whose batch part is `tiles` (those before the cutoff's tile are taken).
+    pub fn of_batch(
+        aggregations: &Aggregations,
+        cutoff_ns: i64,
+        tiles: &BTreeMap<i64, Tile>,
+    ) -> Tiles {
+        let mut out = Tiles::new(cutoff_ns);
+        let first_pushed = tile_of(cutoff_ns, aggregations.hop_ns());
+        out.batch = Segment::Open(Suffixes::of_tiles(
+            aggregations,
+            tiles.range(..first_pushed),
+        ));
+        out
+    }
+
+    /// Keeps what `stored` holds from this value's cutoff on: pushed tiles materialization has
+    /// not covered.
+    pub fn keep_pushed(&mut self, aggregations: &Aggregations, mut stored: Tiles) -> Result<()> {
+        let first_pushed = tile_of(self.cutoff_ns, aggregations.hop_ns());
+        stored.pushed.drop_before(aggregations, first_pushed)?;
+        self.pushed = stored.pushed;
+        self.head = stored.head.split_off(&first_pushed);
+        Ok(())
+    }
+
+    /// Adds one event at or after the cutoff (`values[i]`: aggregate `i`'s column value,
+    /// ignored without a column): into the head, or into the sealed pushed tiles when it is
+    /// older than their last.
     pub fn add(
         &mut self,
         aggregations: &Aggregations,
         event_ns: i64,
         created_ns: Option<i64>,
         values: &[Option<Value>],
-    ) {
-        let tile = self
-            .tiles
-            .entry(tile_of(event_ns, aggregations.hop_ns()))
-            .or_insert_with(|| empty_tile(aggregations));
-        add_to_tile(tile, aggregations, event_ns, created_ns, values);
-    }
-
-    /// Drops tiles no window at `now_ns` or later can hold.
-    pub fn trim(&mut self, aggregations: &Aggregations, now_ns: i64) {
-        let first = first_tile(now_ns, aggregations.hop_ns(), aggregations.max_tiles());
-        self.tiles = self.tiles.split_off(&first);
-    }
-
-    /// Every aggregate's value at `t_ns`: tiles merged in ascending order, each window from its
-    /// first tile to `t_ns`'s.
-    pub fn window(&self, aggregations: &Aggregations, t_ns: i64) -> WindowValues {
-        let hop = aggregations.hop_ns();
-        let last = tile_of(t_ns, hop);
-        let longest = first_tile(t_ns, hop, aggregations.max_tiles());
-        let mut values = Vec::with_capacity(aggregations.items.len());
-        for (i, a) in aggregations.items.iter().enumerate() {
-            let first = first_tile(t_ns, hop, a.tiles(hop));
-            let mut acc = Partial::empty(a);
-            for (_, tile) in self.tiles.range(first..=last) {
-                acc.merge(&tile.partials[i]);
-            }
-            values.push(acc.finish(a.function));
+    ) -> Result<()> {
+        let tile = tile_of(event_ns, aggregations.hop_ns());
+        if self.pushed.span().is_some_and(|(_, last)| tile <= last) {
+            self.pushed
+                .open(aggregations)?
+                .add(aggregations, tile, (event_ns, created_ns), values);
+        } else {
+            let t = self
+                .head
+                .entry(tile)
+                .or_insert_with(|| empty_tile(aggregations));
+            add_to_tile(t, aggregations, event_ns, created_ns, values);
         }
-        let latest = self
-            .tiles
-            .range(longest..=last)
+        Ok(())
+    }
+
+    /// Seals the head tiles before `now_ns`'s tile (complete: later events there are late)
+    /// into the pushed suffixes.
+    pub fn seal(&mut self, aggregations: &Aggregations, now_ns: i64) -> Result<()> {
+        let current = tile_of(now_ns, aggregations.hop_ns());
+        if self
+            .head
+            .keys()
+            .next()
+            .is_none_or(|first| *first >= current)
+        {
+            return Ok(());
+        }
+        let newer = self.head.split_off(&current);
+        let complete = std::mem::replace(&mut self.head, newer);
+        self.pushed
+            .open(aggregations)?
+            .extend(aggregations, complete.iter());
+        Ok(())
+    }
+
+    /// Drops what no window at `t_ns` or later can hold.
+    pub fn trim(&mut self, aggregations: &Aggregations, t_ns: i64) -> Result<()> {
+        let first = first_tile(t_ns, aggregations.hop_ns(), aggregations.max_tiles());
+        self.batch.drop_before(aggregations, first)?;
+        self.pushed.drop_before(aggregations, first)?;
+        self.head = self.head.split_off(&first);
+        Ok(())
+    }
+
+    /// The newest tile with events.
+    pub fn newest_tile(&self) -> Option<i64> {
+        let last = |s: &Segment| s.span().map(|(_, l)| l);
+        self.head
+            .keys()
             .next_back()
-            .map(|(_, t)| (t.latest_ns, t.latest_created_ns));
-        WindowValues { values, latest }
+            .copied()
+            .or_else(|| last(&self.pushed))
+            .or_else(|| last(&self.batch))
+    }
+
+    /// Whether it holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.newest_tile().is_none()
+    }
+
+    /// Every aggregate's value at `t_ns` (what serving answers: [`window_of`] its encoding).
+    pub fn window(&self, aggregations: &Aggregations, t_ns: i64) -> Result<WindowValues> {
+        window_of(&self.encode(aggregations), aggregations, t_ns)
     }
 
     pub fn encode(&self, aggregations: &Aggregations) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(HEADER + self.tiles.len() * 64 + CHECKSUM);
+        let mut buf =
+            Vec::with_capacity(HEADER + 2 * SEGMENT_HEADER + self.head.len() * 64 + CHECKSUM);
         buf.push(TILES_VERSION);
         buf.extend_from_slice(&ordered_i64(self.cutoff_ns));
         buf.extend_from_slice(&self.seq.to_be_bytes());
         buf.extend_from_slice(&(aggregations.items.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&(self.tiles.len() as u32).to_le_bytes());
-        for (index, tile) in &self.tiles {
+        self.batch.encode(aggregations, &mut buf);
+        self.pushed.encode(aggregations, &mut buf);
+        buf.extend_from_slice(&(self.head.len() as u32).to_le_bytes());
+        for (index, tile) in &self.head {
             buf.extend_from_slice(&index.to_le_bytes());
             buf.extend_from_slice(&tile.latest_ns.to_le_bytes());
             put_opt_i64(&mut buf, tile.latest_created_ns);
@@ -121,20 +498,24 @@ impl Tiles {
         buf
     }
 
+    /// A stored value. Its segments stay encoded (checked for framing and order) until a
+    /// write opens them; the head is decoded.
     pub fn decode(blob: &[u8], aggregations: &Aggregations) -> Result<Tiles> {
         let body = checked_body(blob)?;
         let mut r = Reader { buf: body, pos: 1 };
         let cutoff_ns = (u64::from_be_bytes(r.array()?) ^ (1 << 63)) as i64;
         let seq = u64::from_be_bytes(r.array()?);
-        let n_aggs = u32::from_le_bytes(r.array()?) as usize;
-        if n_aggs != aggregations.items.len() {
-            return Err(Error::Corrupt(format!(
-                "aggregation value has {n_aggs} aggregates, the view {}",
-                aggregations.items.len()
-            )));
-        }
+        check_aggregates(&mut r, aggregations)?;
+        let segment = |r: &mut Reader| -> Result<Segment> {
+            let header = SegmentHeader::read(&r.buf[r.pos..])?;
+            let bytes = r.take(header.len)?;
+            check_framing(bytes, &header)?;
+            Ok(Segment::Encoded(bytes.to_vec()))
+        };
+        let batch = segment(&mut r)?;
+        let pushed = segment(&mut r)?;
         let n_tiles = u32::from_le_bytes(r.array()?) as usize;
-        let mut tiles = BTreeMap::new();
+        let mut head = BTreeMap::new();
         for _ in 0..n_tiles {
             let index = i64::from_le_bytes(r.array()?);
             let latest_ns = i64::from_le_bytes(r.array()?);
@@ -144,7 +525,7 @@ impl Tiles {
                 .iter()
                 .map(|a| r.partial(&Partial::empty(a), input_type(a)))
                 .collect::<Result<Vec<_>>>()?;
-            tiles.insert(
+            head.insert(
                 index,
                 Tile {
                     latest_ns,
@@ -159,17 +540,14 @@ impl Tiles {
         Ok(Tiles {
             cutoff_ns,
             seq,
-            tiles,
+            batch,
+            pushed,
+            head,
         })
     }
 }
 
-/// What an encoded tiles value answers at `t_ns` — the same as [`Tiles::decode`] then
-/// [`Tiles::window`], read in one pass without building the tiles: partials outside every
-/// window are skipped, the others merged as they are read (serving's path).
-pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<WindowValues> {
-    let body = checked_body(blob)?;
-    let mut r = Reader { buf: body, pos: 17 };
+fn check_aggregates(r: &mut Reader, aggregations: &Aggregations) -> Result<()> {
     let n_aggs = u32::from_le_bytes(r.array()?) as usize;
     if n_aggs != aggregations.items.len() {
         return Err(Error::Corrupt(format!(
@@ -177,7 +555,19 @@ pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<
             aggregations.items.len()
         )));
     }
-    let n_tiles = u32::from_le_bytes(r.array()?) as usize;
+    Ok(())
+}
+
+/// What an encoded value answers at `t_ns`, read in one pass without building anything: from
+/// each segment the first entry at or after each aggregate's first tile, then the head tiles
+/// in each window (serving's path).
+pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<WindowValues> {
+    let body = checked_body(blob)?;
+    let mut r = Reader {
+        buf: body,
+        pos: TOKEN.end,
+    };
+    check_aggregates(&mut r, aggregations)?;
     let hop = aggregations.hop_ns();
     let last = tile_of(t_ns, hop);
     let longest = first_tile(t_ns, hop, aggregations.max_tiles());
@@ -189,13 +579,60 @@ pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<
     let empties: Vec<Partial> = aggregations.items.iter().map(Partial::empty).collect();
     let inputs: Vec<Option<ScalarType>> = aggregations.items.iter().map(input_type).collect();
     let mut totals = empties.clone();
-    let mut latest = None;
+    let mut latest: Option<Stamp> = None;
+    for _ in 0..2 {
+        let header = SegmentHeader::read(&r.buf[r.pos..])?;
+        let mut s = Reader {
+            buf: r.take(header.len)?,
+            pos: SEGMENT_HEADER,
+        };
+        if header.entries == 0 || header.first > last {
+            continue;
+        }
+        if header.last > last {
+            return Err(Error::Unanswerable(format!(
+                "the online value keeps tiles {}..={} merged; it cannot answer for a time inside them",
+                header.first, header.last
+            )));
+        }
+        if header.last >= longest {
+            latest = latest.max(header.latest);
+        }
+        let mut pending: Vec<bool> = firsts.iter().map(|f| *f <= header.last).collect();
+        for _ in 0..header.entries {
+            if !pending.contains(&true) {
+                break;
+            }
+            let index = i64::from_le_bytes(s.array()?);
+            let len = u32::from_le_bytes(s.array()?) as usize;
+            if !pending.iter().zip(&firsts).any(|(p, f)| *p && *f <= index) {
+                s.take(len)?;
+                continue;
+            }
+            let end = s.pos + len;
+            for (i, kept) in kept(aggregations, hop, index, header.last).enumerate() {
+                if !kept {
+                    continue;
+                }
+                if pending[i] && firsts[i] <= index {
+                    totals[i].merge(&s.partial(&empties[i], inputs[i])?);
+                    pending[i] = false;
+                } else {
+                    s.skip_partial(&empties[i], inputs[i])?;
+                }
+            }
+            if s.pos != end {
+                return Err(Error::Corrupt("aggregation entry length mismatch".into()));
+            }
+        }
+    }
+    let n_tiles = u32::from_le_bytes(r.array()?) as usize;
     for _ in 0..n_tiles {
         let index = i64::from_le_bytes(r.array()?);
         let latest_ns = i64::from_le_bytes(r.array()?);
         let latest_created_ns = r.opt_i64()?;
         if (longest..=last).contains(&index) {
-            latest = Some((latest_ns, latest_created_ns));
+            latest = latest.max(Some((latest_ns, latest_created_ns)));
         }
         for (i, total) in totals.iter_mut().enumerate() {
             if (firsts[i]..=last).contains(&index) {
@@ -219,13 +656,20 @@ pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<
 /// A tiles value's bytes before its checksum, once its format byte, length and checksum are
 /// right.
 fn checked_body(blob: &[u8]) -> Result<&[u8]> {
-    if blob.first() != Some(&TILES_VERSION) {
-        return Err(Error::Corrupt(format!(
-            "not an aggregation value (format byte {:?})",
-            blob.first()
-        )));
+    match blob.first() {
+        Some(&TILES_VERSION) => {}
+        Some(3) => {
+            return Err(Error::Corrupt(
+                "an aggregation value in the flat tiles of an earlier Quiver (format byte 3): materialize the view again (`quiver materialize`)".into(),
+            ));
+        }
+        other => {
+            return Err(Error::Corrupt(format!(
+                "not an aggregation value (format byte {other:?})"
+            )));
+        }
     }
-    if blob.len() < HEADER + CHECKSUM {
+    if blob.len() < HEADER + 2 * SEGMENT_HEADER + 4 + CHECKSUM {
         return Err(Error::Corrupt("aggregation value too short".into()));
     }
     let (body, sum) = blob.split_at(blob.len() - CHECKSUM);
@@ -248,6 +692,18 @@ pub fn empty_tile(aggregations: &Aggregations) -> Tile {
     }
 }
 
+/// Adds one event to each of `partials` (one per aggregate).
+fn add_partials(
+    partials: &mut [Partial],
+    aggregations: &Aggregations,
+    (event_ns, created_ns): Stamp,
+    values: &[Option<Value>],
+) {
+    for ((p, a), v) in partials.iter_mut().zip(&aggregations.items).zip(values) {
+        p.add(event_ns, created_ns, v.as_ref(), a.column.is_some());
+    }
+}
+
 /// Adds one event to a tile (see [`Tiles::add`]).
 pub fn add_to_tile(
     tile: &mut Tile,
@@ -260,25 +716,12 @@ pub fn add_to_tile(
         tile.latest_ns = event_ns;
         tile.latest_created_ns = created_ns;
     }
-    for ((p, a), v) in tile
-        .partials
-        .iter_mut()
-        .zip(&aggregations.items)
-        .zip(values)
-    {
-        p.add(event_ns, created_ns, v.as_ref(), a.column.is_some());
-    }
-}
-
-/// Merges tile `other` into `tile` (disjoint events of the same tile).
-pub fn merge_tile(tile: &mut Tile, other: &Tile) {
-    if (other.latest_ns, other.latest_created_ns) > (tile.latest_ns, tile.latest_created_ns) {
-        tile.latest_ns = other.latest_ns;
-        tile.latest_created_ns = other.latest_created_ns;
-    }
-    for (p, o) in tile.partials.iter_mut().zip(&other.partials) {
-        p.merge(o);
-    }
+    add_partials(
+        &mut tile.partials,
+        aggregations,
+        (event_ns, created_ns),
+        values,
+    );
 }
 
 fn put_opt_i64(buf: &mut Vec<u8>, v: Option<i64>) {

@@ -416,6 +416,18 @@ async fn online_equals_offline_at_fixed_times_with_pushes_between_runs() {
         );
         assert_eq!(count(&after, 2), count(&before, 2) + 1, "{backend}");
         assert_agree(&root, now, &format!("{backend} after pushes")).await;
+        // A write in a later tile seals the pushed tile (its partials merged into suffixes); an
+        // event pushed into that tile afterwards still counts; online = offline at both times.
+        let later = cutoff + 400 * S;
+        push(&root, later, &[(2, cutoff + 390 * S, 5.0)]).await;
+        push(&root, later, &[(2, cutoff + 2 * S, 6.0)]).await;
+        assert_agree(&root, later, &format!("{backend} after sealing")).await;
+        assert_agree(&root, now, &format!("{backend} after sealing, earlier")).await;
+        assert_eq!(
+            count(&online(&root, later).await, 2),
+            count(&after, 2) + 2,
+            "{backend}"
+        );
         // verify, by default just before the cutoff, agrees although the batch source now holds
         // events after it (the pushed ones).
         // (The plain view over the batch source is behind its pushed rows, as it should be.)
@@ -563,7 +575,7 @@ async fn concurrent_pushes_lose_no_event_on_any_backend() {
         let aggregations = view.aggregations.as_ref().unwrap();
         for blob in online.read(&keys).await.unwrap() {
             let tiles = Tiles::decode(&blob.unwrap(), aggregations).unwrap();
-            let w = tiles.window(aggregations, wall);
+            let w = tiles.window(aggregations, wall).unwrap();
             assert_eq!(
                 w.values[0],
                 Some(Value::Int64((writers * rounds) as i64)),

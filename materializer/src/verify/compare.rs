@@ -214,7 +214,7 @@ pub(super) async fn compare_aggregates(
         names.push(entity.clone());
     }
     let blobs = job.online.read(&keys).await?;
-    let empty = quiver_online_store::tiles::Tiles::new(i64::MIN).window(aggregations, at);
+    let empty = quiver_online_store::tiles::Tiles::new(i64::MIN).window(aggregations, at)?;
     for (row, blob) in blobs.into_iter().enumerate() {
         let name = &names[row];
         let expected: Vec<Option<Value>> = (0..view.features.len())
@@ -223,8 +223,14 @@ pub(super) async fn compare_aggregates(
         let expected_time = offline.times(row);
         let online = match blob {
             None => empty.clone(),
-            Some(b) => match quiver_online_store::tiles::Tiles::decode(&b, aggregations) {
-                Ok(t) => t.window(aggregations, at),
+            Some(b) => match quiver_online_store::tiles::window_of(&b, aggregations, at) {
+                Ok(w) => w,
+                Err(e @ quiver_online_store::Error::Unanswerable(_)) => {
+                    return Err(crate::Error::Invalid(format!(
+                        "feature view `{}`, entity {name}: {e}; verify at the last materialization's end (the default) or after the pushed tiles (--at)",
+                        view.name
+                    )));
+                }
                 Err(e) => {
                     report.corrupt += 1;
                     for f in &mut report.features {
