@@ -592,5 +592,16 @@ async fn concurrent_pushes_lose_no_event_on_any_backend() {
                 "{backend}: one write per push"
             );
         }
+        if backend == "redis" {
+            // Every value staged for a compare-and-set was moved into place or dropped.
+            let client = redis::Client::open(redis.url()).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let staged: Vec<String> = redis::cmd("KEYS")
+                .arg("*:swap:*")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(staged.is_empty(), "staged values left behind: {staged:?}");
+        }
     }
 }
