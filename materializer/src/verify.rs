@@ -133,10 +133,17 @@ async fn verify_view(job: &VerifyJob<'_>, view: &FeatureView) -> Result<ViewRepo
         return Ok(report);
     };
     report.watermark = Some(rfc3339(watermark));
-    if view.aggregations.is_some() {
+    if let Some(aggregations) = &view.aggregations {
         // Windows answer as of a time: both sides at the same one — by default just before the
-        // watermark (the last run's cutoff), where every tile is the run's own.
+        // watermark (the last run's cutoff), where every tile is the run's own. Online values
+        // hold whole tiles, so a time is taken to the last instant of its tile (reported as
+        // `compared_at`): mid-tile, the online side would count the tile's later events too.
         let at = job.at_ns.unwrap_or(watermark.saturating_sub(1));
+        let hop = aggregations.hop_ns();
+        let at = quiver_registry::aggregation::tile_of(at, hop)
+            .saturating_add(1)
+            .saturating_mul(hop)
+            .saturating_sub(1);
         report.compared_at = Some(rfc3339(at));
         let Some(sample) = sample::sample_entities(job, view, at).await? else {
             return Ok(report);
