@@ -246,13 +246,22 @@ pub async fn apply(
         let mut entries = Vec::with_capacity(pending.len());
         let mut sent = Vec::with_capacity(pending.len());
         for ((key, update), blob) in pending.into_iter().zip(stored) {
-            let decoded = blob.as_deref().and_then(|b| match Tiles::decode(b, aggregations) {
-                Ok(t) => Some(t),
-                Err(e) => {
+            let decoded = match blob.as_deref().map(|b| Tiles::decode(b, aggregations)) {
+                None => None,
+                Some(Ok(t)) => Some(t),
+                // A push onto a value it cannot read would replace every event stored there by
+                // its own: refused, loudly; a run rebuilds the value from the batch source.
+                Some(Err(e)) if matches!(update, Update::Events(_)) => {
+                    return Err(Error::Store(quiver_online_store::Error::Corrupt(format!(
+                        "feature view `{}`, key {key}: {e}; the push was not applied to it — rebuild the value with `quiver materialize` (pushed events after the last run's cutoff are lost with it)",
+                        view.name
+                    ))));
+                }
+                Some(Err(e)) => {
                     tracing::warn!(view = %view.name, %key, error = %e, "replacing an undecodable aggregation value");
                     None
                 }
-            });
+            };
             if decoded.is_none() && matches!(update, Update::Events(_)) && watermark.is_none() {
                 watermark = Some(
                     store

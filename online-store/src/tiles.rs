@@ -26,9 +26,10 @@ use std::collections::BTreeMap;
 use quiver_registry::aggregation::{first_tile, tile_of};
 use quiver_registry::{Aggregations, ScalarType};
 
-use crate::aggregate::{Latest, Partial, input_type};
+use crate::aggregate::{Partial, input_type};
 use crate::error::{Error, Result};
 use crate::value_codec::{Value, ordered_i64};
+use codec::{Reader, put_partial, put_time, put_uvarint};
 
 /// The first byte of a tiles value (plain values are 1 and 2; 3 was the flat tiles of an
 /// earlier version).
@@ -186,22 +187,19 @@ impl Suffixes {
         buf.extend_from_slice(&at.to_le_bytes());
         buf.push(u8::from(created.is_some()));
         buf.extend_from_slice(&created.unwrap_or(0).to_le_bytes());
+        let mut previous = first;
+        let mut scratch = Vec::new();
         for (index, partials) in &self.entries {
-            buf.extend_from_slice(&index.to_le_bytes());
-            let len_at = buf.len();
-            buf.extend_from_slice(&[0; 4]);
-            for ((p, a), kept) in
-                partials
-                    .iter()
-                    .zip(&aggregations.items)
-                    .zip(kept(aggregations, hop, *index, last))
-            {
+            scratch.clear();
+            for (p, kept) in partials.iter().zip(kept(aggregations, hop, *index, last)) {
                 if kept {
-                    put_partial(buf, p, input_type(a));
+                    put_partial(&mut scratch, p, index.wrapping_mul(hop));
                 }
             }
-            let len = (buf.len() - len_at - 4) as u32;
-            buf[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+            put_uvarint(buf, index.wrapping_sub(previous) as u64 as u128);
+            put_uvarint(buf, scratch.len() as u128);
+            buf.extend_from_slice(&scratch);
+            previous = *index;
         }
         let len = (buf.len() - start - 8) as u32;
         buf[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
@@ -312,9 +310,8 @@ fn check_framing(bytes: &[u8], header: &SegmentHeader) -> Result<()> {
     };
     let mut previous = None;
     for _ in 0..header.entries {
-        let index = i64::from_le_bytes(r.array()?);
-        let len = u32::from_le_bytes(r.array()?) as usize;
-        if previous.is_some_and(|p| p >= index) || index < header.first || index > header.last {
+        let (index, len) = entry_frame(&mut r, previous, header.first)?;
+        if index > header.last {
             return Err(Error::Corrupt(
                 "aggregation segment entries out of order".into(),
             ));
@@ -326,6 +323,24 @@ fn check_framing(bytes: &[u8], header: &SegmentHeader) -> Result<()> {
         return Err(Error::Corrupt("aggregation segment length mismatch".into()));
     }
     Ok(())
+}
+
+/// An entry's tile and the length of its partials: the tile as its distance to the entry
+/// before (the first's to the segment's first tile, so 0), strictly increasing.
+fn entry_frame(r: &mut Reader, previous: Option<i64>, first: i64) -> Result<(i64, usize)> {
+    let delta: u64 = r.count()?;
+    let index = previous
+        .unwrap_or(first)
+        .checked_add_unsigned(delta)
+        .filter(|_| {
+            if previous.is_some() {
+                delta > 0
+            } else {
+                delta == 0
+            }
+        })
+        .ok_or_else(|| Error::Corrupt("aggregation segment entries out of order".into()))?;
+    Ok((index, r.count()?))
 }
 
 fn decode_segment(bytes: &[u8], aggregations: &Aggregations) -> Result<Suffixes> {
@@ -340,9 +355,10 @@ fn decode_segment(bytes: &[u8], aggregations: &Aggregations) -> Result<Suffixes>
         entries: BTreeMap::new(),
         latest: header.latest,
     };
+    let mut previous = None;
     for _ in 0..header.entries {
-        let index = i64::from_le_bytes(r.array()?);
-        let len = u32::from_le_bytes(r.array()?) as usize;
+        let (index, len) = entry_frame(&mut r, previous, header.first)?;
+        previous = Some(index);
         let end = r.pos + len;
         let partials = aggregations
             .items
@@ -350,7 +366,7 @@ fn decode_segment(bytes: &[u8], aggregations: &Aggregations) -> Result<Suffixes>
             .zip(kept(aggregations, hop, index, header.last))
             .map(|(a, kept)| {
                 if kept {
-                    r.partial(&Partial::empty(a), input_type(a))
+                    r.partial(&Partial::empty(a), input_type(a), index.wrapping_mul(hop))
                 } else {
                     Ok(Partial::empty(a))
                 }
@@ -484,14 +500,24 @@ impl Tiles {
         buf.extend_from_slice(&(aggregations.items.len() as u32).to_le_bytes());
         self.batch.encode(aggregations, &mut buf);
         self.pushed.encode(aggregations, &mut buf);
+        let hop = aggregations.hop_ns();
         buf.extend_from_slice(&(self.head.len() as u32).to_le_bytes());
+        let mut previous = 0i64;
         for (index, tile) in &self.head {
-            buf.extend_from_slice(&index.to_le_bytes());
-            buf.extend_from_slice(&tile.latest_ns.to_le_bytes());
-            put_opt_i64(&mut buf, tile.latest_created_ns);
-            for (p, a) in tile.partials.iter().zip(&aggregations.items) {
-                put_partial(&mut buf, p, input_type(a));
+            let start = index.wrapping_mul(hop);
+            put_time(&mut buf, *index, previous);
+            put_time(&mut buf, tile.latest_ns, start);
+            match tile.latest_created_ns {
+                None => buf.push(0),
+                Some(c) => {
+                    buf.push(1);
+                    put_time(&mut buf, c, tile.latest_ns);
+                }
             }
+            for p in &tile.partials {
+                put_partial(&mut buf, p, start);
+            }
+            previous = *index;
         }
         let sum = crc32fast::hash(&buf);
         buf.extend_from_slice(&sum.to_le_bytes());
@@ -514,16 +540,17 @@ impl Tiles {
         };
         let batch = segment(&mut r)?;
         let pushed = segment(&mut r)?;
+        let hop = aggregations.hop_ns();
         let n_tiles = u32::from_le_bytes(r.array()?) as usize;
         let mut head = BTreeMap::new();
+        let mut previous = None;
         for _ in 0..n_tiles {
-            let index = i64::from_le_bytes(r.array()?);
-            let latest_ns = i64::from_le_bytes(r.array()?);
-            let latest_created_ns = r.opt_i64()?;
+            let (index, latest_ns, latest_created_ns) = head_frame(&mut r, &mut previous, hop)?;
+            let start = index.wrapping_mul(hop);
             let partials = aggregations
                 .items
                 .iter()
-                .map(|a| r.partial(&Partial::empty(a), input_type(a)))
+                .map(|a| r.partial(&Partial::empty(a), input_type(a), start))
                 .collect::<Result<Vec<_>>>()?;
             head.insert(
                 index,
@@ -545,6 +572,26 @@ impl Tiles {
             head,
         })
     }
+}
+
+/// A head tile's index (strictly increasing), latest event time and its created time.
+fn head_frame(
+    r: &mut Reader,
+    previous: &mut Option<i64>,
+    hop: i64,
+) -> Result<(i64, i64, Option<i64>)> {
+    let index = r.time(previous.unwrap_or(0))?;
+    if previous.is_some_and(|p| index <= p) {
+        return Err(Error::Corrupt("aggregation head tiles out of order".into()));
+    }
+    *previous = Some(index);
+    let latest_ns = r.time(index.wrapping_mul(hop))?;
+    let created = if r.flag()? {
+        Some(r.time(latest_ns)?)
+    } else {
+        None
+    };
+    Ok((index, latest_ns, created))
 }
 
 fn check_aggregates(r: &mut Reader, aggregations: &Aggregations) -> Result<()> {
@@ -599,23 +646,25 @@ pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<
             latest = latest.max(header.latest);
         }
         let mut pending: Vec<bool> = firsts.iter().map(|f| *f <= header.last).collect();
+        let mut previous = None;
         for _ in 0..header.entries {
             if !pending.contains(&true) {
                 break;
             }
-            let index = i64::from_le_bytes(s.array()?);
-            let len = u32::from_le_bytes(s.array()?) as usize;
+            let (index, len) = entry_frame(&mut s, previous, header.first)?;
+            previous = Some(index);
             if !pending.iter().zip(&firsts).any(|(p, f)| *p && *f <= index) {
                 s.take(len)?;
                 continue;
             }
             let end = s.pos + len;
+            let start = index.wrapping_mul(hop);
             for (i, kept) in kept(aggregations, hop, index, header.last).enumerate() {
                 if !kept {
                     continue;
                 }
                 if pending[i] && firsts[i] <= index {
-                    totals[i].merge(&s.partial(&empties[i], inputs[i])?);
+                    totals[i].merge(&s.partial(&empties[i], inputs[i], start)?);
                     pending[i] = false;
                 } else {
                     s.skip_partial(&empties[i], inputs[i])?;
@@ -627,16 +676,16 @@ pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<
         }
     }
     let n_tiles = u32::from_le_bytes(r.array()?) as usize;
+    let mut previous = None;
     for _ in 0..n_tiles {
-        let index = i64::from_le_bytes(r.array()?);
-        let latest_ns = i64::from_le_bytes(r.array()?);
-        let latest_created_ns = r.opt_i64()?;
+        let (index, latest_ns, latest_created_ns) = head_frame(&mut r, &mut previous, hop)?;
+        let start = index.wrapping_mul(hop);
         if (longest..=last).contains(&index) {
             latest = latest.max(Some((latest_ns, latest_created_ns)));
         }
         for (i, total) in totals.iter_mut().enumerate() {
             if (firsts[i]..=last).contains(&index) {
-                total.merge(&r.partial(&empties[i], inputs[i])?);
+                total.merge(&r.partial(&empties[i], inputs[i], start)?);
             } else {
                 r.skip_partial(&empties[i], inputs[i])?;
             }
@@ -724,202 +773,6 @@ pub fn add_to_tile(
     );
 }
 
-fn put_opt_i64(buf: &mut Vec<u8>, v: Option<i64>) {
-    match v {
-        None => buf.push(0),
-        Some(v) => {
-            buf.push(1);
-            buf.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-}
-
-fn put_value(buf: &mut Vec<u8>, v: &Option<Value>) {
-    let Some(v) = v else {
-        buf.push(0);
-        return;
-    };
-    buf.push(1);
-    match v {
-        Value::Bool(x) => buf.push(u8::from(*x)),
-        Value::Int32(x) => buf.extend_from_slice(&x.to_le_bytes()),
-        Value::Int64(x) | Value::Timestamp(x) => buf.extend_from_slice(&x.to_le_bytes()),
-        Value::Float32(x) => buf.extend_from_slice(&x.to_le_bytes()),
-        Value::Float64(x) => buf.extend_from_slice(&x.to_le_bytes()),
-        Value::String(s) => {
-            buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            buf.extend_from_slice(s.as_bytes());
-        }
-        Value::Bytes(b) => {
-            buf.extend_from_slice(&(b.len() as u32).to_le_bytes());
-            buf.extend_from_slice(b);
-        }
-        Value::List(_) => unreachable!("aggregates read scalar columns"),
-    }
-}
-
-fn put_partial(buf: &mut Vec<u8>, p: &Partial, _input: Option<ScalarType>) {
-    match p {
-        Partial::Count(n) => buf.extend_from_slice(&n.to_le_bytes()),
-        Partial::IntSum { n, sum } => {
-            buf.extend_from_slice(&n.to_le_bytes());
-            buf.extend_from_slice(&sum.to_le_bytes());
-        }
-        Partial::FloatSum { n, sum } => {
-            buf.extend_from_slice(&n.to_le_bytes());
-            buf.extend_from_slice(&sum.to_le_bytes());
-        }
-        Partial::Moments { n, mean, m2 } => {
-            buf.extend_from_slice(&n.to_le_bytes());
-            buf.extend_from_slice(&mean.to_le_bytes());
-            buf.extend_from_slice(&m2.to_le_bytes());
-        }
-        Partial::Min(v) | Partial::Max(v) => put_value(buf, v),
-        Partial::Last(l) => match l {
-            None => buf.push(0),
-            Some(l) => {
-                buf.push(1);
-                buf.extend_from_slice(&l.event_ns.to_le_bytes());
-                put_opt_i64(buf, l.created_ns);
-                put_value(buf, &l.value);
-            }
-        },
-    }
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|e| *e <= self.buf.len())
-            .ok_or_else(|| Error::Corrupt("aggregation value truncated".into()))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        Ok(self.take(N)?.try_into().expect("length checked"))
-    }
-
-    fn flag(&mut self) -> Result<bool> {
-        match self.take(1)?[0] {
-            0 => Ok(false),
-            1 => Ok(true),
-            b => Err(Error::Corrupt(format!("bad presence byte {b}"))),
-        }
-    }
-
-    fn opt_i64(&mut self) -> Result<Option<i64>> {
-        Ok(if self.flag()? {
-            Some(i64::from_le_bytes(self.array()?))
-        } else {
-            None
-        })
-    }
-
-    fn value(&mut self, t: Option<ScalarType>) -> Result<Option<Value>> {
-        if !self.flag()? {
-            return Ok(None);
-        }
-        let t =
-            t.ok_or_else(|| Error::Corrupt("a value for an aggregate without a column".into()))?;
-        let text = |b: &[u8]| {
-            String::from_utf8(b.to_vec())
-                .map_err(|_| Error::Corrupt("string value is not UTF-8".into()))
-        };
-        Ok(Some(match t {
-            ScalarType::Bool => Value::Bool(self.flag()?),
-            ScalarType::Int32 => Value::Int32(i32::from_le_bytes(self.array()?)),
-            ScalarType::Int64 => Value::Int64(i64::from_le_bytes(self.array()?)),
-            ScalarType::Timestamp => Value::Timestamp(i64::from_le_bytes(self.array()?)),
-            ScalarType::Float32 => Value::Float32(f32::from_le_bytes(self.array()?)),
-            ScalarType::Float64 => Value::Float64(f64::from_le_bytes(self.array()?)),
-            ScalarType::String => {
-                let n = u32::from_le_bytes(self.array()?) as usize;
-                Value::String(text(self.take(n)?)?)
-            }
-            ScalarType::Bytes => {
-                let n = u32::from_le_bytes(self.array()?) as usize;
-                Value::Bytes(self.take(n)?.to_vec())
-            }
-        }))
-    }
-
-    /// Steps over a value without reading it.
-    fn skip_value(&mut self, t: Option<ScalarType>) -> Result<()> {
-        if !self.flag()? {
-            return Ok(());
-        }
-        let t =
-            t.ok_or_else(|| Error::Corrupt("a value for an aggregate without a column".into()))?;
-        let n = match t {
-            ScalarType::Bool => 1,
-            ScalarType::Int32 | ScalarType::Float32 => 4,
-            ScalarType::Int64 | ScalarType::Float64 | ScalarType::Timestamp => 8,
-            ScalarType::String | ScalarType::Bytes => u32::from_le_bytes(self.array()?) as usize,
-        };
-        self.take(n).map(|_| ())
-    }
-
-    /// Steps over a partial of the same kind as `empty` without building it.
-    fn skip_partial(&mut self, empty: &Partial, input: Option<ScalarType>) -> Result<()> {
-        match empty {
-            Partial::Count(_) => self.take(8).map(|_| ()),
-            Partial::IntSum { .. } => self.take(24).map(|_| ()),
-            Partial::FloatSum { .. } => self.take(16).map(|_| ()),
-            Partial::Moments { .. } => self.take(24).map(|_| ()),
-            Partial::Min(_) | Partial::Max(_) => self.skip_value(input),
-            Partial::Last(_) => {
-                if self.flag()? {
-                    self.take(8)?;
-                    self.opt_i64()?;
-                    self.skip_value(input)?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// A partial of the same kind as `empty`.
-    fn partial(&mut self, empty: &Partial, input: Option<ScalarType>) -> Result<Partial> {
-        let i64v = |r: &mut Self| Ok::<_, Error>(i64::from_le_bytes(r.array()?));
-        let f64v = |r: &mut Self| Ok::<_, Error>(f64::from_le_bytes(r.array()?));
-        Ok(match empty {
-            Partial::Count(_) => Partial::Count(i64v(self)?),
-            Partial::IntSum { .. } => Partial::IntSum {
-                n: i64v(self)?,
-                sum: i128::from_le_bytes(self.array()?),
-            },
-            Partial::FloatSum { .. } => Partial::FloatSum {
-                n: i64v(self)?,
-                sum: f64v(self)?,
-            },
-            Partial::Moments { .. } => Partial::Moments {
-                n: i64v(self)?,
-                mean: f64v(self)?,
-                m2: f64v(self)?,
-            },
-            Partial::Min(_) => Partial::Min(self.value(input)?),
-            Partial::Max(_) => Partial::Max(self.value(input)?),
-            Partial::Last(_) => Partial::Last(if self.flag()? {
-                Some(Latest {
-                    event_ns: i64v(self)?,
-                    created_ns: self.opt_i64()?,
-                    value: self.value(input)?,
-                })
-            } else {
-                None
-            }),
-        })
-    }
-}
-
+mod codec;
 #[cfg(test)]
 mod tests;

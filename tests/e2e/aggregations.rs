@@ -602,6 +602,46 @@ async fn concurrent_pushes_lose_no_event_on_any_backend() {
                 .await
                 .unwrap();
             assert!(staged.is_empty(), "staged values left behind: {staged:?}");
+            // A push onto a value that fails its checks is refused, naming the key, and
+            // changes nothing (it would replace the stored events by its own).
+            let _: () = redis::cmd("SETRANGE")
+                .arg(&keys[0])
+                .arg(40)
+                .arg("Z")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let before: Vec<u8> = redis::cmd("GET")
+                .arg(&keys[0])
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let event = Event {
+                event_ns: wall,
+                created_ns: None,
+                values: vec![None; 7],
+            };
+            let err = apply(
+                online.as_ref(),
+                "agg",
+                &view,
+                vec![(keys[0].clone(), Update::Events(vec![event]))],
+                false,
+                wall,
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains(&keys[0]) && err.contains("quiver materialize"),
+                "{err}"
+            );
+            let after: Vec<u8> = redis::cmd("GET")
+                .arg(&keys[0])
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(before, after, "a refused push changes nothing");
         }
     }
 }

@@ -3,27 +3,16 @@ use super::*;
 /// docs/online-format.md, "Aggregation tiles (format byte 4)": the test vector.
 const VECTOR: &str = "
 04  98 86 72 51 ed fa 00 00  00 00 00 00 00 00 00 03  04 00 00 00
-01 00 00 00  67 00 00 00  bf e2 59 00 00 00 00 00  bf e2 59 00 00 00 00 00
+01 00 00 00  39 00 00 00  bf e2 59 00 00 00 00 00  bf e2 59 00 00 00 00 00
 01 00 30 0c 5d 23 72 86 18  00 00 00 00 00 00 00 00 00
-bf e2 59 00 00 00 00 00  39 00 00 00
-01 00 00 00 00 00 00 00
-01 00 00 00 00 00 00 00  01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
-01 01 00 00 00 63
-01 00 30 0c 5d 23 72 86 18 00 01 00 00 00 00 00 00 f0 3f
-01 00 00 00  67 00 00 00  c0 e2 59 00 00 00 00 00  c0 e2 59 00 00 00 00 00
+00 15  01  01 02  01 01 63  05 80 a0 b7 87 e9 05 00 00 00 00 00 00 f0 3f
+01 00 00 00  38 00 00 00  c0 e2 59 00 00 00 00 00  c0 e2 59 00 00 00 00 00
 01 00 94 2f 65 52 72 86 18  00 00 00 00 00 00 00 00 00
-c0 e2 59 00 00 00 00 00  39 00 00 00
-02 00 00 00 00 00 00 00
-02 00 00 00 00 00 00 00  07 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
-01 01 00 00 00 62
-01 00 94 2f 65 52 72 86 18 00 01 00 00 00 00 00 00 d0 3f
+00 14  02  02 0e  01 01 62  05 80 d0 ac f3 0e 00 00 00 00 00 00 d0 3f
 01 00 00 00
-c1 e2 59 00 00 00 00 00  00 82 f9 02 98 72 86 18  00
-01 00 00 00 00 00 00 00
-01 00 00 00 00 00 00 00  05 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
-01 01 00 00 00 64
-01 00 82 f9 02 98 72 86 18 00 01 00 00 00 00 00 00 00 40
-4f 82 ee 66
+82 8b cf 05  80 a8 d6 b9 07  00
+01  01 0a  01 01 64  05 80 a8 d6 b9 07 00 00 00 00 00 00 00 40
+d9 6f 3e b1
 ";
 use quiver_registry::{Aggregate, Function, Ttl};
 
@@ -261,5 +250,66 @@ proptest::proptest! {
         proptest::prop_assert_eq!(window_of(&blob, &view, at).unwrap(), oracle(&view, &all, at));
         // Verify's time, just before the cutoff: the batch alone.
         proptest::prop_assert_eq!(window_of(&blob, &view, -1).unwrap(), oracle(&view, &batch, -1));
+    }
+}
+
+/// The quickstart's shape: windows from 10 minutes to 7 days over 5-minute tiles, so entries
+/// keep different aggregates.
+fn long_view() -> Aggregations {
+    let a = |name: &str, function, column: Option<(&str, ScalarType)>, minutes: u64| Aggregate {
+        name: name.into(),
+        function,
+        column: column.map(|c| c.0.to_string()),
+        input: column.map(|c| c.1),
+        window: Ttl {
+            seconds: minutes * 60,
+        },
+    };
+    let f = Some(("f", ScalarType::Float64));
+    Aggregations {
+        hop: Ttl { seconds: 300 },
+        items: vec![
+            a("n_1h", Function::Count, None, 60),
+            a("sum_1d", Function::Sum, f, 1440),
+            a("mean_7d", Function::Mean, f, 10080),
+            a("max_10m", Function::Max, f, 10),
+            a("std_1d", Function::Stddev, f, 1440),
+            a("last_1d", Function::Last, f, 1440),
+        ],
+    }
+}
+
+proptest::proptest! {
+    /// Materialized suffixes whose entries keep different aggregates answer each window as the
+    /// events in it do (integers, and floats that add exactly).
+    #[test]
+    fn long_windows_equal_the_events_in_them(
+        events in proptest::collection::vec((-700_000i64..0, -8i64..8), 0..80),
+        after in -400i64..900_000,
+    ) {
+        let view = long_view();
+        let s = 1_000_000_000i64;
+        let all: Vec<Event> = events
+            .iter()
+            .map(|(t, f)| {
+                let x = Some(Value::Float64(*f as f64));
+                (t * s, None, vec![None, x.clone(), x.clone(), x.clone(), x.clone(), x])
+            })
+            .collect();
+        let tiles = Tiles::of_batch(&view, 0, &tiles_of(&view, &all));
+        let blob = tiles.encode(&view);
+        let at = if after < 0 { -1 } else { after * s };
+        let got = window_of(&blob, &view, at).unwrap();
+        let want = oracle(&view, &all, at);
+        proptest::prop_assert_eq!(&got.values[0], &want.values[0]);
+        proptest::prop_assert_eq!(&got.values[3], &want.values[3]);
+        proptest::prop_assert_eq!(&got.values[5], &want.values[5]);
+        proptest::prop_assert_eq!(got.latest, want.latest);
+        for i in [1, 2, 4] {
+            match (&got.values[i], &want.values[i]) {
+                (Some(Value::Float64(a)), Some(Value::Float64(b))) => proptest::prop_assert!((a - b).abs() <= 1e-9 * a.abs().max(b.abs()) + 1e-12, "{} {} {}", i, a, b),
+                (a, b) => proptest::prop_assert_eq!(a, b),
+            }
+        }
     }
 }
