@@ -14,7 +14,7 @@ use arrow::record_batch::RecordBatch;
 use quiver_online_store::store::swap_expected;
 use quiver_online_store::tiles::{Tile, Tiles, add_to_tile, empty_tile};
 use quiver_online_store::value_codec::Value;
-use quiver_online_store::{OnlineStore, SwapEntry};
+use quiver_online_store::{LiveSwapEntry, OnlineStore, SwapEntry};
 use quiver_registry::aggregation::tile_of;
 use quiver_registry::{Aggregations, FeatureView, Registry};
 
@@ -217,6 +217,34 @@ fn expiry_ms(aggregations: &Aggregations, tiles: &Tiles) -> Option<i64> {
     Some(end.div_euclid(1_000_000))
 }
 
+/// How a pending update reads and writes its value: a push reads only the header and live
+/// part and rewrites them in place; a run — or a push whose live part would shrink — reads and
+/// compare-and-sets the whole value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Live,
+    Whole,
+}
+
+/// `read`'s answer, or nothing without keys (no round trip).
+async fn read_if_any(
+    keys: &[String],
+    read: impl std::future::Future<Output = quiver_online_store::Result<Vec<Option<Vec<u8>>>>>,
+) -> Result<Vec<Option<Vec<u8>>>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(read.await?)
+}
+
+/// A push refused because the stored value fails its checks.
+fn refused(view: &FeatureView, key: &str, e: quiver_online_store::Error) -> Error {
+    Error::Store(quiver_online_store::Error::Corrupt(format!(
+        "feature view `{}`, key {key}: {e}; the push was not applied to it — rebuild the value with `quiver materialize` (pushed events after the last run's cutoff are lost with it)",
+        view.name
+    )))
+}
+
 /// Applies `updates` (online key → update) to the store: read, merge, compare-and-set, and
 /// again for keys another writer changed in between.
 pub async fn apply(
@@ -229,7 +257,16 @@ pub async fn apply(
 ) -> Result<Applied> {
     let aggregations = view.aggregations.as_ref().expect("an aggregation view");
     let mut applied = Applied::default();
-    let mut pending = updates;
+    let mut pending: Vec<(String, Update, Mode)> = updates
+        .into_iter()
+        .map(|(key, update)| {
+            let mode = match update {
+                Update::Events(_) => Mode::Live,
+                Update::Batch { .. } => Mode::Whole,
+            };
+            (key, update, mode)
+        })
+        .collect();
     // Read once, when a push meets an entity with nothing stored.
     let mut watermark: Option<Option<i64>> = None;
     for round in 0..MAX_ROUNDS {
@@ -241,26 +278,49 @@ pub async fn apply(
             let pause = rand::random_range(0..=cap);
             tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
         }
-        let keys: Vec<String> = pending.iter().map(|(k, _)| k.clone()).collect();
-        let stored = store.read(&keys).await?;
-        let mut entries = Vec::with_capacity(pending.len());
-        let mut sent = Vec::with_capacity(pending.len());
-        for ((key, update), blob) in pending.into_iter().zip(stored) {
-            let decoded = match blob.as_deref().map(|b| Tiles::decode(b, aggregations)) {
-                None => None,
-                Some(Ok(t)) => Some(t),
-                // A push onto a value it cannot read would replace every event stored there by
-                // its own: refused, loudly; a run rebuilds the value from the batch source.
-                Some(Err(e)) if matches!(update, Update::Events(_)) => {
-                    return Err(Error::Store(quiver_online_store::Error::Corrupt(format!(
-                        "feature view `{}`, key {key}: {e}; the push was not applied to it — rebuild the value with `quiver materialize` (pushed events after the last run's cutoff are lost with it)",
-                        view.name
-                    ))));
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(view = %view.name, %key, error = %e, "replacing an undecodable aggregation value");
-                    None
-                }
+        let keys_in = |mode: Mode| -> Vec<String> {
+            pending
+                .iter()
+                .filter(|p| p.2 == mode)
+                .map(|p| p.0.clone())
+                .collect()
+        };
+        let (live_keys, whole_keys) = (keys_in(Mode::Live), keys_in(Mode::Whole));
+        let mut live_read = read_if_any(&live_keys, store.read_live(&live_keys))
+            .await?
+            .into_iter();
+        let mut whole_read = read_if_any(&whole_keys, store.read(&whole_keys))
+            .await?
+            .into_iter();
+        let mut whole = Vec::new();
+        let mut live = Vec::new();
+        let mut sent = Vec::new();
+        let mut sent_live = Vec::new();
+        let mut again = Vec::new();
+        for (key, update, mode) in std::mem::take(&mut pending) {
+            let blob = match mode {
+                Mode::Live => live_read.next(),
+                Mode::Whole => whole_read.next(),
+            }
+            .expect("one answer per key");
+            let (decoded, layout) = match (mode, blob.as_deref()) {
+                (_, None) => (None, None),
+                (Mode::Live, Some(b)) => match Tiles::decode_live(b, aggregations) {
+                    Ok(v) => (Some(v.tiles), Some((v.live_at, v.live_len))),
+                    Err(e) => return Err(refused(view, &key, e)),
+                },
+                (Mode::Whole, Some(b)) => match Tiles::decode(b, aggregations) {
+                    Ok(t) => (Some(t), None),
+                    // A push onto a value it cannot read would replace every event stored
+                    // there by its own: refused, loudly; a run rebuilds the value.
+                    Err(e) if matches!(update, Update::Events(_)) => {
+                        return Err(refused(view, &key, e));
+                    }
+                    Err(e) => {
+                        tracing::warn!(view = %view.name, %key, error = %e, "replacing an undecodable aggregation value");
+                        (None, None)
+                    }
+                },
             };
             if decoded.is_none() && matches!(update, Update::Events(_)) && watermark.is_none() {
                 watermark = Some(
@@ -282,6 +342,32 @@ pub async fn apply(
                 applied.add(counts);
                 continue;
             };
+            let expire_at_ms = if key_ttl {
+                tiles
+                    .newest_tile()
+                    .and_then(|_| expiry_ms(aggregations, &tiles))
+            } else {
+                None
+            };
+            if let Some((live_at, live_len)) = layout {
+                // A push: the header and live part in place, unless they would shrink (then
+                // the whole value, next round).
+                let (header, part) = tiles.encode_live_update(aggregations, live_at);
+                if part.len() < live_len {
+                    again.push((key, update, Mode::Whole));
+                    continue;
+                }
+                live.push(LiveSwapEntry {
+                    expected: swap_expected(blob.as_deref()).expect("a stored value"),
+                    key: key.clone(),
+                    header,
+                    live_at,
+                    live: part,
+                    expire_at_ms,
+                });
+                sent_live.push((key, update, counts));
+                continue;
+            }
             let encoded = tiles.encode(aggregations);
             // A run that computes what is stored writes nothing (compared as stored bytes, so
             // NaNs compare too); nor does one whose tiles are all too old, with nothing stored.
@@ -301,26 +387,43 @@ pub async fn apply(
                     continue;
                 }
             }
-            entries.push(SwapEntry {
+            whole.push(SwapEntry {
                 key: key.clone(),
                 expected: swap_expected(blob.as_deref()),
                 blob: encoded,
                 expire_at_ms: if key_ttl {
-                    expiry_ms(aggregations, &tiles)
+                    expire_at_ms.or_else(|| expiry_ms(aggregations, &tiles))
                 } else {
                     None
                 },
             });
-            sent.push((key, update, counts));
+            sent.push((key, update, counts, mode));
         }
-        let stored = store.swap(entries).await?;
-        pending = Vec::new();
-        for (ok, (key, update, counts)) in stored.into_iter().zip(sent) {
+        let stored = if whole.is_empty() {
+            Vec::new()
+        } else {
+            store.swap(whole).await?
+        };
+        let stored_live = if live.is_empty() {
+            Vec::new()
+        } else {
+            store.swap_live(live).await?
+        };
+        pending = again;
+        for (ok, (key, update, counts, mode)) in stored.into_iter().zip(sent) {
             if ok {
                 applied.written += 1;
                 applied.add(counts);
             } else {
-                pending.push((key, update));
+                pending.push((key, update, mode));
+            }
+        }
+        for (ok, (key, update, counts)) in stored_live.into_iter().zip(sent_live) {
+            if ok {
+                applied.written += 1;
+                applied.add(counts);
+            } else {
+                pending.push((key, update, Mode::Live));
             }
         }
     }

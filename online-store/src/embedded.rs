@@ -252,6 +252,40 @@ impl OnlineStore for EmbeddedStore {
         .await
     }
 
+    async fn read_live(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        Ok(self
+            .read(keys)
+            .await?
+            .into_iter()
+            .map(|v| v.map(|v| crate::store::live_part(&v)))
+            .collect())
+    }
+
+    async fn swap_live(&self, entries: Vec<crate::store::LiveSwapEntry>) -> Result<Vec<bool>> {
+        self.blocking(move |db, path| {
+            let txn = db.begin_write(path)?;
+            let mut stored = Vec::with_capacity(entries.len());
+            {
+                let mut table = txn.open_table(VALUES).map_err(backend)?;
+                for e in &entries {
+                    let next = table
+                        .get(e.key.as_str())
+                        .map_err(backend)?
+                        .and_then(|v| crate::store::splice_live(v.value(), e));
+                    if let Some(next) = &next {
+                        table
+                            .insert(e.key.as_str(), next.as_slice())
+                            .map_err(backend)?;
+                    }
+                    stored.push(next.is_some());
+                }
+            }
+            txn.commit().map_err(backend)?;
+            Ok(stored)
+        })
+        .await
+    }
+
     async fn read(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         let keys = keys.to_vec();
         self.blocking(move |db, _| {

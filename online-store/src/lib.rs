@@ -30,4 +30,4 @@ pub use health::StoreReport;
 pub use open::open;
 pub use reconnect::open_or_retry;
 pub use redis_backend::{RedisStore, slot};
-pub use store::{OnlineStore, SwapEntry, WriteEntry};
+pub use store::{LiveSwapEntry, OnlineStore, SwapEntry, WriteEntry};

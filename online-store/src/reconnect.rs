@@ -139,6 +139,14 @@ impl OnlineStore for Reconnecting {
         self.connected()?.read(keys).await
     }
 
+    async fn read_live(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.connected()?.read_live(keys).await
+    }
+
+    async fn swap_live(&self, entries: Vec<crate::store::LiveSwapEntry>) -> Result<Vec<bool>> {
+        self.connected()?.swap_live(entries).await
+    }
+
     async fn watermark(&self, project: &str, view: &str, generation: u64) -> Result<Option<i64>> {
         self.connected()?.watermark(project, view, generation).await
     }

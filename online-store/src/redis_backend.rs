@@ -17,10 +17,10 @@ use crate::error::{Error, Result};
 use crate::health::StoreReport;
 use crate::key_codec::{hash_tag, watermark_key};
 use crate::redis_health::{Answer, Answers, HEALTH_COMMANDS, server_report};
-use crate::store::{OnlineStore, SwapEntry, WriteEntry};
+use crate::store::{LiveSwapEntry, OnlineStore, SwapEntry, WriteEntry};
 
 mod scripts;
-use scripts::{ADVANCE_WATERMARK, SWAP, WRITE_IF_NEWER};
+use scripts::{ADVANCE_WATERMARK, READ_LIVE, SWAP, SWAP_LIVE, WRITE_IF_NEWER};
 
 /// How long a value staged for a compare-and-set lives if its writer never completes it.
 const STAGED_MS: u64 = 60_000;
@@ -83,6 +83,8 @@ pub struct RedisStore {
     shown: String,
     write_script: Script,
     swap_script: Script,
+    read_live_script: Script,
+    swap_live_script: Script,
     watermark_script: Script,
 }
 
@@ -189,6 +191,8 @@ impl RedisStore {
             shown,
             write_script: Script::new(WRITE_IF_NEWER),
             swap_script: Script::new(SWAP),
+            read_live_script: Script::new(READ_LIVE),
+            swap_live_script: Script::new(SWAP_LIVE),
             watermark_script: Script::new(ADVANCE_WATERMARK),
         })
     }
@@ -284,6 +288,75 @@ impl RedisStore {
             .collect())
     }
 
+    /// Runs `call` on `items` split into script calls (by slot on a Cluster), with each item's
+    /// index; answers come back by index and are put in order.
+    async fn by_slot<E, T, F, Fut>(&self, items: Vec<E>, call: F) -> Result<Vec<T>>
+    where
+        E: Keyed + Clone,
+        F: Fn(Vec<(usize, E)>) -> Fut,
+        Fut: Future<Output = Result<Vec<(usize, T)>>>,
+    {
+        let n = items.len();
+        let indexed: Vec<(usize, E)> = items.into_iter().enumerate().collect();
+        let answers: Vec<Vec<(usize, T)>> = stream::iter(calls(indexed, self.cluster))
+            .map(call)
+            .buffer_unordered(CALLS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+        for (i, answer) in answers.into_iter().flatten() {
+            out[i] = Some(answer);
+        }
+        out.into_iter()
+            .map(|a| {
+                a.ok_or_else(|| Error::Backend(format!("{}: a script answered short", self.shown)))
+            })
+            .collect()
+    }
+
+    async fn read_live_group(
+        &self,
+        group: Vec<(usize, String)>,
+    ) -> Result<Vec<(usize, Option<Vec<u8>>)>> {
+        let mut invocation = self.read_live_script.prepare_invoke();
+        for (_, key) in &group {
+            invocation.key(key);
+        }
+        let mut conn = self.conn.clone();
+        let values: Vec<Option<Vec<u8>>> = self
+            .bounded(
+                read_bound(self.timeout, group.len()),
+                invocation.invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(group.into_iter().map(|(i, _)| i).zip(values).collect())
+    }
+
+    async fn swap_live_group(
+        &self,
+        group: Vec<(usize, LiveSwapEntry)>,
+    ) -> Result<Vec<(usize, bool)>> {
+        let mut invocation = self.swap_live_script.prepare_invoke();
+        for (_, e) in &group {
+            invocation
+                .key(&e.key)
+                .arg(&e.expected)
+                .arg(&e.header)
+                .arg(e.live_at)
+                .arg(&e.live)
+                .arg(e.expire_at_ms.unwrap_or(0));
+        }
+        let mut conn = self.conn.clone();
+        let stored: Vec<i64> = self
+            .bounded(self.write_timeout, invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(group
+            .into_iter()
+            .map(|(i, _)| i)
+            .zip(stored.into_iter().map(|s| s == 1))
+            .collect())
+    }
+
     /// Sends `cmd` to every server holding values (the one server, or each master of a
     /// Cluster) and returns each one's answer, by server. An error is a store that did not
     /// answer at all.
@@ -362,9 +435,27 @@ impl Keyed for WriteEntry {
     }
 }
 
-impl Keyed for (usize, SwapEntry) {
+impl Keyed for SwapEntry {
     fn key(&self) -> &str {
-        &self.1.key
+        &self.key
+    }
+}
+
+impl Keyed for LiveSwapEntry {
+    fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl Keyed for String {
+    fn key(&self) -> &str {
+        self
+    }
+}
+
+impl<E: Keyed> Keyed for (usize, E) {
+    fn key(&self) -> &str {
+        self.1.key()
     }
 }
 
@@ -385,19 +476,16 @@ impl OnlineStore for RedisStore {
     }
 
     async fn swap(&self, entries: Vec<SwapEntry>) -> Result<Vec<bool>> {
-        // Entries are grouped by slot on a Cluster: answers are put back in order by index.
-        let indexed: Vec<(usize, SwapEntry)> = entries.into_iter().enumerate().collect();
-        let groups = calls(indexed, self.cluster);
-        let answers: Vec<Vec<(usize, bool)>> = stream::iter(groups)
-            .map(|group| self.swap_group(group))
-            .buffer_unordered(CALLS_IN_FLIGHT)
-            .try_collect()
-            .await?;
-        let mut out = vec![false; answers.iter().map(Vec::len).sum()];
-        for (i, stored) in answers.into_iter().flatten() {
-            out[i] = stored;
-        }
-        Ok(out)
+        self.by_slot(entries, |g| self.swap_group(g)).await
+    }
+
+    async fn read_live(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.by_slot(keys.to_vec(), |g| self.read_live_group(g))
+            .await
+    }
+
+    async fn swap_live(&self, entries: Vec<LiveSwapEntry>) -> Result<Vec<bool>> {
+        self.by_slot(entries, |g| self.swap_live_group(g)).await
     }
 
     async fn read(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {

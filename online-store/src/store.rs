@@ -37,6 +37,58 @@ pub fn swap_expected(stored: Option<&[u8]>) -> Option<Vec<u8>> {
     stored.map(|b| b[..b.len().min(SWAP_PREFIX)].to_vec())
 }
 
+/// An aggregation value's fixed header (docs/online-format.md, "Aggregation tiles"): format
+/// byte, token, number of aggregates, then where its live part starts and how long it is.
+pub const LIVE_HEADER: usize = 29;
+/// Bytes of the header holding the live part's offset (u32 little-endian).
+pub const LIVE_AT: std::ops::Range<usize> = 21..25;
+
+/// An in-place compare-and-set of an aggregation value's header and live part (a push): if the
+/// key's value starts with `expected`, its first [`LIVE_HEADER`] bytes become `header` and its
+/// bytes from `live_at` on become `live` (never shorter than the live part it replaces, so the
+/// value ends where `live` does). The batch part between them is left as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSwapEntry {
+    pub key: String,
+    pub expected: Vec<u8>,
+    pub header: Vec<u8>,
+    pub live_at: usize,
+    pub live: Vec<u8>,
+    /// Unix ms to expire the key at (`None`: leave its expiry as it is).
+    pub expire_at_ms: Option<i64>,
+}
+
+/// What [`OnlineStore::read_live`] answers for a stored value: its header and its bytes from
+/// the header's live offset on (the header alone if the offset is past the end).
+pub fn live_part(value: &[u8]) -> Vec<u8> {
+    let header = &value[..value.len().min(LIVE_HEADER)];
+    let mut out = header.to_vec();
+    if header.len() == LIVE_HEADER {
+        let at = u32::from_le_bytes(header[LIVE_AT].try_into().expect("4 bytes")) as usize;
+        if at <= value.len() {
+            out.extend_from_slice(&value[at..]);
+        }
+    }
+    out
+}
+
+/// `value` with `entry` applied, if its token matches (the embedded store's
+/// [`OnlineStore::swap_live`]).
+pub fn splice_live(value: &[u8], entry: &LiveSwapEntry) -> Option<Vec<u8>> {
+    if !value.starts_with(&entry.expected)
+        || value.len() < entry.live_at
+        || entry.live_at < LIVE_HEADER
+        || entry.header.len() != LIVE_HEADER
+    {
+        return None;
+    }
+    let mut out = Vec::with_capacity(entry.live_at + entry.live.len());
+    out.extend_from_slice(&entry.header);
+    out.extend_from_slice(&value[LIVE_HEADER..entry.live_at]);
+    out.extend_from_slice(&entry.live);
+    Some(out)
+}
+
 #[async_trait]
 pub trait OnlineStore: Send + Sync + std::fmt::Debug {
     /// Stores each entry whose `(event_ts, created_ts)` is not older than the stored one's,
@@ -47,6 +99,12 @@ pub trait OnlineStore: Send + Sync + std::fmt::Debug {
     async fn swap(&self, entries: Vec<SwapEntry>) -> Result<Vec<bool>>;
     /// The blobs under `keys`, in order; all in one round trip.
     async fn read(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;
+    /// For aggregation values: each one's header and live part ([`live_part`]), without the
+    /// batch part a push leaves alone; all in one round trip.
+    async fn read_live(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;
+    /// In-place compare-and-sets of aggregation values' live parts ([`LiveSwapEntry`]),
+    /// atomically per key. Returns, per entry in order, whether it was stored.
+    async fn swap_live(&self, entries: Vec<LiveSwapEntry>) -> Result<Vec<bool>>;
     /// The exclusive end (ns since the epoch) of what has been materialized for a view generation.
     async fn watermark(&self, project: &str, view: &str, generation: u64) -> Result<Option<i64>>;
     /// Moves the watermark to `end_ns` unless it is already later (it never moves back).

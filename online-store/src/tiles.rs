@@ -33,14 +33,16 @@ use codec::{Reader, put_partial, put_time};
 pub use segment::{Segment, Suffixes};
 use segment::{SegmentHeader, check_framing, entry_frame, kept};
 
+use crate::store::{LIVE_AT, LIVE_HEADER};
+
 /// The first byte of a tiles value (plain values are 1 and 2; 3 was the flat tiles of an
 /// earlier version).
 pub const TILES_VERSION: u8 = 4;
 /// Bytes 1..17: the cutoff (order-preserving) and the write sequence (big-endian): the token a
 /// compare-and-set compares.
 pub const TOKEN: std::ops::Range<usize> = 1..17;
-/// Format byte, token, number of aggregates.
-const HEADER: usize = 21;
+/// Format byte, token, number of aggregates, the live part's offset and length.
+const HEADER: usize = LIVE_HEADER;
 /// A segment's fixed header: entries, bytes after the header, first and last tile, the latest
 /// event (presence, time, created presence, created time).
 pub(crate) const SEGMENT_HEADER: usize = 4 + 4 + 8 + 8 + 1 + 8 + 1 + 8;
@@ -190,14 +192,51 @@ impl Tiles {
         window_of(&self.encode(aggregations), aggregations, t_ns)
     }
 
+    /// The whole value: header, batch part (segment and checksum), live part (pushed segment,
+    /// head and a checksum over the header and the live part).
     pub fn encode(&self, aggregations: &Aggregations) -> Vec<u8> {
-        let mut buf =
-            Vec::with_capacity(HEADER + 2 * SEGMENT_HEADER + self.head.len() * 64 + CHECKSUM);
-        buf.push(TILES_VERSION);
-        buf.extend_from_slice(&ordered_i64(self.cutoff_ns));
-        buf.extend_from_slice(&self.seq.to_be_bytes());
-        buf.extend_from_slice(&(aggregations.items.len() as u32).to_le_bytes());
-        self.batch.encode(aggregations, &mut buf);
+        let mut batch = Vec::new();
+        self.batch.encode(aggregations, &mut batch);
+        let live = self.encode_live(aggregations);
+        let live_at = HEADER + batch.len() + CHECKSUM;
+        let header = self.header(aggregations, live_at, live.len() + CHECKSUM);
+        let mut buf = Vec::with_capacity(live_at + live.len() + CHECKSUM);
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(&batch);
+        buf.extend_from_slice(&crc32fast::hash(&batch).to_le_bytes());
+        buf.extend_from_slice(&live);
+        buf.extend_from_slice(&live_checksum(&header, &live));
+        buf
+    }
+
+    /// The header and the live part (checksum included) of this value, for an in-place update
+    /// of a stored value whose batch part, unchanged, ends at `live_at`.
+    pub fn encode_live_update(
+        &self,
+        aggregations: &Aggregations,
+        live_at: usize,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let mut live = self.encode_live(aggregations);
+        let header = self.header(aggregations, live_at, live.len() + CHECKSUM);
+        let sum = live_checksum(&header, &live);
+        live.extend_from_slice(&sum);
+        (header.to_vec(), live)
+    }
+
+    fn header(&self, aggregations: &Aggregations, live_at: usize, live_len: usize) -> [u8; HEADER] {
+        let mut h = [0u8; HEADER];
+        h[0] = TILES_VERSION;
+        h[1..9].copy_from_slice(&ordered_i64(self.cutoff_ns));
+        h[9..17].copy_from_slice(&self.seq.to_be_bytes());
+        h[17..21].copy_from_slice(&(aggregations.items.len() as u32).to_le_bytes());
+        h[LIVE_AT].copy_from_slice(&(live_at as u32).to_le_bytes());
+        h[25..29].copy_from_slice(&(live_len as u32).to_le_bytes());
+        h
+    }
+
+    /// The pushed segment and the head, without a checksum.
+    fn encode_live(&self, aggregations: &Aggregations) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(2 * SEGMENT_HEADER + self.head.len() * 64);
         self.pushed.encode(aggregations, &mut buf);
         let hop = aggregations.hop_ns();
         buf.extend_from_slice(&(self.head.len() as u32).to_le_bytes());
@@ -218,27 +257,58 @@ impl Tiles {
             }
             previous = *index;
         }
-        let sum = crc32fast::hash(&buf);
-        buf.extend_from_slice(&sum.to_le_bytes());
         buf
     }
 
     /// A stored value. Its segments stay encoded (checked for framing and order) until a
     /// write opens them; the head is decoded.
     pub fn decode(blob: &[u8], aggregations: &Aggregations) -> Result<Tiles> {
-        let body = checked_body(blob)?;
-        let mut r = Reader { buf: body, pos: 1 };
+        Tiles::of_parts(&split(blob)?, aggregations)
+    }
+
+    /// A value's header and live part as [`crate::OnlineStore::read_live`] reads them: the
+    /// batch segment is [`Segment::Unread`]; with where the live part starts and how long it
+    /// is, for [`Tiles::encode_live_update`].
+    pub fn decode_live(bytes: &[u8], aggregations: &Aggregations) -> Result<LiveValue> {
+        let parts = split_live(bytes)?;
+        Ok(LiveValue {
+            tiles: Tiles::of_parts(&parts, aggregations)?,
+            live_at: parts.live_at,
+            live_len: bytes.len() - HEADER,
+        })
+    }
+
+    fn of_parts(parts: &Parts, aggregations: &Aggregations) -> Result<Tiles> {
+        let mut r = Reader {
+            buf: parts.header,
+            pos: 1,
+        };
         let cutoff_ns = (u64::from_be_bytes(r.array()?) ^ (1 << 63)) as i64;
         let seq = u64::from_be_bytes(r.array()?);
         check_aggregates(&mut r, aggregations)?;
-        let segment = |r: &mut Reader| -> Result<Segment> {
-            let header = SegmentHeader::read(&r.buf[r.pos..])?;
-            let bytes = r.take(header.len)?;
+        let segment = |bytes: &[u8]| -> Result<(Segment, usize)> {
+            let header = SegmentHeader::read(bytes)?;
+            let bytes = &bytes[..header.len];
             check_framing(bytes, &header)?;
-            Ok(Segment::Encoded(bytes.to_vec()))
+            Ok((Segment::Encoded(bytes.to_vec()), header.len))
         };
-        let batch = segment(&mut r)?;
-        let pushed = segment(&mut r)?;
+        let batch = match parts.batch {
+            None => Segment::Unread,
+            Some(bytes) => {
+                let (batch, len) = segment(bytes)?;
+                if len != bytes.len() {
+                    return Err(Error::Corrupt(
+                        "trailing bytes in aggregation batch part".into(),
+                    ));
+                }
+                batch
+            }
+        };
+        let (pushed, len) = segment(parts.live)?;
+        let mut r = Reader {
+            buf: parts.live,
+            pos: len,
+        };
         let hop = aggregations.hop_ns();
         let n_tiles = u32::from_le_bytes(r.array()?) as usize;
         let mut head = BTreeMap::new();
@@ -260,7 +330,7 @@ impl Tiles {
                 },
             );
         }
-        if r.pos != body.len() {
+        if r.pos != parts.live.len() {
             return Err(Error::Corrupt("trailing bytes in aggregation value".into()));
         }
         Ok(Tiles {
@@ -271,6 +341,15 @@ impl Tiles {
             head,
         })
     }
+}
+
+/// A value read without its batch part, and where its live part is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveValue {
+    pub tiles: Tiles,
+    pub live_at: usize,
+    /// The stored live part's length (checksum included): an in-place update may not shorten it.
+    pub live_len: usize,
 }
 
 /// A head tile's index (strictly increasing), latest event time and its created time.
@@ -308,12 +387,14 @@ fn check_aggregates(r: &mut Reader, aggregations: &Aggregations) -> Result<()> {
 /// each segment the first entry at or after each aggregate's first tile, then the head tiles
 /// in each window (serving's path).
 pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<WindowValues> {
-    let body = checked_body(blob)?;
-    let mut r = Reader {
-        buf: body,
-        pos: TOKEN.end,
-    };
-    check_aggregates(&mut r, aggregations)?;
+    let parts = split(blob)?;
+    check_aggregates(
+        &mut Reader {
+            buf: parts.header,
+            pos: TOKEN.end,
+        },
+        aggregations,
+    )?;
     let hop = aggregations.hop_ns();
     let last = tile_of(t_ns, hop);
     let longest = first_tile(t_ns, hop, aggregations.max_tiles());
@@ -326,12 +407,23 @@ pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<
     let inputs: Vec<Option<ScalarType>> = aggregations.items.iter().map(input_type).collect();
     let mut totals = empties.clone();
     let mut latest: Option<Stamp> = None;
-    for _ in 0..2 {
-        let header = SegmentHeader::read(&r.buf[r.pos..])?;
+    let mut r = Reader {
+        buf: parts.live,
+        pos: 0,
+    };
+    for bytes in [parts.batch.expect("a whole value"), parts.live] {
+        let header = SegmentHeader::read(bytes)?;
         let mut s = Reader {
-            buf: r.take(header.len)?,
+            buf: &bytes[..header.len],
             pos: SEGMENT_HEADER,
         };
+        if std::ptr::eq(bytes, parts.live) {
+            r.pos = header.len;
+        } else if header.len != bytes.len() {
+            return Err(Error::Corrupt(
+                "trailing bytes in aggregation batch part".into(),
+            ));
+        }
         if header.entries == 0 || header.first > last {
             continue;
         }
@@ -390,7 +482,7 @@ pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<
             }
         }
     }
-    if r.pos != body.len() {
+    if r.pos != parts.live.len() {
         return Err(Error::Corrupt("trailing bytes in aggregation value".into()));
     }
     let values = totals
@@ -401,10 +493,19 @@ pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<
     Ok(WindowValues { values, latest })
 }
 
-/// A tiles value's bytes before its checksum, once its format byte, length and checksum are
-/// right.
-fn checked_body(blob: &[u8]) -> Result<&[u8]> {
-    match blob.first() {
+/// A value's parts, once its format byte, lengths and checksums are right.
+struct Parts<'a> {
+    header: &'a [u8],
+    /// The batch segment (`None`: not read).
+    batch: Option<&'a [u8]>,
+    /// The pushed segment and the head.
+    live: &'a [u8],
+    live_at: usize,
+}
+
+/// The live part's offset and length from a value's header.
+fn layout(bytes: &[u8]) -> Result<(usize, usize)> {
+    match bytes.first() {
         Some(&TILES_VERSION) => {}
         Some(3) => {
             return Err(Error::Corrupt(
@@ -417,14 +518,71 @@ fn checked_body(blob: &[u8]) -> Result<&[u8]> {
             )));
         }
     }
-    if blob.len() < HEADER + 2 * SEGMENT_HEADER + 4 + CHECKSUM {
+    if bytes.len() < HEADER {
         return Err(Error::Corrupt("aggregation value too short".into()));
     }
-    let (body, sum) = blob.split_at(blob.len() - CHECKSUM);
-    if crc32fast::hash(body).to_le_bytes() != sum {
+    let at = u32::from_le_bytes(bytes[LIVE_AT].try_into().expect("4 bytes")) as usize;
+    let len = u32::from_le_bytes(bytes[25..29].try_into().expect("4 bytes")) as usize;
+    if at < HEADER + SEGMENT_HEADER + CHECKSUM || len < SEGMENT_HEADER + 4 + CHECKSUM {
+        return Err(Error::Corrupt(
+            "aggregation value lengths inconsistent".into(),
+        ));
+    }
+    Ok((at, len))
+}
+
+/// A whole value's parts.
+fn split(blob: &[u8]) -> Result<Parts<'_>> {
+    let (live_at, live_len) = layout(blob)?;
+    if live_at.checked_add(live_len) != Some(blob.len()) {
+        return Err(Error::Corrupt(
+            "aggregation value lengths inconsistent".into(),
+        ));
+    }
+    let (batch, sum) = blob[HEADER..live_at].split_at(live_at - HEADER - CHECKSUM);
+    if crc32fast::hash(batch).to_le_bytes() != sum {
+        return Err(Error::Corrupt(
+            "aggregation value checksum mismatch (batch part)".into(),
+        ));
+    }
+    Ok(Parts {
+        header: &blob[..HEADER],
+        batch: Some(batch),
+        live: checked_live(&blob[..HEADER], &blob[live_at..])?,
+        live_at,
+    })
+}
+
+/// The parts of a header and live part read without the batch part.
+fn split_live(bytes: &[u8]) -> Result<Parts<'_>> {
+    let (live_at, live_len) = layout(bytes)?;
+    if HEADER.checked_add(live_len) != Some(bytes.len()) {
+        return Err(Error::Corrupt(
+            "aggregation value lengths inconsistent".into(),
+        ));
+    }
+    Ok(Parts {
+        header: &bytes[..HEADER],
+        batch: None,
+        live: checked_live(&bytes[..HEADER], &bytes[HEADER..])?,
+        live_at,
+    })
+}
+
+/// A live part's content, once its checksum (over the header and the content) is right.
+fn checked_live<'a>(header: &[u8], live: &'a [u8]) -> Result<&'a [u8]> {
+    let (content, sum) = live.split_at(live.len() - CHECKSUM);
+    if live_checksum(header, content) != sum {
         return Err(Error::Corrupt("aggregation value checksum mismatch".into()));
     }
-    Ok(body)
+    Ok(content)
+}
+
+fn live_checksum(header: &[u8], live: &[u8]) -> [u8; 4] {
+    let mut h = crc32fast::Hasher::new();
+    h.update(header);
+    h.update(live);
+    h.finalize().to_le_bytes()
 }
 
 /// The compare-and-set token of an encoded tiles value (bytes 1..17), if it is one.

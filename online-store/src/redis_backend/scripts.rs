@@ -91,6 +91,48 @@ end
 return stored
 "#;
 
+/// KEYS: aggregation values. For each, its header (29 bytes) and its bytes from the header's
+/// live offset (bytes 22..25, u32 little-endian) on, or nil: what a push reads and rewrites,
+/// without the batch part (`store::live_part`).
+pub(super) const READ_LIVE: &str = r#"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local h = redis.call('GETRANGE', key, 0, 28)
+  if #h == 0 then
+    out[i] = false
+  elseif #h < 29 then
+    out[i] = h
+  else
+    local a, b, c, d = string.byte(h, 22, 25)
+    out[i] = h .. redis.call('GETRANGE', key, a + b * 256 + c * 65536 + d * 16777216, -1)
+  end
+end
+return out
+"#;
+
+/// KEYS: aggregation values. ARGV: per key the prefix its value must start with, the new
+/// header, the live part's offset, the new live part (never shorter than the old one) and an
+/// expiry (Unix ms; 0 leaves it). An in-place compare-and-set of the header and the live part
+/// (`store::LiveSwapEntry`); returns 1 or 0 per key.
+pub(super) const SWAP_LIVE: &str = r#"
+local stored = {}
+for i, key in ipairs(KEYS) do
+  local expected, header = ARGV[5 * i - 4], ARGV[5 * i - 3]
+  local at, live, expire_at = tonumber(ARGV[5 * i - 2]), ARGV[5 * i - 1], tonumber(ARGV[5 * i])
+  if redis.call('EXISTS', key) == 1 and redis.call('GETRANGE', key, 0, 16) == expected then
+    redis.call('SETRANGE', key, 0, header)
+    redis.call('SETRANGE', key, at, live)
+    if expire_at > 0 then
+      redis.call('PEXPIREAT', key, expire_at)
+    end
+    stored[i] = 1
+  else
+    stored[i] = 0
+  end
+end
+return stored
+"#;
+
 /// KEYS[1]: the watermark hash. ARGV: generation, end. Keeps the later of the two.
 pub(super) const ADVANCE_WATERMARK: &str = r#"
 local current = redis.call('HGET', KEYS[1], ARGV[1])

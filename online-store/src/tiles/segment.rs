@@ -22,12 +22,14 @@ pub struct Suffixes {
     pub latest: Option<Stamp>,
 }
 
-/// A segment as read (its encoded bytes, decoded only when a write must change it) or as
-/// changed.
+/// A segment as read (its encoded bytes, decoded only when a write must change it), as
+/// changed, or not read at all (a push reads the batch segment's bytes never: it rewrites the
+/// value's live part in place).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Segment {
     Encoded(Vec<u8>),
     Open(Suffixes),
+    Unread,
 }
 
 impl Suffixes {
@@ -206,23 +208,33 @@ impl Segment {
                 let h = SegmentHeader::read(b).expect("checked when decoded");
                 (h.entries > 0).then_some((h.first, h.last))
             }
+            Segment::Unread => None,
         }
     }
 
     /// The suffixes, decoded if they were not yet.
     pub fn open(&mut self, aggregations: &Aggregations) -> Result<&mut Suffixes> {
-        if let Segment::Encoded(bytes) = self {
-            *self = Segment::Open(decode_segment(bytes, aggregations)?);
+        match self {
+            Segment::Encoded(bytes) => *self = Segment::Open(decode_segment(bytes, aggregations)?),
+            Segment::Open(_) => {}
+            Segment::Unread => {
+                return Err(Error::Unanswerable(
+                    "the batch part of an aggregation value was not read".into(),
+                ));
+            }
         }
         match self {
             Segment::Open(s) => Ok(s),
-            Segment::Encoded(_) => unreachable!("opened above"),
+            _ => unreachable!("opened above"),
         }
     }
 
     pub(super) fn encode(&self, aggregations: &Aggregations, buf: &mut Vec<u8>) {
         match self {
             Segment::Encoded(bytes) => buf.extend_from_slice(bytes),
+            Segment::Unread => {
+                unreachable!("a value with an unread batch part is only written in place")
+            }
             Segment::Open(s) => s.encode(aggregations, buf),
         }
     }
