@@ -23,15 +23,17 @@
 
 use std::collections::BTreeMap;
 
+use quiver_registry::Aggregations;
 use quiver_registry::aggregation::{first_tile, tile_of};
-use quiver_registry::{Aggregations, ScalarType};
 
 use crate::aggregate::{Partial, input_type};
 use crate::error::{Error, Result};
 use crate::value_codec::{Value, ordered_i64};
 use codec::{Reader, put_partial, put_time};
+use layout::{Parts, live_checksum, split, split_live};
 pub use segment::{Segment, Suffixes};
-use segment::{SegmentHeader, check_framing, entry_frame, kept};
+use segment::{SegmentHeader, check_framing};
+pub use window::window_of;
 
 use crate::store::{LIVE_AT, LIVE_HEADER};
 
@@ -42,11 +44,11 @@ pub const TILES_VERSION: u8 = 4;
 /// compare-and-set compares.
 pub const TOKEN: std::ops::Range<usize> = 1..17;
 /// Format byte, token, number of aggregates, the live part's offset and length.
-const HEADER: usize = LIVE_HEADER;
+pub(crate) const HEADER: usize = LIVE_HEADER;
 /// A segment's fixed header: entries, bytes after the header, first and last tile, the latest
 /// event (presence, time, created presence, created time).
 pub(crate) const SEGMENT_HEADER: usize = 4 + 4 + 8 + 8 + 1 + 8 + 1 + 8;
-const CHECKSUM: usize = 4;
+pub(crate) const CHECKSUM: usize = 4;
 
 /// The latest event of a set: its event time and created time.
 pub type Stamp = (i64, Option<i64>);
@@ -383,208 +385,6 @@ fn check_aggregates(r: &mut Reader, aggregations: &Aggregations) -> Result<()> {
     Ok(())
 }
 
-/// What an encoded value answers at `t_ns`, read in one pass without building anything: from
-/// each segment the first entry at or after each aggregate's first tile, then the head tiles
-/// in each window (serving's path).
-pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<WindowValues> {
-    let parts = split(blob)?;
-    check_aggregates(
-        &mut Reader {
-            buf: parts.header,
-            pos: TOKEN.end,
-        },
-        aggregations,
-    )?;
-    let hop = aggregations.hop_ns();
-    let last = tile_of(t_ns, hop);
-    let longest = first_tile(t_ns, hop, aggregations.max_tiles());
-    let firsts: Vec<i64> = aggregations
-        .items
-        .iter()
-        .map(|a| first_tile(t_ns, hop, a.tiles(hop)))
-        .collect();
-    let empties: Vec<Partial> = aggregations.items.iter().map(Partial::empty).collect();
-    let inputs: Vec<Option<ScalarType>> = aggregations.items.iter().map(input_type).collect();
-    let mut totals = empties.clone();
-    let mut latest: Option<Stamp> = None;
-    let mut r = Reader {
-        buf: parts.live,
-        pos: 0,
-    };
-    for bytes in [parts.batch.expect("a whole value"), parts.live] {
-        let header = SegmentHeader::read(bytes)?;
-        let mut s = Reader {
-            buf: &bytes[..header.len],
-            pos: SEGMENT_HEADER,
-        };
-        if std::ptr::eq(bytes, parts.live) {
-            r.pos = header.len;
-        } else if header.len != bytes.len() {
-            return Err(Error::Corrupt(
-                "trailing bytes in aggregation batch part".into(),
-            ));
-        }
-        if header.entries == 0 || header.first > last {
-            continue;
-        }
-        if header.last > last {
-            return Err(Error::Unanswerable(format!(
-                "the online value keeps tiles {}..={} merged; it cannot answer for a time inside them",
-                header.first, header.last
-            )));
-        }
-        if header.last >= longest {
-            latest = latest.max(header.latest);
-        }
-        let mut pending: Vec<bool> = firsts.iter().map(|f| *f <= header.last).collect();
-        let mut previous = None;
-        for _ in 0..header.entries {
-            if !pending.contains(&true) {
-                break;
-            }
-            let (index, len) = entry_frame(&mut s, previous, header.first)?;
-            previous = Some(index);
-            if !pending.iter().zip(&firsts).any(|(p, f)| *p && *f <= index) {
-                s.take(len)?;
-                continue;
-            }
-            let end = s.pos + len;
-            let start = index.wrapping_mul(hop);
-            for (i, kept) in kept(aggregations, hop, index, header.last).enumerate() {
-                if !kept {
-                    continue;
-                }
-                if pending[i] && firsts[i] <= index {
-                    totals[i].merge(&s.partial(&empties[i], inputs[i], start)?);
-                    pending[i] = false;
-                } else {
-                    s.skip_partial(&empties[i], inputs[i])?;
-                }
-            }
-            if s.pos != end {
-                return Err(Error::Corrupt("aggregation entry length mismatch".into()));
-            }
-        }
-    }
-    let n_tiles = u32::from_le_bytes(r.array()?) as usize;
-    let mut previous = None;
-    for _ in 0..n_tiles {
-        let (index, latest_ns, latest_created_ns) = head_frame(&mut r, &mut previous, hop)?;
-        let start = index.wrapping_mul(hop);
-        if (longest..=last).contains(&index) {
-            latest = latest.max(Some((latest_ns, latest_created_ns)));
-        }
-        for (i, total) in totals.iter_mut().enumerate() {
-            if (firsts[i]..=last).contains(&index) {
-                total.merge(&r.partial(&empties[i], inputs[i], start)?);
-            } else {
-                r.skip_partial(&empties[i], inputs[i])?;
-            }
-        }
-    }
-    if r.pos != parts.live.len() {
-        return Err(Error::Corrupt("trailing bytes in aggregation value".into()));
-    }
-    let values = totals
-        .iter()
-        .zip(&aggregations.items)
-        .map(|(p, a)| p.finish(a.function))
-        .collect();
-    Ok(WindowValues { values, latest })
-}
-
-/// A value's parts, once its format byte, lengths and checksums are right.
-struct Parts<'a> {
-    header: &'a [u8],
-    /// The batch segment (`None`: not read).
-    batch: Option<&'a [u8]>,
-    /// The pushed segment and the head.
-    live: &'a [u8],
-    live_at: usize,
-}
-
-/// The live part's offset and length from a value's header.
-fn layout(bytes: &[u8]) -> Result<(usize, usize)> {
-    match bytes.first() {
-        Some(&TILES_VERSION) => {}
-        Some(3) => {
-            return Err(Error::Corrupt(
-                "an aggregation value in the flat tiles of an earlier Quiver (format byte 3): materialize the view again (`quiver materialize`)".into(),
-            ));
-        }
-        other => {
-            return Err(Error::Corrupt(format!(
-                "not an aggregation value (format byte {other:?})"
-            )));
-        }
-    }
-    if bytes.len() < HEADER {
-        return Err(Error::Corrupt("aggregation value too short".into()));
-    }
-    let at = u32::from_le_bytes(bytes[LIVE_AT].try_into().expect("4 bytes")) as usize;
-    let len = u32::from_le_bytes(bytes[25..29].try_into().expect("4 bytes")) as usize;
-    if at < HEADER + SEGMENT_HEADER + CHECKSUM || len < SEGMENT_HEADER + 4 + CHECKSUM {
-        return Err(Error::Corrupt(
-            "aggregation value lengths inconsistent".into(),
-        ));
-    }
-    Ok((at, len))
-}
-
-/// A whole value's parts.
-fn split(blob: &[u8]) -> Result<Parts<'_>> {
-    let (live_at, live_len) = layout(blob)?;
-    if live_at.checked_add(live_len) != Some(blob.len()) {
-        return Err(Error::Corrupt(
-            "aggregation value lengths inconsistent".into(),
-        ));
-    }
-    let (batch, sum) = blob[HEADER..live_at].split_at(live_at - HEADER - CHECKSUM);
-    if crc32fast::hash(batch).to_le_bytes() != sum {
-        return Err(Error::Corrupt(
-            "aggregation value checksum mismatch (batch part)".into(),
-        ));
-    }
-    Ok(Parts {
-        header: &blob[..HEADER],
-        batch: Some(batch),
-        live: checked_live(&blob[..HEADER], &blob[live_at..])?,
-        live_at,
-    })
-}
-
-/// The parts of a header and live part read without the batch part.
-fn split_live(bytes: &[u8]) -> Result<Parts<'_>> {
-    let (live_at, live_len) = layout(bytes)?;
-    if HEADER.checked_add(live_len) != Some(bytes.len()) {
-        return Err(Error::Corrupt(
-            "aggregation value lengths inconsistent".into(),
-        ));
-    }
-    Ok(Parts {
-        header: &bytes[..HEADER],
-        batch: None,
-        live: checked_live(&bytes[..HEADER], &bytes[HEADER..])?,
-        live_at,
-    })
-}
-
-/// A live part's content, once its checksum (over the header and the content) is right.
-fn checked_live<'a>(header: &[u8], live: &'a [u8]) -> Result<&'a [u8]> {
-    let (content, sum) = live.split_at(live.len() - CHECKSUM);
-    if live_checksum(header, content) != sum {
-        return Err(Error::Corrupt("aggregation value checksum mismatch".into()));
-    }
-    Ok(content)
-}
-
-fn live_checksum(header: &[u8], live: &[u8]) -> [u8; 4] {
-    let mut h = crc32fast::Hasher::new();
-    h.update(header);
-    h.update(live);
-    h.finalize().to_le_bytes()
-}
-
 /// The compare-and-set token of an encoded tiles value (bytes 1..17), if it is one.
 pub fn token(blob: &[u8]) -> Option<&[u8]> {
     (blob.first() == Some(&TILES_VERSION) && blob.len() >= TOKEN.end).then(|| &blob[TOKEN])
@@ -631,6 +431,8 @@ pub fn add_to_tile(
 }
 
 mod codec;
+mod layout;
 mod segment;
 #[cfg(test)]
 mod tests;
+mod window;

@@ -15,7 +15,7 @@ const VECTOR: &str = "
 01  01 0a  01 01 64  05 80 a8 d6 b9 07 00 00 00 00 00 00 00 40
 da 85 64 6a
 ";
-use quiver_registry::{Aggregate, Function, Ttl};
+use quiver_registry::{Aggregate, Function, ScalarType, Ttl};
 
 /// The view of the test vector in docs/online-format.md.
 pub(crate) fn vector_view() -> Aggregations {
