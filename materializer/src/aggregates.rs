@@ -32,10 +32,12 @@ pub struct Event {
 /// What to do to one entity's tiles.
 #[derive(Debug, Clone)]
 pub enum Update {
-    /// Materialization: the tiles before `cutoff_ns`, computed from the batch source.
+    /// Materialization: the tiles before `cutoff_ns`, computed from the batch source as it was
+    /// when the run started reading it (`read_from_ns`, wall time).
     Batch {
         cutoff_ns: i64,
         tiles: BTreeMap<i64, Tile>,
+        read_from_ns: i64,
     },
     /// Pushed events.
     Events(Vec<Event>),
@@ -52,6 +54,9 @@ pub struct Applied {
     pub late_events: u64,
     /// Entities whose stored tiles a run computed again: nothing written.
     pub unchanged: u64,
+    /// Entities pushed to after the run started reading its source: left as they are (its
+    /// scan may have missed those events; the next run rewrites them).
+    pub pushed_during: u64,
 }
 
 impl Applied {
@@ -60,6 +65,7 @@ impl Applied {
         self.stale += other.stale;
         self.late_events += other.late_events;
         self.unchanged += other.unchanged;
+        self.pushed_during += other.pushed_during;
     }
 }
 
@@ -156,11 +162,21 @@ fn next(
     counts: &mut Applied,
 ) -> Result<Option<Tiles>> {
     let mut tiles = match update {
-        Update::Batch { cutoff_ns, tiles } => {
+        Update::Batch {
+            cutoff_ns,
+            tiles,
+            read_from_ns,
+        } => {
             let mut next = Tiles::of_batch(aggregations, *cutoff_ns, tiles);
             match stored {
                 Some(s) if s.cutoff_ns > *cutoff_ns => {
                     counts.stale += 1;
+                    return Ok(None);
+                }
+                // Pushed events after the scan began may be in files it did not list: replacing
+                // the pushed tiles before the new cutoff would lose them online.
+                Some(s) if s.pushed_at_ns.is_some_and(|p| p >= *read_from_ns) => {
+                    counts.pushed_during += 1;
                     return Ok(None);
                 }
                 Some(s) => {
@@ -175,6 +191,9 @@ fn next(
         Update::Events(events) => {
             let mut next = stored.unwrap_or_else(|| Tiles::new(watermark.unwrap_or(i64::MIN)));
             next.seq = next.seq.wrapping_add(1);
+            // Real time, not `now_ns` (a clock a test may fix): runs compare it with theirs.
+            let wall = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+            next.pushed_at_ns = Some(next.pushed_at_ns.map_or(wall, |p| p.max(wall)));
             let mut fresh = 0;
             let cutoff_ns = next.cutoff_ns;
             for e in events.iter().filter(|e| e.event_ns >= cutoff_ns) {
@@ -289,7 +308,7 @@ pub async fn apply(
         let mut live_read = read_if_any(&live_keys, store.read_live(&live_keys))
             .await?
             .into_iter();
-        let mut whole_read = read_if_any(&whole_keys, store.read(&whole_keys))
+        let mut whole_read = read_if_any(&whole_keys, store.read_for_update(&whole_keys))
             .await?
             .into_iter();
         let mut whole = Vec::new();

@@ -139,6 +139,10 @@ impl OnlineStore for Reconnecting {
         self.connected()?.read(keys).await
     }
 
+    async fn read_for_update(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.connected()?.read_for_update(keys).await
+    }
+
     async fn read_live(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         self.connected()?.read_live(keys).await
     }

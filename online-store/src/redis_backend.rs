@@ -325,7 +325,8 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let values: Vec<Option<Vec<u8>>> = self
             .bounded(
-                read_bound(self.timeout, group.len()),
+                // A write's read: bounded like the write it is part of.
+                self.write_timeout,
                 invocation.invoke_async(&mut conn),
             )
             .await?;
@@ -486,6 +487,20 @@ impl OnlineStore for RedisStore {
 
     async fn swap_live(&self, entries: Vec<LiveSwapEntry>) -> Result<Vec<bool>> {
         self.by_slot(entries, |g| self.swap_live_group(g)).await
+    }
+
+    async fn read_for_update(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(keys);
+        self.bounded(
+            self.write_timeout,
+            cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn),
+        )
+        .await
     }
 
     async fn read(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {

@@ -99,6 +99,11 @@ pub trait OnlineStore: Send + Sync + std::fmt::Debug {
     async fn swap(&self, entries: Vec<SwapEntry>) -> Result<Vec<bool>>;
     /// The blobs under `keys`, in order; all in one round trip.
     async fn read(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;
+    /// [`OnlineStore::read`] for a compare-and-set that follows: bounded by the write timeout
+    /// (serving's reads have a shorter one).
+    async fn read_for_update(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.read(keys).await
+    }
     /// For aggregation values: each one's header and live part ([`live_part`]), without the
     /// batch part a push leaves alone; all in one round trip.
     async fn read_live(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>>;

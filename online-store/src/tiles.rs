@@ -48,6 +48,8 @@ pub(crate) const HEADER: usize = LIVE_HEADER;
 /// A segment's fixed header: entries, bytes after the header, first and last tile, the latest
 /// event (presence, time, created presence, created time).
 pub(crate) const SEGMENT_HEADER: usize = 4 + 4 + 8 + 8 + 1 + 8 + 1 + 8;
+/// The live part's first field: the last push's wall time (i64; `i64::MIN`: none).
+pub(crate) const PUSHED_AT: usize = 8;
 pub(crate) const CHECKSUM: usize = 4;
 
 /// The latest event of a set: its event time and created time.
@@ -67,6 +69,10 @@ pub struct Tiles {
     /// Exclusive end of what materialization computed (hop-aligned; `i64::MIN`: none yet).
     pub cutoff_ns: i64,
     pub seq: u64,
+    /// The wall time of the last push written into it (`None`: never pushed to): a run that
+    /// started reading its source before it leaves the value alone (its scan may have missed
+    /// those events).
+    pub pushed_at_ns: Option<i64>,
     /// The tiles before the cutoff, from the batch source.
     pub batch: Segment,
     /// Pushed tiles from the cutoff on, sealed; all before the head's.
@@ -88,6 +94,7 @@ impl Tiles {
         Tiles {
             cutoff_ns,
             seq: 0,
+            pushed_at_ns: None,
             batch: Segment::empty(),
             pushed: Segment::empty(),
             head: BTreeMap::new(),
@@ -115,6 +122,7 @@ impl Tiles {
         let first_pushed = tile_of(self.cutoff_ns, aggregations.hop_ns());
         stored.pushed.drop_before(aggregations, first_pushed)?;
         self.pushed = stored.pushed;
+        self.pushed_at_ns = stored.pushed_at_ns;
         self.head = stored.head.split_off(&first_pushed);
         Ok(())
     }
@@ -239,6 +247,7 @@ impl Tiles {
     /// The pushed segment and the head, without a checksum.
     fn encode_live(&self, aggregations: &Aggregations) -> Vec<u8> {
         let mut buf = Vec::with_capacity(2 * SEGMENT_HEADER + self.head.len() * 64);
+        buf.extend_from_slice(&self.pushed_at_ns.unwrap_or(i64::MIN).to_le_bytes());
         self.pushed.encode(aggregations, &mut buf);
         let hop = aggregations.hop_ns();
         buf.extend_from_slice(&(self.head.len() as u32).to_le_bytes());
@@ -306,10 +315,14 @@ impl Tiles {
                 batch
             }
         };
-        let (pushed, len) = segment(parts.live)?;
+        let pushed_at_ns = Some(i64::from_le_bytes(
+            parts.live[..PUSHED_AT].try_into().expect("checked length"),
+        ))
+        .filter(|t| *t != i64::MIN);
+        let (pushed, len) = segment(&parts.live[PUSHED_AT..])?;
         let mut r = Reader {
             buf: parts.live,
-            pos: len,
+            pos: PUSHED_AT + len,
         };
         let hop = aggregations.hop_ns();
         let n_tiles = u32::from_le_bytes(r.array()?) as usize;
@@ -338,6 +351,7 @@ impl Tiles {
         Ok(Tiles {
             cutoff_ns,
             seq,
+            pushed_at_ns,
             batch,
             pushed,
             head,

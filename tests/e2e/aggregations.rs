@@ -651,3 +651,106 @@ async fn concurrent_pushes_lose_no_event_on_any_backend() {
         }
     }
 }
+
+/// A run leaves alone an entity pushed to after it began reading its source (its scan may have
+/// missed those pushes' offline rows), and replaces one pushed to before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_leaves_entities_pushed_to_while_it_read_its_source() {
+    use quiver_materializer::aggregates::{Event, Update, apply};
+    use quiver_online_store::tiles::Tiles;
+    let wall = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = "online_store: {type: embedded, path: .quiver/online.redb}\n";
+    let root = repo(tmp.path(), store, wall - HOUR);
+    let repository = Repository::open(&root, None, &|_| None).unwrap();
+    let version = repository.store().unwrap().latest().unwrap().unwrap();
+    let view = version.registry.feature_views["driver_activity"].clone();
+    let aggregations = view.aggregations.clone().unwrap();
+    let online = quiver_online_store::open(&repository.config.online_store, &repository.root)
+        .await
+        .unwrap();
+    let key = quiver_online_store::key_codec::online_key(
+        &quiver_online_store::key_codec::view_prefix("agg", &view.name, view.generation),
+        "i1",
+    );
+    let event = |at: i64| Event {
+        event_ns: at,
+        created_ns: None,
+        values: vec![
+            None,
+            Some(Value::Float64(1.0)),
+            Some(Value::Float64(1.0)),
+            Some(Value::Float64(0.5)),
+            Some(Value::Float64(1.0)),
+            Some(Value::Float64(1.0)),
+            Some(Value::Int64(1)),
+        ],
+    };
+    // A push at `wall` (its event a minute before), onto nothing stored.
+    apply(
+        online.as_ref(),
+        "agg",
+        &view,
+        vec![(key.clone(), Update::Events(vec![event(wall - 60 * S)]))],
+        false,
+        wall,
+    )
+    .await
+    .unwrap();
+    let cutoff = (wall / (300 * S)) * 300 * S;
+    let run = |read_from_ns: i64| Update::Batch {
+        cutoff_ns: cutoff,
+        tiles: std::collections::BTreeMap::new(),
+        read_from_ns,
+    };
+    // A run that began reading before the push: the value stays as the push left it.
+    let applied = apply(
+        online.as_ref(),
+        "agg",
+        &view,
+        vec![(key.clone(), run(wall - S))],
+        false,
+        wall,
+    )
+    .await
+    .unwrap();
+    assert_eq!((applied.pushed_during, applied.written), (1, 0));
+    let stored = Tiles::decode(
+        &online.read(std::slice::from_ref(&key)).await.unwrap()[0]
+            .clone()
+            .unwrap(),
+        &aggregations,
+    )
+    .unwrap();
+    assert!(
+        stored
+            .pushed_at_ns
+            .is_some_and(|p| p >= wall && p < wall + S),
+        "{:?}",
+        stored.pushed_at_ns
+    );
+    assert_eq!(
+        stored.window(&aggregations, wall).unwrap().values[0],
+        Some(Value::Int64(1))
+    );
+    // One that began after it replaces the tiles before its cutoff with its own (none here).
+    let applied = apply(
+        online.as_ref(),
+        "agg",
+        &view,
+        vec![(key.clone(), run(wall + S))],
+        false,
+        wall,
+    )
+    .await
+    .unwrap();
+    assert_eq!((applied.pushed_during, applied.written), (0, 1));
+    let stored = Tiles::decode(
+        &online.read(std::slice::from_ref(&key)).await.unwrap()[0]
+            .clone()
+            .unwrap(),
+        &aggregations,
+    )
+    .unwrap();
+    assert_eq!(stored.cutoff_ns, cutoff);
+}

@@ -68,6 +68,12 @@ pub(super) async fn materialize_aggregates(
         applied.written,
         started.elapsed().as_secs_f64(),
     );
+    if applied.pushed_during > 0 {
+        run.warnings.push(format!(
+            "{} entities were pushed to while this run read its source: left as they are (the next run rewrites them)",
+            applied.pushed_during
+        ));
+    }
     if applied.stale > 0 {
         run.warnings.push(format!(
             "{} entities already hold tiles of a later run (cutoff after {}): left as they are",
@@ -119,6 +125,8 @@ async fn scan_and_store(
     columns.push(source.timestamp_field.clone());
     columns.extend(source.created_timestamp_field.clone());
     columns.extend(layout.features.iter().map(|f| f.name.clone()));
+    // Pushes written online after this instant may be in files the scan does not list.
+    let read_from = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MIN);
     let df = ranged_input(&ctx, job, view, &columns, (from, cutoff), &context).await?;
     let mut order: Vec<_> = layout
         .join_keys
@@ -160,7 +168,7 @@ async fn scan_and_store(
             }
             if current.as_ref().is_none_or(|(k, _)| *k != key) {
                 if let Some((k, tiles)) = current.take() {
-                    pending.push(batch_update(&prefix, &k, cutoff, tiles));
+                    pending.push(batch_update(&prefix, &k, (cutoff, read_from), tiles));
                     scan.entities += 1;
                 }
                 current = Some((key.clone(), BTreeMap::new()));
@@ -188,7 +196,7 @@ async fn scan_and_store(
         }
     }
     if let Some((k, tiles)) = current.take() {
-        pending.push(batch_update(&prefix, &k, cutoff, tiles));
+        pending.push(batch_update(&prefix, &k, (cutoff, read_from), tiles));
         scan.entities += 1;
     }
     store_round(
@@ -211,7 +219,7 @@ async fn scan_and_store(
 fn batch_update(
     prefix: &str,
     entity: &str,
-    cutoff: i64,
+    (cutoff, read_from_ns): (i64, i64),
     tiles: BTreeMap<i64, Tile>,
 ) -> (String, Update) {
     (
@@ -219,6 +227,7 @@ fn batch_update(
         Update::Batch {
             cutoff_ns: cutoff,
             tiles,
+            read_from_ns,
         },
     )
 }
@@ -246,6 +255,7 @@ async fn store_round(
     .await?;
     applied.written += round.written;
     applied.stale += round.stale;
+    applied.pushed_during += round.pushed_during;
     progress.keys_written(applied.written, seen);
     Ok(())
 }

@@ -98,9 +98,10 @@ pub(super) const READ_LIVE: &str = r#"
 local out = {}
 for i, key in ipairs(KEYS) do
   local h = redis.call('GETRANGE', key, 0, 28)
-  if #h == 0 then
+  if #h == 0 and redis.call('EXISTS', key) == 0 then
     out[i] = false
   elseif #h < 29 then
+    -- Too short to be a value (an empty one included): the reader refuses it.
     out[i] = h
   else
     local a, b, c, d = string.byte(h, 22, 25)

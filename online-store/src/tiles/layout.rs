@@ -1,6 +1,6 @@
 //! A value's layout: its header, batch part and live part, and their checksums.
 
-use super::{CHECKSUM, HEADER, SEGMENT_HEADER, TILES_VERSION};
+use super::{CHECKSUM, HEADER, PUSHED_AT, SEGMENT_HEADER, TILES_VERSION};
 use crate::error::{Error, Result};
 use crate::store::LIVE_AT;
 
@@ -34,7 +34,7 @@ pub(super) fn layout(bytes: &[u8]) -> Result<(usize, usize)> {
     }
     let at = u32::from_le_bytes(bytes[LIVE_AT].try_into().expect("4 bytes")) as usize;
     let len = u32::from_le_bytes(bytes[25..29].try_into().expect("4 bytes")) as usize;
-    if at < HEADER + SEGMENT_HEADER + CHECKSUM || len < SEGMENT_HEADER + 4 + CHECKSUM {
+    if at < HEADER + SEGMENT_HEADER + CHECKSUM || len < PUSHED_AT + SEGMENT_HEADER + 4 + CHECKSUM {
         return Err(Error::Corrupt(
             "aggregation value lengths inconsistent".into(),
         ));

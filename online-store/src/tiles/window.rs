@@ -6,7 +6,7 @@ use quiver_registry::{Aggregations, ScalarType};
 use super::codec::Reader;
 use super::layout::split;
 use super::segment::{SegmentHeader, entry_frame, kept};
-use super::{SEGMENT_HEADER, Stamp, TOKEN, WindowValues, check_aggregates, head_frame};
+use super::{PUSHED_AT, SEGMENT_HEADER, Stamp, TOKEN, WindowValues, check_aggregates, head_frame};
 use crate::aggregate::{Partial, input_type};
 use crate::error::{Error, Result};
 
@@ -35,16 +35,17 @@ pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<
     let mut totals = empties.clone();
     let mut latest: Option<Stamp> = None;
     let mut r = Reader {
-        buf: parts.live,
+        buf: &parts.live[PUSHED_AT..],
         pos: 0,
     };
-    for bytes in [parts.batch.expect("a whole value"), parts.live] {
+    let live = &parts.live[PUSHED_AT..];
+    for bytes in [parts.batch.expect("a whole value"), live] {
         let header = SegmentHeader::read(bytes)?;
         let mut s = Reader {
             buf: &bytes[..header.len],
             pos: SEGMENT_HEADER,
         };
-        if std::ptr::eq(bytes, parts.live) {
+        if std::ptr::eq(bytes, live) {
             r.pos = header.len;
         } else if header.len != bytes.len() {
             return Err(Error::Corrupt(
@@ -109,7 +110,7 @@ pub fn window_of(blob: &[u8], aggregations: &Aggregations, t_ns: i64) -> Result<
             }
         }
     }
-    if r.pos != parts.live.len() {
+    if r.pos != live.len() {
         return Err(Error::Corrupt("trailing bytes in aggregation value".into()));
     }
     let values = totals
