@@ -137,6 +137,37 @@ impl EmbeddedStore {
         Ok(store)
     }
 
+    /// In one transaction, each entry's key gets `next(current value, entry)` when that is
+    /// `Some` (a compare-and-set: `None` leaves it). Returns, per entry, whether it was stored.
+    async fn replace_each<E: Send + Sync + 'static>(
+        &self,
+        entries: Vec<E>,
+        key: fn(&E) -> &String,
+        next: NextValue<E>,
+    ) -> Result<Vec<bool>> {
+        self.blocking(move |db, path| {
+            let txn = db.begin_write(path)?;
+            let mut stored = Vec::with_capacity(entries.len());
+            {
+                let mut table = txn.open_table(VALUES).map_err(backend)?;
+                for e in &entries {
+                    let k = key(e).as_str();
+                    let value = next(
+                        table.get(k).map_err(backend)?.as_ref().map(|v| v.value()),
+                        e,
+                    );
+                    if let Some(value) = &value {
+                        table.insert(k, value.as_slice()).map_err(backend)?;
+                    }
+                    stored.push(value.is_some());
+                }
+            }
+            txn.commit().map_err(backend)?;
+            Ok(stored)
+        })
+        .await
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Db, &Path) -> Result<T> + Send + 'static,
@@ -152,6 +183,9 @@ impl EmbeddedStore {
         .map_err(|e| Error::Backend(format!("embedded store task failed: {e}")))?
     }
 }
+
+/// A compare-and-set's new value from the current one (`None`: leave it).
+type NextValue<E> = fn(Option<&[u8]>, &E) -> Option<Vec<u8>>;
 
 thread_local! {
     /// Set while this thread runs storage code whose panics are caught and reported as errors.
@@ -227,28 +261,11 @@ impl OnlineStore for EmbeddedStore {
     }
 
     async fn swap(&self, entries: Vec<SwapEntry>) -> Result<Vec<bool>> {
-        self.blocking(move |db, path| {
-            let txn = db.begin_write(path)?;
-            let mut stored = Vec::with_capacity(entries.len());
-            {
-                let mut table = txn.open_table(VALUES).map_err(backend)?;
-                for e in &entries {
-                    let current = table
-                        .get(e.key.as_str())
-                        .map_err(backend)?
-                        .map(|v| swap_expected(Some(v.value())).expect("present"));
-                    let take = current == e.expected;
-                    if take {
-                        table
-                            .insert(e.key.as_str(), e.blob.as_slice())
-                            .map_err(backend)?;
-                    }
-                    stored.push(take);
-                }
-            }
-            txn.commit().map_err(backend)?;
-            Ok(stored)
-        })
+        self.replace_each(
+            entries,
+            |e| &e.key,
+            |current, e| (swap_expected(current) == e.expected).then(|| e.blob.clone()),
+        )
         .await
     }
 
@@ -262,27 +279,11 @@ impl OnlineStore for EmbeddedStore {
     }
 
     async fn swap_live(&self, entries: Vec<crate::store::LiveSwapEntry>) -> Result<Vec<bool>> {
-        self.blocking(move |db, path| {
-            let txn = db.begin_write(path)?;
-            let mut stored = Vec::with_capacity(entries.len());
-            {
-                let mut table = txn.open_table(VALUES).map_err(backend)?;
-                for e in &entries {
-                    let next = table
-                        .get(e.key.as_str())
-                        .map_err(backend)?
-                        .and_then(|v| crate::store::splice_live(v.value(), e));
-                    if let Some(next) = &next {
-                        table
-                            .insert(e.key.as_str(), next.as_slice())
-                            .map_err(backend)?;
-                    }
-                    stored.push(next.is_some());
-                }
-            }
-            txn.commit().map_err(backend)?;
-            Ok(stored)
-        })
+        self.replace_each(
+            entries,
+            |e| &e.key,
+            |current, e| current.and_then(|v| crate::store::splice_live(v, e)),
+        )
         .await
     }
 

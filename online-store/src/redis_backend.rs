@@ -288,6 +288,18 @@ impl RedisStore {
             .collect())
     }
 
+    /// `MGET keys` within `limit`.
+    async fn mget(&self, keys: &[String], limit: Duration) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(keys);
+        self.bounded(limit, cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn))
+            .await
+    }
+
     /// Runs `call` on `items` split into script calls (by slot on a Cluster), with each item's
     /// index; answers come back by index and are put in order.
     async fn by_slot<E, T, F, Fut>(&self, items: Vec<E>, call: F) -> Result<Vec<T>>
@@ -490,31 +502,11 @@ impl OnlineStore for RedisStore {
     }
 
     async fn read_for_update(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.conn.clone();
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(keys);
-        self.bounded(
-            self.write_timeout,
-            cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn),
-        )
-        .await
+        self.mget(keys, self.write_timeout).await
     }
 
     async fn read(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.conn.clone();
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(keys);
-        self.bounded(
-            read_bound(self.timeout, keys.len()),
-            cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn),
-        )
-        .await
+        self.mget(keys, read_bound(self.timeout, keys.len())).await
     }
 
     async fn watermark(&self, project: &str, view: &str, generation: u64) -> Result<Option<i64>> {

@@ -703,25 +703,27 @@ async fn a_run_leaves_entities_pushed_to_while_it_read_its_source() {
         tiles: std::collections::BTreeMap::new(),
         read_from_ns,
     };
+    // Applies a run that began reading at `read_from_ns`; what it did and the value after.
+    let run_from = async |read_from_ns: i64| {
+        let applied = apply(
+            online.as_ref(),
+            "agg",
+            &view,
+            vec![(key.clone(), run(read_from_ns))],
+            false,
+            wall,
+        )
+        .await
+        .unwrap();
+        let blob = online.read(std::slice::from_ref(&key)).await.unwrap()[0].clone();
+        (
+            applied,
+            Tiles::decode(&blob.unwrap(), &aggregations).unwrap(),
+        )
+    };
     // A run that began reading before the push: the value stays as the push left it.
-    let applied = apply(
-        online.as_ref(),
-        "agg",
-        &view,
-        vec![(key.clone(), run(wall - S))],
-        false,
-        wall,
-    )
-    .await
-    .unwrap();
+    let (applied, stored) = run_from(wall - S).await;
     assert_eq!((applied.pushed_during, applied.written), (1, 0));
-    let stored = Tiles::decode(
-        &online.read(std::slice::from_ref(&key)).await.unwrap()[0]
-            .clone()
-            .unwrap(),
-        &aggregations,
-    )
-    .unwrap();
     assert!(
         stored
             .pushed_at_ns
@@ -734,23 +736,7 @@ async fn a_run_leaves_entities_pushed_to_while_it_read_its_source() {
         Some(Value::Int64(1))
     );
     // One that began after it replaces the tiles before its cutoff with its own (none here).
-    let applied = apply(
-        online.as_ref(),
-        "agg",
-        &view,
-        vec![(key.clone(), run(wall + S))],
-        false,
-        wall,
-    )
-    .await
-    .unwrap();
+    let (applied, stored) = run_from(wall + S).await;
     assert_eq!((applied.pushed_during, applied.written), (0, 1));
-    let stored = Tiles::decode(
-        &online.read(std::slice::from_ref(&key)).await.unwrap()[0]
-            .clone()
-            .unwrap(),
-        &aggregations,
-    )
-    .unwrap();
     assert_eq!(stored.cutoff_ns, cutoff);
 }
