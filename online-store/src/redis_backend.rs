@@ -2,7 +2,6 @@
 //! reconnecting by itself; every operation bounded by a timeout; writes as Lua scripts that
 //! compare `(event_ts, created_ts)` and set, atomically per key.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,27 +14,16 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use crate::error::{Error, Result};
 use crate::health::StoreReport;
-use crate::key_codec::{hash_tag, watermark_key};
+use crate::key_codec::watermark_key;
 use crate::redis_health::{Answer, Answers, HEALTH_COMMANDS, server_report};
 use crate::store::{LiveSwapEntry, OnlineStore, SwapEntry, WriteEntry};
 
 mod scripts;
+mod slots;
+mod swap;
 use scripts::{ADVANCE_WATERMARK, READ_LIVE, SWAP, SWAP_LIVE, WRITE_IF_NEWER};
-
-/// How long a value staged for a compare-and-set lives if its writer never completes it.
-const STAGED_MS: u64 = 60_000;
-
-/// A number no other write (of this process or another) stages under: a per-process random
-/// hash of a counter.
-fn staging_nonce() -> u64 {
-    use std::hash::BuildHasher;
-    use std::sync::LazyLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static STATE: LazyLock<std::collections::hash_map::RandomState> =
-        LazyLock::new(std::collections::hash_map::RandomState::new);
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    STATE.hash_one(COUNTER.fetch_add(1, Ordering::Relaxed))
-}
+pub use slots::slot;
+use slots::{Keyed, calls};
 
 /// Keys per script call: large enough to amortize the round trip, small enough not to block
 /// Redis for long.
@@ -241,53 +229,6 @@ impl RedisStore {
         .await
     }
 
-    /// One slot's compare-and-sets, in one round trip: each new value is staged under a key of
-    /// its own in the same slot (`SET … PX`), then one script compares each key's token and
-    /// renames the staged value into place or drops it.
-    async fn swap_group(&self, group: Vec<(usize, SwapEntry)>) -> Result<Vec<(usize, bool)>> {
-        let nonce = staging_nonce();
-        let staged: Vec<String> = group
-            .iter()
-            .enumerate()
-            .map(|(i, (_, e))| format!("{}:swap:{nonce:016x}{i:04x}", e.key))
-            .collect();
-        let mut invocation = self.swap_script.prepare_invoke();
-        let mut pipe = redis::pipe();
-        for ((_, e), s) in group.iter().zip(&staged) {
-            pipe.cmd("SET")
-                .arg(s)
-                .arg(&e.blob)
-                .arg("PX")
-                .arg(STAGED_MS)
-                .ignore();
-            invocation
-                .key(&e.key)
-                .key(s)
-                .arg(e.expected.as_deref().unwrap_or_default())
-                .arg(e.expire_at_ms.unwrap_or(0));
-        }
-        pipe.invoke_script(&invocation);
-        let mut conn = self.conn.clone();
-        let run = async {
-            match pipe.query_async::<(Vec<i64>,)>(&mut conn).await {
-                // The server restarted or flushed its scripts: load, then once more.
-                Err(e)
-                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    invocation.load_async(&mut conn).await?;
-                    pipe.query_async::<(Vec<i64>,)>(&mut conn).await
-                }
-                other => other,
-            }
-        };
-        let (stored,) = self.bounded(self.write_timeout, run).await?;
-        Ok(group
-            .into_iter()
-            .map(|(i, _)| i)
-            .zip(stored.into_iter().map(|s| s == 1))
-            .collect())
-    }
-
     /// `MGET keys` within `limit`.
     async fn mget(&self, keys: &[String], limit: Duration) -> Result<Vec<Option<Vec<u8>>>> {
         if keys.is_empty() {
@@ -324,50 +265,6 @@ impl RedisStore {
                 a.ok_or_else(|| Error::Backend(format!("{}: a script answered short", self.shown)))
             })
             .collect()
-    }
-
-    async fn read_live_group(
-        &self,
-        group: Vec<(usize, String)>,
-    ) -> Result<Vec<(usize, Option<Vec<u8>>)>> {
-        let mut invocation = self.read_live_script.prepare_invoke();
-        for (_, key) in &group {
-            invocation.key(key);
-        }
-        let mut conn = self.conn.clone();
-        let values: Vec<Option<Vec<u8>>> = self
-            .bounded(
-                // A write's read: bounded like the write it is part of.
-                self.write_timeout,
-                invocation.invoke_async(&mut conn),
-            )
-            .await?;
-        Ok(group.into_iter().map(|(i, _)| i).zip(values).collect())
-    }
-
-    async fn swap_live_group(
-        &self,
-        group: Vec<(usize, LiveSwapEntry)>,
-    ) -> Result<Vec<(usize, bool)>> {
-        let mut invocation = self.swap_live_script.prepare_invoke();
-        for (_, e) in &group {
-            invocation
-                .key(&e.key)
-                .arg(&e.expected)
-                .arg(&e.header)
-                .arg(e.live_at)
-                .arg(&e.live)
-                .arg(e.expire_at_ms.unwrap_or(0));
-        }
-        let mut conn = self.conn.clone();
-        let stored: Vec<i64> = self
-            .bounded(self.write_timeout, invocation.invoke_async(&mut conn))
-            .await?;
-        Ok(group
-            .into_iter()
-            .map(|(i, _)| i)
-            .zip(stored.into_iter().map(|s| s == 1))
-            .collect())
     }
 
     /// Sends `cmd` to every server holding values (the one server, or each master of a
@@ -410,71 +307,6 @@ impl RedisStore {
             Err(e) => Err(e),
         }
     }
-}
-
-/// Splits entries into script calls. On a Cluster every key of a call must share a slot, so
-/// entries are grouped by hash tag's slot first.
-fn calls<E: Clone + Keyed>(entries: Vec<E>, cluster: bool) -> Vec<Vec<E>> {
-    if !cluster {
-        let mut out = Vec::new();
-        let mut it = entries.into_iter().peekable();
-        while it.peek().is_some() {
-            out.push(it.by_ref().take(KEYS_PER_CALL).collect());
-        }
-        return out;
-    }
-    let mut by_slot: HashMap<u16, Vec<E>> = HashMap::new();
-    for e in entries {
-        by_slot.entry(slot(e.key())).or_default().push(e);
-    }
-    by_slot
-        .into_values()
-        .flat_map(|g| {
-            g.chunks(KEYS_PER_CALL)
-                .map(<[E]>::to_vec)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// An entry written under one key.
-trait Keyed {
-    fn key(&self) -> &str;
-}
-
-impl Keyed for WriteEntry {
-    fn key(&self) -> &str {
-        &self.key
-    }
-}
-
-impl Keyed for SwapEntry {
-    fn key(&self) -> &str {
-        &self.key
-    }
-}
-
-impl Keyed for LiveSwapEntry {
-    fn key(&self) -> &str {
-        &self.key
-    }
-}
-
-impl Keyed for String {
-    fn key(&self) -> &str {
-        self
-    }
-}
-
-impl<E: Keyed> Keyed for (usize, E) {
-    fn key(&self) -> &str {
-        self.1.key()
-    }
-}
-
-/// The Redis Cluster slot of a key: CRC16 (XMODEM) of its hash tag, mod 16384.
-pub fn slot(key: &str) -> u16 {
-    crc16::State::<crc16::XMODEM>::calculate(hash_tag(key).as_bytes()) % 16384
 }
 
 #[async_trait]
