@@ -361,13 +361,7 @@ pub async fn apply(
                 applied.add(counts);
                 continue;
             };
-            let expire_at_ms = if key_ttl {
-                tiles
-                    .newest_tile()
-                    .and_then(|_| expiry_ms(aggregations, &tiles))
-            } else {
-                None
-            };
+            let expire_at_ms = key_ttl.then(|| expiry_ms(aggregations, &tiles)).flatten();
             if let Some((live_at, live_len)) = layout {
                 // A push: the header and live part in place, unless they would shrink (then
                 // the whole value, next round).
@@ -382,7 +376,9 @@ pub async fn apply(
                     header,
                     live_at,
                     live: part,
-                    expire_at_ms,
+                    // Without a newest tile known here (the batch part is unread), the
+                    // expiry stays as it is.
+                    expire_at_ms: expire_at_ms.filter(|_| tiles.newest_tile().is_some()),
                 });
                 sent_live.push((key, update, counts));
                 continue;
@@ -410,11 +406,7 @@ pub async fn apply(
                 key: key.clone(),
                 expected: swap_expected(blob.as_deref()),
                 blob: encoded,
-                expire_at_ms: if key_ttl {
-                    expire_at_ms.or_else(|| expiry_ms(aggregations, &tiles))
-                } else {
-                    None
-                },
+                expire_at_ms,
             });
             sent.push((key, update, counts, mode));
         }

@@ -42,6 +42,8 @@ pub fn swap_expected(stored: Option<&[u8]>) -> Option<Vec<u8>> {
 pub const LIVE_HEADER: usize = 29;
 /// Bytes of the header holding the live part's offset (u32 little-endian).
 pub const LIVE_AT: std::ops::Range<usize> = 21..25;
+/// Bytes of the header holding the live part's length, its checksum included (u32 LE).
+pub const LIVE_LEN: std::ops::Range<usize> = 25..29;
 
 /// An in-place compare-and-set of an aggregation value's header and live part (a push): if the
 /// key's value starts with `expected`, its first [`LIVE_HEADER`] bytes become `header` and its

@@ -35,7 +35,7 @@ pub use segment::{Segment, Suffixes};
 use segment::{SegmentHeader, check_framing};
 pub use window::window_of;
 
-use crate::store::{LIVE_AT, LIVE_HEADER};
+use crate::store::{LIVE_AT, LIVE_HEADER, LIVE_LEN};
 
 /// The first byte of a tiles value (plain values are 1 and 2; 3 was the flat tiles of an
 /// earlier version).
@@ -240,7 +240,7 @@ impl Tiles {
         h[9..17].copy_from_slice(&self.seq.to_be_bytes());
         h[17..21].copy_from_slice(&(aggregations.items.len() as u32).to_le_bytes());
         h[LIVE_AT].copy_from_slice(&(live_at as u32).to_le_bytes());
-        h[25..29].copy_from_slice(&(live_len as u32).to_le_bytes());
+        h[LIVE_LEN].copy_from_slice(&(live_len as u32).to_le_bytes());
         h
     }
 

@@ -2,7 +2,7 @@
 
 use super::{CHECKSUM, HEADER, PUSHED_AT, SEGMENT_HEADER, TILES_VERSION};
 use crate::error::{Error, Result};
-use crate::store::LIVE_AT;
+use crate::store::{LIVE_AT, LIVE_LEN};
 
 /// A value's parts, once its format byte, lengths and checksums are right.
 pub(super) struct Parts<'a> {
@@ -33,7 +33,7 @@ pub(super) fn layout(bytes: &[u8]) -> Result<(usize, usize)> {
         return Err(Error::Corrupt("aggregation value too short".into()));
     }
     let at = u32::from_le_bytes(bytes[LIVE_AT].try_into().expect("4 bytes")) as usize;
-    let len = u32::from_le_bytes(bytes[25..29].try_into().expect("4 bytes")) as usize;
+    let len = u32::from_le_bytes(bytes[LIVE_LEN].try_into().expect("4 bytes")) as usize;
     if at < HEADER + SEGMENT_HEADER + CHECKSUM || len < PUSHED_AT + SEGMENT_HEADER + 4 + CHECKSUM {
         return Err(Error::Corrupt(
             "aggregation value lengths inconsistent".into(),
