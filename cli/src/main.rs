@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use quiver_cli::commands::{
-    auth, init, materialize, online, plan, push, quickstart, registry, retrieve, serve, verify,
+    auth, ballista, init, materialize, online, plan, push, quickstart, registry, retrieve, serve,
+    verify,
 };
 use quiver_cli::{Output, context, exit};
 
@@ -67,14 +68,22 @@ enum Command {
     Serve(serve::Args),
     /// Create the sample repository, apply and materialize it, then serve it.
     Quickstart(quickstart::Args),
+    /// Run the scheduler or an executor of a Ballista cluster (`engine: ballista`).
+    #[command(subcommand)]
+    Ballista(ballista::Command),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Cluster processes report their progress (jobs, tasks, executors) by default.
+    let default_level = match cli.command {
+        Command::Ballista(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("QUIVER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -98,6 +107,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Auth(cmd) => auth::run(cmd),
         Command::Quickstart(args) => quickstart::run(&ctx, args),
+        Command::Ballista(cmd) => ballista::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,6 +15,7 @@
 //!   [`OutputNames`], the check that no two output columns share one (training and serving)
 
 pub mod aggregates;
+pub mod cluster;
 pub mod columns;
 pub mod error;
 pub mod latest;

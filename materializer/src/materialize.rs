@@ -57,6 +57,8 @@ pub struct Job<'a> {
     pub allow_eviction: bool,
     /// DataFusion partitions (CPU threads) to scan with.
     pub partitions: usize,
+    /// Scan on this Ballista cluster (`engine:` in quiver.yaml); `None`: in this process.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 /// Which range each view covers.

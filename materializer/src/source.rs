@@ -33,6 +33,19 @@ pub fn session(partitions: usize) -> SessionContext {
     counting(SessionContext::new_with_config, config)
 }
 
+/// The session a job's scans run in: [`session`], or with `cluster` a session whose plans its
+/// Ballista scheduler runs (what this process reads to plan is still counted).
+pub async fn engine_session(
+    partitions: usize,
+    cluster: Option<&crate::cluster::Cluster>,
+) -> Result<SessionContext> {
+    let local = session(partitions);
+    match cluster {
+        Some(cluster) => cluster.session(&local).await,
+        None => Ok(local),
+    }
+}
+
 /// The session `make` builds from `config`, counting what it reads ([`reads`]): object stores
 /// are counted as [`Dataset::read`] registers them, local files from here on.
 pub fn counting(

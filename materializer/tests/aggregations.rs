@@ -360,6 +360,7 @@ fn check(
         batch_rows,
         gather_limit: sort_back.then_some(0),
         key_filter_rows: quiver_materializer::retrieve::DEFAULT_KEY_FILTER_ROWS,
+        cluster: None,
     };
     let out = runtime().block_on(async {
         let r = retrieve(&request, &engine).await.unwrap();

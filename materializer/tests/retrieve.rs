@@ -299,6 +299,7 @@ fn run(
         batch_rows: 8192,
         gather_limit: None,
         key_filter_rows: quiver_materializer::retrieve::DEFAULT_KEY_FILTER_ROWS,
+        cluster: None,
     };
     run_on(dir, registry, features, options, engine)
 }
@@ -459,6 +460,7 @@ proptest! {
             batch_rows,
             gather_limit: sort_back.then_some(0),
             key_filter_rows: if key_filter { u64::MAX } else { 0 },
+            cluster: None,
         };
         let out = run_on(dir.path(), &registry, &features, options, engine);
         check(&out, &a_rows, &b_rows, &entities, ttl_a, 0, options)?;
@@ -560,8 +562,15 @@ fn entities_in_memory_give_the_same_table_as_a_file() {
         batch_rows: 97,
         gather_limit: None,
         key_filter_rows: quiver_materializer::retrieve::DEFAULT_KEY_FILTER_ROWS,
+        cluster: None,
     };
-    let from_file = run_on(dir.path(), &registry, &features, Options::default(), engine);
+    let from_file = run_on(
+        dir.path(),
+        &registry,
+        &features,
+        Options::default(),
+        engine.clone(),
+    );
 
     let file = std::fs::File::open(&path).unwrap();
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)

@@ -302,6 +302,8 @@ impl Store {
         let defaults = Engine::default();
         let engine = Engine {
             memory_limit: memory_limit.unwrap_or(defaults.memory_limit),
+            cluster: quiver_materializer::cluster::Cluster::of(&repo.config.engine)
+                .map_err(|e| to_py(e.into()))?,
             ..defaults
         };
         let options = Options {

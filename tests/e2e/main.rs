@@ -2,6 +2,7 @@
 
 mod aggregations;
 mod availability;
+mod ballista;
 mod cli;
 mod connections;
 mod faults;

@@ -346,6 +346,7 @@ async fn redis_stopped_mid_run_keeps_the_watermark_and_a_rerun_completes() {
         key_ttl: false,
         allow_eviction: false,
         partitions: 2,
+        cluster: None,
     };
 
     let first_end = END_NS - HOUR_NS / 2;

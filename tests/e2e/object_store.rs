@@ -22,10 +22,10 @@ use quiver_tests::{describe, quiver, quiver_bin, snapshot};
 use serde_json::Value as J;
 
 /// The newest event time of the sample: 24 hourly rows per driver on 2026-01-01, 00:00 … 23:00.
-const END: &str = "2026-01-01T23:00:00Z";
-const FIRST_DRIVER: i64 = 1001;
-const BUCKET: &str = "lake";
-const DRIVER_VIEWS: [&str; 2] = ["driver_hourly_stats", "driver_derived"];
+pub(crate) const END: &str = "2026-01-01T23:00:00Z";
+pub(crate) const FIRST_DRIVER: i64 = 1001;
+pub(crate) const BUCKET: &str = "lake";
+pub(crate) const DRIVER_VIEWS: [&str; 2] = ["driver_hourly_stats", "driver_derived"];
 
 /// Starts the server, or says loudly that the test is skipped.
 macro_rules! s3_or_skip {
@@ -41,15 +41,15 @@ macro_rules! s3_or_skip {
 }
 
 /// A sample repository (not applied) and its driver statistics cut into Hive partitions.
-struct Lake {
-    tmp: tempfile::TempDir,
+pub(crate) struct Lake {
+    pub(crate) tmp: tempfile::TempDir,
     base: PathBuf,
-    drivers: i64,
+    pub(crate) drivers: i64,
     /// `date=2026-01-01/hour=07/part-0.parquet` → the file's bytes, one per hour.
     parts: BTreeMap<String, Vec<u8>>,
 }
 
-fn lake(drivers: u64, hours: u32) -> Lake {
+pub(crate) fn lake(drivers: u64, hours: u32) -> Lake {
     let tmp = tempfile::tempdir().unwrap();
     let (d, h) = (drivers.to_string(), hours.to_string());
     let out = quiver(
@@ -140,7 +140,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// The driver source's location as a Hive-partitioned dataset with an hourly time partition.
-fn partitioned(path: &str, storage: &str) -> String {
+pub(crate) fn partitioned(path: &str, storage: &str) -> String {
     format!(
         "    path: {path}\n    partition_columns: [{{name: date, type: string}}, {{name: hour, type: int32}}]\n    time_partition: {{column: date, format: \"%Y-%m-%d\", hour_column: hour}}\n{storage}"
     )
@@ -148,7 +148,7 @@ fn partitioned(path: &str, storage: &str) -> String {
 
 /// A copy of the lake's base repository named `name`, its driver source moved to `source` (the
 /// YAML lines replacing `path: data/driver_stats.parquet`; `None` keeps the single local file).
-fn repo(lake: &Lake, name: &str, source: Option<&str>) -> PathBuf {
+pub(crate) fn repo(lake: &Lake, name: &str, source: Option<&str>) -> PathBuf {
     let repo = lake.tmp.path().join(name);
     copy_dir(&lake.base, &repo);
     if let Some(source) = source {
@@ -162,7 +162,7 @@ fn repo(lake: &Lake, name: &str, source: Option<&str>) -> PathBuf {
 }
 
 /// A repository whose driver source is the partitioned directory `data/trips/` on local disk.
-fn local_partitioned_repo(lake: &Lake, name: &str) -> PathBuf {
+pub(crate) fn local_partitioned_repo(lake: &Lake, name: &str) -> PathBuf {
     let repo = repo(lake, name, Some(&partitioned("data/trips/", "")));
     for (key, bytes) in &lake.parts {
         let path = repo.join("data/trips").join(key);
@@ -172,7 +172,7 @@ fn local_partitioned_repo(lake: &Lake, name: &str) -> PathBuf {
     repo
 }
 
-fn upload(server: &S3Server, lake: &Lake, prefix: &str) {
+pub(crate) fn upload(server: &S3Server, lake: &Lake, prefix: &str) {
     for (key, bytes) in &lake.parts {
         server
             .put(BUCKET, &format!("{prefix}{key}"), bytes)
@@ -181,7 +181,7 @@ fn upload(server: &S3Server, lake: &Lake, prefix: &str) {
 }
 
 /// The environment of a `quiver` child reaching `server`, plus `S3_ENDPOINT` for `storage:` maps.
-fn env(server: &S3Server) -> Vec<(String, String)> {
+pub(crate) fn env(server: &S3Server) -> Vec<(String, String)> {
     let mut env = server.env();
     env.push(("S3_ENDPOINT".into(), server.endpoint()));
     env
@@ -204,11 +204,11 @@ fn command(dir: &Path, args: &[&str], env: &[(String, String)]) -> Command {
 }
 
 /// Runs `quiver ARGS` in `dir` with `env`.
-fn run(dir: &Path, args: &[&str], env: &[(String, String)]) -> Output {
+pub(crate) fn run(dir: &Path, args: &[&str], env: &[(String, String)]) -> Output {
     command(dir, args, env).output().expect("quiver runs")
 }
 
-fn ok(dir: &Path, args: &[&str], env: &[(String, String)]) -> Output {
+pub(crate) fn ok(dir: &Path, args: &[&str], env: &[(String, String)]) -> Output {
     let out = run(dir, args, env);
     assert!(
         out.status.success(),
@@ -219,18 +219,18 @@ fn ok(dir: &Path, args: &[&str], env: &[(String, String)]) -> Output {
     out
 }
 
-fn json_of(out: &Output) -> J {
+pub(crate) fn json_of(out: &Output) -> J {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(out)))
 }
 
 /// `quiver --format json materialize…`: the run records.
-fn materialize(dir: &Path, args: &[&str], env: &[(String, String)]) -> J {
+pub(crate) fn materialize(dir: &Path, args: &[&str], env: &[(String, String)]) -> J {
     let mut all = vec!["--format", "json"];
     all.extend_from_slice(args);
     json_of(&ok(dir, &all, env))
 }
 
-fn run_of<'a>(runs: &'a J, view: &str) -> &'a J {
+pub(crate) fn run_of<'a>(runs: &'a J, view: &str) -> &'a J {
     runs.as_array()
         .unwrap()
         .iter()
@@ -240,7 +240,7 @@ fn run_of<'a>(runs: &'a J, view: &str) -> &'a J {
 
 /// Every driver's stored blob (and two ids without data) for the driver views, read from the
 /// repository's online store.
-fn online_blobs(repo: &Path, drivers: i64) -> Vec<(String, i64, Option<Vec<u8>>)> {
+pub(crate) fn online_blobs(repo: &Path, drivers: i64) -> Vec<(String, i64, Option<Vec<u8>>)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -271,7 +271,7 @@ fn online_blobs(repo: &Path, drivers: i64) -> Vec<(String, i64, Option<Vec<u8>>)
     })
 }
 
-fn assert_same_online(a: &Path, b: &Path, drivers: i64) {
+pub(crate) fn assert_same_online(a: &Path, b: &Path, drivers: i64) {
     let (x, y) = (online_blobs(a, drivers), online_blobs(b, drivers));
     assert!(
         x.iter().filter(|(_, _, blob)| blob.is_some()).count() >= drivers as usize,
@@ -303,7 +303,7 @@ fn table(bytes: Vec<u8>) -> RecordBatch {
 }
 
 /// The same columns (names, types, values), row for row.
-fn assert_same_table(a: &[u8], b: &[u8], what: &str) {
+pub(crate) fn assert_same_table(a: &[u8], b: &[u8], what: &str) {
     let (x, y) = (table(a.to_vec()), table(b.to_vec()));
     let fields = |t: &RecordBatch| {
         t.schema()

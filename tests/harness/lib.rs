@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod ballista;
 pub mod s3;
 
 /// A `redis-server` owned by one test: loopback only, killed on drop.

@@ -123,6 +123,7 @@ pub async fn run_views(
         key_ttl: config.key_ttl(),
         allow_eviction: config.allow_eviction(),
         partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        cluster: quiver_materializer::cluster::Cluster::of(&target.repo.config.engine)?,
     };
     let bar = Bar::new(progress);
     let runs = materialize(&job, &views, range, &bar).await;
@@ -163,8 +164,9 @@ pub fn render(runs: &[MaterializationRun]) -> String {
             ));
             continue;
         }
-        let files = match (r.files_read, r.bytes_read) {
-            (Some(f), Some(b)) => format!(" ({f} files, {})", bytes_text(b)),
+        let files = match (r.files_read, r.bytes_read, &r.engine) {
+            (Some(f), Some(b), _) => format!(" ({f} files, {})", bytes_text(b)),
+            (_, _, Some(cluster)) => format!(" (on {cluster})"),
             _ => String::new(),
         };
         out.push_str(&format!(

@@ -1,6 +1,7 @@
 //! One module per command, each: parse arguments → call the libraries → print.
 
 pub mod auth;
+pub mod ballista;
 pub mod init;
 pub mod materialize;
 pub mod online;

@@ -94,9 +94,15 @@ struct Summary {
     manifest: Option<PathBuf>,
     rows: u64,
     columns: usize,
-    /// Distinct source files the scans read, and the bytes fetched from them.
-    files_read: u64,
-    bytes_read: u64,
+    /// Distinct source files the scans read, and the bytes fetched from them (absent when a
+    /// cluster's executors read them: `engine`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files_read: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_read: Option<u64>,
+    /// The Ballista cluster the views' scans ran on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    engine: Option<String>,
     seconds: f64,
     registry_version: u64,
 }
@@ -106,9 +112,12 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let store = repo.store()?;
     let started = Instant::now();
     let defaults = Engine::default();
+    let cluster = quiver_materializer::cluster::Cluster::of(&repo.config.engine)?;
+    let cluster_url = cluster.as_ref().map(|c| c.url.clone());
     let engine = Engine {
         memory_limit: args.memory_limit.unwrap_or(defaults.memory_limit),
         key_filter_rows: args.key_filter_rows,
+        cluster: cluster.clone(),
         ..defaults
     };
     let (version, selection, features, input, options) = match &args.rebuild {
@@ -220,8 +229,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         manifest,
         rows,
         columns: columns.len(),
-        files_read: reads.files(),
-        bytes_read: reads.bytes(),
+        files_read: cluster_url.is_none().then(|| reads.files()),
+        bytes_read: cluster_url.is_none().then(|| reads.bytes()),
+        engine: cluster_url,
         seconds: started.elapsed().as_secs_f64(),
         registry_version: version.version,
     };
@@ -388,11 +398,14 @@ fn render(s: &Summary) -> String {
         s.seconds,
         s.registry_version
     );
-    out.push_str(&format!(
-        "read {} source files ({})\n",
-        s.files_read,
-        super::materialize::bytes_text(s.bytes_read)
-    ));
+    match (s.files_read, s.bytes_read, &s.engine) {
+        (Some(files), Some(bytes), _) => out.push_str(&format!(
+            "read {files} source files ({})\n",
+            super::materialize::bytes_text(bytes)
+        )),
+        (_, _, Some(cluster)) => out.push_str(&format!("views read and sorted on {cluster}\n")),
+        _ => {}
+    }
     if let Some(m) = &s.manifest {
         out.push_str(&format!(
             "manifest: {} (rebuild with `quiver retrieve --rebuild {} --output …`)\n",

@@ -109,13 +109,15 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         }
         // Training: bounded concurrency, memory and decoded upload size; uploads in a directory
         // of the server's own, emptied of what a server that is gone left there.
-        let training = quiver_feature_server::Training::new(
+        let mut training = quiver_feature_server::Training::new(
             repo.root.clone(),
             serving.max_training_upload_bytes,
         )
         .with_budget(serving.training_memory_limit, serving.max_training_requests)
         .with_max_decoded_bytes(serving.max_training_decoded_bytes)
         .with_upload_dir(&serving.upload_dir);
+        // Training requests run where offline work runs (`engine:`).
+        training.engine.cluster = quiver_materializer::cluster::Cluster::of(&repo.config.engine)?;
         training.prepare().map_err(|e| {
             crate::exit::UserError(format!(
                 "serving.upload_dir {}: {e}",

@@ -47,7 +47,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             online,
             sample: args.sample,
             seed: args.seed,
-            engine: Engine::default(),
+            engine: Engine {
+                cluster: quiver_materializer::cluster::Cluster::of(&repo.config.engine)?,
+                ..Engine::default()
+            },
             key_ttl: repo.config.online_store.key_ttl(),
             recorded: quiver_materializer::materialize::recorded_watermarks(store.as_ref())?,
             at_ns,

@@ -23,7 +23,7 @@ use crate::aggregates::{self, Update, column_indices, layout};
 use crate::columns::Rows;
 use crate::error::{Error, Result};
 use crate::latest::Latest;
-use crate::source::session;
+use crate::source::engine_session;
 
 /// Entities per round of read, merge and compare-and-set.
 const ENTITIES_PER_ROUND: usize = 4_096;
@@ -119,7 +119,7 @@ async fn scan_and_store(
         source.created_timestamp_field.as_deref(),
     );
     let indices = column_indices(aggregations);
-    let ctx = session(job.partitions);
+    let ctx = engine_session(job.partitions, job.cluster.as_ref()).await?;
     let context = format!("materializing `{}`", view.name);
     let mut columns: Vec<String> = layout.join_keys.iter().map(|k| k.name.clone()).collect();
     columns.push(source.timestamp_field.clone());

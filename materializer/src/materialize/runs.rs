@@ -56,8 +56,10 @@ pub(super) fn run_record(
         start: start.map(rfc3339),
         end: rfc3339(end),
         rows_read: latest.rows_read,
-        files_read: Some(latest.files_read),
-        bytes_read: Some(latest.bytes_read),
+        // On a cluster the executors read the files; what this process read is only planning.
+        files_read: job.cluster.is_none().then_some(latest.files_read),
+        bytes_read: job.cluster.is_none().then_some(latest.bytes_read),
+        engine: job.cluster.as_ref().map(|c| c.url.clone()),
         entities,
         keys_written: written,
         seconds,

@@ -13,7 +13,7 @@ use super::{Job, Progress};
 use crate::columns::{Layout, Rows};
 use crate::error::{Error, Result};
 use crate::latest::Latest;
-use crate::source::{needed_columns, session, view_input};
+use crate::source::{engine_session, needed_columns, view_input};
 
 /// The source a view reads, from the job's registry version.
 fn source_of<'r>(job: &Job<'r>, view: &FeatureView) -> Result<&'r quiver_registry::Source> {
@@ -30,7 +30,7 @@ pub(super) async fn has_rows_before(job: &Job<'_>, view: &FeatureView, start: i6
         return Ok(false);
     }
     let source = source_of(job, view)?;
-    let ctx = session(job.partitions);
+    let ctx = engine_session(job.partitions, job.cluster.as_ref()).await?;
     let context = format!("looking for rows of `{}` before the range", view.name);
     let df = view_input(
         &ctx,
@@ -156,7 +156,7 @@ pub async fn latest_rows(
         created: source.created_timestamp_field.clone(),
         features: view.features.clone(),
     });
-    let ctx = session(job.partitions);
+    let ctx = engine_session(job.partitions, job.cluster.as_ref()).await?;
     let context = format!("materializing `{}`", view.name);
     let names: Vec<String> = join_keys.iter().map(|k| k.name.clone()).collect();
     let columns = needed_columns(view, &names, source);

@@ -61,7 +61,7 @@ pub struct Options {
 }
 
 /// Resources of the engine (not part of the result).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Engine {
     /// DataFusion partitions (CPU threads) per scan.
     pub partitions: usize,
@@ -80,6 +80,9 @@ pub struct Engine {
     /// (`key IN (…)`), so a one-row request sorts the few rows of its entities, not the source.
     /// 0 turns it off.
     pub key_filter_rows: u64,
+    /// Run the views' scans, filters and sorts on this Ballista cluster (`engine:` in
+    /// quiver.yaml); `None`: in this process.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Default for Engine {
@@ -91,6 +94,7 @@ impl Default for Engine {
             batch_rows: entities::BATCH_ROWS,
             gather_limit: None,
             key_filter_rows: DEFAULT_KEY_FILTER_ROWS,
+            cluster: None,
         }
     }
 }
@@ -140,6 +144,11 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
     // Each view may keep its join output in memory, to restore input order, within this share.
     let share = budget::gather_share(engine, parts.len());
     let ctx = budget::session(engine)?;
+    // The views' rows are read and sorted where the engine runs; the entity table is read here.
+    let rows_ctx = match &engine.cluster {
+        Some(cluster) => cluster.session(&ctx).await?,
+        None => ctx.clone(),
+    };
     let task = ctx.task_ctx();
     let schema = outputs::output_schema(&entity_schema, &parts, &order, engine.with_times);
 
@@ -149,6 +158,7 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
         let key_filter = entity_rows <= engine.key_filter_rows;
         let join = view_plan::view_plan(
             &ctx,
+            &rows_ctx,
             request,
             part.view,
             bounds,

@@ -20,9 +20,11 @@ use crate::error::{Error, Result};
 use crate::source::view_input;
 
 /// One view's join, as a plan whose single partition yields one row per entity row, in the
-/// order of (join keys, time): `__row`, the view's features, `__e`, `__c`.
+/// order of (join keys, time): `__row`, the view's features, `__e`, `__c`. The entity keys are
+/// read with `ctx`, the view's rows with `rows_ctx` (the same session, or a cluster's).
 pub(super) async fn view_plan(
     ctx: &SessionContext,
+    rows_ctx: &SessionContext,
     request: &Request<'_>,
     view: &FeatureView,
     bounds: Option<(i64, i64)>,
@@ -54,7 +56,7 @@ pub(super) async fn view_plan(
         Some(a) => a.input_fields(),
         None => view.features.clone(),
     };
-    let rows = view_rows(ctx, request, view, source, &keys, &columns, range).await?;
+    let rows = view_rows(rows_ctx, request, view, source, &keys, &columns, range).await?;
     let filter = row_filter(request, view, &keys, bounds, key_filter, ttl_ns)?;
     let rows = sorted_rows(rows, filter, view, &keys).await?;
     let entities = sorted_entity_keys(ctx, request.entities, &keys).await?;

@@ -45,7 +45,7 @@ pub(super) async fn offline_rows(
     };
     let engine = Engine {
         with_times: true,
-        ..job.engine
+        ..job.engine.clone()
     };
     let retrieval = retrieve(&request, &engine).await?;
     let schema = retrieval.schema.clone();

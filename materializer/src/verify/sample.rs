@@ -16,7 +16,7 @@ use super::VerifyJob;
 use crate::columns::{key_type, utc_ns};
 use crate::error::{Error, Result};
 use crate::retrieve::DEFAULT_TIMESTAMP_COLUMN;
-use crate::source::{session, view_input};
+use crate::source::{engine_session, view_input};
 
 /// A view's sampled entities.
 #[derive(Debug)]
@@ -80,7 +80,7 @@ async fn distinct_keys(
     let registry = &job.registry.registry;
     let join_keys: Vec<Field> = registry.join_keys(view).into_iter().cloned().collect();
     let source = registry.history_source(view).map_err(Error::Invalid)?;
-    let ctx = session(job.engine.partitions);
+    let ctx = engine_session(job.engine.partitions, job.engine.cluster.as_ref()).await?;
     let df = view_input(&ctx, job.root, source, view.query.as_deref(), None).await?;
     let mut select = Vec::new();
     for k in &join_keys {

@@ -13,6 +13,7 @@ use crate::error::{Diagnostic, Error, Result, Span};
 use crate::yaml::parse_yaml;
 
 mod auth;
+mod engine;
 mod names;
 mod redis_url;
 mod serving;
@@ -21,6 +22,7 @@ mod stores;
 mod tests;
 
 pub use auth::{AuthConfig, Scope, TokenConfig};
+pub use engine::{DEFAULT_SCHEDULER_PORT, EngineConfig};
 pub use names::{MAX_NAME_LEN, check_name, is_identifier};
 pub use redis_url::{REDIS_URL_HINT, check_redis_url_encoding, invalid_redis_url, redact_url};
 pub use serving::{CacheConfig, DEFAULT_MAX_RESPONSE_VALUES, ServingConfig, TlsConfig};
@@ -43,6 +45,13 @@ pub struct ProjectConfig {
     pub online_store: OnlineStoreConfig,
     #[serde(default)]
     pub serving: ServingConfig,
+    /// Where offline work runs: in this process, or on a Ballista cluster.
+    #[serde(default, skip_serializing_if = "is_local")]
+    pub engine: EngineConfig,
+}
+
+fn is_local(engine: &EngineConfig) -> bool {
+    *engine == EngineConfig::Local
 }
 
 fn default_definitions() -> Vec<String> {
@@ -76,6 +85,7 @@ impl ProjectConfig {
         }
         check_redis_urls(file, self, &mut problems);
         self.serving.check(file, &mut problems);
+        self.engine.check(file, &mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

@@ -26,6 +26,36 @@ fn the_documented_reference_file_is_valid() {
     assert_eq!(c.online_store, OnlineStoreConfig::default());
     // The limits it shows are the defaults.
     assert_eq!(c.serving, ServingConfig::default());
+    assert_eq!(c.engine, EngineConfig::Local);
+}
+
+#[test]
+fn engines_are_checked_when_loaded() {
+    let c = load("project: p\nengine:\n  type: ballista\n  url: df://sched:50051\n").unwrap();
+    assert_eq!(
+        c.engine,
+        EngineConfig::Ballista {
+            url: "df://sched:50051".into(),
+            connect_timeout_ms: 5000
+        }
+    );
+    for (yaml, expected) in [
+        (
+            "engine:\n  type: ballista\n  url: http://sched:50050\n",
+            "must start with `df://`",
+        ),
+        ("engine:\n  type: ballista\n", "missing field `url`"),
+        ("engine:\n  type: spark\n", "unknown variant `spark`"),
+        (
+            "engine:\n  type: ballista\n  url: df://h\n  connect_timeout_ms: 0\n",
+            "at least 1",
+        ),
+    ] {
+        let err = load(&format!("project: p\n{yaml}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{yaml}: {err}");
+    }
 }
 
 #[test]

@@ -20,6 +20,10 @@ pub struct MaterializationRun {
     pub files_read: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_read: Option<u64>,
+    /// The Ballista cluster the scan ran on (`df://host:port`); absent for the local engine.
+    /// The cluster's executors read the files, so `files_read` and `bytes_read` are absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     /// Entities whose latest row in the range was found.
     pub entities: u64,
     /// Keys actually stored (the rest already held a newer value).

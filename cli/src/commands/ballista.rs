@@ -1,0 +1,175 @@
+//! `quiver ballista scheduler|executor`: the processes of an Apache DataFusion Ballista cluster,
+//! built from Ballista's library crates with Quiver's object stores, so one binary is deployed.
+//! A repository whose `quiver.yaml` says `engine: {type: ballista, url: df://host:port}` runs
+//! its offline work there (`quiver_materializer::cluster`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use quiver_materializer::cluster::Stores;
+use quiver_registry::config::EngineConfig;
+
+use crate::exit::UserError;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run a scheduler: it plans jobs and hands their tasks to executors.
+    Scheduler(SchedulerArgs),
+    /// Run an executor: it runs tasks and serves their results (Arrow Flight).
+    Executor(ExecutorArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SchedulerArgs {
+    /// Address to listen on (clients and executors connect here).
+    #[arg(long, default_value = "0.0.0.0:50050", env = "QUIVER_BALLISTA_BIND")]
+    pub bind: SocketAddr,
+    /// Host name executors and clients use to reach this scheduler.
+    #[arg(
+        long,
+        default_value = "localhost",
+        env = "QUIVER_BALLISTA_EXTERNAL_HOST"
+    )]
+    pub external_host: String,
+    /// Seconds without a heartbeat after which an executor is lost and its tasks run again.
+    #[arg(long, default_value_t = 30, env = "QUIVER_BALLISTA_EXECUTOR_TIMEOUT")]
+    pub executor_timeout_seconds: u64,
+    /// Failures of one task before its job fails.
+    #[arg(long, default_value_t = 4)]
+    pub task_max_failures: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecutorArgs {
+    /// The scheduler to register with.
+    #[arg(
+        long,
+        default_value = "df://localhost:50050",
+        env = "QUIVER_BALLISTA_SCHEDULER"
+    )]
+    pub scheduler: String,
+    /// Host to listen on.
+    #[arg(long, default_value = "127.0.0.1", env = "QUIVER_BALLISTA_BIND_HOST")]
+    pub bind_host: String,
+    /// Host name the scheduler and clients use to reach this executor (default: bind host).
+    #[arg(long, env = "QUIVER_BALLISTA_EXTERNAL_HOST")]
+    pub external_host: Option<String>,
+    /// Arrow Flight port: clients and other executors fetch results here.
+    #[arg(long, default_value_t = 50051, env = "QUIVER_BALLISTA_FLIGHT_PORT")]
+    pub flight_port: u16,
+    /// gRPC port: the scheduler hands out tasks here.
+    #[arg(long, default_value_t = 50052, env = "QUIVER_BALLISTA_GRPC_PORT")]
+    pub grpc_port: u16,
+    /// Tasks run at once (default: the number of CPUs).
+    #[arg(long, env = "QUIVER_BALLISTA_CONCURRENT_TASKS")]
+    pub concurrent_tasks: Option<usize>,
+    /// Where task results and spills are written (default: a temporary directory).
+    #[arg(long, env = "QUIVER_BALLISTA_WORK_DIR")]
+    pub work_dir: Option<std::path::PathBuf>,
+    /// Memory tasks may hold before spilling, in bytes, shared by the concurrent tasks
+    /// (default: Ballista's share of the machine's memory).
+    #[arg(long, env = "QUIVER_BALLISTA_MEMORY_LIMIT")]
+    pub memory_limit: Option<u64>,
+    /// Seconds between heartbeats to the scheduler; keep it well below the scheduler's
+    /// `--executor-timeout-seconds`, after which an executor is taken for lost.
+    #[arg(long, default_value_t = 5, env = "QUIVER_BALLISTA_HEARTBEAT")]
+    pub heartbeat_seconds: u64,
+}
+
+pub fn run(command: Command) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match command {
+        Command::Scheduler(args) => runtime.block_on(scheduler(args)),
+        Command::Executor(args) => runtime.block_on(executor(args)),
+    }
+}
+
+async fn scheduler(args: SchedulerArgs) -> Result<()> {
+    // The scheduler lists and plans the sources' files: it opens object stores like executors.
+    let stores = Arc::new(Stores::default());
+    let config = SchedulerConfig {
+        bind_host: args.bind.ip().to_string(),
+        bind_port: args.bind.port(),
+        external_host: args.external_host,
+        executor_timeout_seconds: args.executor_timeout_seconds,
+        expire_dead_executor_interval_seconds: args.executor_timeout_seconds.clamp(1, 15),
+        task_max_failures: args.task_max_failures.max(1),
+        override_session_builder: Some(Arc::new(move |config| {
+            let state = ballista_core::utils::default_session_builder(config)?;
+            let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+                .with_object_store_registry(stores.clone())
+                .build_arc()?;
+            Ok(SessionStateBuilder::new_from_existing(state)
+                .with_runtime_env(runtime)
+                .build())
+        })),
+        ..SchedulerConfig::default()
+    };
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the scheduler: {e}"))?;
+    eprintln!(
+        "quiver: Ballista scheduler listening on {} (clients: engine.url df://{}:{})",
+        args.bind,
+        config.external_host,
+        args.bind.port()
+    );
+    start_server(cluster, args.bind, Arc::new(config))
+        .await
+        .map_err(|e| anyhow::anyhow!("the scheduler on {}: {e}", args.bind))
+}
+
+async fn executor(args: ExecutorArgs) -> Result<()> {
+    let (scheduler_host, scheduler_port) =
+        EngineConfig::scheduler(&args.scheduler).map_err(UserError)?;
+    let work_dir = match &args.work_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the work directory {}", dir.display()))?;
+            Some(dir.display().to_string())
+        }
+        None => None,
+    };
+    let stores = Arc::new(Stores::default());
+    let spill_dir = work_dir.clone();
+    let defaults = ExecutorProcessConfig::default();
+    let config = ExecutorProcessConfig {
+        bind_host: args.bind_host.clone(),
+        external_host: args.external_host.clone(),
+        port: args.flight_port,
+        grpc_port: args.grpc_port,
+        scheduler_host,
+        scheduler_port,
+        vcores: args
+            .concurrent_tasks
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1),
+        work_dir,
+        memory_pool_size: args.memory_limit,
+        executor_heartbeat_interval_seconds: args.heartbeat_seconds.max(1),
+        override_runtime_producer: Some(Arc::new(move |_config| {
+            let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(stores.clone());
+            if let Some(dir) = &spill_dir {
+                builder = builder.with_temp_file_path(dir.clone());
+            }
+            builder.build_arc()
+        })),
+        ..defaults
+    };
+    eprintln!(
+        "quiver: Ballista executor on {}:{} (flight) / {} (grpc), scheduler {}",
+        args.bind_host, args.flight_port, args.grpc_port, args.scheduler
+    );
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(|e| anyhow::anyhow!("the executor: {e}"))
+}
