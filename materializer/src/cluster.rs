@@ -22,6 +22,9 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
+/// Ballista's switch for its adaptive query planner (off: see [`Cluster::session`]).
+const ADAPTIVE_PLANNER: &str = "ballista.planner.adaptive.enabled";
+
 /// Where a cluster's scheduler is, from `engine:` in `quiver.yaml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
@@ -61,9 +64,21 @@ impl Cluster {
     pub async fn session(&self, local: &SessionContext) -> Result<SessionContext> {
         self.check_reachable().await?;
         let state = local.state();
-        SessionContext::remote_with_state(&format!("df://{}:{}", self.host, self.port), state)
-            .await
-            .map_err(|e| Error::Invalid(format!("the Ballista scheduler at {}: {e}", self.url)))
+        let ctx =
+            SessionContext::remote_with_state(&format!("df://{}:{}", self.host, self.port), state)
+                .await
+                .map_err(|e| {
+                    Error::Invalid(format!("the Ballista scheduler at {}: {e}", self.url))
+                })?;
+        // Ballista 55's adaptive planner re-plans a stage whose input is empty (a range without
+        // rows) forever, the scheduler at full CPU; its static planner runs the same plans.
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .set(ADAPTIVE_PLANNER, "false")
+            .map_err(|e| Error::Invalid(format!("configuring the cluster session: {e}")))?;
+        Ok(ctx)
     }
 
     async fn check_reachable(&self) -> Result<()> {

@@ -211,6 +211,25 @@ pub struct StatsAcc {
 }
 
 impl StatsAcc {
+    /// Statistics computed elsewhere (a cluster's aggregate): `nulls`, and for a numeric
+    /// feature its minimum, maximum, sum and count of values.
+    pub(crate) fn of(nulls: u64, numeric: Option<(Option<f64>, Option<f64>, f64, u64)>) -> Self {
+        match numeric {
+            None => StatsAcc {
+                nulls,
+                ..StatsAcc::default()
+            },
+            Some((min, max, sum, count)) => StatsAcc {
+                nulls,
+                numeric: true,
+                min,
+                max,
+                sum,
+                count,
+            },
+        }
+    }
+
     pub fn merge(&mut self, other: &StatsAcc) {
         self.nulls += other.nulls;
         self.numeric |= other.numeric;

@@ -7,6 +7,7 @@
 //! watermark moves.
 
 mod aggregate;
+mod reduce;
 mod runs;
 mod scan;
 mod write;

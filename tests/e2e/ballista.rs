@@ -5,7 +5,15 @@
 //! clear error within a bounded time, and nothing is written.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatchReader as _;
+use arrow::array::{ArrayRef, AsArray, Float32Array, RecordBatch, new_null_array};
+use arrow::datatypes::{Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value as J;
 
 use quiver_tests::ballista::{Cluster, EXECUTOR_TIMEOUT_SECONDS};
 use quiver_tests::s3::S3Server;
@@ -226,4 +234,170 @@ fn a_lost_executor_is_survived_and_a_scheduler_that_is_down_is_a_clear_error() {
         .collect();
     assert!(changed.is_empty(), "failed commands changed {changed:?}");
     assert_eq!(online_blobs(&remote, lake.drivers), values_before);
+}
+
+/// The driver source rewritten with the rows users have besides clean ones: full ties (the same
+/// key, event and created time, another value), rows without a key, rows without an event
+/// time, rows outside the run's range.
+fn add_awkward_rows(repo: &Path) {
+    let path = repo.join("data/driver_stats.parquet");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let nullable = Arc::new(Schema::new(
+        reader
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<Field>>(),
+    ));
+    let batches: Vec<RecordBatch> = reader
+        .map(|b| RecordBatch::try_new(nullable.clone(), b.unwrap().columns().to_vec()).unwrap())
+        .collect();
+    let all = arrow::compute::concat_batches(&nullable, &batches).unwrap();
+    let with = |rows: RecordBatch, name: &str, column: ArrayRef| {
+        let i = nullable.index_of(name).unwrap();
+        let mut columns = rows.columns().to_vec();
+        columns[i] = column;
+        RecordBatch::try_new(nullable.clone(), columns).unwrap()
+    };
+    let ties = all.slice(0, 60);
+    let conv = ties
+        .column_by_name("conv_rate")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Float32Type>();
+    let other: Float32Array = conv.iter().map(|v| Some(v.unwrap_or(0.5) + 1.0)).collect();
+    let ties = with(ties, "conv_rate", Arc::new(other));
+    let no_key = all.slice(60, 20);
+    let no_key = with(
+        no_key.clone(),
+        "driver_id",
+        new_null_array(no_key.column(0).data_type(), 20),
+    );
+    let no_time = all.slice(80, 20);
+    let t = nullable
+        .field_with_name("event_timestamp")
+        .unwrap()
+        .data_type()
+        .clone();
+    let no_time = with(no_time, "event_timestamp", new_null_array(&t, 20));
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        nullable.clone(),
+        None,
+    )
+    .unwrap();
+    for b in [&all, &ties, &no_key, &no_time] {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+}
+
+/// What a run record says that both engines must agree on (means to 1e-9: sums in another
+/// order).
+fn assert_same_runs(local: &J, cluster: &J) {
+    let by_view = |runs: &J| {
+        let mut v: Vec<J> = runs.as_array().unwrap().clone();
+        v.sort_by_key(|r| r["view"].as_str().unwrap().to_string());
+        v
+    };
+    for (l, c) in by_view(local).iter().zip(by_view(cluster).iter()) {
+        for key in ["view", "rows_read", "entities", "keys_written", "watermark"] {
+            assert_eq!(l[key], c[key], "{key} of {}: {l}\n{c}", l["view"]);
+        }
+        assert!(
+            c.get("files_read").is_none() && c["engine"].is_string(),
+            "{c}"
+        );
+        let (lf, cf) = (
+            l["features"].as_object().unwrap(),
+            c["features"].as_object().unwrap(),
+        );
+        assert_eq!(lf.len(), cf.len());
+        for (name, ls) in lf {
+            let cs = &cf[name];
+            for key in ["null_count", "min", "max"] {
+                assert_eq!(ls[key], cs[key], "{key} of {}.{name}", l["view"]);
+            }
+            match (ls["mean"].as_f64(), cs["mean"].as_f64()) {
+                (Some(a), Some(b)) => assert!(
+                    (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+                    "mean of {name}: {a} vs {b}"
+                ),
+                (a, b) => assert_eq!(a, b, "mean of {name}"),
+            }
+        }
+    }
+    assert_eq!(
+        local.as_array().unwrap().len(),
+        cluster.as_array().unwrap().len()
+    );
+}
+
+#[test]
+fn a_cluster_reduces_ties_missing_keys_and_times_as_the_local_engine_does() {
+    let lake = lake(50, 12);
+    let cluster = Cluster::start(2, &[]).unwrap();
+    let local = repo(&lake, "local", None);
+    let remote = repo(&lake, "remote", None);
+    for r in [&local, &remote] {
+        add_awkward_rows(r);
+    }
+    use_cluster(&remote, &cluster);
+    let mut runs = Vec::new();
+    for r in [&local, &remote] {
+        ok(r, &["apply"], &[]);
+        // Rows after 18:00 (the last 6 of 12 hours) are outside the range.
+        runs.push(materialize(
+            r,
+            &[
+                "materialize",
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T18:00:00Z",
+            ],
+            &[],
+        ));
+    }
+    assert_same_runs(&runs[0], &runs[1]);
+    assert_same_online(&local, &remote, lake.drivers);
+    // A range without rows: empty stages (Ballista's adaptive planner re-planned them forever).
+    let out = std::process::Command::new("timeout")
+        .arg("60")
+        .arg(quiver_tests::quiver_bin())
+        .args([
+            "--format",
+            "json",
+            "materialize",
+            "2020-01-01T00:00:00Z",
+            "2020-01-02T00:00:00Z",
+        ])
+        .current_dir(&remote)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        describe(&out),
+        cluster.logs()
+    );
+    for run in serde_json::from_slice::<J>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(run["rows_read"], 0, "{run}");
+    }
+    ok(&remote, &["verify"], &[]);
+    for service in SERVICES {
+        for r in [&local, &remote] {
+            ok(r, &args(&retrieve_args(service, "out.parquet")), &[]);
+        }
+        assert_same_table(
+            &std::fs::read(local.join("out.parquet")).unwrap(),
+            &std::fs::read(remote.join("out.parquet")).unwrap(),
+            service,
+        );
+    }
 }

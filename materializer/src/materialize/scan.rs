@@ -161,6 +161,10 @@ pub async fn latest_rows(
     let names: Vec<String> = join_keys.iter().map(|k| k.name.clone()).collect();
     let columns = needed_columns(view, &names, source);
     let df = ranged_input(&ctx, job, view, &columns, (start, end), &context).await?;
+    if job.cluster.is_some() {
+        return super::reduce::latest_on_cluster(df, &layout, (start, end), &context, progress)
+            .await;
+    }
     let streams = df
         .execute_stream_partitioned()
         .await
