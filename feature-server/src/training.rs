@@ -185,6 +185,8 @@ fn materializer_error(e: quiver_materializer::Error) -> ServiceError {
     let code = match e {
         quiver_materializer::Error::Invalid(_) => ErrorCode::InvalidArgument,
         quiver_materializer::Error::TooLarge(_) => ErrorCode::TooLarge,
+        // An object store or the engine's cluster did not answer: retry later.
+        quiver_materializer::Error::Unavailable(_) => ErrorCode::Unavailable,
         quiver_materializer::Error::Store(ref s)
             if matches!(s, quiver_online_store::Error::Unavailable(_)) =>
         {

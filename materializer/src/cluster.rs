@@ -41,7 +41,7 @@ impl Cluster {
     pub fn of(engine: &quiver_registry::config::EngineConfig) -> Result<Option<Cluster>> {
         use quiver_registry::config::EngineConfig;
         match engine {
-            EngineConfig::Local => Ok(None),
+            EngineConfig::Local {} => Ok(None),
             EngineConfig::Ballista {
                 url,
                 connect_timeout_ms,
@@ -97,10 +97,44 @@ impl Cluster {
             ),
         };
         Err(Error::Unavailable(format!(
-            "the Ballista scheduler at {} cannot be reached ({why}); start it with `quiver ballista scheduler`, or check `engine.url` in quiver.yaml",
-            self.url
+            "the Ballista scheduler at {} cannot be reached on {}:{} ({why}); start it with `quiver ballista scheduler`, or check `engine.url` in quiver.yaml{}",
+            self.url,
+            self.host,
+            self.port,
+            if self.url.ends_with(&format!(":{}", self.port)) {
+                ""
+            } else {
+                " (no port given: the default, 50050)"
+            }
         )))
     }
+}
+
+/// What a failure of the cluster means to the user, in one line: a gRPC status from Ballista's
+/// client (the scheduler or an executor not answering, timing out, or not speaking Ballista's
+/// protocol), or a job the scheduler cancelled. `None`: not the cluster's (a query error).
+pub fn cluster_failure(e: &datafusion::error::DataFusionError) -> Option<String> {
+    let text = e.to_string();
+    if let Some(at) = text.find("Status { code: ") {
+        let rest = &text[at + "Status { code: ".len()..];
+        let code: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
+        let message = rest
+            .find("message: \"")
+            .map(|i| {
+                let m = &rest[i + "message: \"".len()..];
+                m[..m.find('"').unwrap_or(m.len())].to_string()
+            })
+            .unwrap_or_default();
+        return Some(format!(
+            "the Ballista cluster did not answer ({code}: {message}); check that `quiver ballista scheduler` runs at engine.url in quiver.yaml, that its executors run, and their logs"
+        ));
+    }
+    if text.trim_end().ends_with("failed: Cancelled") {
+        return Some(
+            "the Ballista scheduler cancelled the job: no executor was alive for its `--no-executor-timeout-seconds`, or an operator cancelled it; start `quiver ballista executor --scheduler …` and run it again".into(),
+        );
+    }
+    None
 }
 
 /// The object stores of a scheduler or executor process: a URL's store (`s3://bucket`,
@@ -168,5 +202,32 @@ impl ObjectStoreRegistry for Stores {
             .entry(key)
             .or_insert(store)
             .clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::error::DataFusionError;
+
+    use super::cluster_failure;
+
+    #[test]
+    fn failures_of_the_cluster_are_told_apart_from_query_errors() {
+        let timeout = DataFusionError::Execution(
+            r#"Status { code: Cancelled, message: "Timeout expired", source: None }"#.into(),
+        );
+        let why = cluster_failure(&timeout).unwrap();
+        assert!(
+            why.contains("(Cancelled: Timeout expired)") && why.contains("engine.url"),
+            "{why}"
+        );
+        let cancelled = DataFusionError::Execution("Job 038HH failed: Cancelled".into());
+        assert!(
+            cluster_failure(&cancelled)
+                .unwrap()
+                .contains("quiver ballista executor")
+        );
+        let query = DataFusionError::Plan("No field named fare".into());
+        assert_eq!(cluster_failure(&query), None);
     }
 }

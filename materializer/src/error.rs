@@ -77,7 +77,10 @@ impl Error {
         context: impl Into<String>,
     ) -> impl FnOnce(datafusion::error::DataFusionError) -> Error {
         let context = context.into();
-        move |source| Error::Engine { context, source }
+        move |source| match crate::cluster::cluster_failure(&source) {
+            Some(why) => Error::Unavailable(format!("{context}: {why}")),
+            None => Error::Engine { context, source },
+        }
     }
 
     /// An Arrow failure (building, concatenating or writing batches): the engine's, not the

@@ -15,7 +15,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value as J;
 
-use quiver_tests::ballista::{Cluster, EXECUTOR_TIMEOUT_SECONDS};
+use quiver_tests::ballista::{Cluster, EXECUTOR_TIMEOUT_SECONDS, NO_EXECUTOR_TIMEOUT_SECONDS};
 use quiver_tests::s3::S3Server;
 use quiver_tests::{describe, snapshot};
 
@@ -192,6 +192,48 @@ fn a_lost_executor_is_survived_and_a_scheduler_that_is_down_is_a_clear_error() {
     materialize(&remote, &range, &[]);
     materialize(&local, &range, &[]);
     assert_same_online(&local, &remote, lake.drivers);
+
+    // The scheduler stalled longer than the executor timeout: on resuming it takes every
+    // executor for lost and stops them; they start afresh, register again, and work goes on.
+    cluster.signal_scheduler("STOP");
+    std::thread::sleep(Duration::from_secs(EXECUTOR_TIMEOUT_SECONDS + 3));
+    cluster.signal_scheduler("CONT");
+    std::thread::sleep(Duration::from_secs(6));
+    let out = run(
+        &remote,
+        &args(&retrieve_args(service, "after-stall.parquet")),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        describe(&out),
+        cluster.logs()
+    );
+    assert_same_table(
+        &expected,
+        &std::fs::read(remote.join("after-stall.parquet")).unwrap(),
+        "retrieval after the scheduler stalled",
+    );
+
+    // No executor alive: the scheduler cancels the waiting job, the command fails saying why.
+    cluster.kill_executors();
+    let started = Instant::now();
+    let out = run(
+        &remote,
+        &args(&retrieve_args(service, "never.parquet")),
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr.contains("cancelled the job") && stderr.contains("quiver ballista executor"),
+        "{}\n{}",
+        describe(&out),
+        cluster.logs()
+    );
+    let limit = Duration::from_secs(EXECUTOR_TIMEOUT_SECONDS + NO_EXECUTOR_TIMEOUT_SECONDS + 20);
+    assert!(started.elapsed() < limit, "{:?}", started.elapsed());
 
     // The scheduler down: a clear error, quickly, and nothing written.
     cluster.kill_scheduler();

@@ -13,6 +13,8 @@ use crate::{free_port, quiver_bin};
 
 /// Seconds without a heartbeat after which the test scheduler takes an executor for lost.
 pub const EXECUTOR_TIMEOUT_SECONDS: u64 = 4;
+/// Seconds a job may wait while no executor is alive before the test scheduler cancels it.
+pub const NO_EXECUTOR_TIMEOUT_SECONDS: u64 = 3;
 
 #[derive(Debug)]
 struct Process {
@@ -55,6 +57,8 @@ impl Cluster {
                 "127.0.0.1",
                 "--executor-timeout-seconds",
                 &EXECUTOR_TIMEOUT_SECONDS.to_string(),
+                "--no-executor-timeout-seconds",
+                &NO_EXECUTOR_TIMEOUT_SECONDS.to_string(),
             ],
             env,
         )?;
@@ -154,6 +158,25 @@ impl Cluster {
     pub fn signal_executor(&self, i: usize, signal: &str) {
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &self.executor_pid(i).to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Kills every executor (SIGKILL to their PIDs).
+    pub fn kill_executors(&mut self) {
+        for i in 0..self.executors.len() {
+            self.kill_executor(i);
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the scheduler's PID.
+    pub fn signal_scheduler(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([
+                &format!("-{signal}"),
+                &self.scheduler.child.id().to_string(),
+            ])
             .status()
             .expect("kill runs");
         assert!(status.success(), "kill -{signal}");

@@ -5,14 +5,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
-use ballista_scheduler::scheduler_process::start_server;
+use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service};
+use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use quiver_materializer::cluster::Stores;
 use quiver_registry::config::EngineConfig;
 
@@ -44,6 +48,15 @@ pub struct SchedulerArgs {
     /// Failures of one task before its job fails.
     #[arg(long, default_value_t = 4)]
     pub task_max_failures: usize,
+    /// A job waiting while no executor is alive is cancelled after this many seconds, so that
+    /// its client fails instead of waiting forever (Ballista alone waits for a first executor
+    /// indefinitely).
+    #[arg(
+        long,
+        default_value_t = 60,
+        env = "QUIVER_BALLISTA_NO_EXECUTOR_TIMEOUT"
+    )]
+    pub no_executor_timeout_seconds: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +107,9 @@ pub fn run(command: Command) -> Result<()> {
 }
 
 async fn scheduler(args: SchedulerArgs) -> Result<()> {
+    if args.executor_timeout_seconds < 2 {
+        return Err(UserError("--executor-timeout-seconds must be at least 2".into()).into());
+    }
     // The scheduler lists and plans the sources' files: it opens object stores like executors.
     let stores = Arc::new(Stores::default());
     let config = SchedulerConfig {
@@ -101,7 +117,7 @@ async fn scheduler(args: SchedulerArgs) -> Result<()> {
         bind_port: args.bind.port(),
         external_host: args.external_host,
         executor_timeout_seconds: args.executor_timeout_seconds,
-        expire_dead_executor_interval_seconds: args.executor_timeout_seconds.clamp(1, 15),
+        expire_dead_executor_interval_seconds: (args.executor_timeout_seconds / 2).clamp(1, 15),
         task_max_failures: args.task_max_failures.max(1),
         override_session_builder: Some(Arc::new(move |config| {
             let state = ballista_core::utils::default_session_builder(config)?;
@@ -123,9 +139,74 @@ async fn scheduler(args: SchedulerArgs) -> Result<()> {
         config.external_host,
         args.bind.port()
     );
-    start_server(cluster, args.bind, Arc::new(config))
+    let timeout = config.executor_timeout_seconds;
+    let config = Arc::new(config);
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("the scheduler's settings: {e}"))?;
+    let scheduler = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, config)
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the scheduler: {e}"))?;
+    tokio::spawn(watch_for_no_executors(
+        scheduler.clone(),
+        timeout,
+        Duration::from_secs(args.no_executor_timeout_seconds.max(1)),
+    ));
+    start_grpc_service(args.bind, scheduler)
         .await
         .map_err(|e| anyhow::anyhow!("the scheduler on {}: {e}", args.bind))
+}
+
+/// Cancels the jobs that wait while no executor has been alive for `limit` (their clients
+/// then fail with a message saying to start executors), checking every second.
+async fn watch_for_no_executors(
+    scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode>,
+    executor_timeout_seconds: u64,
+    limit: Duration,
+) {
+    let mut without_executors: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let alive = match scheduler.state.executor_manager.get_executors_state().await {
+            Ok(executors) => executors
+                .iter()
+                .filter(|(_, heartbeat, _)| {
+                    heartbeat.is_some_and(|t| {
+                        now.saturating_sub(t.as_secs()) <= executor_timeout_seconds
+                    })
+                })
+                .count(),
+            Err(_) => continue,
+        };
+        let jobs: Vec<_> = scheduler
+            .state
+            .task_manager
+            .get_running_job_cache()
+            .keys()
+            .cloned()
+            .collect();
+        if alive > 0 || jobs.is_empty() {
+            without_executors = None;
+            continue;
+        }
+        let since = *without_executors.get_or_insert_with(Instant::now);
+        if since.elapsed() < limit {
+            continue;
+        }
+        for job in jobs {
+            tracing::warn!(
+                "cancelling job {job}: no executor has been alive for {} s (--no-executor-timeout-seconds); start `quiver ballista executor`",
+                limit.as_secs()
+            );
+            if let Err(e) = scheduler.cancel_job(job.clone()).await {
+                tracing::warn!("cancelling job {job}: {e}");
+            }
+        }
+        without_executors = None;
+    }
 }
 
 async fn executor(args: ExecutorArgs) -> Result<()> {
@@ -141,7 +222,13 @@ async fn executor(args: ExecutorArgs) -> Result<()> {
     };
     let stores = Arc::new(Stores::default());
     let spill_dir = work_dir.clone();
-    let defaults = ExecutorProcessConfig::default();
+    let runtime: ballista_core::RuntimeProducer = Arc::new(move |_config| {
+        let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(stores.clone());
+        if let Some(dir) = &spill_dir {
+            builder = builder.with_temp_file_path(dir.clone());
+        }
+        builder.build_arc()
+    });
     let config = ExecutorProcessConfig {
         bind_host: args.bind_host.clone(),
         external_host: args.external_host.clone(),
@@ -156,20 +243,44 @@ async fn executor(args: ExecutorArgs) -> Result<()> {
         work_dir,
         memory_pool_size: args.memory_limit,
         executor_heartbeat_interval_seconds: args.heartbeat_seconds.max(1),
-        override_runtime_producer: Some(Arc::new(move |_config| {
-            let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(stores.clone());
-            if let Some(dir) = &spill_dir {
-                builder = builder.with_temp_file_path(dir.clone());
-            }
-            builder.build_arc()
-        })),
-        ..defaults
+        override_runtime_producer: Some(runtime),
+        ..ExecutorProcessConfig::default()
     };
     eprintln!(
         "quiver: Ballista executor on {}:{} (flight) / {} (grpc), scheduler {}",
         args.bind_host, args.flight_port, args.grpc_port, args.scheduler
     );
-    start_executor_process(Arc::new(config))
-        .await
-        .map_err(|e| anyhow::anyhow!("the executor: {e}"))
+    // Ballista's executor also returns when its scheduler stops it (after taking it for lost,
+    // e.g. while the scheduler itself stalled), leaving tasks of its own behind: this process
+    // then starts afresh (the same command, the same PID: exec), until SIGINT or SIGTERM.
+    let stopping = Arc::new(AtomicBool::new(false));
+    let flag = stopping.clone();
+    tokio::spawn(async move {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    let result = start_executor_process(Arc::new(config)).await;
+    if stopping.load(Ordering::SeqCst) {
+        return result.map_err(|e| anyhow::anyhow!("the executor: {e}"));
+    }
+    match &result {
+        Ok(()) => eprintln!("quiver: the scheduler stopped this executor; starting again in 2 s"),
+        Err(e) => eprintln!("quiver: the executor stopped: {e}; starting again in 2 s"),
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if stopping.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    use std::os::unix::process::CommandExt as _;
+    let error = std::process::Command::new(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(anyhow::anyhow!("starting the executor again: {error}"))
 }

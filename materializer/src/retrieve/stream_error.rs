@@ -8,6 +8,9 @@ use crate::error::Error;
 /// An error from a retrieval's stream: our own errors (a bad entity table) come back as they
 /// were raised; the engine's are wrapped with what was being done.
 pub fn stream_error(e: DataFusionError) -> Error {
+    if let Some(why) = crate::cluster::cluster_failure(&e) {
+        return Error::Unavailable(format!("computing the training table: {why}"));
+    }
     match e {
         DataFusionError::External(b) => match b.downcast::<Error>() {
             Ok(e) => *e,

@@ -9,12 +9,11 @@ use crate::error::{Diagnostic, Span};
 pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 
 /// Where offline work runs.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
 pub enum EngineConfig {
-    /// In-process DataFusion, the default.
-    #[default]
-    Local,
+    /// In-process DataFusion, the default (no other keys: a `url` here is a mistake).
+    Local {},
     /// An Apache DataFusion Ballista cluster whose scheduler is at `url` (`df://host:port`).
     Ballista {
         url: String,
@@ -28,9 +27,24 @@ fn default_connect_timeout_ms() -> u64 {
     5_000
 }
 
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig::Local {}
+    }
+}
+
+/// `url` for messages: a user and password (which a scheduler URL never needs) hidden.
+fn shown(url: &str) -> String {
+    match url.strip_prefix("df://").and_then(|r| r.split_once('@')) {
+        Some((_, host)) => format!("df://***@{host}"),
+        None => url.to_string(),
+    }
+}
+
 impl EngineConfig {
     /// The scheduler's address as `(host, port)`, from a `df://host[:port]` URL.
     pub fn scheduler(url: &str) -> Result<(String, u16), String> {
+        let url = &shown(url);
         let rest = url.strip_prefix("df://").ok_or_else(|| {
             format!("engine url `{url}` must start with `df://` (e.g. `df://scheduler:50050`)")
         })?;

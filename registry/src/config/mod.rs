@@ -51,7 +51,7 @@ pub struct ProjectConfig {
 }
 
 fn is_local(engine: &EngineConfig) -> bool {
-    *engine == EngineConfig::Local
+    *engine == EngineConfig::default()
 }
 
 fn default_definitions() -> Vec<String> {

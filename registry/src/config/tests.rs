@@ -26,7 +26,7 @@ fn the_documented_reference_file_is_valid() {
     assert_eq!(c.online_store, OnlineStoreConfig::default());
     // The limits it shows are the defaults.
     assert_eq!(c.serving, ServingConfig::default());
-    assert_eq!(c.engine, EngineConfig::Local);
+    assert_eq!(c.engine, EngineConfig::default());
 }
 
 #[test]
@@ -46,6 +46,14 @@ fn engines_are_checked_when_loaded() {
         ),
         ("engine:\n  type: ballista\n", "missing field `url`"),
         ("engine:\n  type: spark\n", "unknown variant `spark`"),
+        (
+            "engine:\n  type: local\n  url: df://h:1\n",
+            "unknown field `url`",
+        ),
+        (
+            "engine:\n  type: ballista\n  url: df://admin:s3cr3t@h:1\n",
+            "df://***@h:1",
+        ),
         (
             "engine:\n  type: ballista\n  url: df://h\n  connect_timeout_ms: 0\n",
             "at least 1",
