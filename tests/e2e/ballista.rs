@@ -52,6 +52,24 @@ fn args(v: &[String]) -> Vec<&str> {
 
 const SERVICES: [&str; 2] = ["model_v1", "driver_activity_v1"];
 
+/// `out` (a retrieve on the cluster) succeeded and wrote `output` equal to `expected`.
+fn same_as_local(
+    out: &std::process::Output,
+    cluster: &Cluster,
+    repo: &Path,
+    output: &str,
+    expected: &[u8],
+    what: &str,
+) {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        describe(out),
+        cluster.logs()
+    );
+    assert_same_table(expected, &std::fs::read(repo.join(output)).unwrap(), what);
+}
+
 #[test]
 fn a_cluster_gives_the_local_engines_results() {
     let Some(server) = S3Server::start().expect("moto_server starts") else {
@@ -145,15 +163,12 @@ fn a_lost_executor_is_survived_and_a_scheduler_that_is_down_is_a_clear_error() {
         &args(&retrieve_args(service, "after-kill.parquet")),
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        describe(&out),
-        cluster.logs()
-    );
-    assert_same_table(
+    same_as_local(
+        &out,
+        &cluster,
+        &remote,
+        "after-kill.parquet",
         &expected,
-        &std::fs::read(remote.join("after-kill.parquet")).unwrap(),
         "retrieval after an executor was killed",
     );
     eprintln!(
@@ -171,15 +186,12 @@ fn a_lost_executor_is_survived_and_a_scheduler_that_is_down_is_a_clear_error() {
         &[],
     );
     cluster.signal_executor(paused, "CONT");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        describe(&out),
-        cluster.logs()
-    );
-    assert_same_table(
+    same_as_local(
+        &out,
+        &cluster,
+        &remote,
+        "after-pause.parquet",
         &expected,
-        &std::fs::read(remote.join("after-pause.parquet")).unwrap(),
         "retrieval while an executor was paused",
     );
 
@@ -204,15 +216,12 @@ fn a_lost_executor_is_survived_and_a_scheduler_that_is_down_is_a_clear_error() {
         &args(&retrieve_args(service, "after-stall.parquet")),
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        describe(&out),
-        cluster.logs()
-    );
-    assert_same_table(
+    same_as_local(
+        &out,
+        &cluster,
+        &remote,
+        "after-stall.parquet",
         &expected,
-        &std::fs::read(remote.join("after-stall.parquet")).unwrap(),
         "retrieval after the scheduler stalled",
     );
 
