@@ -44,9 +44,9 @@ hwm() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
 : >"$WORK/rl"; : >"$WORK/rc"; : >"$WORK/ml"; : >"$WORK/mc"; : >"$WORK/shuffle_r"; : >"$WORK/shuffle_m"
 for i in $(seq "$RUNS"); do
-  measure "$QUIVER" -C "$WORK/local" retrieve --entities data/labels.parquet --features model_v1 --output "$WORK/local.parquet" --no-manifest >>"$WORK/rl"
+  measure "$QUIVER" -C "$WORK/local" retrieve --entities "$WORK/local/data/labels.parquet" --features model_v1 --output "$WORK/local.parquet" --no-manifest >>"$WORK/rl"
   before=$(work_bytes)
-  measure "$QUIVER" -C "$WORK/cluster" retrieve --entities data/labels.parquet --features model_v1 --output "$WORK/cluster.parquet" --no-manifest >>"$WORK/rc"
+  measure "$QUIVER" -C "$WORK/cluster" retrieve --entities "$WORK/cluster/data/labels.parquet" --features model_v1 --output "$WORK/cluster.parquet" --no-manifest >>"$WORK/rc"
   echo $(( $(work_bytes) - before )) >>"$WORK/shuffle_r"
   cmp "$WORK/local.parquet" "$WORK/cluster.parquet" || { echo "OUTPUTS DIFFER" >&2; exit 1; }
   measure "$QUIVER" -C "$WORK/local" materialize 2026-01-01T00:00:00Z 2026-01-02T00:00:00Z >>"$WORK/ml"
