@@ -84,6 +84,10 @@ pub const UNAVAILABLE_MESSAGE: &str =
 /// What a client is told when an offline push's object store does not answer (in time).
 pub const OFFLINE_UNAVAILABLE_MESSAGE: &str = "the batch source's store (offline history) is unavailable or did not answer in time; nothing was written online; retry later";
 
+/// What a training request is told when a source's object store or the engine's cluster does
+/// not answer (in time).
+pub const TRAINING_UNAVAILABLE_MESSAGE: &str = "the offline data or engine (a source's object store, or the Ballista cluster of `engine:`) is unavailable or did not answer in time; nothing was computed; retry later";
+
 /// What a client is told while the server has no registry version to serve yet (the registry
 /// store was unreachable at start).
 pub const REGISTRY_NOT_LOADED: &str =
@@ -155,6 +159,9 @@ impl ServiceError {
             ErrorCode::Unavailable if self.message.starts_with("offline push") => {
                 OFFLINE_UNAVAILABLE_MESSAGE
             }
+            ErrorCode::Unavailable if self.message.starts_with("training: ") => {
+                TRAINING_UNAVAILABLE_MESSAGE
+            }
             ErrorCode::Unavailable => UNAVAILABLE_MESSAGE,
             _ => &self.message,
         }
@@ -197,5 +204,10 @@ mod tests {
             "offline push: batch source `b`: listing s3://lake/x/: the endpoint did not answer",
         );
         assert_eq!(offline.public_message(), OFFLINE_UNAVAILABLE_MESSAGE);
+        let training = ServiceError::new(
+            ErrorCode::Unavailable,
+            "training: the Ballista scheduler at df://10.1.2.3:50050 cannot be reached",
+        );
+        assert_eq!(training.public_message(), TRAINING_UNAVAILABLE_MESSAGE);
     }
 }

@@ -194,10 +194,12 @@ fn materializer_error(e: quiver_materializer::Error) -> ServiceError {
         }
         _ => ErrorCode::Internal,
     };
-    ServiceError {
-        code,
-        message: e.to_string(),
-    }
+    let message = match code {
+        // Told to the client as TRAINING_UNAVAILABLE_MESSAGE; the detail goes to the log.
+        ErrorCode::Unavailable => format!("training: {e}"),
+        _ => e.to_string(),
+    };
+    ServiceError { code, message }
 }
 
 fn flag(query: &HashMap<String, String>, name: &str) -> Result<bool, ServiceError> {

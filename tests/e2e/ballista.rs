@@ -23,6 +23,7 @@ use super::object_store::{
     BUCKET, assert_same_online, assert_same_table, env, lake, materialize, ok, online_blobs,
     partitioned, repo, run, upload,
 };
+use super::training_limits::{PARQUET, TRAIN, post};
 
 /// Points the repository's offline work at `cluster`.
 fn use_cluster(repo: &Path, cluster: &Cluster) {
@@ -451,4 +452,33 @@ fn a_cluster_reduces_ties_missing_keys_and_times_as_the_local_engine_does() {
             service,
         );
     }
+}
+
+#[test]
+fn training_over_http_on_a_cluster_that_is_down_is_a_503() {
+    let lake = lake(20, 6);
+    let mut cluster = Cluster::start(1, &[]).unwrap();
+    let remote = repo(&lake, "remote", None);
+    use_cluster(&remote, &cluster);
+    ok(&remote, &["apply"], &[]);
+    let mut server = quiver_tests::QuiverServer::start(&remote, false).unwrap();
+    server.wait_ready(Duration::from_secs(60));
+    let labels = std::fs::read(remote.join("data/labels.parquet")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let up = rt.block_on(post(server.http, TRAIN, PARQUET, &labels));
+    assert_eq!(up.status, 200, "{}", String::from_utf8_lossy(&up.body));
+    cluster.kill_scheduler();
+    let down = rt.block_on(post(server.http, TRAIN, PARQUET, &labels));
+    let body = String::from_utf8_lossy(&down.body);
+    assert_eq!(down.status, 503, "{body}\n{}", server.log());
+    assert!(
+        body.contains("Ballista cluster") && !body.contains("online store"),
+        "{body}"
+    );
+    // The detail (the scheduler's address) is in the server's log, not the answer.
+    assert!(server.log().contains(&cluster.url()), "{}", server.log());
+    assert!(!body.contains(&cluster.url()), "{body}");
 }

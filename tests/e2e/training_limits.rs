@@ -89,10 +89,10 @@ impl Drop for Server {
 }
 
 /// An answer: status, head (lower case), de-chunked body.
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     head: String,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Answer {
@@ -151,7 +151,7 @@ fn head(path: &str, content_type: &str, body_len: usize) -> String {
     )
 }
 
-async fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> Answer {
+pub(crate) async fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> Answer {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(head(path, content_type, body.len()).as_bytes())
         .await
@@ -161,8 +161,8 @@ async fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> 
     answer(s).await
 }
 
-const TRAIN: &str = "/get-historical-features?features=model_v1";
-const PARQUET: &str = "application/vnd.apache.parquet";
+pub(crate) const TRAIN: &str = "/get-historical-features?features=model_v1";
+pub(crate) const PARQUET: &str = "application/vnd.apache.parquet";
 
 /// Writes `columns` as a Parquet file (no Arrow schema in it, like files of other writers).
 fn parquet(columns: Vec<(&str, ArrayRef)>, props: WriterProperties) -> Vec<u8> {
