@@ -28,6 +28,8 @@ pub enum ErrorCode {
     PushSourceNotFound,
     /// A write whose body is not declared as JSON.
     UnsupportedMediaType,
+    /// A registry version (or other console resource) that does not exist.
+    NotFound,
 }
 
 impl ErrorCode {
@@ -45,6 +47,7 @@ impl ErrorCode {
             // Feast's server answers 422 for it.
             ErrorCode::PushSourceNotFound => 422,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::NotFound => 404,
         }
     }
 
@@ -61,6 +64,7 @@ impl ErrorCode {
             ErrorCode::NameCollision => tonic::Code::InvalidArgument,
             ErrorCode::PushSourceNotFound => tonic::Code::NotFound,
             ErrorCode::UnsupportedMediaType => tonic::Code::InvalidArgument,
+            ErrorCode::NotFound => tonic::Code::NotFound,
         }
     }
 
@@ -87,6 +91,10 @@ pub const OFFLINE_UNAVAILABLE_MESSAGE: &str = "the batch source's store (offline
 /// What a training request is told when a source's object store or the engine's cluster does
 /// not answer (in time).
 pub const TRAINING_UNAVAILABLE_MESSAGE: &str = "the offline data or engine (a source's object store, or the Ballista cluster of `engine:`) is unavailable or did not answer in time; nothing was computed; retry later";
+
+/// What a console request is told when the registry store (versions, run records) does not
+/// answer.
+pub const REGISTRY_UNAVAILABLE_MESSAGE: &str = "the registry store (versions, run records) is unavailable or did not answer in time; retry later";
 
 /// What a client is told while the server has no registry version to serve yet (the registry
 /// store was unreachable at start).
@@ -161,6 +169,9 @@ impl ServiceError {
             }
             ErrorCode::Unavailable if self.message.starts_with("training: ") => {
                 TRAINING_UNAVAILABLE_MESSAGE
+            }
+            ErrorCode::Unavailable if self.message.starts_with("registry store: ") => {
+                REGISTRY_UNAVAILABLE_MESSAGE
             }
             ErrorCode::Unavailable => UNAVAILABLE_MESSAGE,
             _ => &self.message,

@@ -194,7 +194,10 @@ impl From<ServiceError> for Status {
         if e.code.http_status() >= 500 {
             tracing::error!(error = %e.message, "request failed");
         }
-        Status::new(e.code.grpc_code(), e.public_message())
+        let code = e.code.grpc_code();
+        metrics::counter!("quiver_request_errors_total", "protocol" => "grpc", "code" => format!("{code:?}"))
+            .increment(1);
+        Status::new(code, e.public_message())
     }
 }
 

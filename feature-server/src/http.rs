@@ -22,6 +22,7 @@ pub use json::{render, value_json};
 pub use request::parse_request;
 
 use crate::auth::{Authenticator, Need};
+use crate::console;
 use crate::error::ServiceError;
 use crate::service::FeatureService;
 
@@ -38,6 +39,9 @@ pub struct HttpState {
     /// Longest a client may take to send a request body (`serving.body_timeout_ms`): the whole
     /// body of an online request, each wait for more of a training upload.
     pub body_timeout: Duration,
+    /// Where registry versions and run records are read for the console's endpoints
+    /// (`/registry/versions`, `/registry/runs`, …); those answer 404 without one.
+    pub registry: Option<Arc<dyn quiver_registry::RegistryStore>>,
 }
 
 /// Lets a request through only with a token that has what `need` says.
@@ -101,6 +105,38 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
             "/registry/feature-services/{name}",
             get(feature_service).layer(guard(Need::Authenticated)),
         )
+        .route(
+            "/registry/overview",
+            get(console::overview).layer(guard(Need::Authenticated)),
+        )
+        .route(
+            "/registry/versions",
+            get(console::versions).layer(guard(Need::Authenticated)),
+        )
+        .route(
+            "/registry/versions/{version}",
+            get(console::version).layer(guard(Need::Authenticated)),
+        )
+        .route(
+            "/registry/diff",
+            get(console::diff).layer(guard(Need::Authenticated)),
+        )
+        .route(
+            "/registry/runs",
+            get(console::runs).layer(guard(Need::Authenticated)),
+        )
+        .route(
+            "/registry/sources/{name}/schema",
+            get(console::source_schema).layer(guard(Need::Authenticated)),
+        )
+        .route(
+            "/serving-stats",
+            get(console::serving_stats).layer(guard(Need::Authenticated)),
+        )
+        // The page is open (it holds nothing); it asks for a token and sends it on every call.
+        .route("/ui", get(console::assets::index))
+        .route("/ui/", get(console::assets::index))
+        .route("/ui/{file}", get(console::assets::file))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(close_after_timeout))
         .with_state(state)
@@ -143,6 +179,8 @@ impl IntoResponse for ServiceError {
         if status.is_server_error() {
             tracing::error!(error = %self.message, "request failed");
         }
+        metrics::counter!("quiver_request_errors_total", "protocol" => "http", "code" => status.as_str().to_string())
+            .increment(1);
         // Where Feast has an exception class for the error, its shape: a JSON string holding
         // `{"module", "class", "message"}` (what Feast's server sends and its SDK parses back
         // into the exception); otherwise `{"error": message}`.
@@ -277,7 +315,7 @@ async fn registry(State(state): State<HttpState>) -> Result<Json<J>, ServiceErro
 }
 
 /// The snapshot served, or 503 before the first registry version has loaded.
-fn loaded(state: &HttpState) -> Result<Arc<crate::snapshot::Snapshot>, ServiceError> {
+pub(crate) fn loaded(state: &HttpState) -> Result<Arc<crate::snapshot::Snapshot>, ServiceError> {
     let snap = state.service.snapshot();
     if snap.loaded() {
         Ok(snap)

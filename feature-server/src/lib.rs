@@ -16,11 +16,14 @@
 //!   [`conn_exec`] runs HTTP/2 requests on their connection's task
 //! - [`store_report`] — the online store's eviction policy and persistence, warned about and
 //!   exported while serving
+//! - [`console`] — the web console at `/ui` and the JSON endpoints it reads (overview,
+//!   versions, diff, runs, serving statistics)
 //! - [`cache`], [`metrics`], [`server`]
 
 pub mod auth;
 pub mod cache;
 pub mod conn_exec;
+pub mod console;
 pub mod error;
 pub mod grpc;
 pub mod grpc_wire;

@@ -92,13 +92,18 @@ pub fn set_view_watermarks(views: Vec<(String, i64)>) {
     *VIEW_WATERMARKS.lock().unwrap_or_else(|e| e.into_inner()) = views;
 }
 
+/// The watermarks last set by [`set_view_watermarks`]: `(view, watermark ns)`.
+pub fn view_watermarks() -> Vec<(String, i64)> {
+    VIEW_WATERMARKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
 /// Everything `GET /metrics` shows, in the Prometheus text format.
 pub fn render() -> String {
     let mut out = handle().render();
-    let views = VIEW_WATERMARKS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let views = view_watermarks();
     if views.is_empty() {
         return out;
     }

@@ -62,7 +62,7 @@ pub async fn serve(
     service.set_data_checked(false);
     let reload = tokio::spawn(crate::reload::watch(
         service.clone(),
-        registry,
+        registry.clone(),
         options.registry_poll,
         stopped(stop_rx.clone()),
     ));
@@ -73,6 +73,7 @@ pub async fn serve(
             training: options.training.clone().map(Arc::new),
             auth: options.auth.clone(),
             body_timeout: options.body_timeout,
+            registry: Some(registry),
         },
         options.max_body_bytes,
     );

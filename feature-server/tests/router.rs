@@ -166,6 +166,7 @@ async fn app_bounded(
                 training: training.map(Arc::new),
                 auth: Arc::new(auth),
                 body_timeout: Duration::from_secs(10),
+                registry: None,
             },
             4096,
         ),

@@ -5,6 +5,7 @@ mod availability;
 mod ballista;
 mod cli;
 mod connections;
+mod console;
 mod faults;
 mod feast_compat;
 mod generations;

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod ballista;
 pub mod s3;
+pub mod webdriver;
 
 /// A `redis-server` owned by one test: loopback only, killed on drop.
 #[derive(Debug)]

@@ -105,7 +105,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         return Ok(());
     }
     println!(
-        "\n4. Serving it (Ctrl-C to stop). In another terminal:\n\n  \
+        "\n4. Serving it (Ctrl-C to stop). Look at it in a browser:\n\n  \
+         console: http://{http}/ui\n\n\
+         Or ask it from another terminal:\n\n  \
          curl -s {http}/get-online-features -H 'Content-Type: application/json' \\\n    \
          -d '{{\"feature_service\":\"model_v1\",\"entities\":{{\"driver_id\":[1001,1002],\"customer_id\":[1,2]}}}}'\n\n  \
          curl -s {http}/get-online-features -H 'Content-Type: application/json' \\\n    \

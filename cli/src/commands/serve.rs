@@ -100,6 +100,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         if tls.is_some() {
             eprintln!("  TLS on HTTP and gRPC");
         }
+        eprintln!(
+            "  console: {}://{}/ui",
+            if tls.is_some() { "https" } else { "http" },
+            http.local_addr()?
+        );
         match &serving.auth {
             Some(a) => eprintln!(
                 "  auth: {} bearer token(s); /health and /ready open",

@@ -1,0 +1,333 @@
+//! The web console (`/ui`) and the read-only JSON endpoints it is built on, which are part of
+//! the public HTTP API: an overview with each view's freshness, registry versions and the diff
+//! between any two, materialization run records (with per-feature statistics), and the
+//! server's own serving metrics as JSON.
+//!
+//! The page itself is static (compiled into the binary, [`assets`]) and open; every JSON
+//! endpoint needs a valid token when authentication is on (any scope, like the registry
+//! listings). Nothing here reaches a secret: registry versions hold `${VAR}` references only
+//! (validation refuses literal credentials), and the online store's address is shown only to
+//! callers allowed `admin`, as on `/ready`.
+
+pub mod assets;
+mod prometheus;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use serde_json::{Value as J, json};
+
+use quiver_registry::RegistryStore;
+use quiver_registry::model::Registry;
+use quiver_registry::plan::Plan;
+use quiver_registry::store::MaterializationRun;
+
+use crate::auth::Need;
+use crate::error::{ErrorCode, ServiceError};
+use crate::http::HttpState;
+
+/// Most run records one request reads (the newest ones).
+pub const MAX_RUNS: usize = 10_000;
+/// Run records read when a request does not say how many.
+pub const DEFAULT_RUNS: usize = 1_000;
+
+/// The registry store, or 404 for a server built without one (an embedding application).
+fn store(state: &HttpState) -> Result<Arc<dyn RegistryStore>, ServiceError> {
+    state.registry.clone().ok_or_else(|| ServiceError {
+        code: ErrorCode::NotFound,
+        message: "this server has no registry store to read versions and runs from".into(),
+    })
+}
+
+/// Runs blocking registry-store work off the async threads; its errors are 503 (the store did
+/// not answer) or 404 (no such version), in the store's own words.
+async fn blocking<T: Send + 'static>(
+    state: &HttpState,
+    work: impl FnOnce(&dyn RegistryStore) -> quiver_registry::Result<T> + Send + 'static,
+) -> Result<T, ServiceError> {
+    let store = store(state)?;
+    match tokio::task::spawn_blocking(move || work(store.as_ref())).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(quiver_registry::Error::NotFound(message))) => Err(ServiceError {
+            code: ErrorCode::NotFound,
+            message,
+        }),
+        Ok(Err(e)) => Err(ServiceError {
+            code: ErrorCode::Unavailable,
+            message: format!("registry store: {e}"),
+        }),
+        Err(e) => Err(ServiceError::new(
+            ErrorCode::Internal,
+            format!("registry read failed: {e}"),
+        )),
+    }
+}
+
+/// How fresh a view is against its ttl: `fresh` (age within half the ttl, or no ttl), `aging`
+/// (within the ttl), `stale` (older than the ttl: its values are served as expired), `never`
+/// (no watermark: never materialized in this generation), `offline` (not served online).
+pub fn freshness(online: bool, ttl_seconds: u64, age_seconds: Option<f64>) -> &'static str {
+    match (online, age_seconds) {
+        (false, _) => "offline",
+        (true, None) => "never",
+        (true, Some(_)) if ttl_seconds == 0 => "fresh",
+        (true, Some(age)) if age <= ttl_seconds as f64 / 2.0 => "fresh",
+        (true, Some(age)) if age <= ttl_seconds as f64 => "aging",
+        (true, Some(_)) => "stale",
+    }
+}
+
+/// `GET /registry/overview`: the served version, counts, the online store's health and each
+/// view's freshness (its watermark as of the last registry poll) and last run.
+pub async fn overview(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+) -> Result<Json<J>, ServiceError> {
+    let snap = crate::http::loaded(&state)?;
+    let ready = crate::health::readiness(&state.service, state.ready_timeout).await;
+    let admin = state
+        .auth
+        .check(
+            headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+            Need::Admin,
+        )
+        .is_ok();
+    let runs = match &state.registry {
+        Some(_) => blocking(&state, |s| s.runs(DEFAULT_RUNS)).await.ok(),
+        None => None,
+    };
+    let v = &snap.version;
+    let r = &v.registry;
+    let watermarks: HashMap<String, i64> = crate::metrics::view_watermarks().into_iter().collect();
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let views: Vec<J> = r
+        .feature_views
+        .values()
+        .map(|view| {
+            let watermark = watermarks.get(&view.name).copied().filter(|_| view.online);
+            let age = watermark.map(|w| now.saturating_sub(w) as f64 / 1e9);
+            let last = runs.as_ref().and_then(|runs| {
+                runs.iter()
+                    .rev()
+                    .find(|run| run.view == view.name && run.generation == view.generation)
+            });
+            json!({
+                "name": view.name,
+                "online": view.online,
+                "ttl": view.ttl,
+                "ttl_seconds": view.ttl.seconds,
+                "generation": view.generation,
+                "watermark": watermark.map(crate::http::rfc3339),
+                "age_seconds": age,
+                "freshness": freshness(view.online, view.ttl.seconds, age),
+                "last_run": last.map(|run| json!({
+                    "finished_at": run.finished_at,
+                    "rows_read": run.rows_read,
+                    "keys_written": run.keys_written,
+                    "seconds": run.seconds,
+                })),
+            })
+        })
+        .collect();
+    let location = state.service.store().location();
+    let kind = if location.starts_with("Redis") {
+        if location.ends_with("(cluster)") {
+            "redis cluster"
+        } else {
+            "redis"
+        }
+    } else {
+        "embedded"
+    };
+    let features: usize = r.feature_views.values().map(|v| v.features.len()).sum();
+    Ok(Json(json!({
+        "project": r.project,
+        "version": v.version,
+        "hash": v.hash,
+        "applied_at": v.applied_at,
+        "quiver_version": v.quiver_version,
+        "server_version": env!("CARGO_PKG_VERSION"),
+        "ready": ready.ready,
+        "registry": ready.registry,
+        "online_data": ready.online_data,
+        "online_store": {
+            "kind": kind,
+            "status": ready.online_store,
+            "location": admin.then_some(location),
+        },
+        "counts": {
+            "entities": r.entities.len(),
+            "sources": r.sources.len(),
+            "push_sources": r.push_sources.len(),
+            "feature_views": r.feature_views.len(),
+            "features": features,
+            "feature_services": r.feature_services.len(),
+        },
+        "runs_readable": runs.is_some(),
+        "views": views,
+    })))
+}
+
+/// `GET /registry/versions`: every applied version, oldest first.
+pub async fn versions(State(state): State<HttpState>) -> Result<Json<J>, ServiceError> {
+    let history = blocking(&state, |s| s.history()).await?;
+    Ok(Json(json!({ "versions": history })))
+}
+
+fn version_number(text: &str, what: &str) -> Result<u64, ServiceError> {
+    text.parse::<u64>().map_err(|_| {
+        ServiceError::invalid(format!(
+            "`{what}` must be a registry version number (0 for none), not `{text}`"
+        ))
+    })
+}
+
+/// `GET /registry/versions/{version}`: one applied version whole (`applied_at`, the registry).
+pub async fn version(
+    State(state): State<HttpState>,
+    Path(version): Path<String>,
+) -> Result<Json<J>, ServiceError> {
+    let n = version_number(&version, "version")?;
+    let v = blocking(&state, move |s| s.get(n)).await?;
+    Ok(Json(serde_json::to_value(v).unwrap_or(J::Null)))
+}
+
+/// `GET /registry/diff?from=A&to=B`: what changed from version A to version B, as `quiver plan`
+/// lists it (`from=0`: from an empty registry; `to` defaults to the newest version).
+pub async fn diff(
+    State(state): State<HttpState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<J>, ServiceError> {
+    let from = match query.get("from") {
+        Some(f) => version_number(f, "from")?,
+        None => {
+            return Err(ServiceError::invalid(
+                "give `from` (a version number, 0 for none)",
+            ));
+        }
+    };
+    let to = query
+        .get("to")
+        .map(|t| version_number(t, "to"))
+        .transpose()?;
+    let (from_registry, to_version) = blocking(&state, move |s| {
+        let to = match to {
+            Some(t) => s.get(t)?,
+            None => s.latest()?.ok_or_else(|| {
+                quiver_registry::Error::NotFound("the registry holds no versions".into())
+            })?,
+        };
+        let from = match from {
+            0 => None,
+            f => Some(s.get(f)?.registry),
+        };
+        Ok((from, to))
+    })
+    .await?;
+    let plan = Plan::between(
+        from_registry.as_ref().map(|r: &Registry| (from, r)),
+        &to_version.registry,
+    );
+    Ok(Json(json!({
+        "project": plan.project,
+        "from": from,
+        "to": to_version.version,
+        "changes": plan.changes,
+    })))
+}
+
+/// `GET /registry/runs?view=V&limit=N`: the newest `N` run records (default
+/// [`DEFAULT_RUNS`], at most [`MAX_RUNS`]), oldest first, of one view when `view` is given.
+/// Each carries its per-feature statistics (null count, min, max, mean of the rows read).
+pub async fn runs(
+    State(state): State<HttpState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<J>, ServiceError> {
+    let limit = match query.get("limit") {
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_RUNS).contains(&n) => n,
+            _ => {
+                return Err(ServiceError::invalid(format!(
+                    "`limit` must be a number from 1 to {MAX_RUNS}, not `{l}`"
+                )));
+            }
+        },
+        None => DEFAULT_RUNS,
+    };
+    let view = query.get("view").cloned();
+    let mut runs: Vec<MaterializationRun> = blocking(&state, move |s| s.runs(MAX_RUNS)).await?;
+    if let Some(view) = &view {
+        runs.retain(|r| &r.view == view);
+    }
+    let skip = runs.len().saturating_sub(limit);
+    Ok(Json(json!({ "runs": &runs[skip..] })))
+}
+
+/// `GET /registry/sources/{name}/schema`: the columns of a local Parquet source as its files
+/// declare them (read from one footer, before `field_mapping`); `columns` is null with a `note`
+/// for a source on object storage (not read by the server) or one that cannot be read now.
+pub async fn source_schema(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+) -> Result<Json<J>, ServiceError> {
+    let snap = crate::http::loaded(&state)?;
+    let Some(source) = snap.version.registry.sources.get(&name).cloned() else {
+        return Err(ServiceError::new(
+            ErrorCode::NotFound,
+            format!("no source named `{name}`"),
+        ));
+    };
+    let root = state.service.repository_root().map(|p| p.to_path_buf());
+    let read = tokio::task::spawn_blocking(move || match root {
+        _ if quiver_registry::source_schema::is_url(&source.path) => {
+            Err("on object storage: the server does not read its files for the console".to_string())
+        }
+        None => Err("this server has no repository root to read files from".to_string()),
+        Some(root) => quiver_registry::source_schema::read_parquet_schema(&root, &source.path),
+    })
+    .await
+    .map_err(|e| ServiceError::new(ErrorCode::Internal, format!("schema read failed: {e}")))?;
+    Ok(Json(match read {
+        Ok(schema) => json!({
+            "source": name,
+            "columns": schema.fields().iter().map(|f| json!({
+                "name": f.name(),
+                "type": f.data_type().to_string(),
+                "nullable": f.is_nullable(),
+            })).collect::<Vec<_>>(),
+        }),
+        Err(note) => json!({"source": name, "columns": null, "note": note}),
+    }))
+}
+
+/// `GET /serving-stats`: the server's own metrics (every `quiver_` sample `/metrics` shows) as
+/// JSON, with the time they were read: two reads give rates and latency percentiles.
+pub async fn serving_stats() -> Json<J> {
+    let text = crate::metrics::render();
+    let at = chrono::Utc::now().timestamp_millis() as f64 / 1e3;
+    let samples: Vec<J> = prometheus::samples(&text)
+        .into_iter()
+        .filter(|s| s.name.starts_with("quiver_"))
+        .map(|s| json!({"name": s.name, "labels": s.labels, "value": s.value}))
+        .collect();
+    Json(json!({ "unix_seconds": at, "samples": samples }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::freshness;
+
+    #[test]
+    fn freshness_against_the_ttl() {
+        assert_eq!(freshness(false, 60, Some(1.0)), "offline");
+        assert_eq!(freshness(true, 60, None), "never");
+        assert_eq!(freshness(true, 0, Some(1e9)), "fresh");
+        assert_eq!(freshness(true, 60, Some(30.0)), "fresh");
+        assert_eq!(freshness(true, 60, Some(30.5)), "aging");
+        assert_eq!(freshness(true, 60, Some(60.0)), "aging");
+        assert_eq!(freshness(true, 60, Some(60.1)), "stale");
+    }
+}
