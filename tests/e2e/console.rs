@@ -17,18 +17,26 @@ use serde_json::{Value as J, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The quickstart repository with two runs of every online view (the quickstart's, then one
-/// over the whole history again: both read rows, so statistics have a point per run), and a
-/// second registry version that changes one view's ttl.
+/// The quickstart repository with five runs of every online view a second or more apart (the
+/// quickstart's, then ranges of 24, 12, 6 and 3 hours back from now: they read different
+/// numbers of rows, so every plot has a line), and a second registry version that changes one
+/// view's ttl.
 fn repository(tmp: &Path) -> PathBuf {
     let out = quiver(tmp, &["quickstart", "--no-serve"]);
     assert!(out.status.success(), "{}", describe(&out));
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let out = quiver(
-        tmp,
-        &["-C", "quiver_quickstart", "materialize", "2000-01-01", &now],
-    );
-    assert!(out.status.success(), "{}", describe(&out));
+    for hours in [24, 12, 6, 3] {
+        // Run records have whole-second times.
+        std::thread::sleep(Duration::from_millis(1100));
+        let now = chrono::Utc::now();
+        let at =
+            |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let start = at(now - chrono::Duration::hours(hours));
+        let out = quiver(
+            tmp,
+            &["-C", "quiver_quickstart", "materialize", &start, &at(now)],
+        );
+        assert!(out.status.success(), "{}", describe(&out));
+    }
     let repo = tmp.join("quiver_quickstart");
     let file = repo.join("features/drivers.yaml");
     let text = std::fs::read_to_string(&file).unwrap();

@@ -417,6 +417,20 @@ pages.versions = async (main, _parts, params) => {
   } catch (e) { fill(diffBox, errorBox(e)); }
 };
 
+// Freshness (now − watermark, seconds) as it evolved: it grows while no run moves the
+// watermark and drops when one does — a point at each run's end, one just before the next, and
+// one for now.
+function freshnessLine(runs, at) {
+  const marks = runs.filter((run) => run.watermark).map((run) => [at(run), parseTime(run.watermark)]);
+  const points = [];
+  marks.forEach(([t, w], i) => {
+    points.push([t, Math.max(0, (t - w) / 1e3)]);
+    const next = i + 1 < marks.length ? marks[i + 1][0] : Date.now();
+    if (next > t) points.push([next - (i + 1 < marks.length ? 1 : 0), Math.max(0, (next - w) / 1e3)]);
+  });
+  return points;
+}
+
 pages.runs = async (main, _parts, params) => {
   const { registry: r } = await current();
   const names = Object.keys(r.feature_views);
@@ -441,8 +455,7 @@ pages.runs = async (main, _parts, params) => {
         { name: 'keys written', points: runs.map((run) => [at(run), run.keys_written]) },
         { name: 'entities', points: runs.map((run) => [at(run), run.entities]) }] }),
       lineChart({ title: 'Duration (s)', series: [{ name: 'seconds', points: runs.map((run) => [at(run), run.seconds]) }] }),
-      lineChart({ title: 'Freshness at the end of each run (now − watermark, hours)', series: [{ name: 'freshness h',
-        points: runs.filter((run) => run.watermark).map((run) => [at(run), (at(run) - parseTime(run.watermark)) / 3600e3]) }] })),
+      lineChart({ title: 'Freshness over time (now − watermark)', yFormat: fmtAge, series: [{ name: 'freshness', points: freshnessLine(runs, at) }] })),
     h('h2', {}, 'Feature statistics across runs'),
     features.length ? h('div', { class: 'row' }, h('div', {}, h('label', { for: 'runs-feature' }, 'Feature'), fsel)) : null,
     feature ? h('div', { class: 'charts' },
