@@ -23,7 +23,6 @@ use serde_json::{Value as J, json};
 use quiver_registry::RegistryStore;
 use quiver_registry::model::Registry;
 use quiver_registry::plan::Plan;
-use quiver_registry::store::MaterializationRun;
 
 use crate::auth::Need;
 use crate::error::{ErrorCode, ServiceError};
@@ -96,24 +95,26 @@ pub async fn overview(
         )
         .is_ok();
     let runs = match &state.registry {
-        Some(_) => blocking(&state, |s| s.runs(DEFAULT_RUNS)).await.ok(),
+        Some(_) => blocking(&state, |s| s.latest_runs()).await.ok(),
         None => None,
     };
     let v = &snap.version;
     let r = &v.registry;
     let watermarks: HashMap<String, i64> = crate::metrics::view_watermarks().into_iter().collect();
+    let pushed = crate::push::newest_pushed();
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let views: Vec<J> = r
         .feature_views
         .values()
         .map(|view| {
             let watermark = watermarks.get(&view.name).copied().filter(|_| view.online);
-            let age = watermark.map(|w| now.saturating_sub(w) as f64 / 1e9);
-            let last = runs.as_ref().and_then(|runs| {
-                runs.iter()
-                    .rev()
-                    .find(|run| run.view == view.name && run.generation == view.generation)
-            });
+            let push = pushed.get(&view.name).copied().filter(|_| view.online);
+            // The newer of what materialization reached and what was pushed here.
+            let newest = watermark.max(push);
+            let age = newest.map(|w| (now.saturating_sub(w) as f64 / 1e9).max(0.0));
+            let last = runs
+                .as_ref()
+                .and_then(|runs| runs.get(&(view.name.clone(), view.generation)));
             json!({
                 "name": view.name,
                 "online": view.online,
@@ -121,6 +122,7 @@ pub async fn overview(
                 "ttl_seconds": view.ttl.seconds,
                 "generation": view.generation,
                 "watermark": watermark.map(crate::http::rfc3339),
+                "newest_push": push.map(crate::http::rfc3339),
                 "age_seconds": age,
                 "freshness": freshness(view.online, view.ttl.seconds, age),
                 "last_run": last.map(|run| json!({
@@ -150,6 +152,8 @@ pub async fn overview(
         "applied_at": v.applied_at,
         "quiver_version": v.quiver_version,
         "server_version": env!("CARGO_PKG_VERSION"),
+        "grpc": state.grpc.map(|a| a.to_string()),
+        "tls": state.tls,
         "ready": ready.ready,
         "registry": ready.registry,
         "online_data": ready.online_data,
@@ -174,6 +178,15 @@ pub async fn overview(
 /// `GET /registry/versions`: every applied version, oldest first.
 pub async fn versions(State(state): State<HttpState>) -> Result<Json<J>, ServiceError> {
     let history = blocking(&state, |s| s.history()).await?;
+    let served = state.service.snapshot().version.version;
+    if served > 0 && !history.iter().any(|v| v.version == served) {
+        return Err(ServiceError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "registry store: it no longer holds the served version {served} (moved, deleted or restored from a backup?)"
+            ),
+        ));
+    }
     Ok(Json(json!({ "versions": history })))
 }
 
@@ -191,6 +204,11 @@ pub async fn version(
     Path(version): Path<String>,
 ) -> Result<Json<J>, ServiceError> {
     let n = version_number(&version, "version")?;
+    // The served version is at hand (and readable while the store is not).
+    let snap = state.service.snapshot();
+    if snap.loaded() && snap.version.version == n {
+        return Ok(Json(serde_json::to_value(&snap.version).unwrap_or(J::Null)));
+    }
     let v = blocking(&state, move |s| s.get(n)).await?;
     Ok(Json(serde_json::to_value(v).unwrap_or(J::Null)))
 }
@@ -240,8 +258,10 @@ pub async fn diff(
 }
 
 /// `GET /registry/runs?view=V&limit=N`: the newest `N` run records (default
-/// [`DEFAULT_RUNS`], at most [`MAX_RUNS`]), oldest first, of one view when `view` is given.
-/// Each carries its per-feature statistics (null count, min, max, mean of the rows read).
+/// [`DEFAULT_RUNS`], at most [`MAX_RUNS`]), oldest first, of one view when `view` is given
+/// (however many runs of other views came since), with `total`, how many records the view has
+/// (null when the store would have to read every record to count them). Each carries its
+/// per-feature statistics (null count, min, max, mean of the rows read).
 pub async fn runs(
     State(state): State<HttpState>,
     Query(query): Query<HashMap<String, String>>,
@@ -257,13 +277,11 @@ pub async fn runs(
         },
         None => DEFAULT_RUNS,
     };
-    let view = query.get("view").cloned();
-    let mut runs: Vec<MaterializationRun> = blocking(&state, move |s| s.runs(MAX_RUNS)).await?;
-    if let Some(view) = &view {
-        runs.retain(|r| &r.view == view);
-    }
-    let skip = runs.len().saturating_sub(limit);
-    Ok(Json(json!({ "runs": &runs[skip..] })))
+    let (runs, total) = match query.get("view").cloned() {
+        Some(view) => blocking(&state, move |s| s.view_runs(&view, limit)).await?,
+        None => (blocking(&state, move |s| s.runs(limit)).await?, None),
+    };
+    Ok(Json(json!({ "runs": runs, "total": total })))
 }
 
 /// `GET /registry/sources/{name}/schema`: the columns of a local Parquet source as its files

@@ -42,6 +42,10 @@ pub struct HttpState {
     /// Where registry versions and run records are read for the console's endpoints
     /// (`/registry/versions`, `/registry/runs`, …); those answer 404 without one.
     pub registry: Option<Arc<dyn quiver_registry::RegistryStore>>,
+    /// Where this server's gRPC port listens and whether both ports use TLS (the console's
+    /// `grpcurl` snippet).
+    pub grpc: Option<std::net::SocketAddr>,
+    pub tls: bool,
 }
 
 /// Lets a request through only with a token that has what `need` says.

@@ -396,6 +396,11 @@ fn build_batch(
 /// late (older) push does not make a view look stale.
 static NEWEST: std::sync::Mutex<BTreeMap<String, i64>> = std::sync::Mutex::new(BTreeMap::new());
 
+/// The newest event time pushed through this server to each view (ns since the epoch).
+pub fn newest_pushed() -> BTreeMap<String, i64> {
+    NEWEST.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 fn record_metrics(
     per_view: &[(String, usize, Option<i64>)],
     rows: usize,

@@ -74,6 +74,8 @@ pub async fn serve(
             auth: options.auth.clone(),
             body_timeout: options.body_timeout,
             registry: Some(registry),
+            grpc: grpc.as_ref().and_then(|g| g.local_addr().ok()),
+            tls: options.tls.is_some(),
         },
         options.max_body_bytes,
     );

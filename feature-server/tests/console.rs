@@ -127,6 +127,8 @@ fn app_with(store: Option<Arc<dyn RegistryStore>>, auth: Authenticator) -> App {
                 auth: Arc::new(auth),
                 body_timeout: Duration::from_secs(5),
                 registry: store,
+                grpc: None,
+                tls: false,
             },
             4096,
         ),
@@ -276,6 +278,17 @@ async fn a_registry_store_that_cannot_be_read_is_a_503_naming_the_registry() {
     let (status, _, body) = get(&app, "/registry/overview", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["runs_readable"], false);
+    // A store moved away under the server: it holds no versions, not even the served one.
+    let app = app_with(
+        Some(Arc::new(LocalStore::new(dir.path().join("moved")))),
+        Authenticator::open(),
+    );
+    let (status, _, body) = get(&app, "/registry/versions", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // The served version itself is still shown (the page's registry views need it).
+    let (status, _, body) = get(&app, "/registry/versions/2", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["registry"]["project"], "demo");
     // A server without a registry store says so.
     let app = app_with(None, Authenticator::open());
     let (status, _, body) = get(&app, "/registry/versions", None).await;
@@ -296,12 +309,17 @@ async fn the_page_is_compiled_in_with_a_strict_policy() {
         assert!(headers.contains("script-src 'self'"), "{headers}");
         assert!(headers.contains("frame-ancestors 'none'"), "{headers}");
     }
-    let (status, headers, body) = get(&app, "/ui/app.js", None).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(headers.contains("text/javascript"), "{headers}");
-    // No page loads anything from elsewhere.
-    let script = body.as_str().unwrap();
-    assert!(!script.contains("https://") && !script.contains("http://cdn"));
+    for script in ["core.js", "charts.js", "pages.js", "live.js"] {
+        let (status, headers, body) = get(&app, &format!("/ui/{script}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{script}");
+        assert!(headers.contains("text/javascript"), "{headers}");
+        // No page loads anything from elsewhere.
+        let text = body.as_str().unwrap();
+        assert!(
+            !text.contains("https://") && !text.contains("http://cdn"),
+            "{script}"
+        );
+    }
     assert_eq!(
         get(&app, "/ui/../Cargo.toml", None).await.0,
         StatusCode::NOT_FOUND
@@ -329,7 +347,7 @@ async fn with_tokens_the_page_is_open_and_its_data_needs_any_valid_token() {
     let auth = Authenticator::from_config(Some(&config), std::path::Path::new(".")).unwrap();
     let app = app_with(Some(Arc::new(store)), auth);
     assert_eq!(get(&app, "/ui", None).await.0, StatusCode::OK);
-    assert_eq!(get(&app, "/ui/app.js", None).await.0, StatusCode::OK);
+    assert_eq!(get(&app, "/ui/core.js", None).await.0, StatusCode::OK);
     for path in [
         "/registry/overview",
         "/registry/versions",

@@ -283,6 +283,8 @@ async fn oversized_bodies_are_counted_as_errors() {
             auth: Arc::new(Authenticator::open()),
             body_timeout: Duration::from_secs(5),
             registry: None,
+            grpc: None,
+            tls: false,
         },
         4096,
     );

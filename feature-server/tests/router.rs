@@ -167,6 +167,8 @@ async fn app_bounded(
                 auth: Arc::new(auth),
                 body_timeout: Duration::from_secs(10),
                 registry: None,
+                grpc: None,
+                tls: false,
             },
             4096,
         ),

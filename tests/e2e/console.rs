@@ -318,6 +318,38 @@ fn every_console_page_in_a_real_browser() {
         .eval("return document.activeElement.textContent;", json!([]))
         .unwrap();
     assert_eq!(focused, "Skip to content");
+    b.keys("\u{E007}").unwrap();
+    let (page, focused) = (
+        b.eval(
+            "return document.getElementById('main').dataset.page;",
+            json!([]),
+        )
+        .unwrap(),
+        b.eval("return document.activeElement.id;", json!([]))
+            .unwrap(),
+    );
+    assert_eq!((page, focused), (json!("overview"), json!("main")));
+
+    // int64 keys keep every digit, on the way out and back.
+    open(
+        &b,
+        addr,
+        "lookup?service=model_v1&driver_id=9223372036854775807&customer_id=-9223372036854775808&run=1",
+        "lookup",
+    );
+    let table = b
+        .wait_for(
+            "the vector of an absent entity",
+            "const t = document.querySelector('table.vector'); return t && t.innerText;",
+            WAIT,
+        )
+        .unwrap();
+    let table = table.as_str().unwrap();
+    assert!(
+        table.contains("9223372036854775807") && table.contains("-9223372036854775808"),
+        "{table}"
+    );
+    assert!(table.contains("NOT_FOUND"), "{table}");
 
     // A phone: nothing wider than the screen.
     b.goto("about:blank").unwrap();

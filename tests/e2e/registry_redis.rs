@@ -133,3 +133,135 @@ fn redis_down_is_a_clear_error_and_recovers() {
     let out = quiver(&repo, &["apply"]);
     assert!(out.status.success(), "{}", describe(&out));
 }
+
+/// A run record of `view` that finished at second `at` of a day.
+fn run_record(view: &str, generation: u64, at: u32) -> quiver_registry::store::MaterializationRun {
+    quiver_registry::store::MaterializationRun {
+        view: view.into(),
+        generation,
+        registry_version: 1,
+        start: None,
+        end: "2026-01-01T00:00:00Z".into(),
+        rows_read: u64::from(at),
+        files_read: None,
+        bytes_read: None,
+        engine: None,
+        entities: 1,
+        keys_written: 1,
+        seconds: 0.1,
+        finished_at: format!(
+            "2026-01-01T{:02}:{:02}:{:02}Z",
+            at / 3600,
+            at / 60 % 60,
+            at % 60
+        ),
+        features: Default::default(),
+        watermark: Some(format!("2026-01-01T00:00:{:02}Z", at % 60)),
+        watermark_note: None,
+        evicted_keys: None,
+        warnings: vec![],
+    }
+}
+
+/// What both stores promise about run records: a view's records however many runs of other
+/// views came since, exactly its own (not a view whose name ends like it), and the newest record
+/// of every (view, generation) — the one `recorded_watermarks` (lost-data detection) and the
+/// console read — also for a view that last ran long ago. `unindexed` writes a record as versions
+/// before the index did.
+fn check_run_records(
+    store: &dyn RegistryStore,
+    unindexed: &dyn Fn(&[quiver_registry::store::MaterializationRun]),
+) {
+    unindexed(&[run_record("old", 1, 1)]);
+    store.record_run(&run_record("rare", 7, 2)).unwrap();
+    store.record_run(&run_record("a_b", 1, 3)).unwrap();
+    for at in 10..40 {
+        store.record_run(&run_record("b", 1, at)).unwrap();
+    }
+    store.record_run(&run_record("b", 2, 50)).unwrap();
+    let newest = store.runs(10).unwrap();
+    assert!(
+        newest.iter().all(|r| r.view == "b"),
+        "the newest runs are b's"
+    );
+
+    let (rare, total) = store.view_runs("rare", 1000).unwrap();
+    assert_eq!((rare.len(), total), (1, Some(1)));
+    assert_eq!(rare[0].generation, 7);
+    let (b, total) = store.view_runs("b", 1000).unwrap();
+    assert_eq!((b.len(), total), (31, Some(31)), "b's own, not a_b's");
+    assert!(
+        b.windows(2).all(|w| w[0].rows_read < w[1].rows_read),
+        "oldest first"
+    );
+    let (b, _) = store.view_runs("b", 5).unwrap();
+    let read: Vec<u64> = b.iter().map(|r| r.rows_read).collect();
+    assert_eq!(read, [36, 37, 38, 39, 50], "the newest five, oldest first");
+    assert_eq!(store.view_runs("nope", 10).unwrap(), (vec![], Some(0)));
+
+    // More records of another view since than a scan of the newest records reads.
+    let filler: Vec<_> = (0..=quiver_registry::store::UNINDEXED_RUNS as u32)
+        .map(|i| run_record("filler", 1, 60 + i))
+        .collect();
+    unindexed(&filler);
+    assert!(
+        store
+            .runs(quiver_registry::store::UNINDEXED_RUNS)
+            .unwrap()
+            .iter()
+            .all(|r| r.view == "filler")
+    );
+    let latest = store.latest_runs().unwrap();
+    let key = |v: &str, g: u64| (v.to_string(), g);
+    assert_eq!(latest[&key("rare", 7)].rows_read, 2);
+    assert_eq!(latest[&key("b", 1)].rows_read, 39);
+    assert_eq!(latest[&key("b", 2)].rows_read, 50);
+    assert_eq!(latest[&key("filler", 1)].rows_read, 60 + 2_000);
+    assert_eq!(
+        latest.len(),
+        5,
+        "the pre-index `old` is now beyond the scan"
+    );
+    let recorded = quiver_materializer::materialize::recorded_watermarks(store).unwrap();
+    assert_eq!(recorded[&key("rare", 7)], "2026-01-01T00:00:02Z");
+}
+
+#[test]
+fn run_records_by_view_and_the_newest_of_each_generation_on_redis() {
+    let redis = RedisServer::start().unwrap();
+    let store = RedisStore::open(&redis.url(), "quiver:registry", "repo", None).unwrap();
+    check_run_records(&store, &|runs| {
+        let mut cmd = redis::cmd("RPUSH");
+        cmd.arg("quiver:registry:{repo}:runs");
+        for run in runs {
+            cmd.arg(serde_json::to_string(run).unwrap());
+        }
+        let _: i64 = cmd.query(&mut redis.client().unwrap()).unwrap();
+    });
+}
+
+#[test]
+fn run_records_by_view_and_the_newest_of_each_generation_in_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = quiver_registry::store::LocalStore::new(dir.path().join("registry"));
+    let runs = dir.path().join("registry/runs");
+    let written = std::cell::Cell::new(0u64);
+    check_run_records(&store, &|batch| {
+        std::fs::create_dir_all(&runs).unwrap();
+        for run in batch {
+            // Named as `record_run` names them: the first before every real record, the rest
+            // after them.
+            let n = written.replace(written.get() + 1);
+            let nanos = if n == 0 {
+                1
+            } else {
+                9_000_000_000_000_000_000 + n
+            };
+            std::fs::write(
+                runs.join(format!("{nanos:020}-{}.json", run.view)),
+                serde_json::to_vec(run).unwrap(),
+            )
+            .unwrap();
+        }
+    });
+}

@@ -6,7 +6,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 const INDEX: &str = include_str!("ui/index.html");
-const SCRIPT: &str = include_str!("ui/app.js");
+/// The page's scripts, loaded in this order (they share the page's global scope).
+const SCRIPTS: [(&str, &str); 4] = [
+    ("core.js", include_str!("ui/core.js")),
+    ("charts.js", include_str!("ui/charts.js")),
+    ("pages.js", include_str!("ui/pages.js")),
+    ("live.js", include_str!("ui/live.js")),
+];
 const STYLE: &str = include_str!("ui/app.css");
 const ICON: &str = include_str!("ui/icon.svg");
 
@@ -38,10 +44,12 @@ pub async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX)
 }
 
-/// `GET /ui/{file}`: the script, the style sheet and the icon; 404 for anything else.
+/// `GET /ui/{file}`: the scripts, the style sheet and the icon; 404 for anything else.
 pub async fn file(Path(name): Path<String>) -> Response {
+    if let Some((_, script)) = SCRIPTS.iter().find(|(n, _)| *n == name) {
+        return asset("text/javascript; charset=utf-8", script);
+    }
     match name.as_str() {
-        "app.js" => asset("text/javascript; charset=utf-8", SCRIPT),
         "app.css" => asset("text/css; charset=utf-8", STYLE),
         "icon.svg" => asset("image/svg+xml", ICON),
         "index.html" => index().await,

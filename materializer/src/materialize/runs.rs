@@ -8,18 +8,16 @@ use super::{Job, rfc3339};
 use crate::error::Result;
 use crate::latest::Latest;
 
-/// Run records read to find what each view generation was last materialized to.
-const RUNS_CHECKED: usize = 2_000;
-
-/// The watermark each (view, generation) reached according to the registry's run records (the
-/// newest of the last [`RUNS_CHECKED`] runs). The online store keeps the real watermark next to
-/// the values; when it has none for a generation recorded here, the store lost its data (wiped,
-/// flushed, evicted, or a fresh store under an old registry).
+/// The watermark each (view, generation) reached according to the registry's run records (its
+/// newest record, however many runs of other views came since: `RegistryStore::latest_runs`).
+/// The online store keeps the real watermark next to the values; when it has none for a
+/// generation recorded here, the store lost its data (wiped, flushed, evicted, or a fresh store
+/// under an old registry).
 pub fn recorded_watermarks(
     store: &dyn RegistryStore,
 ) -> Result<std::collections::HashMap<(String, u64), String>> {
     let mut out = std::collections::HashMap::new();
-    for run in store.runs(RUNS_CHECKED)? {
+    for (key, run) in store.latest_runs()? {
         // Records from before `watermark` existed: every completed run moved it to `end`.
         let reached = match (&run.watermark, &run.watermark_note) {
             (Some(w), _) => Some(w.clone()),
@@ -27,7 +25,7 @@ pub fn recorded_watermarks(
             (None, Some(_)) => None,
         };
         if let Some(w) = reached {
-            out.insert((run.view.clone(), run.generation), w);
+            out.insert(key, w);
         }
     }
     Ok(out)

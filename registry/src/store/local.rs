@@ -43,6 +43,15 @@ impl LocalStore {
         Ok(versions)
     }
 
+    /// Moves a finished temporary file to `path` (replacing it), or removes it.
+    fn rename(&self, tmp: &Path, path: &Path) -> Result<()> {
+        let renamed = fs::rename(tmp, path);
+        if renamed.is_err() {
+            let _ = fs::remove_file(tmp);
+        }
+        renamed.map_err(|e| Error::io(path, e))
+    }
+
     fn write_temp(&self, bytes: &[u8]) -> Result<PathBuf> {
         fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let nanos = std::time::SystemTime::now()
@@ -139,32 +148,69 @@ impl RegistryStore for LocalStore {
         let path = dir.join(format!("{nanos:020}-{}.json", run.view));
         let bytes = serde_json::to_vec_pretty(run).expect("runs always serialize");
         let tmp = self.write_temp(&bytes)?;
-        let renamed = fs::rename(&tmp, &path);
-        if renamed.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        renamed.map_err(|e| Error::io(&path, e))
+        self.rename(&tmp, &path)?;
+        // The index of each (view, generation)'s newest record, replaced whole.
+        let latest = dir.join("latest");
+        fs::create_dir_all(&latest).map_err(|e| Error::io(&latest, e))?;
+        let tmp = self.write_temp(&bytes)?;
+        self.rename(
+            &tmp,
+            &latest.join(format!("{}@{}.json", run.view, run.generation)),
+        )
+    }
+
+    fn indexed_latest_runs(&self) -> Result<Vec<MaterializationRun>> {
+        let dir = self.dir.join("runs").join("latest");
+        let names = json_files(&dir)?;
+        names.iter().map(|p| read_run(p)).collect()
+    }
+
+    fn view_runs(
+        &self,
+        view: &str,
+        limit: usize,
+    ) -> Result<(Vec<MaterializationRun>, Option<u64>)> {
+        // `{nanos:020}-{view}.json`: the view is in the name, so only its records are read.
+        let wanted = format!("{view}.json");
+        let names: Vec<PathBuf> = json_files(&self.dir.join("runs"))?
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.get(21..))
+                    == Some(wanted.as_str())
+            })
+            .collect();
+        let skip = names.len().saturating_sub(limit);
+        let runs = names[skip..]
+            .iter()
+            .map(|p| read_run(p))
+            .collect::<Result<_>>()?;
+        Ok((runs, Some(names.len() as u64)))
     }
 
     fn runs(&self, limit: usize) -> Result<Vec<MaterializationRun>> {
-        let dir = self.dir.join("runs");
-        let mut names: Vec<PathBuf> = match fs::read_dir(&dir) {
-            Ok(entries) => entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io(&dir, e)),
-        };
-        names.sort();
+        let names = json_files(&self.dir.join("runs"))?;
         let skip = names.len().saturating_sub(limit);
-        names[skip..]
-            .iter()
-            .map(|p| {
-                let bytes = fs::read(p).map_err(|e| Error::io(p, e))?;
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::Corrupt(format!("{}: {e}", p.display())))
-            })
-            .collect()
+        names[skip..].iter().map(|p| read_run(p)).collect()
     }
+}
+
+/// The `.json` files directly in `dir`, sorted by name (none when it does not exist).
+fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut names: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    names.sort();
+    Ok(names)
+}
+
+fn read_run(path: &Path) -> Result<MaterializationRun> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))
 }

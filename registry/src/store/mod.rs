@@ -5,6 +5,7 @@ mod local;
 mod redis_store;
 mod runs;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,10 @@ use crate::config::RegistryConfig;
 use crate::error::{Error, Result};
 use crate::model::Registry;
 use crate::plan::{Plan, assign_generations};
+
+/// Run records read besides the index by [`RegistryStore::latest_runs`]: records from before
+/// the index existed are found only among these.
+pub const UNINDEXED_RUNS: usize = 2_000;
 
 /// One applied version: its number, content hash and the registry itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,6 +74,32 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
     fn record_run(&self, run: &MaterializationRun) -> Result<()>;
     /// The newest `limit` run records, oldest first.
     fn runs(&self, limit: usize) -> Result<Vec<MaterializationRun>>;
+    /// The newest record of each (view, generation) as `record_run` indexed it, in any order
+    /// (records written before the index existed are not in it: see [`Self::latest_runs`]).
+    fn indexed_latest_runs(&self) -> Result<Vec<MaterializationRun>>;
+    /// The newest `limit` records of one view, oldest first, and how many records the view has
+    /// (`None` when counting them would mean reading every record of every view).
+    fn view_runs(&self, view: &str, limit: usize)
+    -> Result<(Vec<MaterializationRun>, Option<u64>)>;
+
+    /// The newest record of each (view, generation), however long ago it ran and however many
+    /// runs of other views came since: the index, completed by the newest [`UNINDEXED_RUNS`]
+    /// records (those written before the index existed).
+    fn latest_runs(&self) -> Result<BTreeMap<(String, u64), MaterializationRun>> {
+        let mut out: BTreeMap<(String, u64), MaterializationRun> = BTreeMap::new();
+        let scanned = self.runs(UNINDEXED_RUNS)?;
+        for run in scanned.into_iter().chain(self.indexed_latest_runs()?) {
+            let key = (run.view.clone(), run.generation);
+            // Later wins a tie: records come oldest first, then the index.
+            if out
+                .get(&key)
+                .is_none_or(|old| run.finished_at >= old.finished_at)
+            {
+                out.insert(key, run);
+            }
+        }
+        Ok(out)
+    }
 
     fn latest(&self) -> Result<Option<RegistryVersion>> {
         match self.latest_version()? {

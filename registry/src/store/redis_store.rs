@@ -30,6 +30,8 @@ pub struct RedisStore {
     versions_key: String,
     history_key: String,
     runs_key: String,
+    /// A hash: `view@generation` → that generation's newest run record.
+    latest_runs_key: String,
 }
 
 impl RedisStore {
@@ -56,7 +58,13 @@ impl RedisStore {
             versions_key: format!("{tag}:versions"),
             history_key: format!("{tag}:history"),
             runs_key: format!("{tag}:runs"),
+            latest_runs_key: format!("{tag}:runs:latest"),
         })
+    }
+
+    fn parse_run(&self, json: &str) -> Result<MaterializationRun> {
+        serde_json::from_str(json)
+            .map_err(|e| Error::Corrupt(format!("{} runs: {e}", self.location())))
     }
 
     fn connection(&self) -> Result<Connection> {
@@ -152,11 +160,65 @@ impl RegistryStore for RedisStore {
 
     fn record_run(&self, run: &MaterializationRun) -> Result<()> {
         let json = serde_json::to_string(run).expect("runs always serialize");
-        let _: i64 = self
-            .connection()?
-            .rpush(&self.runs_key, json)
+        // The record and the index entry together (one MULTI/EXEC; same hash tag, same slot).
+        let _: () = redis::pipe()
+            .atomic()
+            .rpush(&self.runs_key, &json)
+            .ignore()
+            .hset(
+                &self.latest_runs_key,
+                format!("{}@{}", run.view, run.generation),
+                &json,
+            )
+            .ignore()
+            .query(&mut self.connection()?)
             .map_err(|e| self.unavailable(e))?;
         Ok(())
+    }
+
+    fn indexed_latest_runs(&self) -> Result<Vec<MaterializationRun>> {
+        let items: Vec<String> = self
+            .connection()?
+            .hvals(&self.latest_runs_key)
+            .map_err(|e| self.unavailable(e))?;
+        items.iter().map(|s| self.parse_run(s)).collect()
+    }
+
+    fn view_runs(
+        &self,
+        view: &str,
+        limit: usize,
+    ) -> Result<(Vec<MaterializationRun>, Option<u64>)> {
+        // One list holds every view's records: read it newest first, a page at a time, until
+        // `limit` of this view's are found (all of it for a view that rarely runs).
+        const PAGE: isize = 1_000;
+        let mut con = self.connection()?;
+        let total: isize = con.llen(&self.runs_key).map_err(|e| self.unavailable(e))?;
+        let marker = format!(
+            "\"view\":{}",
+            serde_json::to_string(view).unwrap_or_default()
+        );
+        let mut found = Vec::new();
+        let mut end = total;
+        while end > 0 && found.len() < limit {
+            let start = (end - PAGE).max(0);
+            let items: Vec<String> = con
+                .lrange(&self.runs_key, start, end - 1)
+                .map_err(|e| self.unavailable(e))?;
+            for item in items.iter().rev() {
+                if found.len() < limit && item.contains(&marker) {
+                    let run = self.parse_run(item)?;
+                    if run.view == view {
+                        found.push(run);
+                    }
+                }
+            }
+            end = start;
+        }
+        found.reverse();
+        // Counted only when every record was read.
+        let count = (end == 0 && found.len() < limit).then_some(found.len() as u64);
+        Ok((found, count))
     }
 
     fn runs(&self, limit: usize) -> Result<Vec<MaterializationRun>> {
@@ -164,12 +226,6 @@ impl RegistryStore for RedisStore {
             .connection()?
             .lrange(&self.runs_key, -(limit.max(1) as isize), -1)
             .map_err(|e| self.unavailable(e))?;
-        items
-            .iter()
-            .map(|s| {
-                serde_json::from_str(s)
-                    .map_err(|e| Error::Corrupt(format!("{} runs: {e}", self.location())))
-            })
-            .collect()
+        items.iter().map(|s| self.parse_run(s)).collect()
     }
 }
