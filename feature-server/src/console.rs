@@ -25,7 +25,7 @@ use quiver_registry::model::Registry;
 use quiver_registry::plan::Plan;
 
 use crate::auth::Need;
-use crate::error::{ErrorCode, ServiceError};
+use crate::error::{ErrorCode, REGISTRY_MOVED, ServiceError};
 use crate::http::HttpState;
 
 /// Most run records one request reads (the newest ones).
@@ -183,7 +183,7 @@ pub async fn versions(State(state): State<HttpState>) -> Result<Json<J>, Service
         return Err(ServiceError::new(
             ErrorCode::Unavailable,
             format!(
-                "registry store: it no longer holds the served version {served} (moved, deleted or restored from a backup?)"
+                "{REGISTRY_MOVED} {served} (moved, deleted or restored from a backup?); this server keeps serving it"
             ),
         ));
     }

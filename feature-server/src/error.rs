@@ -96,6 +96,10 @@ pub const TRAINING_UNAVAILABLE_MESSAGE: &str = "the offline data or engine (a so
 /// answer.
 pub const REGISTRY_UNAVAILABLE_MESSAGE: &str = "the registry store (versions, run records) is unavailable or did not answer in time; retry later";
 
+/// How a console request is told that the registry store lost the version being served (it is
+/// shown whole: it names no address).
+pub const REGISTRY_MOVED: &str = "the registry store no longer holds the served version";
+
 /// What a client is told while the server has no registry version to serve yet (the registry
 /// store was unreachable at start).
 pub const REGISTRY_NOT_LOADED: &str =
@@ -170,6 +174,8 @@ impl ServiceError {
             ErrorCode::Unavailable if self.message.starts_with("training: ") => {
                 TRAINING_UNAVAILABLE_MESSAGE
             }
+            // What a user can act on, and holds no address.
+            ErrorCode::Unavailable if self.message.starts_with(REGISTRY_MOVED) => &self.message,
             ErrorCode::Unavailable if self.message.starts_with("registry store: ") => {
                 REGISTRY_UNAVAILABLE_MESSAGE
             }

@@ -285,6 +285,13 @@ async fn a_registry_store_that_cannot_be_read_is_a_503_naming_the_registry() {
     );
     let (status, _, body) = get(&app, "/registry/versions", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no longer holds the served version 2"),
+        "{body}"
+    );
     // The served version itself is still shown (the page's registry views need it).
     let (status, _, body) = get(&app, "/registry/versions/2", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -174,6 +174,20 @@ fn every_console_page_in_a_real_browser() {
     let text = text.as_str().unwrap();
     assert!(text.contains("driver_hourly_stats"), "{text}");
     assert!(!text.contains("customer_profile"), "filter kept: {text}");
+    // The tabs from the keyboard: an arrow moves to the next one, which keeps the focus.
+    open(&b, addr, "registry", "registry");
+    b.eval("document.getElementById('tab-views').focus();", json!([]))
+        .unwrap();
+    b.keys("\u{E014}").unwrap();
+    let focused = b
+        .wait_for(
+            "the sources tab",
+            "const m = document.getElementById('main'); return location.hash.includes('tab=sources') && m.dataset.ready === '1' && document.activeElement.id;",
+            WAIT,
+        )
+        .unwrap();
+    assert_eq!(focused, "tab-sources");
+    assert!(b.text("#main").unwrap().contains("driver_stats_source"));
     open(&b, addr, "registry?tab=lineage", "registry");
     let edges = b
         .eval(

@@ -25,7 +25,7 @@ function timeTick(ms, span) {
 
 // A line plot of `series` ([{name, points: [[x, y]…]}]); x is a time in ms unless `xTime`
 // is false. Each point is a circle with its value as a tooltip; the figure says how many.
-function lineChart({ title, series, yFormat = fmtNum, xTime = true, height = 220, yZero = true }) {
+function lineChart({ title, series, yFormat = fmtNum, xTime = true, height = 220, yZero = true, xRange = null }) {
   const W = 640, H = height, L = 62, R = 14, T = 12, B = 30;
   const all = series.flatMap((se) => se.points.filter((p) => Number.isFinite(p[1])));
   const fig = h('figure', { class: 'panel', 'data-points': String(all.length) }, h('figcaption', {}, h('strong', {}, title)));
@@ -34,7 +34,7 @@ function lineChart({ title, series, yFormat = fmtNum, xTime = true, height = 220
     return fig;
   }
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
-  let x0 = Math.min(...xs), x1 = Math.max(...xs);
+  let [x0, x1] = xRange || [Math.min(...xs), Math.max(...xs)];
   if (x0 === x1) { x0 -= 30e3; x1 += 30e3; }
   const yt = niceTicks(yZero ? Math.min(0, ...ys) : Math.min(...ys), Math.max(...ys));
   const X = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);

@@ -134,6 +134,8 @@ async function current() {
     version = await api(`/registry/versions/${overview.version}`);
     registryCache.set(overview.version, version);
   }
+  document.getElementById('foot-text').textContent =
+    `Quiver ${overview.server_version} · project ${overview.project} · registry version ${overview.version} · read-only`;
   return { overview, registry: version.registry, version };
 }
 

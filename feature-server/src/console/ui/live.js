@@ -183,7 +183,7 @@ pages.serving = async (main) => {
   const history = [];
   const body = h('div', {}, h('p', { class: 'muted' }, 'Reading the server\'s metrics…'));
   fill(main, h('h1', {}, 'Live serving'),
-    h('p', { class: 'muted' }, 'From this server\'s own metrics (/serving-stats), read every 2 s while the page is open; rates and percentiles over the last 30 s.'),
+    h('p', { class: 'muted' }, 'From this server\'s own metrics (/serving-stats), read every 2 s while the page is open; rates and percentiles over the last 30 s (or since the page opened, when that is shorter).'),
     body);
   let stopped = false;
   const tick = async () => {
@@ -205,6 +205,8 @@ pages.serving = async (main) => {
     const recent = delta(windowStart === last ? history[history.length - 2] : windowStart, last);
     const steps = history.slice(1).map((b, i) => ({ at: b.unix_seconds * 1000, d: delta(history[i], b) }));
     const endpoints = [...new Set(steps.flatMap((x) => Object.keys(x.d)))].sort();
+    // Every plot over the same span: from the first step to the last reading.
+    const xRange = [steps[0].at, steps[steps.length - 1].at];
     const per = (f) => endpoints.map((ep) => ({ name: ep, points: steps.filter((x) => x.d[ep]).map((x) => [x.at, f(x.d[ep])]) }));
     const hits = sumOf(last, 'quiver_cache_hits_total'), misses = sumOf(last, 'quiver_cache_misses_total');
     const errorsByCode = last.samples.filter((x) => x.name === 'quiver_request_errors_total');
@@ -218,9 +220,9 @@ pages.serving = async (main) => {
         Object.entries(recent).sort().map(([ep, x]) => [h('code', {}, ep), fmtNum(x.rate, 1), fmtMs(x.p50), fmtMs(x.p95), fmtMs(x.p99),
           Number.isFinite(x.errorRatio) ? `${(x.errorRatio * 100).toFixed(2)}%` : '–', fmtNum(x.total)]), { class: 'live' }),
       h('div', { class: 'charts' },
-        lineChart({ title: 'Requests per second', series: per((x) => x.rate) }),
-        lineChart({ title: 'p99 latency (ms)', series: per((x) => x.p99 * 1000) }),
-        lineChart({ title: 'Error ratio', yFormat: (y) => `${(y * 100).toFixed(1)}%`, series: per((x) => x.errorRatio) })),
+        lineChart({ title: 'Requests per second', series: per((x) => x.rate), xRange }),
+        lineChart({ title: 'p99 latency (ms)', series: per((x) => x.p99 * 1000), xRange }),
+        lineChart({ title: 'Error ratio', yFormat: (y) => `${(y * 100).toFixed(1)}%`, series: per((x) => x.errorRatio), xRange })),
       h('h2', {}, 'Errors since start, by protocol and code'),
       errorsByCode.length ? table(['Protocol', 'Code', { label: 'Count', num: true }], errorsByCode.map((x) => [x.labels.protocol, x.labels.code, fmtNum(x.value)]))
         : h('p', { class: 'muted' }, 'None.'));

@@ -3,8 +3,6 @@
 
 pages.overview = async (main) => {
   const { overview: o } = await current();
-  document.getElementById('foot-text').textContent =
-    `Quiver ${o.server_version} · project ${o.project} · registry version ${o.version} · read-only`;
   const store = o.online_store;
   const counts = Object.entries(o.counts).map(([k, n]) =>
     h('div', { class: 'card' }, h('div', { class: 'n' }, fmtNum(n)), h('div', { class: 'k' }, k.replace(/_/g, ' '))));
@@ -49,7 +47,8 @@ function matches(item, q) {
   const tag = query.match(/^tag:([^=]*)(?:=(.*))?$/);
   const t = item.tags || {};
   if (tag) return Object.entries(t).some(([k, v]) => k.toLowerCase() === tag[1] && (tag[2] === undefined || v.toLowerCase() === tag[2]));
-  return [item.name, item.description, item.owner, ...Object.keys(t), ...Object.values(t)]
+  // A push source's columns, a batch source's path are found too.
+  return [item.name, item.description, item.owner, item.path, ...Object.keys(item.schema || {}), ...Object.keys(t), ...Object.values(t)]
     .some((x) => x && x.toLowerCase().includes(query));
 }
 
@@ -128,7 +127,16 @@ pages.registry = async (main, _parts, params) => {
   })].flat());
   if (section === 'lineage') body.append(h('div', { class: 'panel scroll' }, lineage(r)));
   fill(main, h('h1', {}, 'Registry'), form,
-    h('div', { class: 'tabs', role: 'tablist' }, tabs.map(([id, label, n]) => h('button', { type: 'button', role: 'tab', 'aria-selected': String(id === section), 'aria-controls': 'registry-panel', onclick: () => go(id, q) }, label, n === null ? '' : ` (${n})`))),
+    h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Registry sections', onkeydown: (e) => {
+      // Left and right arrows move between tabs (and show the one reached).
+      const step = { ArrowLeft: -1, ArrowRight: 1 }[e.key];
+      if (!step) return;
+      e.preventDefault();
+      const ids = tabs.map((t) => t[0]);
+      const next = ids[(ids.indexOf(section) + step + ids.length) % ids.length];
+      document.getElementById(`tab-${next}`).focus();
+      go(next, q);
+    } }, tabs.map(([id, label, n]) => h('button', { type: 'button', role: 'tab', id: `tab-${id}`, tabindex: id === section ? '0' : '-1', 'aria-selected': String(id === section), 'aria-controls': 'registry-panel', onclick: () => go(id, q) }, label, n === null ? '' : ` (${n})`))),
     body);
 };
 
