@@ -17,14 +17,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use serde_json::{Value as J, json};
 
 use quiver_registry::RegistryStore;
 use quiver_registry::model::Registry;
 use quiver_registry::plan::Plan;
 
-use crate::auth::Need;
 use crate::error::{ErrorCode, REGISTRY_MOVED, ServiceError};
 use crate::http::HttpState;
 
@@ -87,13 +86,7 @@ pub async fn overview(
 ) -> Result<Json<J>, ServiceError> {
     let snap = crate::http::loaded(&state)?;
     let ready = crate::health::readiness(&state.service, state.ready_timeout).await;
-    let admin = state
-        .auth
-        .check(
-            headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
-            Need::Admin,
-        )
-        .is_ok();
+    let admin = crate::http::is_admin(&state, &headers);
     let runs = match &state.registry {
         Some(_) => blocking(&state, |s| s.latest_runs()).await.ok(),
         None => None,

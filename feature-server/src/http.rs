@@ -264,6 +264,18 @@ async fn get_historical_features(
 /// Protobuf-JSON timestamps: RFC 3339 in UTC, `Z`, fractional seconds only when needed.
 pub use quiver_materializer::rfc3339;
 
+/// Whether the request's token may see details (addresses, errors): `admin`, or anyone when
+/// authentication is off.
+pub(crate) fn is_admin(state: &HttpState, headers: &header::HeaderMap) -> bool {
+    state
+        .auth
+        .check(
+            headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+            Need::Admin,
+        )
+        .is_ok()
+}
+
 /// Readiness, open to every prober: status words only (the same check as gRPC health,
 /// [`crate::health::readiness`]). The reasons (the store's address and error, the registry's
 /// path and parser errors) go to the log, and to callers allowed `admin` (everyone when
@@ -271,13 +283,7 @@ pub use quiver_materializer::rfc3339;
 async fn ready(State(state): State<HttpState>, headers: header::HeaderMap) -> Response {
     let r = crate::health::readiness(&state.service, state.ready_timeout).await;
     r.log();
-    let detailed = state
-        .auth
-        .check(
-            headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
-            Need::Admin,
-        )
-        .is_ok();
+    let detailed = is_admin(&state, &headers);
     let words = |word: &str, detail: &Option<String>, joined: bool| match detail {
         Some(d) if detailed && joined => format!("{word}: {d}"),
         Some(d) if detailed => d.clone(),

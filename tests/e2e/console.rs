@@ -109,12 +109,20 @@ fn chart_points(b: &Browser) -> Vec<u64> {
     .collect()
 }
 
-#[test]
-fn every_console_page_in_a_real_browser() {
-    if webdriver::installed().is_none() {
+/// Whether the browser tests can run; says loudly when they cannot.
+fn browser_installed() -> bool {
+    let found = webdriver::installed().is_some();
+    if !found {
         eprintln!(
             "!! SKIPPED: chromium and chromedriver are not installed (.ci/run installs Debian's `chromium` and `chromium-driver`)"
         );
+    }
+    found
+}
+
+#[test]
+fn every_console_page_in_a_real_browser() {
+    if !browser_installed() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -389,10 +397,7 @@ fn every_console_page_in_a_real_browser() {
 
 #[test]
 fn the_console_behind_authentication_asks_for_a_token() {
-    if webdriver::installed().is_none() {
-        eprintln!(
-            "!! SKIPPED: chromium and chromedriver are not installed (.ci/run installs Debian's `chromium` and `chromium-driver`)"
-        );
+    if !browser_installed() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
