@@ -130,6 +130,11 @@ fn every_console_page_in_a_real_browser() {
     let mut server = QuiverServer::start(&repo, false).unwrap();
     server.wait_ready(Duration::from_secs(30));
     let addr = server.http;
+    assert!(
+        server.log().contains(&format!("console: http://{addr}/ui")),
+        "quiver serve prints where the console is:\n{}",
+        server.log()
+    );
     let (shots, _keep) = screenshots();
     let b = Browser::start(1280, 800).unwrap();
 
