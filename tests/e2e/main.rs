@@ -6,6 +6,7 @@ mod ballista;
 mod cli;
 mod connections;
 mod console;
+mod dashboards;
 mod faults;
 mod feast_compat;
 mod generations;

@@ -431,10 +431,30 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     .ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    let status = text.get(9..12)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or_default();
-    Some((status, body.to_string()))
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..split]).to_lowercase();
+    let status = head.get(9..12)?.parse().ok()?;
+    let mut body = buf[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The payload of a `Transfer-Encoding: chunked` HTTP body.
+pub fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&body[..line_end]).trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&body[start..(start + size).min(body.len())]);
+        body = &body[(start + size + 2).min(body.len())..];
+    }
+    out
 }
 
 /// A port nothing listens on right now.

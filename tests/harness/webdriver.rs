@@ -128,7 +128,7 @@ impl Browser {
             None => {
                 s.read_to_end(&mut payload)?;
                 if head.contains("transfer-encoding: chunked") {
-                    payload = dechunk(&payload);
+                    payload = crate::dechunk(&payload);
                 }
             }
         }
@@ -266,21 +266,6 @@ impl Browser {
             })
             .collect())
     }
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&body[..line_end]).trim(), 16)
-            .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = line_end + 2;
-        out.extend_from_slice(&body[start..(start + size).min(body.len())]);
-        body = &body[(start + size + 2).min(body.len())..];
-    }
-    out
 }
 
 impl Drop for Browser {
