@@ -41,18 +41,20 @@ fn store(state: &HttpState) -> Result<Arc<dyn RegistryStore>, ServiceError> {
 }
 
 /// Runs blocking registry-store work off the async threads; its errors are 503 (the store did
-/// not answer) or 404 (no such version), in the store's own words.
+/// not answer; the detail goes to the log) or 404 saying `missing` (the store's own words name
+/// where it is, which is for the log too).
 async fn blocking<T: Send + 'static>(
     state: &HttpState,
+    missing: &str,
     work: impl FnOnce(&dyn RegistryStore) -> quiver_registry::Result<T> + Send + 'static,
 ) -> Result<T, ServiceError> {
     let store = store(state)?;
     match tokio::task::spawn_blocking(move || work(store.as_ref())).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(quiver_registry::Error::NotFound(message))) => Err(ServiceError {
-            code: ErrorCode::NotFound,
-            message,
-        }),
+        Ok(Err(quiver_registry::Error::NotFound(detail))) => {
+            tracing::info!(%detail, "console: not found");
+            Err(ServiceError::new(ErrorCode::NotFound, missing))
+        }
         Ok(Err(e)) => Err(ServiceError {
             code: ErrorCode::Unavailable,
             message: format!("registry store: {e}"),
@@ -88,7 +90,13 @@ pub async fn overview(
     let ready = crate::health::readiness(&state.service, state.ready_timeout).await;
     let admin = crate::http::is_admin(&state, &headers);
     let runs = match &state.registry {
-        Some(_) => blocking(&state, |s| s.latest_runs()).await.ok(),
+        Some(_) => match blocking(&state, "", |s| s.latest_runs()).await {
+            Ok(runs) => Some(runs),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "console overview: run records unreadable");
+                None
+            }
+        },
         None => None,
     };
     let v = &snap.version;
@@ -101,7 +109,10 @@ pub async fn overview(
         .values()
         .map(|view| {
             let watermark = watermarks.get(&view.name).copied().filter(|_| view.online);
-            let push = pushed.get(&view.name).copied().filter(|_| view.online);
+            let push = pushed
+                .get(&(view.name.clone(), view.generation))
+                .copied()
+                .filter(|_| view.online);
             // The newer of what materialization reached and what was pushed here.
             let newest = watermark.max(push);
             let age = newest.map(|w| (now.saturating_sub(w) as f64 / 1e9).max(0.0));
@@ -170,7 +181,7 @@ pub async fn overview(
 
 /// `GET /registry/versions`: every applied version, oldest first.
 pub async fn versions(State(state): State<HttpState>) -> Result<Json<J>, ServiceError> {
-    let history = blocking(&state, |s| s.history()).await?;
+    let history = blocking(&state, "", |s| s.history()).await?;
     let served = state.service.snapshot().version.version;
     if served > 0 && !history.iter().any(|v| v.version == served) {
         return Err(ServiceError::new(
@@ -202,7 +213,12 @@ pub async fn version(
     if snap.loaded() && snap.version.version == n {
         return Ok(Json(serde_json::to_value(&snap.version).unwrap_or(J::Null)));
     }
-    let v = blocking(&state, move |s| s.get(n)).await?;
+    let v = blocking(
+        &state,
+        &format!("registry version {n} does not exist"),
+        move |s| s.get(n),
+    )
+    .await?;
     Ok(Json(serde_json::to_value(v).unwrap_or(J::Null)))
 }
 
@@ -224,7 +240,16 @@ pub async fn diff(
         .get("to")
         .map(|t| version_number(t, "to"))
         .transpose()?;
-    let (from_registry, to_version) = blocking(&state, move |s| {
+    let missing = format!(
+        "registry version {} does not exist",
+        [Some(from), to]
+            .iter()
+            .flatten()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" or ")
+    );
+    let (from_registry, to_version) = blocking(&state, &missing, move |s| {
         let to = match to {
             Some(t) => s.get(t)?,
             None => s.latest()?.ok_or_else(|| {
@@ -257,6 +282,7 @@ pub async fn diff(
 /// per-feature statistics (null count, min, max, mean of the rows read).
 pub async fn runs(
     State(state): State<HttpState>,
+    headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<J>, ServiceError> {
     let limit = match query.get("limit") {
@@ -270,18 +296,25 @@ pub async fn runs(
         },
         None => DEFAULT_RUNS,
     };
-    let (runs, total) = match query.get("view").cloned() {
-        Some(view) => blocking(&state, move |s| s.view_runs(&view, limit)).await?,
-        None => (blocking(&state, move |s| s.runs(limit)).await?, None),
+    let (mut runs, total) = match query.get("view").cloned() {
+        Some(view) => blocking(&state, "", move |s| s.view_runs(&view, limit)).await?,
+        None => (blocking(&state, "", move |s| s.runs(limit)).await?, None),
     };
+    // Where a cluster is, like where the stores are, is for admins.
+    if !crate::http::is_admin(&state, &headers) {
+        for run in runs.iter_mut().filter(|r| r.engine.is_some()) {
+            run.engine = Some("ballista".into());
+        }
+    }
     Ok(Json(json!({ "runs": runs, "total": total })))
 }
 
-/// `GET /registry/sources/{name}/schema`: the columns of a local Parquet source as its files
-/// declare them (read from one footer, before `field_mapping`); `columns` is null with a `note`
+/// `GET /registry/sources/{name}/schema`: the columns of a local Parquet source as its first
+/// file declares them (one footer, before `field_mapping`); `columns` is null with a `note`
 /// for a source on object storage (not read by the server) or one that cannot be read now.
 pub async fn source_schema(
     State(state): State<HttpState>,
+    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<J>, ServiceError> {
     let snap = crate::http::loaded(&state)?;
@@ -297,7 +330,14 @@ pub async fn source_schema(
             Err("on object storage: the server does not read its files for the console".to_string())
         }
         None => Err("this server has no repository root to read files from".to_string()),
-        Some(root) => quiver_registry::source_schema::read_parquet_schema(&root, &source.path),
+        Some(root) => {
+            // One footer (the first file), however many files the source has.
+            let files = quiver_registry::source_schema::resolve_source_files(&root, &source.path)?;
+            let first = files
+                .first()
+                .ok_or_else(|| "the source has no files yet".to_string())?;
+            quiver_registry::source_schema::read_parquet_schema(&root, &first.to_string_lossy())
+        }
     })
     .await
     .map_err(|e| ServiceError::new(ErrorCode::Internal, format!("schema read failed: {e}")))?;
@@ -310,7 +350,16 @@ pub async fn source_schema(
                 "nullable": f.is_nullable(),
             })).collect::<Vec<_>>(),
         }),
-        Err(note) => json!({"source": name, "columns": null, "note": note}),
+        Err(note) => {
+            // The reason may name server paths: the whole of it is for admins and the log.
+            tracing::info!(source = %name, %note, "console: source schema not read");
+            let note = if crate::http::is_admin(&state, &headers) {
+                note
+            } else {
+                "the files could not be read here (the server's log says why)".to_string()
+            };
+            json!({"source": name, "columns": null, "note": note})
+        }
     }))
 }
 

@@ -134,13 +134,22 @@ fn with_deadline(
         Some(deadline) => Box::pin(async move {
             match tokio::time::timeout(deadline, call).await {
                 Ok(response) => response,
-                Err(_) => Ok(Status::deadline_exceeded(format!(
-                    "no answer within the request's grpc-timeout ({deadline:?})"
-                ))
-                .into_http()),
+                Err(_) => {
+                    count_error(tonic::Code::DeadlineExceeded);
+                    Ok(Status::deadline_exceeded(format!(
+                        "no answer within the request's grpc-timeout ({deadline:?})"
+                    ))
+                    .into_http())
+                }
             }
         }),
     }
+}
+
+/// Counts a call answered with `code` in `quiver_request_errors_total{protocol="grpc", code}`.
+pub(crate) fn count_error(code: tonic::Code) {
+    metrics::counter!("quiver_request_errors_total", "protocol" => "grpc", "code" => format!("{code:?}"))
+        .increment(1);
 }
 
 /// A call answered at once with `status`.
@@ -162,6 +171,7 @@ fn too_large_is_exhausted(
     if !out_of_range {
         return response;
     }
+    count_error(tonic::Code::ResourceExhausted);
     Status::resource_exhausted(format!(
         "request message larger than {limit} bytes (serving.max_request_bytes)"
     ))
@@ -195,8 +205,7 @@ impl From<ServiceError> for Status {
             tracing::error!(error = %e.message, "request failed");
         }
         let code = e.code.grpc_code();
-        metrics::counter!("quiver_request_errors_total", "protocol" => "grpc", "code" => format!("{code:?}"))
-            .increment(1);
+        count_error(code);
         Status::new(code, e.public_message())
     }
 }

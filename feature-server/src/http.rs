@@ -135,7 +135,9 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
         )
         .route(
             "/serving-stats",
-            get(console::serving_stats).layer(guard(Need::Authenticated)),
+            // The same samples as `/metrics`: the same need (admin when metrics are not public).
+            get(console::serving_stats)
+                .layer(guard(auth.metrics_need().unwrap_or(Need::Authenticated))),
         )
         // The page is open (it holds nothing); it asks for a token and sends it on every call.
         .route("/ui", get(console::assets::index))
@@ -149,9 +151,16 @@ pub fn router(state: HttpState, max_body_bytes: usize) -> Router {
 /// A request whose body did not arrive in time (408) ends its HTTP/1 connection: the rest of
 /// the body may still be on its way, so the connection cannot carry another request. (HTTP/2
 /// ends only the stream: hyper answers and resets it.)
+///
+/// Every answer of 400 or more is counted in `quiver_request_errors_total{protocol="http", code}`
+/// here, whatever produced it (a handler, an extractor's rejection, a missing route, auth).
 async fn close_after_timeout(request: axum::extract::Request, next: Next) -> Response {
     let http1 = request.version() < axum::http::Version::HTTP_2;
     let mut response = next.run(request).await;
+    if response.status().as_u16() >= 400 {
+        metrics::counter!("quiver_request_errors_total", "protocol" => "http", "code" => response.status().as_str().to_string())
+            .increment(1);
+    }
     if http1 && response.status() == StatusCode::REQUEST_TIMEOUT {
         response.headers_mut().insert(
             header::CONNECTION,
@@ -183,8 +192,6 @@ impl IntoResponse for ServiceError {
         if status.is_server_error() {
             tracing::error!(error = %self.message, "request failed");
         }
-        metrics::counter!("quiver_request_errors_total", "protocol" => "http", "code" => status.as_str().to_string())
-            .increment(1);
         // Where Feast has an exception class for the error, its shape: a JSON string holding
         // `{"module", "class", "message"}` (what Feast's server sends and its SDK parses back
         // into the exception); otherwise `{"error": message}`.

@@ -198,7 +198,7 @@ impl FeatureService {
                 cache.written(&keys).await;
             }
             record_metrics(&per_view, rows, offered, stored);
-            outcome.views = per_view.into_iter().map(|(view, _, _)| view).collect();
+            outcome.views = per_view.into_iter().map(|(view, ..)| view).collect();
             outcome.entities = offered;
             outcome.stored = stored;
         }
@@ -249,13 +249,13 @@ impl FeatureService {
                     .into_iter()
                     .map(|(k, e)| (online_key(&prefix, &k), Update::Events(e)))
                     .collect();
-                per_view.push((view.name.clone(), updates.len(), newest));
+                per_view.push((view.name.clone(), view.generation, updates.len(), newest));
                 aggregates.push((*view, updates));
                 continue;
             }
             let (entries, newest) = entries(registry, view, &batch, &columns, self.key_ttl())
                 .map_err(|e| ServiceError::invalid(format!("{}: {e}", shape.what)))?;
-            per_view.push((view.name.clone(), entries.len(), newest));
+            per_view.push((view.name.clone(), view.generation, entries.len(), newest));
             all.extend(entries);
         }
         Ok(OnlineWrite {
@@ -311,7 +311,8 @@ struct OnlineWrite<'r> {
     /// Plain views' values for the store.
     entries: Vec<quiver_online_store::WriteEntry>,
     /// Per view: (name, entities, newest event time).
-    per_view: Vec<(String, usize, Option<i64>)>,
+    /// (view, generation, values, newest event time) of each view written.
+    per_view: Vec<(String, u64, usize, Option<i64>)>,
     /// Aggregation views' events per entity key.
     aggregates: Vec<(&'r FeatureView, Vec<(String, Update)>)>,
 }
@@ -392,28 +393,33 @@ fn build_batch(
     df::batch(columns).map_err(|e| ServiceError::new(ErrorCode::Internal, e))
 }
 
-/// The newest event time pushed to each view so far: the freshness gauge's reference, so a
-/// late (older) push does not make a view look stale.
-static NEWEST: std::sync::Mutex<BTreeMap<String, i64>> = std::sync::Mutex::new(BTreeMap::new());
+/// The newest event time pushed to each (view, generation) so far: the freshness gauge's
+/// reference, so a late (older) push does not make a view look stale, and a new generation
+/// starts with none.
+static NEWEST: std::sync::Mutex<BTreeMap<(String, u64), i64>> =
+    std::sync::Mutex::new(BTreeMap::new());
 
-/// The newest event time pushed through this server to each view (ns since the epoch).
-pub fn newest_pushed() -> BTreeMap<String, i64> {
+/// The newest event time pushed through this server to each (view, generation) (ns since the
+/// epoch).
+pub fn newest_pushed() -> BTreeMap<(String, u64), i64> {
     NEWEST.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 fn record_metrics(
-    per_view: &[(String, usize, Option<i64>)],
+    per_view: &[(String, u64, usize, Option<i64>)],
     rows: usize,
     offered: u64,
     stored: u64,
 ) {
     let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let mut newest_seen = NEWEST.lock().unwrap_or_else(|e| e.into_inner());
-    for (view, _, newest) in per_view {
+    for (view, generation, _, newest) in per_view {
         metrics::counter!("quiver_push_rows_total", "view" => view.clone(), "destination" => "online")
             .increment(rows as u64);
         if let Some(newest) = newest {
-            let seen = newest_seen.entry(view.clone()).or_insert(i64::MIN);
+            let seen = newest_seen
+                .entry((view.clone(), *generation))
+                .or_insert(i64::MIN);
             *seen = (*seen).max(*newest);
             // Now − the newest event time pushed (0 for events dated in the future).
             let age = now_ns.saturating_sub(*seen).max(0);

@@ -225,10 +225,12 @@ async fn run_records_by_view_with_their_statistics() {
     let (_, _, body) = get(&app, "/registry/runs?view=stats", None).await;
     let runs = body["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
+    assert_eq!(body["total"], 2);
     assert_eq!(runs[0]["rows_read"], 10, "oldest first");
     assert_eq!(runs[1]["features"]["rate"]["mean"], 0.5);
     let (_, _, body) = get(&app, "/registry/runs?view=stats&limit=1", None).await;
     assert_eq!(body["runs"][0]["rows_read"], 20, "the newest one");
+    assert_eq!(body["total"], 2);
     let (_, _, body) = get(&app, "/registry/runs?view=nope", None).await;
     assert_eq!(body["runs"], J::Array(vec![]));
     for limit in ["0", "x", "10001"] {
@@ -362,7 +364,6 @@ async fn with_tokens_the_page_is_open_and_its_data_needs_any_valid_token() {
         "/registry/diff?from=0",
         "/registry/runs",
         "/registry/sources/src/schema",
-        "/serving-stats",
     ] {
         assert_eq!(
             get(&app, path, None).await.0,
@@ -378,14 +379,30 @@ async fn with_tokens_the_page_is_open_and_its_data_needs_any_valid_token() {
         assert_ne!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
         assert_ne!(status, StatusCode::FORBIDDEN, "{path}: {body}");
     }
-    // The store's address is for admins only.
+    // The store's address is for admins only, also in a 404's words.
     let (_, _, body) = get(&app, "/registry/overview", Some("train-secret")).await;
     assert_eq!(body["online_store"]["location"], J::Null);
+    let (status, _, body) = get(&app, "/registry/versions/9", Some("train-secret")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let where_ = dir.path().to_string_lossy().to_string();
+    assert!(!body.to_string().contains(&where_), "{body}");
+    let (status, _, body) = get(&app, "/registry/sources/nope/schema", Some("train-secret")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // The metrics as JSON need what `/metrics` needs: admin, as metrics are not public here.
+    assert_eq!(
+        get(&app, "/serving-stats", Some("train-secret")).await.0,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
 async fn serving_stats_are_the_metrics_as_json() {
     let (app, _dir) = app();
+    // An error first: it is counted, by protocol and code.
+    assert_eq!(
+        get(&app, "/registry/versions/x", None).await.0,
+        StatusCode::BAD_REQUEST
+    );
     let (status, _, body) = get(&app, "/serving-stats", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body["unix_seconds"].as_f64().unwrap() > 1.7e9);
@@ -395,4 +412,13 @@ async fn serving_stats_are_the_metrics_as_json() {
             .iter()
             .all(|s| s["name"].as_str().unwrap().starts_with("quiver_"))
     );
+    let errors = samples
+        .iter()
+        .find(|s| {
+            s["name"] == "quiver_request_errors_total"
+                && s["labels"]["protocol"] == "http"
+                && s["labels"]["code"] == "400"
+        })
+        .unwrap_or_else(|| panic!("no error count in {body}"));
+    assert!(errors["value"].as_f64().unwrap() >= 1.0);
 }

@@ -18,14 +18,8 @@ pub fn recorded_watermarks(
 ) -> Result<std::collections::HashMap<(String, u64), String>> {
     let mut out = std::collections::HashMap::new();
     for (key, run) in store.latest_runs()? {
-        // Records from before `watermark` existed: every completed run moved it to `end`.
-        let reached = match (&run.watermark, &run.watermark_note) {
-            (Some(w), _) => Some(w.clone()),
-            (None, None) => Some(run.end.clone()),
-            (None, Some(_)) => None,
-        };
-        if let Some(w) = reached {
-            out.insert(key, w);
+        if let Some(w) = run.reached() {
+            out.insert(key, w.to_string());
         }
     }
     Ok(out)

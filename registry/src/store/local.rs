@@ -43,6 +43,21 @@ impl LocalStore {
         Ok(versions)
     }
 
+    /// Makes `run` its (view, generation)'s entry in `runs/latest/`, unless the entry there is
+    /// newer (two runs of a view may finish in either order).
+    fn index_run(&self, run: &MaterializationRun, bytes: &[u8]) -> Result<()> {
+        let latest = self.dir.join("runs").join("latest");
+        fs::create_dir_all(&latest).map_err(|e| Error::io(&latest, e))?;
+        let path = latest.join(format!("{}@{}.json", run.view, run.generation));
+        if let Ok(old) = read_run(&path)
+            && old.finished_at > run.finished_at
+        {
+            return Ok(());
+        }
+        let tmp = self.write_temp(bytes)?;
+        self.rename(&tmp, &path)
+    }
+
     /// Moves a finished temporary file to `path` (replacing it), or removes it.
     fn rename(&self, tmp: &Path, path: &Path) -> Result<()> {
         let renamed = fs::rename(tmp, path);
@@ -145,18 +160,21 @@ impl RegistryStore for LocalStore {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let path = dir.join(format!("{nanos:020}-{}.json", run.view));
+        let path = dir.join(run_file_name(nanos, &run.view));
         let bytes = serde_json::to_vec_pretty(run).expect("runs always serialize");
         let tmp = self.write_temp(&bytes)?;
         self.rename(&tmp, &path)?;
-        // The index of each (view, generation)'s newest record, replaced whole.
-        let latest = dir.join("latest");
-        fs::create_dir_all(&latest).map_err(|e| Error::io(&latest, e))?;
-        let tmp = self.write_temp(&bytes)?;
-        self.rename(
-            &tmp,
-            &latest.join(format!("{}@{}.json", run.view, run.generation)),
-        )
+        // The record is written: the index is a cache of it (`latest_runs` also reads the
+        // newest records), so failing to update the index does not fail the run.
+        if run.indexed()
+            && let Err(e) = self.index_run(run, &bytes)
+        {
+            eprintln!(
+                "warning: the run record of `{}` is written, its index entry is not: {e}",
+                run.view
+            );
+        }
+        Ok(())
     }
 
     fn indexed_latest_runs(&self) -> Result<Vec<MaterializationRun>> {
@@ -170,15 +188,14 @@ impl RegistryStore for LocalStore {
         view: &str,
         limit: usize,
     ) -> Result<(Vec<MaterializationRun>, Option<u64>)> {
-        // `{nanos:020}-{view}.json`: the view is in the name, so only its records are read.
-        let wanted = format!("{view}.json");
+        // The view is in the file name, so only its records are read.
         let names: Vec<PathBuf> = json_files(&self.dir.join("runs"))?
             .into_iter()
             .filter(|p| {
                 p.file_name()
                     .and_then(|n| n.to_str())
-                    .and_then(|n| n.get(21..))
-                    == Some(wanted.as_str())
+                    .and_then(run_file_view)
+                    == Some(view)
             })
             .collect();
         let skip = names.len().saturating_sub(limit);
@@ -194,6 +211,19 @@ impl RegistryStore for LocalStore {
         let skip = names.len().saturating_sub(limit);
         names[skip..].iter().map(|p| read_run(p)).collect()
     }
+}
+
+/// A run record's file: `{nanos:020}-{view}.json` (view names have no `-`).
+fn run_file_name(nanos: u128, view: &str) -> String {
+    format!("{nanos:020}-{view}.json")
+}
+
+/// The view a run record's file name names.
+fn run_file_view(name: &str) -> Option<&str> {
+    let (nanos, rest) = name.split_once('-')?;
+    (nanos.len() == 20 && nanos.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(rest)?
+        .strip_suffix(".json")
 }
 
 /// The `.json` files directly in `dir`, sorted by name (none when it does not exist).

@@ -74,21 +74,24 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
     fn record_run(&self, run: &MaterializationRun) -> Result<()>;
     /// The newest `limit` run records, oldest first.
     fn runs(&self, limit: usize) -> Result<Vec<MaterializationRun>>;
-    /// The newest record of each (view, generation) as `record_run` indexed it, in any order
-    /// (records written before the index existed are not in it: see [`Self::latest_runs`]).
+    /// The newest record of each (view, generation) as `record_run` indexed it (only records
+    /// that are [`MaterializationRun::indexed`], and only over an older one), in any order;
+    /// records written before the index existed are not in it: see [`Self::latest_runs`].
     fn indexed_latest_runs(&self) -> Result<Vec<MaterializationRun>>;
     /// The newest `limit` records of one view, oldest first, and how many records the view has
     /// (`None` when counting them would mean reading every record of every view).
     fn view_runs(&self, view: &str, limit: usize)
     -> Result<(Vec<MaterializationRun>, Option<u64>)>;
 
-    /// The newest record of each (view, generation), however long ago it ran and however many
-    /// runs of other views came since: the index, completed by the newest [`UNINDEXED_RUNS`]
-    /// records (those written before the index existed).
+    /// The newest record of each (view, generation) that says how far it was materialized
+    /// ([`MaterializationRun::indexed`]), however long ago it ran and however many runs of other
+    /// views came since: the index, completed by the newest [`UNINDEXED_RUNS`] records (those
+    /// written before the index existed, or whose index entry could not be written).
     fn latest_runs(&self) -> Result<BTreeMap<(String, u64), MaterializationRun>> {
         let mut out: BTreeMap<(String, u64), MaterializationRun> = BTreeMap::new();
         let scanned = self.runs(UNINDEXED_RUNS)?;
-        for run in scanned.into_iter().chain(self.indexed_latest_runs()?) {
+        let all = scanned.into_iter().chain(self.indexed_latest_runs()?);
+        for run in all.filter(MaterializationRun::indexed) {
             let key = (run.view.clone(), run.generation);
             // Later wins a tie: records come oldest first, then the index.
             if out

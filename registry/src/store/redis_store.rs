@@ -22,6 +22,19 @@ redis.call('SET', KEYS[1], ARGV[2])
 return -1
 "#;
 
+/// KEYS: the runs list, the index hash; ARGV: the record, `view@generation`, its `finished_at`,
+/// 1 to index it. Appends the record; makes it the index entry unless that finished later.
+const RECORD_RUN: &str = r#"
+redis.call('RPUSH', KEYS[1], ARGV[1])
+if ARGV[4] == '1' then
+  local old = redis.call('HGET', KEYS[2], ARGV[2])
+  if (not old) or cjson.decode(old)['finished_at'] <= ARGV[3] then
+    redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+  end
+end
+return 1
+"#;
+
 #[derive(Debug)]
 pub struct RedisStore {
     client: redis::Client,
@@ -160,18 +173,16 @@ impl RegistryStore for RedisStore {
 
     fn record_run(&self, run: &MaterializationRun) -> Result<()> {
         let json = serde_json::to_string(run).expect("runs always serialize");
-        // The record and the index entry together (one MULTI/EXEC; same hash tag, same slot).
-        let _: () = redis::pipe()
-            .atomic()
-            .rpush(&self.runs_key, &json)
-            .ignore()
-            .hset(
-                &self.latest_runs_key,
-                format!("{}@{}", run.view, run.generation),
-                &json,
-            )
-            .ignore()
-            .query(&mut self.connection()?)
+        // The record, and (for a record that says how far its generation was materialized)
+        // the index entry unless the one there finished later: one script, so both or neither.
+        let _: i64 = redis::Script::new(RECORD_RUN)
+            .key(&self.runs_key)
+            .key(&self.latest_runs_key)
+            .arg(&json)
+            .arg(format!("{}@{}", run.view, run.generation))
+            .arg(&run.finished_at)
+            .arg(i32::from(run.indexed()))
+            .invoke(&mut self.connection()?)
             .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
@@ -190,8 +201,9 @@ impl RegistryStore for RedisStore {
         limit: usize,
     ) -> Result<(Vec<MaterializationRun>, Option<u64>)> {
         // One list holds every view's records: read it newest first, a page at a time, until
-        // `limit` of this view's are found (all of it for a view that rarely runs).
+        // `limit` of this view's are found or [`MAX_SCANNED`] records are read.
         const PAGE: isize = 1_000;
+        const MAX_SCANNED: usize = 50_000;
         let mut con = self.connection()?;
         let total: isize = con.llen(&self.runs_key).map_err(|e| self.unavailable(e))?;
         let marker = format!(
@@ -200,7 +212,8 @@ impl RegistryStore for RedisStore {
         );
         let mut found = Vec::new();
         let mut end = total;
-        while end > 0 && found.len() < limit {
+        let stop = (total - MAX_SCANNED as isize).max(0);
+        while end > stop && found.len() < limit {
             let start = (end - PAGE).max(0);
             let items: Vec<String> = con
                 .lrange(&self.runs_key, start, end - 1)

@@ -57,3 +57,23 @@ pub struct FeatureStats {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean: Option<f64>,
 }
+
+impl MaterializationRun {
+    /// The watermark the view had after this run: its `watermark`, or `end` for records from
+    /// before that field existed (every completed run then moved it to `end`); `None` for a run
+    /// after which the view had no watermark (a range after a gap on a view without one).
+    pub fn reached(&self) -> Option<&str> {
+        match (&self.watermark, &self.watermark_note) {
+            (Some(w), _) => Some(w),
+            (None, None) => Some(&self.end),
+            (None, Some(_)) => None,
+        }
+    }
+
+    /// Whether this record can stand for its (view, generation) in the index of newest records:
+    /// it says how far the generation was materialized. (A record after which the view had no
+    /// watermark must not hide an older one that had: a wiped store would go unnoticed.)
+    pub fn indexed(&self) -> bool {
+        self.reached().is_some()
+    }
+}

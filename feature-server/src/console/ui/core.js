@@ -119,6 +119,13 @@ async function api(path, init = {}) {
 
 // JSON.parse, except that an integer beyond 2^53 keeps every digit (as its decimal string):
 // int64 keys and values must be shown as the server sent them.
+// Whether this browser gives revivers the source text (Chrome 114+, Firefox 135+, Safari 18.4+).
+const EXACT_INTEGERS = (() => {
+  let seen = false;
+  JSON.parse('1', (_k, v, context) => { seen = Boolean(context && context.source === '1'); return v; });
+  return seen;
+})();
+
 function parseJson(text) {
   return JSON.parse(text, (_key, value, context) =>
     (typeof value === 'number' && !Number.isSafeInteger(value) && context && /^-?\d+$/.test(context.source || '')

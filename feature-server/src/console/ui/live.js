@@ -123,6 +123,7 @@ pages.lookup = async (main, _parts, params) => {
   };
   const base = location.origin;
   fill(result, h('h2', {}, 'Feature vector'),
+    EXACT_INTEGERS ? null : h('p', { class: 'error' }, 'This browser rounds integers beyond 2^53 when it reads JSON: compare int64 values with the response JSON below.'),
     table(names, Array.from({ length: n }, (_, i) => answer.results.map((col, c) => (c < keys.length ? h('code', {}, String(col.values[i])) : cell(col, i)))), { class: 'vector' }),
     h('details', {}, h('summary', {}, 'Response JSON, as the server sent it'), h('pre', { id: 'lookup-json' }, raw)),
     h('h2', {}, 'The same request'),
@@ -227,8 +228,14 @@ pages.serving = async (main) => {
       errorsByCode.length ? table(['Protocol', 'Code', { label: 'Count', num: true }], errorsByCode.map((x) => [x.labels.protocol, x.labels.code, fmtNum(x.value)]))
         : h('p', { class: 'muted' }, 'None.'));
   };
-  await tick();
-  const timer = setInterval(tick, 2000);
-  cleanups.push(() => { stopped = true; clearInterval(timer); });
+  // One reading at a time, the next 2 s after the last one ended; stopped (before the first
+  // reading returns, too) when the page is left.
+  let timer = null;
+  cleanups.push(() => { stopped = true; clearTimeout(timer); });
+  const loop = async () => {
+    await tick();
+    if (!stopped) timer = setTimeout(loop, 2000);
+  };
+  await loop();
 };
 

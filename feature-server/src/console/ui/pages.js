@@ -200,7 +200,7 @@ function freshnessLine(runs, at) {
 }
 
 pages.runs = async (main, _parts, params) => {
-  const { registry: r } = await current();
+  const { registry: r, overview } = await current();
   const names = Object.keys(r.feature_views);
   const view = params.get('view') || names.find((n) => r.feature_views[n].online) || names[0];
   const select = h('select', { id: 'runs-view', onchange: () => { location.hash = `#/runs?view=${encodeURIComponent(select.value)}`; } },
@@ -208,7 +208,6 @@ pages.runs = async (main, _parts, params) => {
   const head = [h('h1', {}, 'Materialization'), h('div', { class: 'row' }, h('div', {}, h('label', { for: 'runs-view' }, 'Feature view'), select))];
   if (!view) { fill(main, ...head, h('p', {}, 'No feature views.')); return; }
   const { runs, total } = await api(`/registry/runs?view=${encodeURIComponent(view)}&limit=1000`);
-  const { overview } = await current();
   const at = (run) => parseTime(run.finished_at);
   const v = r.feature_views[view];
   const features = v ? v.features.map((f) => f.name) : [];
