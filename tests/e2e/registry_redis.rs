@@ -205,7 +205,11 @@ fn check_run_records(
     );
     let (b, _) = store.view_runs("b", 5).unwrap();
     let read: Vec<u64> = b.iter().map(|r| r.rows_read).collect();
-    assert_eq!(read, [37, 38, 39, 50, 45], "the newest five, in the order recorded");
+    assert_eq!(
+        read,
+        [37, 38, 39, 50, 45],
+        "the newest five, in the order recorded"
+    );
     assert_eq!(store.view_runs("nope", 10).unwrap(), (vec![], Some(0)));
 
     // More records of another view since than a scan of the newest records reads.
