@@ -336,6 +336,10 @@ pub async fn source_schema(
             let first = files
                 .first()
                 .ok_or_else(|| "the source has no files yet".to_string())?;
+            // Listed as `root`-joined paths (relative when the repository root is): made
+            // absolute so that reading it does not join `root` a second time.
+            let first =
+                std::fs::canonicalize(first).map_err(|e| format!("{}: {e}", first.display()))?;
             quiver_registry::source_schema::read_parquet_schema(&root, &first.to_string_lossy())
         }
     })

@@ -96,6 +96,21 @@ fn no_console_errors(b: &Browser, during: &str) {
     assert!(bad.is_empty(), "browser console during {during}: {bad:?}");
 }
 
+/// `GET path` with a bearer token: the JSON answer (200 expected).
+fn rt_get(addr: SocketAddr, path: &str, token: &str) -> J {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
+    serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap()
+}
+
 fn chart_points(b: &Browser) -> Vec<u64> {
     b.eval(
         "return [...document.querySelectorAll('#main figure[data-points]')].map(f => Number(f.dataset.points));",
@@ -421,7 +436,8 @@ fn the_console_behind_authentication_asks_for_a_token() {
         ),
     )
     .unwrap();
-    let mut server = QuiverServer::start(&repo, false).unwrap();
+    // Started as users type it: `-C` relative to the working directory.
+    let mut server = QuiverServer::start_from(tmp.path(), "quiver_quickstart", false).unwrap();
     server.wait_ready(Duration::from_secs(30));
     let addr = server.http;
     // The page is open; its data is not.
@@ -434,6 +450,13 @@ fn the_console_behind_authentication_asks_for_a_token() {
     ] {
         assert_eq!(http_get(addr, path).unwrap().0, 401, "{path}");
     }
+
+    // A source's file schema, read under a relative repository root.
+    let schema = rt_get(addr, "/registry/sources/driver_stats_source/schema", token);
+    let columns = schema["columns"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{schema}"));
+    assert!(columns.iter().any(|c| c["name"] == "conv_rate"), "{schema}");
 
     let b = Browser::start(1280, 800).unwrap();
     b.goto(&format!("http://{addr}/ui#/")).unwrap();

@@ -329,6 +329,12 @@ impl QuiverServer {
     /// Starts `quiver serve` in `repo`, with gRPC on a port of its own if `grpc`. Returns at
     /// once; [`QuiverServer::wait_ready`] waits for it.
     pub fn start(repo: &Path, grpc: bool) -> Result<Self> {
+        Self::start_from(repo, ".", grpc)
+    }
+
+    /// Starts `quiver -C repo serve` with `cwd` as its working directory (`repo` may be
+    /// relative to it, as users type it).
+    pub fn start_from(cwd: &Path, repo: &str, grpc: bool) -> Result<Self> {
         let addr =
             || -> Result<SocketAddr> { Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?))) };
         let http = addr()?;
@@ -336,9 +342,9 @@ impl QuiverServer {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("serve.log");
         let child = Command::new(quiver_bin())
-            .args(["serve", "--http", &http.to_string(), "--grpc"])
+            .args(["-C", repo, "serve", "--http", &http.to_string(), "--grpc"])
             .arg(grpc.map(|g| g.to_string()).unwrap_or_default())
-            .current_dir(repo)
+            .current_dir(cwd)
             .env_remove("QUIVER_REPO")
             .env_remove("QUIVER_CONFIG")
             .env("QUIVER_LOG", "info")

@@ -152,8 +152,10 @@ function askToken(why) {
   const dialog = document.getElementById('token-dialog');
   if (why) document.getElementById('token-why').textContent =
     `${why}. Any token with a read scope works; it is kept in this tab's session storage only.`;
+  // Already asking: keep what is being typed.
+  if (dialog.open) return;
   document.getElementById('token-input').value = '';
-  if (!dialog.open) dialog.showModal();
+  dialog.showModal();
 }
 function setupToken() {
   const dialog = document.getElementById('token-dialog');

@@ -34,13 +34,14 @@ function snippets(base, body, service, features, keys, values, grpc) {
   const grpcValue = (k, v) => (INT.test(k.type) ? `{"${k.type}_val":"${v}"}` : `{"string_val":${JSON.stringify(v)}}`);
   const grpcBody = `{${service ? `"feature_service":${JSON.stringify(service)}` : `"features":{"val":[${features.map((f) => JSON.stringify(f)).join(',')}]}`},"entities":{${keys.map((k) => `"${k.name}":{"val":[${values[k.name].map((v) => grpcValue(k, v)).join(',')}]}`).join(',')}}}`;
   // The server's own gRPC port, on the host this page was loaded from.
+  const tls = base.startsWith('https:');
   const grpcTarget = grpc.address ? `${new URL(base).hostname}:${grpc.address.split(':').pop()}` : null;
   return [
-    ['curl', `curl -s ${base}/get-online-features${auth} \\\n  -H 'Content-Type: application/json' \\\n  -d ${shellQuote(body)}`],
+    ['curl', `${tls ? '# a private CA: add --cacert ca.pem\n' : ''}curl -s ${base}/get-online-features${auth} \\\n  -H 'Content-Type: application/json' \\\n  -d ${shellQuote(body)}`],
     ['Python (quiver package)', `import os, quiver\nclient = quiver.Client("${base}"${auth ? ', token=os.environ["QUIVER_TOKEN"]' : ''})\nclient.get_online_features(${what}, ${pyEntities}).to_dict()`],
     ['Python (Feast SDK, online_store: {type: remote, path: ' + base + '})', `from feast import FeatureStore\nstore = FeatureStore(repo_path=".")  # a Feast repo declaring the same views\nstore.get_online_features(\n    features=${service ? `store.get_feature_service(${JSON.stringify(service)})` : what},\n    entity_rows=[${rows.join(', ')}],\n).to_dict()`],
     ['grpcurl', grpcTarget
-      ? `grpcurl${grpc.tls ? '' : ' -plaintext'}${auth ? ` -H "authorization: Bearer $QUIVER_TOKEN"` : ''} -import-path proto/proto \\\n  -proto feast/serving/ServingService.proto \\\n  -d ${shellQuote(grpcBody)} \\\n  ${grpcTarget} feast.serving.ServingService/GetOnlineFeatures`
+      ? `${grpc.tls ? '# a private CA: add -cacert ca.pem\n' : ''}grpcurl${grpc.tls ? '' : ' -plaintext'}${auth ? ` -H "authorization: Bearer $QUIVER_TOKEN"` : ''} -import-path proto/proto \\\n  -proto feast/serving/ServingService.proto \\\n  -d ${shellQuote(grpcBody)} \\\n  ${grpcTarget} feast.serving.ServingService/GetOnlineFeatures`
       : '# this server serves no gRPC port (serving.grpc / --grpc is off)'],
   ];
 }
@@ -197,7 +198,18 @@ pages.serving = async (main) => {
       history.push(next);
       if (history.length > 150) history.shift();
       render();
-    } catch (e) { fill(body, errorBox(e)); }
+    } catch (e) {
+      if (e.status === 401 || e.status === 403) {
+        // Asking again every 2 s would only fail again (and count as auth failures): stop
+        // until the page is opened again (a token entered in the dialog reopens it).
+        stopped = true;
+        fill(body, errorBox(e), e.status === 403
+          ? h('p', {}, 'This server keeps its metrics for admin tokens (serving.auth.metrics_public: false): live serving needs a token with the admin scope.')
+          : null);
+        return;
+      }
+      fill(body, errorBox(e));
+    }
   };
   const render = () => {
     if (history.length < 2) { fill(body, h('p', { class: 'muted' }, 'Waiting for a second reading…')); return; }
