@@ -35,7 +35,7 @@ use futures::StreamExt;
 use quiver_online_store::value_codec::should_replace;
 use tokio::sync::mpsc::Sender;
 
-use super::merge::merge_properties;
+use super::merge::{check_partition, merge_properties};
 use crate::columns::Layout;
 
 pub const ENTITY_TIME: &str = "__t";
@@ -154,13 +154,9 @@ impl ExecutionPlan for AsOfExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition != 0 {
-            return Err(DataFusionError::Internal(format!(
-                "as-of join has one partition, not {partition}"
-            )));
-        }
-        let entities = self.entities.execute(0, context.clone())?;
-        let rows = self.rows.execute(0, context)?;
+        check_partition("as-of join", self, partition)?;
+        let entities = self.entities.execute(partition, context.clone())?;
+        let rows = self.rows.execute(partition, context)?;
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
         let merge = Merge::new(self.spec.clone(), self.schema.clone(), &self.rows.schema())?;
         let tx = builder.tx();

@@ -1,5 +1,6 @@
 //! The entity side of a view's join: the entity table's join keys (cast to the view's key
-//! types), time and position, streamed from the entity table and sorted like the view's rows;
+//! types), time and position, streamed from the entity table (the caller sorts them like the
+//! view's rows);
 //! and, for small entity tables, the key values the view's rows are filtered by.
 
 use std::collections::HashSet;
@@ -13,7 +14,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::streaming::PartitionStream;
-use datafusion::prelude::{SessionContext, ident};
+use datafusion::prelude::SessionContext;
 
 use super::asof::{ENTITY_ROW, ENTITY_TIME};
 use super::{EntityInput, external};
@@ -78,8 +79,8 @@ impl PartitionStream for EntityKeys {
     }
 }
 
-/// The entity rows as `keys` (name, type), `__t` and `__row`, sorted by (keys, time).
-pub(super) async fn sorted_entity_keys(
+/// The entity rows as `keys` (name, type), `__t` and `__row`, in file order, one partition.
+pub(super) async fn entity_keys(
     ctx: &SessionContext,
     input: &EntityInput,
     keys: &[(String, DataType)],
@@ -98,13 +99,7 @@ pub(super) async fn sorted_entity_keys(
     });
     let table = StreamingTable::try_new(schema, vec![partition])
         .map_err(Error::engine("the entity table"))?;
-    let mut order: Vec<_> = keys
-        .iter()
-        .map(|(n, _)| ident(n).sort(true, true))
-        .collect();
-    order.push(ident(ENTITY_TIME).sort(true, true));
     ctx.read_table(Arc::new(table))
-        .and_then(|df| df.sort(order))
         .map_err(Error::engine("the entity table"))?
         .create_physical_plan()
         .await

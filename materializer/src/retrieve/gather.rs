@@ -12,9 +12,10 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr_common::sort_expr::{LexOrdering, PhysicalSortExpr};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use futures::StreamExt;
 
 use super::asof::ENTITY_ROW;
@@ -29,6 +30,12 @@ pub(super) fn in_input_order(
     task: Arc<TaskContext>,
 ) -> datafusion::error::Result<SendableRecordBatchStream> {
     let schema = join.schema();
+    // The merges of the key partitions, in any order: `__row` puts them in place.
+    let join: Arc<dyn ExecutionPlan> = if join.output_partitioning().partition_count() > 1 {
+        Arc::new(CoalescePartitionsExec::new(join))
+    } else {
+        join
+    };
     if rows.saturating_mul(estimated_row_bytes_of(&schema)) > share || rows > u64::from(u32::MAX) {
         let by_row = LexOrdering::new([PhysicalSortExpr::new_default(Arc::new(Column::new(
             ENTITY_ROW, 0,

@@ -4,8 +4,8 @@
 //! Per view, one DataFusion plan: the view's rows (source → `field_mapping` → `query`), pruned to
 //! the entity table's time span (for small entity tables also to its key values) and sorted by
 //! (join keys, event time, created time); the entity keys and times sorted the same way; and the
-//! [`asof::AsOfExec`] merge of the two. Sorts spill to disk under the memory limit, so neither
-//! side is held whole. Each view's join output is put back in input order by a gather on
+//! [`asof::AsOfExec`] merge of the two, one merge per partition of the join keys' hash. Sorts
+//! spill to disk under the memory limit, so neither side is held whole. Each view's join output is put back in input order by a gather on
 //! `__row` when it fits the view's share of the memory limit, else by a spilling sort on
 //! `__row`. The per-view results are zipped with the entity table read again in file order, so
 //! the output streams, every entity row exactly once, with all its columns.
@@ -164,6 +164,7 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
             bounds,
             engine.batch_rows,
             key_filter,
+            engine.cluster.is_none().then_some(engine.partitions),
         )
         .await?;
         let stream =

@@ -1,6 +1,12 @@
 //! One view's join as a DataFusion plan: the view's rows (source → `field_mapping` → `query` →
 //! cast), pruned to what can win for some entity row and sorted by (join keys, event time,
 //! created time), merged by [`AsOfExec`] with the entity keys sorted the same way.
+//!
+//! Locally both sides are hash-partitioned by the join keys into the engine's partitions and
+//! sorted per partition, so each partition's merge runs on its own core and no
+//! order-preserving merge of sorted runs sits in front of it (a key's rows all land in one
+//! partition: the merges are independent). On a cluster the view's rows come back as one
+//! sorted stream and the merge runs on one partition.
 
 use std::sync::Arc;
 
@@ -12,16 +18,19 @@ use datafusion::prelude::{DataFrame, Expr, SessionContext, cast as cast_expr, id
 use quiver_registry::{FeatureView, Field, Source};
 
 use super::Request;
-use super::asof::{AsOfExec, AsOfSpec, CREATED, EVENT};
-use super::entity_keys::{entity_key_values, sorted_entity_keys};
+use super::asof::{AsOfExec, AsOfSpec, CREATED, ENTITY_TIME, EVENT};
+use super::entity_keys::{entity_key_values, entity_keys};
 use super::window::{WindowAggExec, WindowSpec};
 use crate::columns::{Layout, canonical_type, key_type, utc_ns};
 use crate::error::{Error, Result};
 use crate::source::view_input;
 
-/// One view's join, as a plan whose single partition yields one row per entity row, in the
-/// order of (join keys, time): `__row`, the view's features, `__e`, `__c`. The entity keys are
-/// read with `ctx`, the view's rows with `rows_ctx` (the same session, or a cluster's).
+/// One view's join, as a plan whose partitions together yield one row per entity row, each in
+/// the order of (join keys, time): `__row`, the view's features, `__e`, `__c`. The entity keys
+/// are read with `ctx`, the view's rows with `rows_ctx`: the same session (`partitions`: how
+/// many merges run side by side), or a cluster's (`None`: one merge of the cluster's sorted
+/// rows).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn view_plan(
     ctx: &SessionContext,
     rows_ctx: &SessionContext,
@@ -30,6 +39,7 @@ pub(super) async fn view_plan(
     bounds: Option<(i64, i64)>,
     batch_rows: usize,
     key_filter: bool,
+    partitions: Option<usize>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let source = request
         .registry
@@ -58,8 +68,30 @@ pub(super) async fn view_plan(
     };
     let rows = view_rows(rows_ctx, request, view, source, &keys, &columns, range).await?;
     let filter = row_filter(request, view, &keys, bounds, key_filter, ttl_ns)?;
-    let rows = sorted_rows(rows, filter, view, &keys).await?;
-    let entities = sorted_entity_keys(ctx, request.entities, &keys).await?;
+    let context = || format!("feature view `{}`", view.name);
+    let (rows, entities) = match partitions {
+        Some(n) => {
+            let rows = rows
+                .filter(filter)
+                .map_err(Error::engine(context()))?
+                .create_physical_plan()
+                .await
+                .map_err(Error::engine(context()))?;
+            let entities = entity_keys(ctx, request.entities, &keys).await?;
+            let by_key = |plan, time: &[&str]| partitioned_sort(plan, &keys, time, n.max(1));
+            (
+                by_key(rows, &[EVENT, CREATED]).map_err(Error::engine(context()))?,
+                by_key(entities, &[ENTITY_TIME]).map_err(Error::engine(context()))?,
+            )
+        }
+        None => {
+            let rows = sorted_rows(rows, filter, view, &keys).await?;
+            let entities = entity_keys(ctx, request.entities, &keys).await?;
+            let entities = partitioned_sort(entities, &keys, &[ENTITY_TIME], 1)
+                .map_err(Error::engine(context()))?;
+            (single_partition(rows), entities)
+        }
+    };
     if let Some(aggregations) = &view.aggregations {
         let spec = WindowSpec {
             keys: keys.len(),
@@ -73,7 +105,7 @@ pub(super) async fn view_plan(
             aggregations: aggregations.clone(),
             batch_rows: batch_rows.max(1),
         };
-        let exec = WindowAggExec::try_new(single_partition(entities), single_partition(rows), spec)
+        let exec = WindowAggExec::try_new(entities, rows, spec)
             .map_err(Error::engine(format!("feature view `{}`", view.name)))?;
         return Ok(Arc::new(exec));
     }
@@ -89,8 +121,6 @@ pub(super) async fn view_plan(
         },
         batch_rows: batch_rows.max(1),
     };
-    let entities = single_partition(entities);
-    let rows = single_partition(rows);
     Ok(Arc::new(AsOfExec::try_new(entities, rows, spec).map_err(
         Error::engine(format!("feature view `{}`", view.name)),
     )?))
@@ -244,4 +274,51 @@ fn single_partition(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
             ordering, plan,
         ),
     )
+}
+
+/// `plan` sorted by `keys` (by name), then `time` (ascending, nulls first): in `partitions`
+/// partitions hash-partitioned by the keys, each sorted; one sorted partition for 1.
+fn partitioned_sort(
+    plan: Arc<dyn ExecutionPlan>,
+    keys: &[(String, DataType)],
+    time: &[&str],
+    partitions: usize,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::physical_expr::expressions::col;
+    use datafusion::physical_expr_common::sort_expr::{LexOrdering, PhysicalSortExpr};
+    use datafusion::physical_plan::Partitioning;
+    use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+    use datafusion::physical_plan::repartition::RepartitionExec;
+    use datafusion::physical_plan::sorts::sort::SortExec;
+
+    let schema = plan.schema();
+    let key_exprs = keys
+        .iter()
+        .map(|(name, _)| col(name, &schema))
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let options = arrow::compute::SortOptions {
+        descending: false,
+        nulls_first: true,
+    };
+    let mut order = Vec::with_capacity(keys.len() + time.len());
+    for e in &key_exprs {
+        order.push(PhysicalSortExpr::new(e.clone(), options));
+    }
+    for name in time {
+        order.push(PhysicalSortExpr::new(col(name, &schema)?, options));
+    }
+    let order = LexOrdering::new(order).expect("at least the time column");
+    let input: Arc<dyn ExecutionPlan> = if partitions > 1 {
+        Arc::new(RepartitionExec::try_new(
+            plan,
+            Partitioning::Hash(key_exprs, partitions),
+        )?)
+    } else if plan.output_partitioning().partition_count() > 1 {
+        Arc::new(CoalescePartitionsExec::new(plan))
+    } else {
+        plan
+    };
+    Ok(Arc::new(
+        SortExec::new(order, input).with_preserve_partitioning(partitions > 1),
+    ))
 }

@@ -41,7 +41,7 @@ mod output;
 use output::Output;
 
 use super::asof::{CREATED, ENTITY_ROW, EVENT};
-use super::merge::merge_properties;
+use super::merge::{check_partition, merge_properties};
 use crate::columns::{Layout, canonical_type, utc_ns};
 
 /// What the aggregation needs besides its inputs.
@@ -147,13 +147,9 @@ impl ExecutionPlan for WindowAggExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition != 0 {
-            return Err(DataFusionError::Internal(format!(
-                "window aggregation has one partition, not {partition}"
-            )));
-        }
-        let entities = self.entities.execute(0, context.clone())?;
-        let rows = self.rows.execute(0, context)?;
+        check_partition("window aggregation", self, partition)?;
+        let entities = self.entities.execute(partition, context.clone())?;
+        let rows = self.rows.execute(partition, context)?;
         let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
         let fields = self.rows.schema().fields()[..self.spec.keys]
             .iter()
@@ -201,9 +197,9 @@ impl SlidingWindow {
     }
 
     /// Appends a tile newer than every tile held.
-    pub(crate) fn push(&mut self, tile: i64, partial: &Partial) {
-        self.back_total.merge(partial);
-        self.back.push((tile, partial.clone()));
+    pub(crate) fn push(&mut self, tile: i64, partial: Partial) {
+        self.back_total.merge(&partial);
+        self.back.push((tile, partial));
     }
 
     /// Drops the tiles before `first`.
@@ -213,15 +209,15 @@ impl SlidingWindow {
                 if self.back.first().is_none_or(|(t, _)| *t >= first) {
                     return;
                 }
-                // Flip: newest first, each entry the merge of itself and all newer ones.
-                let mut acc = self.empty.clone();
-                for (tile, p) in self.back.drain(..).rev() {
-                    let mut merged = p;
-                    merged.merge(&acc);
-                    acc = merged.clone();
+                // Flip: newest first, each entry the merge of itself and all newer ones (the
+                // entry pushed just before it), in place.
+                for (tile, mut merged) in self.back.drain(..).rev() {
+                    if let Some((_, newer)) = self.front.last() {
+                        merged.merge(newer);
+                    }
                     self.front.push((tile, merged));
                 }
-                self.back_total = self.empty.clone();
+                self.back_total.clone_from(&self.empty);
             }
             match self.front.last() {
                 Some((t, _)) if *t < first => {
@@ -360,7 +356,7 @@ impl Run {
                         let tile = tile_of(event, hop);
                         if state.head.as_ref().is_some_and(|(h, _)| *h != tile) {
                             let (h, done) = state.head.take().expect("checked");
-                            for (w, p) in state.windows.iter_mut().zip(&done.partials) {
+                            for (w, p) in state.windows.iter_mut().zip(done.partials) {
                                 w.push(h, p);
                             }
                         }
