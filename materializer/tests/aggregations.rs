@@ -411,7 +411,7 @@ proptest! {
         files in 1..3usize,
         group in 1..40usize,
         batch_rows in 1..9usize,
-        partitions in 1..3usize,
+        partitions in 1..5usize,
         sort_back in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();

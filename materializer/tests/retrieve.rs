@@ -439,7 +439,7 @@ proptest! {
         files in 1..4usize,
         group in 1..50usize,
         batch_rows in 1..9usize,
-        partitions in 1..4usize,
+        partitions in 1..8usize,
         sort_back in any::<bool>(),
         key_filter in any::<bool>(),
         ttl_a in prop_oneof![Just(0u64), 1..4u64],

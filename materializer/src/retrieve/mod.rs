@@ -4,10 +4,10 @@
 //! Per view, one DataFusion plan: the view's rows (source → `field_mapping` → `query`), pruned to
 //! the entity table's time span (for small entity tables also to its key values) and sorted by
 //! (join keys, event time, created time); the entity keys and times sorted the same way; and the
-//! [`asof::AsOfExec`] merge of the two, one merge per partition of the join keys' hash. Sorts
-//! spill to disk under the memory limit, so neither side is held whole. Each view's join output is put back in input order by a gather on
-//! `__row` when it fits the view's share of the memory limit, else by a spilling sort on
-//! `__row`. The per-view results are zipped with the entity table read again in file order, so
+//! [`asof::AsOfExec`] merge of the two (split by the join keys' hash when there are more cores
+//! than views). Sorts spill to disk under the memory limit, so neither side is held whole. Each
+//! view's join output is put back in input order by a gather on `__row` when it fits the view's
+//! share of the memory limit, else by a spilling sort on `__row`. The per-view results are zipped with the entity table read again in file order, so
 //! the output streams, every entity row exactly once, with all its columns.
 //!
 //! - [`entities`] — the entity table (Parquet, Arrow IPC, CSV, or batches in memory)
@@ -154,6 +154,11 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
 
     let mut builder = RecordBatchReceiverStreamBuilder::new(schema.clone(), 2);
     let mut views = Vec::new();
+    // The views' merges run side by side; cores left over split each view's merge by key.
+    let merges = match engine.cluster {
+        Some(_) => 1,
+        None => (engine.partitions / parts.len().max(1)).max(1),
+    };
     for part in &parts {
         let key_filter = entity_rows <= engine.key_filter_rows;
         let join = view_plan::view_plan(
@@ -164,7 +169,7 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
             bounds,
             engine.batch_rows,
             key_filter,
-            engine.cluster.is_none().then_some(engine.partitions),
+            merges,
         )
         .await?;
         let stream =

@@ -2,11 +2,11 @@
 //! cast), pruned to what can win for some entity row and sorted by (join keys, event time,
 //! created time), merged by [`AsOfExec`] with the entity keys sorted the same way.
 //!
-//! Locally both sides are hash-partitioned by the join keys into the engine's partitions and
-//! sorted per partition, so each partition's merge runs on its own core and no
-//! order-preserving merge of sorted runs sits in front of it (a key's rows all land in one
-//! partition: the merges are independent). On a cluster the view's rows come back as one
-//! sorted stream and the merge runs on one partition.
+//! With more cores than views, both sides are hash-partitioned by the join keys and sorted per
+//! partition, so each partition's merge runs on its own core and no order-preserving merge of
+//! sorted runs sits in front of it (a key's rows all land in one partition: the merges are
+//! independent). Otherwise (and on a cluster, whose sorted rows come back as one stream) each
+//! view has one merge and the views' merges run side by side: repartitioning would only copy.
 
 use std::sync::Arc;
 
@@ -27,9 +27,8 @@ use crate::source::view_input;
 
 /// One view's join, as a plan whose partitions together yield one row per entity row, each in
 /// the order of (join keys, time): `__row`, the view's features, `__e`, `__c`. The entity keys
-/// are read with `ctx`, the view's rows with `rows_ctx`: the same session (`partitions`: how
-/// many merges run side by side), or a cluster's (`None`: one merge of the cluster's sorted
-/// rows).
+/// are read with `ctx`, the view's rows with `rows_ctx` (the same session, or a cluster's);
+/// `merges`: how many partitions the merge runs in (more than 1 only for the same session).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn view_plan(
     ctx: &SessionContext,
@@ -39,7 +38,7 @@ pub(super) async fn view_plan(
     bounds: Option<(i64, i64)>,
     batch_rows: usize,
     key_filter: bool,
-    partitions: Option<usize>,
+    merges: usize,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let source = request
         .registry
@@ -69,8 +68,8 @@ pub(super) async fn view_plan(
     let rows = view_rows(rows_ctx, request, view, source, &keys, &columns, range).await?;
     let filter = row_filter(request, view, &keys, bounds, key_filter, ttl_ns)?;
     let context = || format!("feature view `{}`", view.name);
-    let (rows, entities) = match partitions {
-        Some(n) => {
+    let (rows, entities) = match merges {
+        n if n > 1 => {
             let rows = rows
                 .filter(filter)
                 .map_err(Error::engine(context()))?
@@ -78,13 +77,13 @@ pub(super) async fn view_plan(
                 .await
                 .map_err(Error::engine(context()))?;
             let entities = entity_keys(ctx, request.entities, &keys).await?;
-            let by_key = |plan, time: &[&str]| partitioned_sort(plan, &keys, time, n.max(1));
+            let by_key = |plan, time: &[&str]| partitioned_sort(plan, &keys, time, n);
             (
                 by_key(rows, &[EVENT, CREATED]).map_err(Error::engine(context()))?,
                 by_key(entities, &[ENTITY_TIME]).map_err(Error::engine(context()))?,
             )
         }
-        None => {
+        _ => {
             let rows = sorted_rows(rows, filter, view, &keys).await?;
             let entities = entity_keys(ctx, request.entities, &keys).await?;
             let entities = partitioned_sort(entities, &keys, &[ENTITY_TIME], 1)
