@@ -7,16 +7,20 @@
 //! process, so both engines give identical output by construction (ARCHITECTURE.md).
 //!
 //! Executors and the scheduler read sources by their URLs: object stores are opened from their
-//! own environment ([`Stores`]), local paths are read where the process runs (a shared file
-//! system, or one machine).
+//! own environment and the sources' `storage:` maps, which travel with each job as written
+//! (`${VAR}` references unresolved: each process resolves them from its own environment, so
+//! secrets kept in variables never leave it) in the session option `quiver.storage`
+//! ([`QuiverOptions`], [`Stores::for_job`]); local paths are read where the process runs (a
+//! shared file system, or one machine).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ballista::prelude::SessionContextExt as _;
+use datafusion::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
 use datafusion::execution::object_store::ObjectStoreRegistry;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 use url::Url;
 
@@ -137,13 +141,140 @@ pub fn cluster_failure(e: &datafusion::error::DataFusionError) -> Option<String>
     None
 }
 
+/// Quiver's session options, sent with every job to the cluster's processes: `quiver.storage`,
+/// JSON of the `storage:` map of the sources read from each object store (`s3://bucket`), as
+/// written (`${VAR}` references unresolved). Written out by hand rather than with DataFusion's
+/// `extensions_options!`, whose entries lack the `quiver.` prefix, so Ballista (which sends a
+/// session's entries to the processes as key-value pairs) would send keys no process accepts.
+#[derive(Debug, Clone, Default)]
+pub struct QuiverOptions {
+    pub storage: String,
+}
+
+const STORAGE_OPTION: &str = "storage";
+
+impl ExtensionOptions for QuiverOptions {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> datafusion::error::Result<()> {
+        match key {
+            STORAGE_OPTION => {
+                self.storage = value.to_string();
+                Ok(())
+            }
+            other => Err(datafusion::error::DataFusionError::Configuration(format!(
+                "no session option `{}.{other}`",
+                Self::PREFIX
+            ))),
+        }
+    }
+
+    fn entries(&self) -> Vec<ConfigEntry> {
+        vec![ConfigEntry {
+            key: format!("{}.{STORAGE_OPTION}", Self::PREFIX),
+            value: (!self.storage.is_empty()).then(|| self.storage.clone()),
+            description: "per object store, the sources' storage: maps as written (JSON)",
+        }]
+    }
+}
+
+impl ConfigExtension for QuiverOptions {
+    const PREFIX: &'static str = "quiver";
+}
+
+/// The per-store `storage:` maps in `options` (`quiver.storage`); none when unset.
+fn storage_of(options: &QuiverOptions) -> datafusion::error::Result<StorageMaps> {
+    if options.storage.is_empty() {
+        return Ok(StorageMaps::new());
+    }
+    serde_json::from_str(&options.storage).map_err(|e| {
+        datafusion::error::DataFusionError::Configuration(format!(
+            "the session option quiver.storage is not a map of storage maps: {e}"
+        ))
+    })
+}
+
+/// Per object store (`s3://bucket`), the `storage:` map it is opened with.
+type StorageMaps = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Records in `ctx`'s session options that the store at `root` is opened with `storage` (a
+/// source's map, as written), so that a cluster's processes open it the same way. Nothing for
+/// local files or an empty map.
+pub fn forward_storage(
+    ctx: &SessionContext,
+    root: &Url,
+    storage: &BTreeMap<String, String>,
+) -> Result<()> {
+    if storage.is_empty() || root.scheme() == "file" {
+        return Ok(());
+    }
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let options = state.config_mut().options_mut();
+    if options.extensions.get::<QuiverOptions>().is_none() {
+        options.extensions.insert(QuiverOptions::default());
+    }
+    let quiver = options
+        .extensions
+        .get_mut::<QuiverOptions>()
+        .expect("inserted above");
+    let mut maps = storage_of(quiver).map_err(|e| Error::Invalid(e.to_string()))?;
+    maps.insert(Stores::key(root), storage.clone());
+    quiver.storage = serde_json::to_string(&maps).expect("string maps serialize");
+    Ok(())
+}
+
+/// Gives `to` the Quiver session options of `from` (the cluster session a job's scans were
+/// planned with, when its plans are executed with another session's task context).
+pub fn carry_options(from: &SessionContext, to: &SessionContext) {
+    if from.session_id() == to.session_id() {
+        return;
+    }
+    let options = from
+        .state_ref()
+        .read()
+        .config()
+        .options()
+        .extensions
+        .get::<QuiverOptions>()
+        .cloned();
+    if let Some(options) = options {
+        to.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .extensions
+            .insert(options);
+    }
+}
+
+/// A cluster process's session configuration: Ballista's, accepting Quiver's options.
+pub fn cluster_config() -> SessionConfig {
+    ballista_core::utils::default_config_producer().with_option_extension(QuiverOptions::default())
+}
+
 /// The object stores of a scheduler or executor process: a URL's store (`s3://bucket`,
-/// `gs://…`, `az://…`, `http(s)://…`) is opened from this process's environment the first time
-/// a plan reads it (the standard `AWS_*`, `GOOGLE_*`, `AZURE_*` variables), local files
-/// directly.
+/// `gs://…`, `az://…`, `http(s)://…`) is opened the first time a plan reads it, from this
+/// process's environment (the standard `AWS_*`, `GOOGLE_*`, `AZURE_*` variables) and the job's
+/// `storage:` map for it ([`Stores::for_job`]; its `${VAR}` references resolved from this
+/// process's environment); local files directly. Stores are shared by the jobs whose maps for
+/// them are the same.
 #[derive(Debug, Default)]
 pub struct Stores {
-    stores: RwLock<HashMap<String, Arc<dyn ObjectStore>>>,
+    /// Opened stores by (store, its storage map as JSON).
+    opened: Arc<RwLock<HashMap<String, Arc<dyn ObjectStore>>>>,
+    /// This job's storage maps.
+    storage: StorageMaps,
 }
 
 impl Stores {
@@ -154,6 +285,30 @@ impl Stores {
             &url[url::Position::BeforeHost..url::Position::AfterPort]
         )
     }
+
+    /// The stores of the job whose session configuration is `config`: its `quiver.storage`
+    /// maps, and the stores already opened with the same maps.
+    pub fn for_job(&self, config: &SessionConfig) -> datafusion::error::Result<Stores> {
+        let storage = match config.options().extensions.get::<QuiverOptions>() {
+            Some(options) => storage_of(options)?,
+            None => StorageMaps::new(),
+        };
+        Ok(Stores {
+            opened: self.opened.clone(),
+            storage,
+        })
+    }
+
+    /// The cache key of the store at `key` opened with this job's map for it.
+    fn opened_key(&self, key: &str) -> String {
+        match self.storage.get(key) {
+            Some(map) => format!(
+                "{key} {}",
+                serde_json::to_string(map).expect("string maps serialize")
+            ),
+            None => key.to_string(),
+        }
+    }
 }
 
 impl ObjectStoreRegistry for Stores {
@@ -162,17 +317,19 @@ impl ObjectStoreRegistry for Stores {
         url: &Url,
         store: Arc<dyn ObjectStore>,
     ) -> Option<Arc<dyn ObjectStore>> {
-        self.stores
+        let key = self.opened_key(&Self::key(url));
+        self.opened
             .write()
             .expect("the store map is never poisoned")
-            .insert(Self::key(url), store)
+            .insert(key, store)
     }
 
     fn deregister_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
-        self.stores
+        let key = self.opened_key(&Self::key(url));
+        self.opened
             .write()
             .expect("the store map is never poisoned")
-            .remove(&Self::key(url))
+            .remove(&key)
             .ok_or_else(|| {
                 datafusion::error::DataFusionError::Execution(format!("no store for {url}"))
             })
@@ -180,26 +337,30 @@ impl ObjectStoreRegistry for Stores {
 
     fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
         let key = Self::key(url);
+        let opened_key = self.opened_key(&key);
         if let Some(store) = self
-            .stores
+            .opened
             .read()
             .expect("the store map is never poisoned")
-            .get(&key)
+            .get(&opened_key)
         {
             return Ok(store.clone());
         }
         let store: Arc<dyn ObjectStore> = if url.scheme() == "file" {
             Arc::new(object_store::local::LocalFileSystem::new())
         } else {
-            let (store, _) = crate::storage::open_url(&key)
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-            store
+            let external = |e| datafusion::error::DataFusionError::External(Box::new(e));
+            let parsed = crate::storage::StoreUrl::parse(&key).map_err(external)?;
+            let empty = BTreeMap::new();
+            let storage = self.storage.get(&key).unwrap_or(&empty);
+            crate::storage::open(&parsed, storage, &|name| std::env::var(name).ok())
+                .map_err(external)?
         };
         Ok(self
-            .stores
+            .opened
             .write()
             .expect("the store map is never poisoned")
-            .entry(key)
+            .entry(opened_key)
             .or_insert(store)
             .clone())
     }
@@ -207,9 +368,51 @@ impl ObjectStoreRegistry for Stores {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::error::DataFusionError;
+    use std::collections::BTreeMap;
 
-    use super::cluster_failure;
+    use ballista_core::extension::SessionConfigHelperExt as _;
+    use datafusion::error::DataFusionError;
+    use datafusion::prelude::SessionContext;
+    use url::Url;
+
+    use super::{Stores, cluster_config, cluster_failure, forward_storage};
+
+    /// A source's `storage:` map reaches a cluster process as written, the way Ballista sends
+    /// a session's options with a job (key-value pairs applied to the process's own config).
+    #[test]
+    fn storage_maps_travel_with_the_job_as_written() {
+        let ctx = SessionContext::new();
+        let lake: BTreeMap<String, String> = [
+            ("endpoint".to_string(), "${S3_ENDPOINT}".to_string()),
+            ("region".to_string(), "us-east-1".to_string()),
+        ]
+        .into();
+        let other: BTreeMap<String, String> =
+            [("endpoint".to_string(), "http://127.0.0.1:9".to_string())].into();
+        forward_storage(&ctx, &Url::parse("s3://lake/trips/").unwrap(), &lake).unwrap();
+        forward_storage(&ctx, &Url::parse("s3://other").unwrap(), &other).unwrap();
+        // Local files and empty maps add nothing.
+        forward_storage(&ctx, &Url::parse("file:///data").unwrap(), &lake).unwrap();
+        forward_storage(&ctx, &Url::parse("s3://plain").unwrap(), &BTreeMap::new()).unwrap();
+
+        let pairs = ctx.copied_config().to_key_value_pairs();
+        let sent: Vec<_> = pairs
+            .iter()
+            .filter(|p| p.key.starts_with("quiver."))
+            .collect();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let received = cluster_config().update_from_key_value_pair(&pairs);
+        let job = Stores::default().for_job(&received).unwrap();
+        assert_eq!(job.storage.len(), 2, "{:?}", job.storage);
+        assert_eq!(job.storage["s3://lake"], lake);
+        assert_eq!(job.storage["s3://other"], other);
+        // Stores opened with different maps are told apart.
+        assert_ne!(job.opened_key("s3://lake"), job.opened_key("s3://other"));
+        assert_eq!(job.opened_key("s3://plain"), "s3://plain");
+        // A process whose job sent no maps opens stores from its environment alone.
+        let none = Stores::default().for_job(&cluster_config()).unwrap();
+        assert!(none.storage.is_empty());
+    }
 
     #[test]
     fn failures_of_the_cluster_are_told_apart_from_query_errors() {

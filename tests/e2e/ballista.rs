@@ -81,7 +81,14 @@ fn a_cluster_gives_the_local_engines_results() {
     server.create_bucket(BUCKET).unwrap();
     upload(&server, &lake, "trips/");
     let env = env(&server);
-    let cluster = Cluster::start(2, &env).unwrap();
+    // The cluster's processes have credentials but no endpoint: the source's `storage:` map
+    // (`endpoint: ${S3_ENDPOINT}`) travels with each job and they resolve it themselves.
+    let cluster_env: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k != "AWS_ENDPOINT_URL")
+        .cloned()
+        .collect();
+    let cluster = Cluster::start(2, &cluster_env).unwrap();
 
     let storage = "    storage: {endpoint: \"${S3_ENDPOINT}\", region: us-east-1}\n";
     let local = repo(&lake, "local", None);
@@ -136,6 +143,33 @@ fn a_cluster_gives_the_local_engines_results() {
     for r in &all[1..] {
         ok(r, &["verify"], &env);
     }
+
+    // A `${VAR}` the client has but the cluster's processes lack: the job fails, naming the
+    // option and the variable, and writes nothing.
+    let unresolved = repo(
+        &lake,
+        "unresolved-on-cluster",
+        Some(&partitioned(
+            "s3://lake/trips/",
+            "    storage: {endpoint: \"${CLIENT_ONLY_ENDPOINT}\", region: us-east-1}\n",
+        )),
+    );
+    use_cluster(&unresolved, &cluster);
+    let mut client_env = env.clone();
+    client_env.push(("CLIENT_ONLY_ENDPOINT".into(), server.endpoint()));
+    ok(&unresolved, &["apply"], &client_env);
+    let out = run(
+        &unresolved,
+        &args(&retrieve_args(SERVICES[0], "t.parquet")),
+        &client_env,
+    );
+    let text = describe(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("storage.endpoint") && text.contains("CLIENT_ONLY_ENDPOINT"),
+        "{text}"
+    );
+    assert!(!unresolved.join("t.parquet").exists());
 }
 
 #[test]

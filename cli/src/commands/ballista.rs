@@ -17,7 +17,7 @@ use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
-use quiver_materializer::cluster::Stores;
+use quiver_materializer::cluster::{Stores, cluster_config};
 use quiver_registry::config::EngineConfig;
 
 use crate::exit::UserError;
@@ -119,10 +119,12 @@ async fn scheduler(args: SchedulerArgs) -> Result<()> {
         executor_timeout_seconds: args.executor_timeout_seconds,
         expire_dead_executor_interval_seconds: (args.executor_timeout_seconds / 2).clamp(1, 15),
         task_max_failures: args.task_max_failures.max(1),
+        override_config_producer: Some(Arc::new(cluster_config)),
         override_session_builder: Some(Arc::new(move |config| {
+            let job_stores = Arc::new(stores.for_job(&config)?);
             let state = ballista_core::utils::default_session_builder(config)?;
             let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
-                .with_object_store_registry(stores.clone())
+                .with_object_store_registry(job_stores)
                 .build_arc()?;
             Ok(SessionStateBuilder::new_from_existing(state)
                 .with_runtime_env(runtime)
@@ -222,8 +224,9 @@ async fn executor(args: ExecutorArgs) -> Result<()> {
     };
     let stores = Arc::new(Stores::default());
     let spill_dir = work_dir.clone();
-    let runtime: ballista_core::RuntimeProducer = Arc::new(move |_config| {
-        let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(stores.clone());
+    let runtime: ballista_core::RuntimeProducer = Arc::new(move |config| {
+        let mut builder =
+            RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(stores.for_job(config)?));
         if let Some(dir) = &spill_dir {
             builder = builder.with_temp_file_path(dir.clone());
         }
@@ -244,6 +247,7 @@ async fn executor(args: ExecutorArgs) -> Result<()> {
         memory_pool_size: args.memory_limit,
         executor_heartbeat_interval_seconds: args.heartbeat_seconds.max(1),
         override_runtime_producer: Some(runtime),
+        override_config_producer: Some(Arc::new(cluster_config)),
         ..ExecutorProcessConfig::default()
     };
     eprintln!(

@@ -149,7 +149,6 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
         Some(cluster) => cluster.session(&ctx).await?,
         None => ctx.clone(),
     };
-    let task = ctx.task_ctx();
     let schema = outputs::output_schema(&entity_schema, &parts, &order, engine.with_times);
 
     let mut builder = RecordBatchReceiverStreamBuilder::new(schema.clone(), 2);
@@ -172,8 +171,11 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
             merges,
         )
         .await?;
+        // The plans run with this session's task context: it carries what reading the views'
+        // sources recorded on the cluster session (the stores' `storage:` maps).
+        crate::cluster::carry_options(&rows_ctx, &ctx);
         let stream =
-            gather::in_input_order(join, entity_rows, share, engine.batch_rows, task.clone())
+            gather::in_input_order(join, entity_rows, share, engine.batch_rows, ctx.task_ctx())
                 .map_err(Error::engine(format!("feature view `{}`", part.view.name)))?;
         views.push(zip::ViewStream::spawn(&mut builder, stream));
     }

@@ -155,6 +155,8 @@ impl Dataset {
             &self.url.root,
         ));
         ctx.register_object_store(&self.url.root, counted);
+        // A cluster's processes open the store themselves, with the source's `storage:` map.
+        crate::cluster::forward_storage(ctx, &self.url.root, &source.storage)?;
         let mut table_url = self.url.with_path(&self.url.path);
         if !self.is_file() && !table_url.ends_with('/') {
             table_url.push('/');
