@@ -327,16 +327,14 @@ fn event_strategy(keys: i64) -> impl Strategy<Value = Event> {
         })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn check(
+/// The aggregates of every entity row, retrieved from the events under `dir`.
+fn retrieve_aggs(
     dir: &Path,
-    events: &[Event],
-    entities: &[EntityRow],
     hop: u64,
     batch_rows: usize,
     partitions: usize,
     sort_back: bool,
-) -> Result<(), TestCaseError> {
+) -> Vec<RecordBatch> {
     let input = EntityInput::open(&dir.join("entities.parquet"), None).unwrap();
     let registry = registry(hop);
     let features: Vec<FeatureRef> = AGGS
@@ -362,10 +360,23 @@ fn check(
         key_filter_rows: quiver_materializer::retrieve::DEFAULT_KEY_FILTER_ROWS,
         cluster: None,
     };
-    let out = runtime().block_on(async {
+    runtime().block_on(async {
         let r = retrieve(&request, &engine).await.unwrap();
         r.stream.try_collect::<Vec<_>>().await.unwrap()
-    });
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    dir: &Path,
+    events: &[Event],
+    entities: &[EntityRow],
+    hop: u64,
+    batch_rows: usize,
+    partitions: usize,
+    sort_back: bool,
+) -> Result<(), TestCaseError> {
+    let out = retrieve_aggs(dir, hop, batch_rows, partitions, sort_back);
     let rows = column(&out, "row");
     prop_assert_eq!(rows.len(), entities.len());
     for (name, ..) in AGGS {
@@ -440,4 +451,67 @@ fn one_entity_row_over_many_events() {
     let entities = vec![(3, Some(29), 0)];
     write_entities(&dir.path().join("entities.parquet"), &entities);
     check(dir.path(), &events, &entities, 2, 8192, 2, false).unwrap();
+}
+
+/// Float sums, means and standard deviations depend on the order their terms are added in.
+/// Events of one key at the same times (ties) come in whatever order the files, row groups,
+/// scan partitions and key partitions deliver them; the answer must still be the same bits
+/// every time (`--rebuild` promises the same bytes).
+#[test]
+fn float_aggregates_over_tied_events_are_the_same_bits_whatever_the_layout() {
+    // Terms whose sum depends on their order: large ones cancel, small ones get absorbed.
+    let terms = [
+        1e16, 1.0, -1e16, 3.3, 0.1, 2.5e-3, 7e15, -7e15, 123.456, -0.2, 9.99e14, 1e-9,
+    ];
+    let mut events: Vec<Event> = (0..240)
+        .map(|i| Event {
+            key: i % 3,
+            // Four distinct times per key, many events at each: ties of (event, created).
+            event: 10 + (i / 3) % 4,
+            created: -1,
+            x: Some(i),
+            f: Some(terms[(i as usize * 7) % terms.len()] * (1.0 + (i % 5) as f64)),
+            s: None,
+        })
+        .collect();
+    let entities: Vec<EntityRow> = (0..3)
+        .flat_map(|k| [(k, Some(13), k), (k, Some(12), 10 + k)])
+        .collect();
+    let layouts: [(usize, usize, usize, usize); 5] = [
+        (1, 1 << 20, 8192, 1),
+        (4, 7, 1, 2),
+        (2, 3, 5, 3),
+        (3, 11, 8192, 2),
+        (1, 5, 2, 4),
+    ];
+    let mut answers: Vec<Vec<(String, Vec<Option<u64>>)>> = Vec::new();
+    for (n, (files, group, batch_rows, partitions)) in layouts.into_iter().enumerate() {
+        // Each layout also sees the events in another order.
+        events.rotate_left(37 * n + 1);
+        if n % 2 == 1 {
+            events.reverse();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        write_events(dir.path(), &events, files, group);
+        write_entities(&dir.path().join("entities.parquet"), &entities);
+        let out = retrieve_aggs(dir.path(), 2, batch_rows, partitions, n % 2 == 0);
+        let floats = ["sum_f", "mean_f", "std_f"]
+            .into_iter()
+            .map(|name| {
+                let bits = column(&out, name)
+                    .into_iter()
+                    .map(|g| match g {
+                        Got::Float(f) => Some(f.to_bits()),
+                        Got::Null => None,
+                        other => panic!("{name}: {other:?}"),
+                    })
+                    .collect();
+                (name.to_string(), bits)
+            })
+            .collect();
+        answers.push(floats);
+    }
+    for (n, answer) in answers.iter().enumerate().skip(1) {
+        assert_eq!(answer, &answers[0], "layout {n} differs from layout 0");
+    }
 }

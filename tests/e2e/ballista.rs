@@ -170,6 +170,27 @@ fn a_cluster_gives_the_local_engines_results() {
         "{text}"
     );
     assert!(!unresolved.join("t.parquet").exists());
+
+    // The scheduler's progress, as an operator's Prometheus reads it.
+    let (status, text) = quiver_tests::http_get(cluster.metrics, "/metrics").expect("/metrics");
+    assert_eq!(status, 200, "{text}");
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    // Every retrieval, materialization and verify above ran jobs; two executors heartbeat.
+    assert!(
+        value("quiver_cluster_jobs_total{state=\"completed\"}") >= 10.0,
+        "{text}"
+    );
+    assert!(
+        value("quiver_cluster_jobs_total{state=\"submitted\"}") >= 10.0,
+        "{text}"
+    );
+    assert_eq!(value("quiver_cluster_executors_alive"), 2.0, "{text}");
+    assert_eq!(value("quiver_cluster_pending_tasks"), 0.0, "{text}");
+    assert!(value("quiver_cluster_job_duration_seconds_count{state=\"completed\"}") >= 10.0);
 }
 
 #[test]

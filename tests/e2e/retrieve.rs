@@ -277,6 +277,19 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
             "row 2, column `driver_id`: `1002.9` cannot be read as int64",
         ),
         (
+            // One view on two cores: the merge is split by key, and the bad value is met while
+            // the repartition reads the entity keys (no key filter reads them first).
+            &[
+                "--entities",
+                "badkey.csv",
+                "--features",
+                "driver_hourly_stats:conv_rate",
+                "--key-filter-rows",
+                "0",
+            ],
+            "row 2, column `driver_id`: `abc` cannot be read as int64",
+        ),
+        (
             &[
                 "--entities",
                 "data/labels.parquet",

@@ -27,6 +27,8 @@ struct Process {
 pub struct Cluster {
     scheduler: Process,
     pub scheduler_port: u16,
+    /// Where the scheduler serves `GET /metrics`.
+    pub metrics: SocketAddr,
     executors: Vec<Option<Process>>,
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
@@ -46,6 +48,7 @@ impl Cluster {
     pub fn start(executors: usize, env: &[(String, String)]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let scheduler_port = free_port()?;
+        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let scheduler = spawn(
             &dir.path().join("scheduler.log"),
             &[
@@ -59,12 +62,15 @@ impl Cluster {
                 &EXECUTOR_TIMEOUT_SECONDS.to_string(),
                 "--no-executor-timeout-seconds",
                 &NO_EXECUTOR_TIMEOUT_SECONDS.to_string(),
+                "--metrics-bind",
+                &metrics.to_string(),
             ],
             env,
         )?;
         let mut cluster = Cluster {
             scheduler,
             scheduler_port,
+            metrics,
             executors: Vec::new(),
             env: env.to_vec(),
             dir,

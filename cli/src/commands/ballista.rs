@@ -9,10 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
+use ballista_core::serde::{
+    BallistaCodec, BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec,
+};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
-use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service};
+use ballista_scheduler::scheduler_process::start_grpc_service;
 use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -21,6 +24,8 @@ use quiver_materializer::cluster::{Stores, cluster_config};
 use quiver_registry::config::EngineConfig;
 
 use crate::exit::UserError;
+
+mod cluster_metrics;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -57,6 +62,10 @@ pub struct SchedulerArgs {
         env = "QUIVER_BALLISTA_NO_EXECUTOR_TIMEOUT"
     )]
     pub no_executor_timeout_seconds: u64,
+    /// Serve the cluster's progress as Prometheus metrics (`GET /metrics`) on this address:
+    /// jobs by outcome and duration, pending tasks, executors alive, jobs running.
+    #[arg(long, env = "QUIVER_BALLISTA_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,7 +155,25 @@ async fn scheduler(args: SchedulerArgs) -> Result<()> {
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("the scheduler's settings: {e}"))?;
-    let scheduler = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, config)
+    if let Some(bind) = args.metrics_bind {
+        let handle = cluster_metrics::install()?;
+        cluster_metrics::serve(bind, handle).await?;
+        eprintln!("quiver: scheduler metrics on http://{bind}/metrics");
+    }
+    // Ballista's own `create_scheduler`, with Quiver's metrics collector.
+    let codec = BallistaCodec::new(
+        Arc::new(BallistaLogicalExtensionCodec::default()),
+        Arc::new(BallistaPhysicalExtensionCodec::default()),
+    );
+    let mut scheduler = SchedulerServer::<LogicalPlanNode, PhysicalPlanNode>::new(
+        config.scheduler_endpoint(),
+        cluster,
+        codec,
+        config,
+        Arc::new(cluster_metrics::ClusterMetrics),
+    );
+    scheduler
+        .init()
         .await
         .map_err(|e| anyhow::anyhow!("starting the scheduler: {e}"))?;
     tokio::spawn(watch_for_no_executors(
@@ -190,6 +217,7 @@ async fn watch_for_no_executors(
             .keys()
             .cloned()
             .collect();
+        cluster_metrics::sample(alive, jobs.len());
         if alive > 0 || jobs.is_empty() {
             without_executors = None;
             continue;

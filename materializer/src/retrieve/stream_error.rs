@@ -24,7 +24,10 @@ pub fn stream_error(e: DataFusionError) -> Error {
         DataFusionError::Context(_, inner) => stream_error(*inner),
         DataFusionError::Shared(shared) => match std::sync::Arc::try_unwrap(shared) {
             Ok(inner) => stream_error(inner),
-            Err(shared) => shared_error(&shared),
+            Err(shared) => shared_error(&shared).unwrap_or_else(|| Error::Engine {
+                context: "computing the training table".into(),
+                source: DataFusionError::Shared(shared),
+            }),
         },
         DataFusionError::ResourcesExhausted(m) => memory_error(&m),
         other if is_timestamp_overflow(&other) => timestamp_overflow(&other),
@@ -35,36 +38,29 @@ pub fn stream_error(e: DataFusionError) -> Error {
     }
 }
 
-/// [`stream_error`] of an error still shared with another partition: the same meaning, our
-/// own errors rebuilt from their kind and text.
-fn shared_error(e: &DataFusionError) -> Error {
+/// What [`stream_error`] makes of an error still shared with another partition, when that is
+/// more than the engine's error (which the caller keeps as it is): our own errors rebuilt from
+/// their kind and text, the memory limit's and the timestamp range's messages.
+fn shared_error(e: &DataFusionError) -> Option<Error> {
     if let Some(why) = crate::cluster::cluster_failure(e) {
-        return Error::Unavailable(format!("computing the training table: {why}"));
+        return Some(Error::Unavailable(format!(
+            "computing the training table: {why}"
+        )));
     }
     match e {
-        DataFusionError::External(b) => match b.downcast_ref::<Error>() {
-            Some(Error::Invalid(m)) => Error::Invalid(m.clone()),
-            Some(Error::TooLarge(m)) => Error::TooLarge(m.clone()),
-            Some(Error::Unavailable(m)) => Error::Unavailable(m.clone()),
-            Some(Error::EvictingStore(m)) => Error::EvictingStore(m.clone()),
-            Some(Error::Evicted(m)) => Error::Evicted(m.clone()),
-            Some(ours) => Error::Engine {
-                context: "computing the training table".into(),
-                source: DataFusionError::Execution(ours.to_string()),
-            },
-            None => Error::Engine {
-                context: "computing the training table".into(),
-                source: DataFusionError::Execution(b.to_string()),
-            },
+        DataFusionError::External(b) => match b.downcast_ref::<Error>()? {
+            Error::Invalid(m) => Some(Error::Invalid(m.clone())),
+            Error::TooLarge(m) => Some(Error::TooLarge(m.clone())),
+            Error::Unavailable(m) => Some(Error::Unavailable(m.clone())),
+            Error::EvictingStore(m) => Some(Error::EvictingStore(m.clone())),
+            Error::Evicted(m) => Some(Error::Evicted(m.clone())),
+            _ => None,
         },
         DataFusionError::Context(_, inner) => shared_error(inner),
         DataFusionError::Shared(inner) => shared_error(inner),
-        DataFusionError::ResourcesExhausted(m) => memory_error(m),
-        other if is_timestamp_overflow(other) => timestamp_overflow(other),
-        other => Error::Engine {
-            context: "computing the training table".into(),
-            source: DataFusionError::Execution(other.to_string()),
-        },
+        DataFusionError::ResourcesExhausted(m) => Some(memory_error(m)),
+        other if is_timestamp_overflow(other) => Some(timestamp_overflow(other)),
+        _ => None,
     }
 }
 
@@ -131,7 +127,13 @@ mod tests {
         drop(other_partition);
         assert!(matches!(stream_error(e), Error::TooLarge(_)));
 
+        // The engine's own errors keep their text (no added prefix).
         let (e, _other_partition) = shared_twice(DataFusionError::Execution("boom".into()));
-        assert!(matches!(stream_error(e), Error::Engine { .. }));
+        let engine = stream_error(e);
+        assert!(matches!(engine, Error::Engine { .. }));
+        assert_eq!(
+            engine.to_string(),
+            "computing the training table: Execution error: boom"
+        );
     }
 }

@@ -68,6 +68,11 @@ pub(super) async fn view_plan(
     let rows = view_rows(rows_ctx, request, view, source, &keys, &columns, range).await?;
     let filter = row_filter(request, view, &keys, bounds, key_filter, ttl_ns)?;
     let context = || format!("feature view `{}`", view.name);
+    let ties = float_sum_columns(view);
+    let row_order: Vec<&str> = [EVENT, CREATED]
+        .into_iter()
+        .chain(ties.iter().map(String::as_str))
+        .collect();
     let (rows, entities) = match merges {
         n if n > 1 => {
             let rows = rows
@@ -79,12 +84,12 @@ pub(super) async fn view_plan(
             let entities = entity_keys(ctx, request.entities, &keys).await?;
             let by_key = |plan, time: &[&str]| partitioned_sort(plan, &keys, time, n);
             (
-                by_key(rows, &[EVENT, CREATED]).map_err(Error::engine(context()))?,
+                by_key(rows, &row_order).map_err(Error::engine(context()))?,
                 by_key(entities, &[ENTITY_TIME]).map_err(Error::engine(context()))?,
             )
         }
         _ => {
-            let rows = sorted_rows(rows, filter, view, &keys).await?;
+            let rows = sorted_rows(rows, filter, view, &keys, &row_order).await?;
             let entities = entity_keys(ctx, request.entities, &keys).await?;
             let entities = partitioned_sort(entities, &keys, &[ENTITY_TIME], 1)
                 .map_err(Error::engine(context()))?;
@@ -237,26 +242,57 @@ async fn view_rows(
         .map_err(Error::engine(format!("feature view `{}`", view.name)))
 }
 
-/// The view's rows, filtered by `filter` and sorted for the merge by (keys, `__e`, `__c`).
+/// The view's rows, filtered by `filter` and sorted for the merge by the keys, then `order`
+/// (`__e`, `__c`, then [`float_sum_columns`]).
 async fn sorted_rows(
     rows: DataFrame,
     filter: Expr,
     view: &FeatureView,
     keys: &[(String, DataType)],
+    order: &[&str],
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let context = || format!("feature view `{}`", view.name);
-    let mut order: Vec<_> = keys
+    let order: Vec<_> = keys
         .iter()
-        .map(|(n, _)| ident(n).sort(true, true))
+        .map(|(n, _)| n.as_str())
+        .chain(order.iter().copied())
+        .map(|n| ident(n).sort(true, true))
         .collect();
-    order.push(ident(EVENT).sort(true, true));
-    order.push(ident(CREATED).sort(true, true));
     rows.filter(filter)
         .and_then(|df| df.sort(order))
         .map_err(Error::engine(context()))?
         .create_physical_plan()
         .await
         .map_err(Error::engine(context()))
+}
+
+/// The columns whose float sums an aggregation view computes (`sum` and `mean` of float
+/// columns, every `stddev`): events with the same keys and times are ordered by them too, so
+/// they are added in one order on every run and every engine — a float sum depends on the
+/// order of its terms, and events that tie on all of these add the same terms whatever their
+/// order. Nothing else an aggregate computes depends on the order (`last` breaks ties by
+/// value).
+fn float_sum_columns(view: &FeatureView) -> Vec<String> {
+    use quiver_registry::aggregation::{Function, is_integer};
+    let Some(aggregations) = &view.aggregations else {
+        return Vec::new();
+    };
+    let mut columns: Vec<String> = Vec::new();
+    for a in &aggregations.items {
+        let float_sum = match a.function {
+            Function::Sum | Function::Mean => !a.input.is_some_and(is_integer),
+            Function::Stddev => true,
+            _ => false,
+        };
+        if let Some(column) = a
+            .column
+            .as_ref()
+            .filter(|c| float_sum && !columns.contains(c))
+        {
+            columns.push(column.clone());
+        }
+    }
+    columns
 }
 
 /// Plans of more than one partition are merged (they are sorted, so order-preserving).
