@@ -234,30 +234,6 @@ pub fn forward_storage(
     Ok(())
 }
 
-/// Gives `to` the Quiver session options of `from` (the cluster session a job's scans were
-/// planned with, when its plans are executed with another session's task context).
-pub fn carry_options(from: &SessionContext, to: &SessionContext) {
-    if from.session_id() == to.session_id() {
-        return;
-    }
-    let options = from
-        .state_ref()
-        .read()
-        .config()
-        .options()
-        .extensions
-        .get::<QuiverOptions>()
-        .cloned();
-    if let Some(options) = options {
-        to.state_ref()
-            .write()
-            .config_mut()
-            .options_mut()
-            .extensions
-            .insert(options);
-    }
-}
-
 /// A cluster process's session configuration: Ballista's, accepting Quiver's options.
 pub fn cluster_config() -> SessionConfig {
     ballista_core::utils::default_config_producer().with_option_extension(QuiverOptions::default())
@@ -406,9 +382,23 @@ mod tests {
         assert_eq!(job.storage.len(), 2, "{:?}", job.storage);
         assert_eq!(job.storage["s3://lake"], lake);
         assert_eq!(job.storage["s3://other"], other);
-        // Stores opened with different maps are told apart.
-        assert_ne!(job.opened_key("s3://lake"), job.opened_key("s3://other"));
+        // The same store opened with another map (or none) is another store.
         assert_eq!(job.opened_key("s3://plain"), "s3://plain");
+        let other_ctx = SessionContext::new();
+        forward_storage(&other_ctx, &Url::parse("s3://lake").unwrap(), &other).unwrap();
+        let other_pairs = other_ctx.copied_config().to_key_value_pairs();
+        let other_job = Stores::default()
+            .for_job(&cluster_config().update_from_key_value_pair(&other_pairs))
+            .unwrap();
+        assert_ne!(
+            job.opened_key("s3://lake"),
+            other_job.opened_key("s3://lake")
+        );
+        let same_job = Stores::default().for_job(&received).unwrap();
+        assert_eq!(
+            job.opened_key("s3://lake"),
+            same_job.opened_key("s3://lake")
+        );
         // A process whose job sent no maps opens stores from its environment alone.
         let none = Stores::default().for_job(&cluster_config()).unwrap();
         assert!(none.storage.is_empty());

@@ -43,7 +43,7 @@ macro_rules! s3_or_skip {
 /// A sample repository (not applied) and its driver statistics cut into Hive partitions.
 pub(crate) struct Lake {
     pub(crate) tmp: tempfile::TempDir,
-    base: PathBuf,
+    pub(crate) base: PathBuf,
     pub(crate) drivers: i64,
     /// `date=2026-01-01/hour=07/part-0.parquet` → the file's bytes, one per hour.
     parts: BTreeMap<String, Vec<u8>>,

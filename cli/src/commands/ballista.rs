@@ -63,7 +63,7 @@ pub struct SchedulerArgs {
     )]
     pub no_executor_timeout_seconds: u64,
     /// Serve the cluster's progress as Prometheus metrics (`GET /metrics`) on this address:
-    /// jobs by outcome and duration, pending tasks, executors alive, jobs running.
+    /// jobs by outcome and duration, executors alive, jobs running.
     #[arg(long, env = "QUIVER_BALLISTA_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
 }
@@ -276,6 +276,10 @@ async fn executor(args: ExecutorArgs) -> Result<()> {
         executor_heartbeat_interval_seconds: args.heartbeat_seconds.max(1),
         override_runtime_producer: Some(runtime),
         override_config_producer: Some(Arc::new(cluster_config)),
+        // A runtime (and its object stores) per task, from that task's job settings: Ballista
+        // would otherwise keep the first job's runtime for the whole session, and a later job
+        // of it reading another store would not have that store's `storage:` map.
+        session_runtime_cache_capacity: 0,
         ..ExecutorProcessConfig::default()
     };
     eprintln!(

@@ -4,8 +4,8 @@
 //! Per view, one DataFusion plan: the view's rows (source → `field_mapping` → `query`), pruned to
 //! the entity table's time span (for small entity tables also to its key values) and sorted by
 //! (join keys, event time, created time); the entity keys and times sorted the same way; and the
-//! [`asof::AsOfExec`] merge of the two (split by the join keys' hash when there are more cores
-//! than views). Sorts spill to disk under the memory limit, so neither side is held whole. Each
+//! [`asof::AsOfExec`] merge of the two (split by the join keys' hash when there are at least two cores
+//! per view). Sorts spill to disk under the memory limit, so neither side is held whole. Each
 //! view's join output is put back in input order by a gather on `__row` when it fits the view's
 //! share of the memory limit, else by a spilling sort on `__row`. The per-view results are zipped with the entity table read again in file order, so
 //! the output streams, every entity row exactly once, with all its columns.
@@ -153,7 +153,8 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
 
     let mut builder = RecordBatchReceiverStreamBuilder::new(schema.clone(), 2);
     let mut views = Vec::new();
-    // The views' merges run side by side; cores left over split each view's merge by key.
+    // The views' merges run side by side; with at least two cores per view, each view's merge
+    // is split by key.
     let merges = match engine.cluster {
         Some(_) => 1,
         None => (engine.partitions / parts.len().max(1)).max(1),
@@ -171,12 +172,17 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
             merges,
         )
         .await?;
-        // The plans run with this session's task context: it carries what reading the views'
-        // sources recorded on the cluster session (the stores' `storage:` maps).
-        crate::cluster::carry_options(&rows_ctx, &ctx);
-        let stream =
-            gather::in_input_order(join, entity_rows, share, engine.batch_rows, ctx.task_ctx())
-                .map_err(Error::engine(format!("feature view `{}`", part.view.name)))?;
+        // The plans run with the rows' session (the same one locally): a cluster's jobs take
+        // their settings from it — Ballista's (adaptive planner off) and what reading the
+        // views' sources recorded (the stores' `storage:` maps). Both share one memory pool.
+        let stream = gather::in_input_order(
+            join,
+            entity_rows,
+            share,
+            engine.batch_rows,
+            rows_ctx.task_ctx(),
+        )
+        .map_err(Error::engine(format!("feature view `{}`", part.view.name)))?;
         views.push(zip::ViewStream::spawn(&mut builder, stream));
     }
     let picks = outputs::picks(&parts, &order, engine.with_times);

@@ -2,9 +2,9 @@
 //! cast), pruned to what can win for some entity row and sorted by (join keys, event time,
 //! created time), merged by [`AsOfExec`] with the entity keys sorted the same way.
 //!
-//! With more cores than views, both sides are hash-partitioned by the join keys and sorted per
-//! partition, so each partition's merge runs on its own core and no order-preserving merge of
-//! sorted runs sits in front of it (a key's rows all land in one partition: the merges are
+//! With at least two cores per view, both sides are hash-partitioned by the join keys and
+//! sorted per partition, so each partition's merge runs on its own core and no order-preserving
+//! merge of sorted runs sits in front of it (a key's rows all land in one partition: the merges are
 //! independent). Otherwise (and on a cluster, whose sorted rows come back as one stream) each
 //! view has one merge and the views' merges run side by side: repartitioning would only copy.
 

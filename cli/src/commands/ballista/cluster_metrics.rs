@@ -1,9 +1,8 @@
 //! The scheduler's progress as Prometheus metrics (`quiver ballista scheduler --metrics-bind`):
-//! jobs by outcome and how long they took, tasks waiting for a free executor slot, executors
-//! alive and jobs running. Ballista reports job events through its
-//! [`SchedulerMetricsCollector`]; the rest is sampled by the scheduler's watcher every second.
-//! Executors report nothing of their own (Ballista 55 fixes their collector): their work shows
-//! as the jobs' and the pending tasks' figures.
+//! jobs by outcome and how long they took, executors alive and jobs running. Ballista reports
+//! job events through its [`SchedulerMetricsCollector`]; the rest is sampled by the
+//! scheduler's watcher every second. Executors report nothing of their own (Ballista 55 fixes
+//! their collector): their work shows in the jobs' figures.
 
 use std::net::SocketAddr;
 
@@ -49,8 +48,8 @@ impl SchedulerMetricsCollector for ClusterMetrics {
         metrics::counter!("quiver_cluster_jobs_total", "state" => "cancelled").increment(1);
     }
 
-    fn set_pending_tasks_queue_size(&self, value: u64) {
-        metrics::gauge!("quiver_cluster_pending_tasks").set(value as f64);
+    fn set_pending_tasks_queue_size(&self, _value: u64) {
+        // Ballista 55 never reports it.
     }
 
     fn gather_metrics(&self) -> ballista_core::error::Result<Option<(Vec<u8>, String)>> {
@@ -79,7 +78,6 @@ pub fn install() -> Result<PrometheusHandle> {
     for state in ["submitted", "completed", "failed", "cancelled"] {
         metrics::counter!("quiver_cluster_jobs_total", "state" => state).absolute(0);
     }
-    metrics::gauge!("quiver_cluster_pending_tasks").set(0.0);
     sample(0, 0);
     Ok(handle)
 }
@@ -100,16 +98,12 @@ fn describe() {
         "From a job being queued to its stages being submitted."
     );
     metrics::describe_gauge!(
-        "quiver_cluster_pending_tasks",
-        "Tasks ready to run that wait for a free executor slot."
-    );
-    metrics::describe_gauge!(
         "quiver_cluster_executors_alive",
         "Executors whose last heartbeat is within --executor-timeout-seconds."
     );
     metrics::describe_gauge!(
         "quiver_cluster_jobs_running",
-        "Jobs queued or running on the scheduler."
+        "Jobs running: planned, their stages handed to executors, not finished."
     );
 }
 
