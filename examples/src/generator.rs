@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder,
-    Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Float32Builder, Float64Builder, Int32Builder,
+    Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -24,14 +24,15 @@ use rand_chacha::ChaCha8Rng;
 /// Rows written per Parquet row group: memory stays flat whatever the size.
 const BATCH_ROWS: usize = 65_536;
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
+mod customers;
 mod trips;
+use customers::{CustomerBatch, customer_schema};
 use trips::write_trips;
 
 const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 pub const FIRST_DRIVER_ID: i64 = 1001;
 pub const FIRST_CUSTOMER_ID: i64 = 1;
 const CITIES: [&str; 6] = ["Amsterdam", "Berlin", "Lisbon", "Madrid", "Paris", "Warsaw"];
-const TIERS: [&str; 4] = ["bronze", "silver", "gold", "platinum"];
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,28 +263,6 @@ fn driver_schema() -> SchemaRef {
     ]))
 }
 
-fn customer_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("customer_id", DataType::Int64, false),
-        ts_field("event_timestamp", false),
-        ts_field("created", false),
-        Field::new("current_balance", DataType::Float64, true),
-        Field::new("avg_passenger_count", DataType::Float32, true),
-        Field::new("lifetime_trips", DataType::Int64, true),
-        Field::new("loyalty_tier", DataType::Utf8, true),
-        Field::new("is_premium", DataType::Boolean, true),
-        Field::new("age", DataType::Int32, true),
-        ts_field("signup_at", true),
-        Field::new(
-            "recent_ratings",
-            DataType::List(Arc::new(Field::new("item", DataType::Float64, true))),
-            true,
-        ),
-        Field::new("referral_code", DataType::Binary, true),
-        Field::new("churn_risk", DataType::Float32, true),
-    ]))
-}
-
 /// `Some(v)` except for about 2% nulls.
 fn mostly<T>(rng: &mut ChaCha8Rng, v: T) -> Option<T> {
     (!rng.random_bool(0.02)).then_some(v)
@@ -354,81 +333,6 @@ impl DriverBatch {
             Arc::new(self.earnings.finish()),
         ];
         RecordBatch::try_new(driver_schema(), columns).expect("builders match the schema")
-    }
-}
-
-#[derive(Default)]
-struct CustomerBatch {
-    id: Int64Builder,
-    event: TimestampMicrosecondBuilder,
-    created: TimestampMicrosecondBuilder,
-    current_balance: Float64Builder,
-    avg_passenger_count: Float32Builder,
-    lifetime_trips: Int64Builder,
-    loyalty_tier: StringBuilder,
-    is_premium: BooleanBuilder,
-    age: Int32Builder,
-    signup_at: TimestampMicrosecondBuilder,
-    recent_ratings: ListBuilder<Float64Builder>,
-    referral_code: BinaryBuilder,
-    churn_risk: Float32Builder,
-}
-
-impl CustomerBatch {
-    fn len(&self) -> usize {
-        self.id.len()
-    }
-
-    fn push(&mut self, rng: &mut ChaCha8Rng, id: i64, event: i64, created: i64, signup: i64) {
-        self.id.append_value(id);
-        self.event.append_value(event);
-        self.created.append_value(created);
-        let v = rng.random::<f64>() * 1000.0 - 100.0;
-        self.current_balance.append_option(mostly(rng, v));
-        let v = 1.0 + rng.random::<f32>() * 3.0;
-        self.avg_passenger_count.append_option(mostly(rng, v));
-        let v = rng.random_range(0..5_000);
-        self.lifetime_trips.append_option(mostly(rng, v));
-        let v = TIERS[rng.random_range(0..TIERS.len())];
-        self.loyalty_tier.append_option(mostly(rng, v));
-        let v = rng.random_bool(0.3);
-        self.is_premium.append_option(mostly(rng, v));
-        let v = rng.random_range(18..90);
-        self.age.append_option(mostly(rng, v));
-        self.signup_at.append_option(mostly(rng, signup));
-        if rng.random_bool(0.02) {
-            self.recent_ratings.append_null();
-        } else {
-            let n = rng.random_range(0..5);
-            for _ in 0..n {
-                let r = f64::from(rng.random_range(1..=5));
-                self.recent_ratings.values().append_value(r);
-            }
-            self.recent_ratings.append(true);
-        }
-        let code: [u8; 6] = rng.random();
-        self.referral_code.append_option(mostly(rng, code));
-        let v = rng.random::<f32>();
-        self.churn_risk.append_option(mostly(rng, v));
-    }
-
-    fn finish(&mut self) -> RecordBatch {
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.id.finish()),
-            Arc::new(self.event.finish().with_timezone("UTC")),
-            Arc::new(self.created.finish().with_timezone("UTC")),
-            Arc::new(self.current_balance.finish()),
-            Arc::new(self.avg_passenger_count.finish()),
-            Arc::new(self.lifetime_trips.finish()),
-            Arc::new(self.loyalty_tier.finish()),
-            Arc::new(self.is_premium.finish()),
-            Arc::new(self.age.finish()),
-            Arc::new(self.signup_at.finish().with_timezone("UTC")),
-            Arc::new(self.recent_ratings.finish()),
-            Arc::new(self.referral_code.finish()),
-            Arc::new(self.churn_risk.finish()),
-        ];
-        RecordBatch::try_new(customer_schema(), columns).expect("builders match the schema")
     }
 }
 
