@@ -372,8 +372,11 @@ async fn uploads_that_decode_to_gigabytes_are_refused_while_the_server_serves() 
 
     let peak = server.memory("VmHWM");
     eprintln!("peak {} MiB, at start {} MiB", peak / MIB, baseline / MIB);
+    // Far below what the refused uploads would decode to (gigabytes). Retrieval on two cores
+    // splits a view's merge by key: two sorts and the repartition's buffers at once (alone
+    // ~170 MiB above the start, ~225 MiB with CI's other tests on the same cores).
     assert!(
-        peak < baseline + 200 * MIB,
+        peak < baseline + 320 * MIB,
         "peak memory {} MiB (from {} MiB at start)",
         peak / MIB,
         baseline / MIB
