@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -165,32 +166,35 @@ class RedisServer:
 
 
 class QuiverServer:
-    """`quiver serve` on a free loopback port (gRPC off), ready when /ready answers 200."""
+    """`quiver serve` on a loopback port of its own (gRPC off), ready when /ready answers 200.
+
+    The server binds port 0 and the address is read from its log: a port picked here and bound
+    later could be taken in between by another server, whose answers a test would then take for
+    this one's (CI saw a paused server's "health" answered by another process)."""
 
     def __init__(self, repo: Path, config: Optional[Path] = None, *, ready_within: float = 60.0) -> None:
         self.repo = repo
-        for attempt in range(3):  # a port taken between free_port() and bind: try another
-            self.port = free_port()
-            self.log = repo / f"serve-{self.port}.log"
-            cmd = [QUIVER_BIN, "-C", str(repo)]
-            if config is not None:
-                cmd += ["--config", str(config)]
-            cmd += ["serve", "--http", f"127.0.0.1:{self.port}", "--grpc", ""]
-            with open(self.log, "wb") as log:
-                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + ready_within
-            while True:
-                if self.proc.poll() is not None:
-                    text = self.log_text()
-                    if "in use" in text and attempt < 2:
-                        break
-                    raise RuntimeError(f"quiver serve exited {self.proc.returncode}:\n{text}")
-                if self.ready():
-                    return
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"quiver serve not ready within {ready_within}s:\n{self.log_text()}")
-                time.sleep(0.1)
+        self.log = repo / f"serve-{uuid.uuid4().hex[:8]}.log"
+        self.port: Optional[int] = None
+        cmd = [QUIVER_BIN, "-C", str(repo)]
+        if config is not None:
+            cmd += ["--config", str(config)]
+        cmd += ["serve", "--http", "127.0.0.1:0", "--grpc", ""]
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + ready_within
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"quiver serve exited {self.proc.returncode}:\n{self.log_text()}")
+            if self.port is None:
+                bound = re.search(r"^  HTTP 127\.0\.0\.1:(\d+)$", self.log_text(), re.MULTILINE)
+                self.port = int(bound.group(1)) if bound else None
+            if self.port is not None and self.ready():
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"quiver serve not ready within {ready_within}s:\n{self.log_text()}")
+            time.sleep(0.1)
 
     @property
     def pid(self) -> int:

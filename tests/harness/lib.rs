@@ -326,24 +326,22 @@ pub struct QuiverServer {
 }
 
 impl QuiverServer {
-    /// Starts `quiver serve` in `repo`, with gRPC on a port of its own if `grpc`. Returns at
-    /// once; [`QuiverServer::wait_ready`] waits for it.
+    /// Starts `quiver serve` in `repo`, with gRPC on a port of its own if `grpc`. Returns once
+    /// it listens; [`QuiverServer::wait_ready`] waits for it to be ready.
     pub fn start(repo: &Path, grpc: bool) -> Result<Self> {
         Self::start_from(repo, ".", grpc)
     }
 
     /// Starts `quiver -C repo serve` with `cwd` as its working directory (`repo` may be
-    /// relative to it, as users type it).
+    /// relative to it, as users type it). The server binds port 0 and its addresses are read
+    /// from its log: a port picked here and bound later could be taken in between by another
+    /// server, whose answers a test would take for this one's.
     pub fn start_from(cwd: &Path, repo: &str, grpc: bool) -> Result<Self> {
-        let addr =
-            || -> Result<SocketAddr> { Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?))) };
-        let http = addr()?;
-        let grpc = if grpc { Some(addr()?) } else { None };
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("serve.log");
-        let child = Command::new(quiver_bin())
-            .args(["-C", repo, "serve", "--http", &http.to_string(), "--grpc"])
-            .arg(grpc.map(|g| g.to_string()).unwrap_or_default())
+        let mut child = Command::new(quiver_bin())
+            .args(["-C", repo, "serve", "--http", "127.0.0.1:0", "--grpc"])
+            .arg(if grpc { "127.0.0.1:0" } else { "" })
             .current_dir(cwd)
             .env_remove("QUIVER_REPO")
             .env_remove("QUIVER_CONFIG")
@@ -352,13 +350,36 @@ impl QuiverServer {
             .stderr(std::fs::File::create(&log)?)
             .spawn()
             .context("cannot start quiver serve")?;
-        Ok(QuiverServer {
-            child,
-            http,
-            grpc,
-            log,
-            _dir: dir,
-        })
+        let bound = |name: &str, text: &str| -> Option<SocketAddr> {
+            let prefix = format!("  {name} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .and_then(|a| a.trim().parse().ok())
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let http = bound("HTTP", &text);
+            let grpc_addr = bound("gRPC", &text);
+            if let Some(http) = http.filter(|_| !grpc || grpc_addr.is_some()) {
+                return Ok(QuiverServer {
+                    child,
+                    http,
+                    grpc: grpc_addr,
+                    log,
+                    _dir: dir,
+                });
+            }
+            if let Some(exit) = child.try_wait()? {
+                bail!("quiver serve exited with {exit} before listening:\n{text}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("quiver serve printed no address within 60 s:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// What the server has logged so far.
