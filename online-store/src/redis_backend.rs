@@ -214,12 +214,18 @@ impl RedisStore {
     }
 
     async fn write_group(&self, group: Vec<WriteEntry>) -> Result<u64> {
+        // The script's arguments: whether any entry expires, the blobs, then (only if so) the
+        // expiry of each.
         let mut invocation = self.write_script.prepare_invoke();
+        let expiring = group.iter().any(|e| e.expire_at_ms.is_some());
+        invocation.arg(u8::from(expiring));
         for e in &group {
-            invocation
-                .key(&e.key)
-                .arg(&e.blob)
-                .arg(e.expire_at_ms.unwrap_or(0));
+            invocation.key(&e.key).arg(&e.blob);
+        }
+        if expiring {
+            for e in &group {
+                invocation.arg(e.expire_at_ms.unwrap_or(0));
+            }
         }
         let mut conn = self.conn.clone();
         self.bounded(

@@ -234,20 +234,46 @@ async fn redis_expires_values_at_their_deadline() {
         .unwrap();
     let now_ms = chrono::Utc::now().timestamp_millis();
     let blob = encode(&every_value(1, None, 1), &all_types());
-    let entries = vec![
-        WriteEntry {
-            key: "quiver:t:v:1:{i1}".into(),
-            blob: blob.clone(),
-            expire_at_ms: Some(now_ms + 3_600_000),
-        },
-        WriteEntry {
-            key: "quiver:t:v:1:{i2}".into(),
-            blob,
-            expire_at_ms: Some(now_ms - 1),
-        },
+    let newer = encode(&every_value(2, None, 1), &all_types());
+    let entry = |key: &str, blob: &Vec<u8>, expire_at_ms| WriteEntry {
+        key: key.into(),
+        blob: blob.clone(),
+        expire_at_ms,
+    };
+    // Stored first: i3 with a ttl, i4 newer than what the batch below offers for it.
+    let before = vec![
+        entry("quiver:t:v:1:{i3}", &blob, Some(now_ms + 3_600_000)),
+        entry("quiver:t:v:1:{i4}", &newer, Some(now_ms + 3_600_000)),
     ];
-    store.write(entries).await.unwrap();
+    assert_eq!(store.write(before).await.unwrap(), 2);
+    // One script call with expiring and non-expiring entries, and one that loses.
+    let entries = vec![
+        entry("quiver:t:v:1:{i1}", &blob, Some(now_ms + 3_600_000)),
+        entry("quiver:t:v:1:{i2}", &blob, Some(now_ms - 1)),
+        entry("quiver:t:v:1:{i3}", &newer, None),
+        entry("quiver:t:v:1:{i4}", &blob, None),
+    ];
+    assert_eq!(
+        store.write(entries).await.unwrap(),
+        3,
+        "i4 keeps its newer value"
+    );
     let mut con = redis.client().unwrap();
+    let pttl = |con: &mut redis::Connection, key: &str| -> i64 {
+        redis::cmd("PTTL").arg(key).query(con).unwrap()
+    };
+    assert_eq!(
+        pttl(&mut con, "quiver:t:v:1:{i3}"),
+        -1,
+        "a value without a ttl replaces one with a ttl, and keeps none"
+    );
+    let i4 = pttl(&mut con, "quiver:t:v:1:{i4}");
+    assert!(i4 > 3_500_000, "a value not replaced keeps its ttl: {i4}");
+    let kept: Vec<u8> = redis::cmd("GET")
+        .arg("quiver:t:v:1:{i4}")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(kept, newer);
     let ttl: i64 = redis::cmd("PTTL")
         .arg("quiver:t:v:1:{i1}")
         .query(&mut con)

@@ -1,12 +1,18 @@
 //! The Lua scripts the Redis backend runs: every write is one of them, atomic per key.
 
-/// KEYS: the keys. ARGV: for each key, its blob then its expiry (Unix ms, `0` for none).
+/// KEYS: the keys. ARGV: `1` when some entry expires, else `0`; then each key's blob; then,
+/// only when the first argument is `1`, each key's expiry (Unix ms, `0` for none).
 /// The write rule of docs/online-format.md, as `value_codec::should_store`: a blob replaces the
 /// stored one when it orders after it (timestamps, then version, then the rest), or when the
 /// stored one is damaged (a version 2 blob whose CRC-32 does not match, an unknown version).
-/// Bytes are compared one by one: Lua's string `<` depends on the locale. Strings are interned,
-/// so `new ~= old` is cheap, and the CRC (table built on first use) runs only for a stored blob
-/// that would otherwise win.
+/// Lua's string `<` depends on the locale, so bytes are compared as numbers: the ordered
+/// timestamps (bytes 1..17) as four big-endian u32s, the rest byte by byte. Strings are
+/// interned, so `new ~= old` is cheap, and the CRC (table built on first use) runs only for a
+/// stored blob that would otherwise win.
+///
+/// Each `redis.call` costs Redis about a microsecond beyond its work, so the stored blobs are
+/// read with one `MGET` and the winners that do not expire written with one `MSET` (a key
+/// holding another type reads as absent, as it does for the feature server, and is replaced).
 pub(super) const WRITE_IF_NEWER: &str = r#"
 local function cmp(a, b, from, to)
   for j = from, to do
@@ -16,9 +22,19 @@ local function cmp(a, b, from, to)
   return 0
 end
 local function greater(a, b)
-  local c = cmp(a, b, 2, 17)
+  local c = 0
+  if #a >= 17 and #b >= 17 then
+    local a1, a2, a3, a4 = struct.unpack('>I4I4I4I4', a, 2)
+    local b1, b2, b3, b4 = struct.unpack('>I4I4I4I4', b, 2)
+    if a1 ~= b1 then return a1 > b1 end
+    if a2 ~= b2 then return a2 > b2 end
+    if a3 ~= b3 then return a3 > b3 end
+    if a4 ~= b4 then return a4 > b4 end
+  else
+    c = cmp(a, b, 2, 17)
+  end
   if c == 0 then c = cmp(a, b, 1, 1) end
-  if c == 0 then c = cmp(a, b, 18, math.max(string.len(a), string.len(b))) end
+  if c == 0 then c = cmp(a, b, 18, math.max(#a, #b)) end
   return c > 0
 end
 local crc_table
@@ -47,20 +63,24 @@ local function intact(blob)
   local b1, b2, b3, b4 = string.byte(blob, len - 3, len)
   return bit.bnot(c) == bit.tobit(b1 + b2 * 256 + b3 * 65536 + b4 * 16777216)
 end
-local written = 0
-for i, key in ipairs(KEYS) do
-  local new = ARGV[2 * i - 1]
-  local expire_at = tonumber(ARGV[2 * i])
-  local old = redis.call('GET', key)
+local n = #KEYS
+local expiring = ARGV[1] == '1'
+local olds = redis.call('MGET', unpack(KEYS))
+local written, plain = 0, {}
+for i = 1, n do
+  local key, new, old = KEYS[i], ARGV[i + 1], olds[i]
   if (not old) or greater(new, old) or (new ~= old and not intact(old)) then
-    if expire_at > 0 then
+    local expire_at = expiring and ARGV[n + 1 + i]
+    if expire_at and tonumber(expire_at) > 0 then
       redis.call('SET', key, new, 'PXAT', expire_at)
     else
-      redis.call('SET', key, new)
+      plain[#plain + 1] = key
+      plain[#plain + 1] = new
     end
     written = written + 1
   end
 end
+if #plain > 0 then redis.call('MSET', unpack(plain)) end
 return written
 "#;
 
