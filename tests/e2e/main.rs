@@ -2,6 +2,7 @@
 
 mod aggregations;
 mod availability;
+mod azure;
 mod ballista;
 mod cli;
 mod connections;

@@ -46,7 +46,7 @@ pub(crate) struct Lake {
     pub(crate) base: PathBuf,
     pub(crate) drivers: i64,
     /// `date=2026-01-01/hour=07/part-0.parquet` → the file's bytes, one per hour.
-    parts: BTreeMap<String, Vec<u8>>,
+    pub(crate) parts: BTreeMap<String, Vec<u8>>,
 }
 
 pub(crate) fn lake(drivers: u64, hours: u32) -> Lake {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod azurite;
 pub mod ballista;
 pub mod s3;
 pub mod webdriver;

@@ -313,7 +313,7 @@ fn object_path(bucket: &str, key: &str) -> String {
 }
 
 /// Percent-encodes all but unreserved characters (and `/`, unless `slash`).
-fn encode(s: &str, slash: bool) -> String {
+pub(crate) fn encode(s: &str, slash: bool) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         let keep = b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || (b == b'/' && !slash);
@@ -393,7 +393,7 @@ fn parse_log(text: &str) -> Vec<(String, String, u16)> {
     out
 }
 
-fn parse_answer(buf: &[u8]) -> Result<Answer> {
+pub(crate) fn parse_answer(buf: &[u8]) -> Result<Answer> {
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -445,7 +445,7 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// The texts of every `<tag>…</tag>` in `xml`.
-fn elements(xml: &str, tag: &str) -> Vec<String> {
+pub(crate) fn elements(xml: &str, tag: &str) -> Vec<String> {
     let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
     let mut out = Vec::new();
     let mut rest = xml;
@@ -460,7 +460,7 @@ fn elements(xml: &str, tag: &str) -> Vec<String> {
     out
 }
 
-fn unescape_xml(s: &str) -> String {
+pub(crate) fn unescape_xml(s: &str) -> String {
     s.replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&quot;", "\"")

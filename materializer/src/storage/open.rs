@@ -261,12 +261,27 @@ pub fn explain(e: &object_store::Error) -> String {
         other => {
             let text = chain(other);
             let lower = text.to_ascii_lowercase();
+            // Which service's settings to name: object_store says whose error it is.
+            let store = match other {
+                E::Generic { store, .. } => *store,
+                _ => "",
+            };
             let hint = if lower.contains("connect")
                 || lower.contains("dns error")
                 || lower.contains("timed out")
                 || lower.contains("timeout")
             {
-                "the endpoint did not answer: check `storage.endpoint` (or AWS_ENDPOINT_URL), the network, and that the server is up"
+                match store {
+                    "MicrosoftAzure" => {
+                        "the endpoint did not answer: check `storage.endpoint` (or AZURE_STORAGE_ENDPOINT; AZURITE_BLOB_STORAGE_URL for the emulator), the network, and that the server is up"
+                    }
+                    "GCS" => {
+                        "the endpoint did not answer: check the network and that the server is up"
+                    }
+                    _ => {
+                        "the endpoint did not answer: check `storage.endpoint` (or AWS_ENDPOINT_URL), the network, and that the server is up"
+                    }
+                }
             } else if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
                 "the bucket does not exist: check its name"
             } else if lower.contains("404 not found") || lower.contains("status 404") {
@@ -280,7 +295,17 @@ pub fn explain(e: &object_store::Error) -> String {
                 || lower.contains("status 403")
                 || lower.contains("403 forbidden")
             {
-                "access denied: check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the source's `storage:` map) and the region"
+                match store {
+                    "MicrosoftAzure" => {
+                        "access denied: check the credentials (AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or a SAS or client secret, or the source's `storage:` map)"
+                    }
+                    "GCS" => {
+                        "access denied: check the credentials (GOOGLE_APPLICATION_CREDENTIALS or GOOGLE_SERVICE_ACCOUNT, or the source's `storage:` map)"
+                    }
+                    _ => {
+                        "access denied: check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the source's `storage:` map) and the region"
+                    }
+                }
             } else {
                 ""
             };
