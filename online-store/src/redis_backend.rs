@@ -23,11 +23,14 @@ mod slots;
 mod swap;
 use scripts::{ADVANCE_WATERMARK, READ_LIVE, SWAP, SWAP_LIVE, WRITE_IF_NEWER};
 pub use slots::slot;
-use slots::{Keyed, calls};
+use slots::{Keyed, calls, distinct_rounds};
 
 /// Keys per script call: large enough to amortize the round trip, small enough not to block
 /// Redis for long.
 const KEYS_PER_CALL: usize = 512;
+// The write script passes its winners to one `MSET` through Lua's `unpack`, which stops at
+// about 8,000 values: two per key.
+const _: () = assert!(2 * KEYS_PER_CALL < 7_000);
 /// Script calls in flight at once on the multiplexed connection.
 const CALLS_IN_FLIGHT: usize = 8;
 
@@ -318,12 +321,16 @@ impl RedisStore {
 #[async_trait]
 impl OnlineStore for RedisStore {
     async fn write(&self, entries: Vec<WriteEntry>) -> Result<u64> {
-        let counts: Vec<u64> = stream::iter(calls(entries, self.cluster))
-            .map(|group| self.write_group(group))
-            .buffer_unordered(CALLS_IN_FLIGHT)
-            .try_collect()
-            .await?;
-        Ok(counts.into_iter().sum())
+        let mut written = 0;
+        for round in distinct_rounds(entries) {
+            let counts: Vec<u64> = stream::iter(calls(round, self.cluster))
+                .map(|group| self.write_group(group))
+                .buffer_unordered(CALLS_IN_FLIGHT)
+                .try_collect()
+                .await?;
+            written += counts.into_iter().sum::<u64>();
+        }
+        Ok(written)
     }
 
     async fn swap(&self, entries: Vec<SwapEntry>) -> Result<Vec<bool>> {

@@ -226,6 +226,49 @@ async fn redis_store_keeps_the_contract() {
     check_write_rule(&store).await;
 }
 
+/// A key offered twice (or more) in one write keeps the newest, whatever the order, and only
+/// writes that replaced a value are counted.
+async fn check_repeated_keys(store: &dyn OnlineStore) {
+    let types = all_types();
+    let blob = |event_ns: i64| encode(&every_value(event_ns, None, 7), &types);
+    let entry = |key: &str, blob: &Vec<u8>| WriteEntry {
+        key: key.into(),
+        blob: blob.clone(),
+        expire_at_ms: None,
+    };
+    let (old, mid, new) = (blob(10), blob(20), blob(30));
+    let cases: [(&str, Vec<&Vec<u8>>, u64); 4] = [
+        ("quiver:t:v:1:{d1}", vec![&new, &old], 1),
+        ("quiver:t:v:1:{d2}", vec![&old, &new], 2),
+        ("quiver:t:v:1:{d3}", vec![&mid, &new, &old, &mid], 2),
+        ("quiver:t:v:1:{d4}", vec![&new, &new], 1),
+    ];
+    for (key, blobs, counted) in cases {
+        // Other keys around the repeats, in the same call.
+        let mut entries = vec![entry("quiver:t:v:1:{x1}", &old)];
+        entries.extend(blobs.iter().map(|b| entry(key, b)));
+        entries.push(entry("quiver:t:v:1:{x2}", &old));
+        let written = store.write(entries).await.unwrap();
+        let stored = store.read(&[key.to_string()]).await.unwrap();
+        assert_eq!(stored[0].as_deref(), Some(new.as_slice()), "{key}");
+        // x1 and x2 are written by the first case only.
+        let others = if key.ends_with("{d1}") { 2 } else { 0 };
+        assert_eq!(written, counted + others, "{key}");
+    }
+}
+
+#[tokio::test]
+async fn repeated_keys_in_one_write_keep_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = EmbeddedStore::open(&dir.path().join("online.redb")).unwrap();
+    check_repeated_keys(&embedded).await;
+    let redis = RedisServer::start().unwrap();
+    let store = RedisStore::connect(&redis_config(&redis.url()), std::path::Path::new("."))
+        .await
+        .unwrap();
+    check_repeated_keys(&store).await;
+}
+
 #[tokio::test]
 async fn redis_expires_values_at_their_deadline() {
     let redis = RedisServer::start().unwrap();

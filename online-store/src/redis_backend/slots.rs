@@ -31,6 +31,28 @@ pub(super) fn calls<E: Clone + Keyed>(entries: Vec<E>, cluster: bool) -> Vec<Vec
         .collect()
 }
 
+/// `entries` in rounds in which no key repeats (a key's second entry goes to the second round,
+/// and so on), each round in its original order. The write script compares every entry with
+/// what the key held before the call, so one call must not hold a key twice. Rounds are written
+/// one after another, so a repeated key's entries apply in their order, as the embedded store
+/// applies them (and are counted alike). Keys are told apart by a hash: a collision only moves
+/// an entry to a later round.
+pub(super) fn distinct_rounds<E: Keyed>(entries: Vec<E>) -> Vec<Vec<E>> {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    let mut seen: HashMap<u64, usize> = HashMap::with_capacity(entries.len());
+    let mut rounds: Vec<Vec<E>> = Vec::new();
+    for e in entries {
+        let n = seen.entry(hasher.hash_one(e.key())).or_insert(0);
+        if rounds.len() <= *n {
+            rounds.push(Vec::new());
+        }
+        rounds[*n].push(e);
+        *n += 1;
+    }
+    rounds
+}
+
 /// An entry written under one key.
 pub(super) trait Keyed {
     fn key(&self) -> &str;
