@@ -5,12 +5,14 @@
 //! missing container and a dead server are clear errors that write nothing. Skipped, loudly,
 //! where Azurite is not installed (`bash .ci/run` installs it).
 
+use std::time::{Duration, Instant};
+
 use quiver_tests::azurite::Azurite;
 use quiver_tests::describe;
 
 use crate::object_store::{
-    BUCKET, DRIVER_VIEWS, assert_same_online, assert_same_table, lake, materialize, ok,
-    partitioned, repo, run, run_of,
+    BUCKET, DRIVER_VIEWS, assert_same_online, assert_same_table, big_entities, finish, lake,
+    materialize, ok, partitioned, repo, run, run_of, spawn,
 };
 
 macro_rules! azurite_or_skip {
@@ -104,44 +106,98 @@ fn a_partitioned_source_and_training_files_on_azure_give_the_local_results() {
     assert_same_online(&local, &az, lake.drivers);
     ok(&az, &["verify"], &env);
 
-    // A container that does not exist: a clear error naming it, and nothing written.
-    let missing = retrieve(
+    // Containers that do not exist, for the entity table and for the output: clear errors
+    // naming them, and nothing written anywhere.
+    let missing_in = retrieve(
         "az://nowhere/labels/2026-01.parquet",
         "az://lake/train/v8.parquet",
     );
-    let out = run(
-        &az,
-        &missing.iter().map(String::as_str).collect::<Vec<_>>(),
+    let missing_out = retrieve(
+        "az://lake/labels/2026-01.parquet",
+        "az://nowhere/v8.parquet",
+    );
+    for (args, named) in [
+        (&missing_in, "az://nowhere/labels/2026-01.parquet"),
+        (&missing_out, "az://nowhere/v8.parquet"),
+    ] {
+        let out = run(
+            &az,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &env,
+        );
+        let text = describe(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains(named) && text.contains("not found"), "{text}");
+    }
+    assert_eq!(
+        server.list(BUCKET, "train/"),
+        ["train/v7.manifest.json", "train/v7.parquet"]
+    );
+
+    // An output above the single-request size goes up in blocks, committed once at the end.
+    let big = big_entities(&local.join("data/labels.parquet"), 80);
+    std::fs::write(local.join("big.parquet"), &big).unwrap();
+    server.put(BUCKET, "labels/big.parquet", &big).unwrap();
+    let args = retrieve("big.parquet", "big-train.parquet");
+    ok(
+        &local,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
         &env,
     );
-    assert!(!out.status.success(), "{}", describe(&out));
-    let text = describe(&out);
-    assert!(text.contains("not found"), "{text}");
-    assert!(
-        text.contains("az://nowhere/labels/2026-01.parquet"),
-        "{text}"
+    let expected = std::fs::read(local.join("big-train.parquet")).unwrap();
+    assert!(expected.len() > 8 << 20, "only {} bytes", expected.len());
+    let blocks_before = server
+        .log_text()
+        .matches("Operation=BlockBlob_StageBlock")
+        .count();
+    let args = retrieve(
+        "az://lake/labels/big.parquet",
+        "az://lake/train/big.parquet",
     );
-    assert!(server.get(BUCKET, "train/v8.parquet").is_none());
-
-    // The server gone: a clear error within bounded time, not a hang; nothing written locally.
-    server.kill();
-    let started = std::time::Instant::now();
-    let args = retrieve("az://lake/labels/2026-01.parquet", "train-after.parquet");
-    let out = run(
+    ok(
         &az,
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         &env,
     );
-    assert!(!out.status.success(), "{}", describe(&out));
+    let blocks = server
+        .log_text()
+        .matches("Operation=BlockBlob_StageBlock")
+        .count()
+        - blocks_before;
+    assert!(blocks >= 2, "{blocks} blocks staged for the big output");
+    let uploaded = server.get(BUCKET, "train/big.parquet").unwrap();
+    assert_same_table(&expected, &uploaded, "the output written in blocks");
+
+    // The server killed while a big retrieval runs, and down from the start: a clear error
+    // within the retry bound, and no output anywhere.
+    let args = retrieve(
+        "az://lake/labels/big.parquet",
+        "az://lake/train/dead.parquet",
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let (mut child, _, err_file) = spawn(&az, &args, &env, "midrun");
+    std::thread::sleep(Duration::from_millis(300));
+    server.kill();
+    let status = finish(&mut child, Duration::from_secs(90));
+    let err = std::fs::read_to_string(&err_file).unwrap();
+    let status = status.unwrap_or_else(|| panic!("still running after 90 s: {err}"));
+    assert!(!status.success(), "{err}");
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(120),
-        "{:?}",
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}: {err}",
         started.elapsed()
     );
-    let text = describe(&out);
     assert!(
-        text.contains("did not answer") && text.contains("AZURITE_BLOB_STORAGE_URL"),
-        "{text}"
+        err.contains("did not answer") && err.contains("AZURITE_BLOB_STORAGE_URL"),
+        "{err}"
     );
-    assert!(!az.join("train-after.parquet").exists());
+    assert!(!err.contains("panicked"), "{err}");
+    let local_left: Vec<_> = std::fs::read_dir(&az)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("dead"))
+        .collect();
+    assert!(local_left.is_empty(), "{local_left:?}");
 }

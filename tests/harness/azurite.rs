@@ -80,15 +80,23 @@ impl Azurite {
     fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(a) = self.request("GET", "", &[("comp", "list")], &[], b"")
-                && a.status == 200
-            {
-                return Ok(());
-            }
+            // Its own process first: another server on the port would answer too.
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
                 bail!("azurite-blob on port {} exited with {status}", self.port);
+            }
+            if let Ok(a) = self.request("GET", "", &[("comp", "list")], &[], b"")
+                && a.status == 200
+            {
+                // One that failed to bind exits at once: still running now means it is ours.
+                std::thread::sleep(Duration::from_millis(300));
+                if let Some(child) = self.child.as_mut()
+                    && let Some(status) = child.try_wait()?
+                {
+                    bail!("azurite-blob on port {} exited with {status}", self.port);
+                }
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
@@ -181,13 +189,9 @@ impl Azurite {
         names
     }
 
-    /// How many requests the server has logged so far (its debug log has one "incoming
-    /// request" line per request).
-    pub fn requests_logged(&self) -> usize {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .matches("Incoming request")
-            .count()
+    /// The server's debug log so far (one entry per request and operation).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Kills the server at once (SIGKILL, by its PID).

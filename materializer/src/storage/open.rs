@@ -255,7 +255,7 @@ pub fn explain(e: &object_store::Error) -> String {
     match e {
         E::NotFound { .. } => "not found: check the bucket (container) and the key".into(),
         E::PermissionDenied { .. } | E::Unauthenticated { .. } => format!(
-            "access denied ({}): check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*, or the source's `storage:` map) and that they may read this path",
+            "access denied ({}): check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*, or the source's `storage:` map) and that they allow reading (or, for an output, writing) this path",
             first_line(e)
         ),
         other => {
@@ -276,12 +276,14 @@ pub fn explain(e: &object_store::Error) -> String {
                         "the endpoint did not answer: check `storage.endpoint` (or AZURE_STORAGE_ENDPOINT; AZURITE_BLOB_STORAGE_URL for the emulator), the network, and that the server is up"
                     }
                     "GCS" => {
-                        "the endpoint did not answer: check the network and that the server is up"
+                        "the endpoint did not answer: check `storage.base_url` (or GOOGLE_BASE_URL), the network, and that the server is up"
                     }
                     _ => {
                         "the endpoint did not answer: check `storage.endpoint` (or AWS_ENDPOINT_URL), the network, and that the server is up"
                     }
                 }
+            } else if lower.contains("account must be specified") {
+                "no Azure storage account: set AZURE_STORAGE_ACCOUNT_NAME with a key, SAS or client credentials (or `account_name` and the rest in the source's `storage:` map), or AZURE_STORAGE_USE_EMULATOR=true for Azurite"
             } else if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
                 "the bucket does not exist: check its name"
             } else if lower.contains("404 not found") || lower.contains("status 404") {

@@ -222,6 +222,14 @@ pub fn url_problem(path: &str) -> Option<String> {
             redact(path)
         ));
     }
+    // An escape would be decoded by one reader of the URL and kept by another: the listing at
+    // `apply` found the objects and the scan then read none (found by using it on Azure).
+    if rest.contains('%') {
+        return Some(format!(
+            "`{}` has a percent-escape (`%`): object URLs are taken literally, so names with `%`, `#` or `?` cannot be named; rename the objects (or the directory), or name a directory above them",
+            redact(path)
+        ));
+    }
     None
 }
 
