@@ -411,6 +411,50 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
         ),
         "{column:?}"
     );
+
+    // The manifest cannot be written (its name is taken by a directory): the command fails,
+    // and the table it wrote is removed with it — never left without its manifest — and no
+    // temporary file stays. With `--no-manifest`, a manifest of an earlier table is removed.
+    std::fs::create_dir(repo.join("nomani.manifest.json")).unwrap();
+    let args = [
+        "retrieve",
+        "--entities",
+        "data/labels.parquet",
+        "--features",
+        "model_v1",
+        "--output",
+        "nomani.parquet",
+    ];
+    let out = quiver(&repo, &args);
+    let text = describe(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("the table was removed"), "{text}");
+    assert!(!repo.join("nomani.parquet").exists(), "{text}");
+    let left: Vec<_> = std::fs::read_dir(&repo)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(repo.join("ok.manifest.json").exists());
+    let out = quiver(
+        &repo,
+        &[
+            "retrieve",
+            "--entities",
+            "data/labels.parquet",
+            "--features",
+            "driver_hourly_stats:conv_rate",
+            "--no-manifest",
+            "--output",
+            "ok.parquet",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        !repo.join("ok.manifest.json").exists(),
+        "the earlier table's manifest still describes the new one"
+    );
 }
 
 /// POSTs `body` and returns the status and the de-chunked response body.

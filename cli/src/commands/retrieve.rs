@@ -206,10 +206,12 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     // without waiting for them.
     runtime.shutdown_background();
     let (rows, columns, reads) = result?;
+    let path = manifest_path(&args.output);
     let manifest = if args.no_manifest {
+        // A manifest of an earlier table must not stay beside this one, describing it wrongly.
+        output.remove(&path)?;
         None
     } else {
-        let path = manifest_path(&args.output);
         let manifest = build_manifest(
             &version,
             &selection,
@@ -221,7 +223,19 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             &args.output,
             columns.clone(),
         )?;
-        output.write_manifest(&manifest, &path)?;
+        if let Err(e) = output.write_manifest(&manifest, &path) {
+            // A table is never left without its manifest or beside another table's: both go.
+            let _ = output.remove(&path);
+            let shown = args.output.display();
+            return Err(match output.remove(&args.output) {
+                Ok(()) => e.context(format!(
+                    "writing the manifest of {shown}; the table was removed, as it could not be checked or rebuilt without it"
+                )),
+                Err(r) => e.context(format!(
+                    "writing the manifest of {shown}; the table could not be removed either ({r:#}): delete it"
+                )),
+            });
+        }
         Some(path)
     };
     let summary = Summary {

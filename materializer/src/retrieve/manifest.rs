@@ -186,7 +186,11 @@ impl Manifest {
         let tmp = super::temp_path(path);
         let text = serde_json::to_string_pretty(self).expect("a manifest serializes");
         std::fs::write(&tmp, text + "\n").map_err(Error::io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(Error::io(path))
+        std::fs::rename(&tmp, path).map_err(|e| {
+            // No temporary left behind when the manifest cannot take its name.
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(path)(e)
+        })
     }
 
     /// The reasons the table can no longer be rebuilt exactly, if any: the registry version's

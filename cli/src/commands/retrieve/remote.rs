@@ -126,6 +126,30 @@ impl Output {
         Ok(())
     }
 
+    /// Removes the file or object at `path` (the output or its manifest, in the output's
+    /// store); one that does not exist is no error.
+    pub fn remove(&self, path: &Path) -> Result<()> {
+        if self.remote.is_none() {
+            return match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(anyhow::anyhow!("removing {}: {e}", path.display()))
+                }
+                _ => Ok(()),
+            };
+        }
+        let (store, url) = open_url(&path.to_string_lossy())?;
+        match block_on(|| async {
+            object_store::ObjectStoreExt::delete(store.as_ref(), &url.path).await
+        }) {
+            Err(object_store::Error::NotFound { .. }) | Ok(()) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!(
+                "removing {}: {}",
+                url.shown,
+                quiver_materializer::storage::explain(&e)
+            )),
+        }
+    }
+
     /// An output URL must not be the entity table's, nor lie inside a source on object storage
     /// (URLs compared as the store reads them: scheme case, `..` and escapes resolved).
     pub fn refuse_overlaps(
