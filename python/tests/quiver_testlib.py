@@ -140,12 +140,37 @@ class RedisServer:
         except OSError:
             return False
 
+    def _is_ours(self, timeout: float = 1.0) -> bool:
+        """Whether the server on the port is this process (`INFO server` names its PID): another
+        server that took the port between free_port() and the bind must not pass for it."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+                s.sendall(b"INFO server\r\n")
+                data = b""
+                while b"\r\n" not in data:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return False
+                    data += chunk
+                head, _, body = data.partition(b"\r\n")
+                if not head.startswith(b"$"):
+                    return False
+                size = int(head[1:])
+                while len(body) < size:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return False
+                    body += chunk
+                return f"process_id:{self.proc.pid}\r\n".encode() in body
+        except (OSError, ValueError):
+            return False
+
     def _wait_ready(self, within: float) -> bool:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
-            if self.ping():
+            if self._is_ours():
                 return True
             time.sleep(0.05)
         return False
@@ -187,7 +212,9 @@ class QuiverServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"quiver serve exited {self.proc.returncode}:\n{self.log_text()}")
             if self.port is None:
-                bound = re.search(r"^  HTTP 127\.0\.0\.1:(\d+)$", self.log_text(), re.MULTILINE)
+                text = self.log_text()
+                whole = text[: text.rfind("\n") + 1]  # only whole lines: not part of a port
+                bound = re.search(r"^  HTTP 127\.0\.0\.1:(\d+)$", whole, re.MULTILINE)
                 self.port = int(bound.group(1)) if bound else None
             if self.port is not None and self.ready():
                 return

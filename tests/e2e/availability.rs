@@ -5,10 +5,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use quiver_tests::{RedisServer, describe, free_port, quiver, quiver_bin};
+use quiver_tests::{RedisServer, describe, quiver, quiver_bin};
 use serde_json::Value as J;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_health::pb::HealthCheckRequest;
@@ -28,22 +28,16 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(repo: &Path) -> Server {
-        let addr = || SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-        let (http, grpc) = (addr(), addr());
-        let log = repo.join(format!("serve-{}.log", http.port()));
-        let child = Command::new(quiver_bin())
-            .args(["serve", "--http", &http.to_string(), "--grpc"])
-            .arg(grpc.to_string())
+        let log = quiver_tests::unique_log(repo, "serve");
+        let mut cmd = Command::new(quiver_bin());
+        cmd.args(["serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
             .current_dir(repo)
-            .env("QUIVER_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .env("QUIVER_LOG", "warn");
+        let (child, http, grpc) = quiver_tests::spawn_serve(cmd, &log, true).unwrap();
         Server {
             child,
             http,
-            grpc,
+            grpc: grpc.expect("gRPC listens"),
             log,
         }
     }

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use quiver_tests::{describe, free_port, quiver, quiver_bin};
+use quiver_tests::{describe, quiver, quiver_bin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::materialize::repo_with;
@@ -31,16 +31,12 @@ struct Server {
 
 impl Server {
     fn start(repo: &Path) -> Server {
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-        let log = repo.join(format!("serve-{}.log", http.port()));
-        let child = Command::new(quiver_bin())
-            .args(["serve", "--http", &http.to_string(), "--grpc", ""])
+        let log = quiver_tests::unique_log(repo, "serve");
+        let mut cmd = Command::new(quiver_bin());
+        cmd.args(["serve", "--http", "127.0.0.1:0", "--grpc", ""])
             .current_dir(repo)
-            .env("QUIVER_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .env("QUIVER_LOG", "warn");
+        let (child, http, _) = quiver_tests::spawn_serve(cmd, &log, false).unwrap();
         let server = Server { child, http, log };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

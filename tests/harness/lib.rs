@@ -115,13 +115,19 @@ impl RedisServer {
         self.wait_ready()
     }
 
-    /// Polls PING until the server answers, with a deadline.
+    /// Polls until this process answers (`INFO server` names its PID: another server that took
+    /// the port between `free_port` and the bind must not pass for it), with a deadline.
     fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let client = redis::Client::open(self.url())?;
+        let ours = format!(
+            "process_id:{}",
+            self.child.as_ref().map_or(0, std::process::Child::id)
+        );
         loop {
             if let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(200))
-                && redis::cmd("PING").query::<String>(&mut con).is_ok()
+                && let Ok(info) = redis::cmd("INFO").arg("server").query::<String>(&mut con)
+                && info.lines().any(|l| l.trim() == ours)
             {
                 return Ok(());
             }
@@ -334,53 +340,25 @@ impl QuiverServer {
     }
 
     /// Starts `quiver -C repo serve` with `cwd` as its working directory (`repo` may be
-    /// relative to it, as users type it). The server binds port 0 and its addresses are read
-    /// from its log: a port picked here and bound later could be taken in between by another
-    /// server, whose answers a test would take for this one's.
+    /// relative to it, as users type it), on ports of its own ([`spawn_serve`]).
     pub fn start_from(cwd: &Path, repo: &str, grpc: bool) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("serve.log");
-        let mut child = Command::new(quiver_bin())
-            .args(["-C", repo, "serve", "--http", "127.0.0.1:0", "--grpc"])
+        let mut cmd = Command::new(quiver_bin());
+        cmd.args(["-C", repo, "serve", "--http", "127.0.0.1:0", "--grpc"])
             .arg(if grpc { "127.0.0.1:0" } else { "" })
             .current_dir(cwd)
             .env_remove("QUIVER_REPO")
             .env_remove("QUIVER_CONFIG")
-            .env("QUIVER_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("cannot start quiver serve")?;
-        let bound = |name: &str, text: &str| -> Option<SocketAddr> {
-            let prefix = format!("  {name} ");
-            text.lines()
-                .find_map(|l| l.strip_prefix(prefix.as_str()))
-                .and_then(|a| a.trim().parse().ok())
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let http = bound("HTTP", &text);
-            let grpc_addr = bound("gRPC", &text);
-            if let Some(http) = http.filter(|_| !grpc || grpc_addr.is_some()) {
-                return Ok(QuiverServer {
-                    child,
-                    http,
-                    grpc: grpc_addr,
-                    log,
-                    _dir: dir,
-                });
-            }
-            if let Some(exit) = child.try_wait()? {
-                bail!("quiver serve exited with {exit} before listening:\n{text}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("quiver serve printed no address within 60 s:\n{text}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            .env("QUIVER_LOG", "info");
+        let (child, http, grpc) = spawn_serve(cmd, &log, grpc)?;
+        Ok(QuiverServer {
+            child,
+            http,
+            grpc,
+            log,
+            _dir: dir,
+        })
     }
 
     /// What the server has logged so far.
@@ -483,6 +461,57 @@ pub fn dechunk(mut body: &[u8]) -> Vec<u8> {
         body = &body[(start + size + 2).min(body.len())..];
     }
     out
+}
+
+/// Spawns `cmd`, a `quiver serve` told to listen on `127.0.0.1:0` (and gRPC too if `grpc`),
+/// its stderr to `log`, and returns once it has printed the addresses it bound (its banner:
+/// `  HTTP addr`, `  gRPC addr`). Binding port 0 and reading the address back, rather than
+/// picking a free port first, means no other process can take the port in between — a test
+/// would then take that process's answers for this server's (CI saw a paused server look
+/// healthy that way).
+pub fn spawn_serve(
+    mut cmd: Command,
+    log: &Path,
+    grpc: bool,
+) -> Result<(Child, SocketAddr, Option<SocketAddr>)> {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()
+        .context("cannot start quiver serve")?;
+    // Only whole lines: a line still being written could show part of a port.
+    let bound = |name: &str, text: &str| -> Option<SocketAddr> {
+        let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        let prefix = format!("  {name} ");
+        whole
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|a| a.trim().parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let (http, grpc_addr) = (bound("HTTP", &text), bound("gRPC", &text));
+        if let Some(http) = http.filter(|_| !grpc || grpc_addr.is_some()) {
+            return Ok((child, http, grpc_addr));
+        }
+        if let Some(exit) = child.try_wait()? {
+            bail!("quiver serve exited with {exit} before listening:\n{text}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("quiver serve printed no address within 60 s:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A file name in `dir` no other call of this process returns: `{stem}-{n}.log`.
+pub fn unique_log(dir: &Path, stem: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dir.join(format!("{stem}-{n}.log"))
 }
 
 /// A port nothing listens on right now.
