@@ -212,6 +212,19 @@ fn a_cluster_gives_the_local_engines_results() {
     );
     assert_eq!(value("quiver_cluster_executors_alive"), 2.0, "{text}");
     assert!(value("quiver_cluster_job_duration_seconds_count{state=\"completed\"}") >= 10.0);
+    // A client that connects and sends nothing is closed (after the 5 s header timeout), not
+    // kept open for ever.
+    let mut idle = std::net::TcpStream::connect(cluster.metrics).unwrap();
+    idle.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = matches!(std::io::Read::read(&mut idle, &mut buf), Ok(0) | Err(_));
+    assert!(
+        closed && started.elapsed() < std::time::Duration::from_secs(20),
+        "an idle /metrics connection is still open after {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

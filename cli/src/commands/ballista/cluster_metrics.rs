@@ -107,6 +107,9 @@ fn describe() {
     );
 }
 
+/// Connections the `/metrics` port keeps open at once (scrapers and operators, not clients).
+const METRICS_CONNECTIONS: usize = 64;
+
 /// Serves `GET /metrics` (Prometheus text) on `bind` until the process ends.
 pub async fn serve(bind: SocketAddr, handle: PrometheusHandle) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(bind)
@@ -127,8 +130,29 @@ pub async fn serve(bind: SocketAddr, handle: PrometheusHandle) -> Result<()> {
             }
         }),
     );
+    // The feature server's listener: a client that sends nothing, or half a request head, is
+    // closed after `header_timeout`, and few connections may be open at once.
+    use quiver_feature_server::listener::{self, ConnectionLimits, PortOptions, Protocols, Slots};
+    let options = PortOptions {
+        header_timeout: std::time::Duration::from_secs(5),
+        shutdown_grace: std::time::Duration::from_secs(1),
+        limits: ConnectionLimits {
+            max_connections: METRICS_CONNECTIONS,
+            ..ConnectionLimits::default()
+        },
+    };
+    let slots = Slots::new(METRICS_CONNECTIONS);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let serving = listener::serve(
+            listener,
+            app,
+            Protocols::Any,
+            None,
+            options,
+            slots,
+            std::future::pending(),
+        );
+        if let Err(e) = serving.await {
             tracing::warn!("the /metrics listener stopped: {e}");
         }
     });
