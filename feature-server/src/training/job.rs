@@ -38,15 +38,17 @@ impl Job {
     /// Runs until the table is sent or the client goes away (the response, and with it the
     /// channel's receiver, dropped): then the retrieval is dropped at once, even mid-sort.
     pub(super) async fn run(self, tx: tokio::sync::mpsc::Sender<Part>) {
-        tokio::select! {
-            sent = self.stream(&tx) => {
-                if let Err(last) = sent {
-                    let _ = tx.send(last).await;
-                }
-            }
-            () = tx.closed() => {}
-        }
+        let last = tokio::select! {
+            sent = self.stream(&tx) => sent.err(),
+            () = tx.closed() => None,
+        };
+        // The slot and the spooled upload are given back before the client hears how the
+        // request ended: one that sends its next request at once finds the slot free (CI saw
+        // a 503 "running its limit" right after a 413, the refused request's slot still held).
         drop(self.held);
+        if let Some(last) = last {
+            let _ = tx.send(last).await;
+        }
     }
 
     /// Sends the head and every batch; `Err` is the last part to send.
