@@ -412,9 +412,10 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
         "{column:?}"
     );
 
-    // The manifest cannot be written (its name is taken by a directory): the command fails,
-    // and the table it wrote is removed with it — never left without its manifest — and no
-    // temporary file stays. With `--no-manifest`, a manifest of an earlier table is removed.
+    // The manifest's name is taken by something that cannot be removed (a directory): the
+    // command fails before writing anything — a table is never left beside a manifest that is
+    // not its own — and no temporary file stays. With `--no-manifest`, a manifest of an earlier
+    // table is removed.
     std::fs::create_dir(repo.join("nomani.manifest.json")).unwrap();
     let args = [
         "retrieve",
@@ -428,7 +429,10 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
     let out = quiver(&repo, &args);
     let text = describe(&out);
     assert!(!out.status.success(), "{text}");
-    assert!(text.contains("the table was removed"), "{text}");
+    assert!(
+        text.contains("cannot be removed") && text.contains("nothing was written"),
+        "{text}"
+    );
     assert!(!repo.join("nomani.parquet").exists(), "{text}");
     let left: Vec<_> = std::fs::read_dir(&repo)
         .unwrap()
@@ -454,6 +458,35 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
     assert!(
         !repo.join("ok.manifest.json").exists(),
         "the earlier table's manifest still describes the new one"
+    );
+
+    // A `file://` URL is a local path and gets its checks: it cannot overwrite a source's data
+    // or the entity table.
+    let source = std::fs::read(repo.join("data/driver_stats.parquet")).unwrap();
+    for target in ["data/driver_stats.parquet", "data/labels.parquet"] {
+        let url = format!("file://{}", repo.join(target).display());
+        let out = quiver(
+            &repo,
+            &[
+                "retrieve",
+                "--entities",
+                "data/labels.parquet",
+                "--features",
+                "model_v1",
+                "--output",
+                &url,
+            ],
+        );
+        let text = describe(&out);
+        assert!(!out.status.success(), "{url}: {text}");
+        assert!(
+            text.contains("would change the data of source") || text.contains("entity table"),
+            "{url}: {text}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(repo.join("data/driver_stats.parquet")).unwrap(),
+        source
     );
 }
 

@@ -107,7 +107,21 @@ struct Summary {
     registry_version: u64,
 }
 
-pub fn run(ctx: &Context, args: Args) -> Result<()> {
+pub fn run(ctx: &Context, mut args: Args) -> Result<()> {
+    // A `file://` URL is a local path, and gets the local path's checks (an output must not
+    // overwrite a source, the entity table or the registry).
+    for path in [
+        Some(&mut args.output),
+        args.entities.as_mut(),
+        args.rebuild.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(local) = file_url_path(path)? {
+            *path = local;
+        }
+    }
     let repo = ctx.open()?;
     let store = repo.store()?;
     let started = Instant::now();
@@ -172,6 +186,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     }
     check_format(&args.output)?;
     let sources = source_fingerprints(&version, &repo.root, &features, true)?;
+    // An earlier table's manifest goes before this table is written, so a table is never left
+    // beside another table's manifest (if this run then fails, the earlier table stays, without
+    // its manifest). Not when rebuilding from that very manifest: it describes the same table.
+    let path = manifest_path(&args.output);
+    if args.rebuild.as_deref() != Some(path.as_path()) {
+        output.remove(&path).map_err(|e| {
+            UserError(format!(
+                "{e:#}: an earlier manifest cannot be removed, so this table would be left beside it; nothing was written"
+            ))
+        })?;
+    }
     let runtime = ctx.runtime()?;
     let result = runtime.block_on(async {
         // Registered before any work starts: a SIGTERM that arrives while the table is being
@@ -206,10 +231,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     // without waiting for them.
     runtime.shutdown_background();
     let (rows, columns, reads) = result?;
-    let path = manifest_path(&args.output);
     let manifest = if args.no_manifest {
-        // A manifest of an earlier table must not stay beside this one, describing it wrongly.
-        output.remove(&path)?;
         None
     } else {
         let manifest = build_manifest(
@@ -428,4 +450,25 @@ fn render(s: &Summary) -> String {
         ));
     }
     out
+}
+
+/// The local path a `file://` URL names (`None`: not a `file://` URL).
+fn file_url_path(path: &std::path::Path) -> Result<Option<PathBuf>> {
+    let text = path.to_string_lossy();
+    let Some(rest) = text
+        .get(..7)
+        .filter(|s| s.eq_ignore_ascii_case("file://"))
+        .map(|_| &text[7..])
+    else {
+        return Ok(None);
+    };
+    match rest.strip_prefix("localhost").unwrap_or(rest) {
+        local if local.starts_with('/') && !local.contains(['%', '?', '#']) => {
+            Ok(Some(PathBuf::from(local)))
+        }
+        _ => Err(UserError(format!(
+            "`{text}`: give a local path, or a `file:///absolute/path` URL without escapes"
+        ))
+        .into()),
+    }
 }

@@ -183,14 +183,17 @@ impl Manifest {
 
     /// Writes the manifest atomically (a temporary file renamed into place).
     pub fn write(&self, path: &Path) -> Result<()> {
+        // Temporaries of killed runs go first; this run's is removed when anything fails.
+        super::output_file::remove_stale_temps(path);
         let tmp = super::temp_path(path);
         let text = serde_json::to_string_pretty(self).expect("a manifest serializes");
-        std::fs::write(&tmp, text + "\n").map_err(Error::io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(|e| {
-            // No temporary left behind when the manifest cannot take its name.
+        let written = std::fs::write(&tmp, text + "\n")
+            .map_err(Error::io(&tmp))
+            .and_then(|()| std::fs::rename(&tmp, path).map_err(Error::io(path)));
+        if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
-            Error::io(path)(e)
-        })
+        }
+        written
     }
 
     /// The reasons the table can no longer be rebuilt exactly, if any: the registry version's

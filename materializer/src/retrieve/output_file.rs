@@ -40,7 +40,7 @@ pub async fn write_output(retrieval: Retrieval, path: &Path) -> Result<u64> {
 
 /// Temporary outputs of earlier runs for `output` whose process is gone (killed, crashed):
 /// removed, so an interrupted retrieval leaves nothing behind for long.
-fn remove_stale_temps(output: &Path) {
+pub(crate) fn remove_stale_temps(output: &Path) {
     let (Some(dir), Some(name)) = (output.parent(), output.file_name()) else {
         return;
     };
