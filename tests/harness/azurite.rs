@@ -4,8 +4,6 @@
 //! (Shared Key), as a real client does; `quiver` reaches it through the standard
 //! `AZURE_STORAGE_USE_EMULATOR` / `AZURITE_BLOB_STORAGE_URL` variables.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::free_port;
-use crate::s3::{Answer, elements, encode, parse_answer, unescape_xml};
+use crate::s3::{Answer, elements, encode, exchange, installed, unescape_xml};
 
 /// Where `.ci/run` installs Azurite when `QUIVER_AZURITE` does not say otherwise.
 const DEFAULT_DIR: &str = ".cache/quiver-azurite";
@@ -257,10 +255,6 @@ impl Azurite {
             target.push(if i == 0 { '?' } else { '&' });
             target.push_str(&format!("{k}={}", encode(v, true)));
         }
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        s.set_write_timeout(Some(Duration::from_secs(60)))?;
         let mut head = format!(
             "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
              Content-Length: {}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\n",
@@ -273,12 +267,7 @@ impl Azurite {
         for (k, v) in &ms {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes())?;
-        s.write_all(body)?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf)?;
-        parse_answer(&buf).with_context(|| format!("{method} {target}: a malformed answer"))
+        exchange(self.port, &head, body, &format!("{method} {target}"))
     }
 }
 
@@ -290,12 +279,8 @@ impl Drop for Azurite {
 
 /// The `azurite-blob` to run, if any.
 fn azurite_blob() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("QUIVER_AZURITE").filter(|b| !b.is_empty()) {
-        return Some(PathBuf::from(bin));
-    }
-    let home = std::env::var_os("HOME")?;
-    let bin = Path::new(&home)
-        .join(DEFAULT_DIR)
-        .join("node_modules/.bin/azurite-blob");
-    bin.exists().then_some(bin)
+    installed(
+        "QUIVER_AZURITE",
+        &format!("{DEFAULT_DIR}/node_modules/.bin/azurite-blob"),
+    )
 }

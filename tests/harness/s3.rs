@@ -267,10 +267,6 @@ impl S3Server {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Answer> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        s.set_write_timeout(Some(Duration::from_secs(60)))?;
         let mut head = format!(
             "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
              Content-Length: {}\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD\r\n\
@@ -283,13 +279,32 @@ impl S3Server {
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes())?;
-        s.write_all(body)?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf)?;
-        parse_answer(&buf).with_context(|| format!("{method} {target}: a malformed answer"))
+        exchange(self.port, &head, body, &format!("{method} {target}"))
     }
+}
+
+/// One HTTP/1.1 exchange on a connection of its own to `127.0.0.1:port`: `head` (the request
+/// line and header lines) and `body` out, the whole answer in (the server closes).
+pub(crate) fn exchange(port: u16, head: &str, body: &[u8], what: &str) -> Result<Answer> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.set_write_timeout(Some(Duration::from_secs(60)))?;
+    s.write_all(head.as_bytes())?;
+    s.write_all(b"\r\n")?;
+    s.write_all(body)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    parse_answer(&buf).with_context(|| format!("{what}: a malformed answer"))
+}
+
+/// A program the tests run when it is installed: `$var` if set, else `~/default` if it exists.
+pub(crate) fn installed(var: &str, default: &str) -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os(var).filter(|b| !b.is_empty()) {
+        return Some(PathBuf::from(bin));
+    }
+    let bin = Path::new(&std::env::var_os("HOME")?).join(default);
+    bin.exists().then_some(bin)
 }
 
 impl Drop for S3Server {
@@ -300,12 +315,10 @@ impl Drop for S3Server {
 
 /// The `moto_server` to run, if any.
 fn moto_server() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("QUIVER_MOTO_SERVER").filter(|b| !b.is_empty()) {
-        return Some(PathBuf::from(bin));
-    }
-    let home = std::env::var_os("HOME")?;
-    let bin = Path::new(&home).join(DEFAULT_VENV).join("bin/moto_server");
-    bin.exists().then_some(bin)
+    installed(
+        "QUIVER_MOTO_SERVER",
+        &format!("{DEFAULT_VENV}/bin/moto_server"),
+    )
 }
 
 fn object_path(bucket: &str, key: &str) -> String {
@@ -393,7 +406,7 @@ fn parse_log(text: &str) -> Vec<(String, String, u16)> {
     out
 }
 
-pub(crate) fn parse_answer(buf: &[u8]) -> Result<Answer> {
+fn parse_answer(buf: &[u8]) -> Result<Answer> {
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
