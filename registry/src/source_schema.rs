@@ -133,8 +133,19 @@ pub fn resolved_path(path: &Path) -> PathBuf {
 }
 
 /// Whether writing `file` would change what the source path `path` reads: it is one of the
-/// source's files, lies inside its directory, or matches its glob. URLs are never local files.
+/// source's files, lies inside its directory, or matches its glob. URLs are never local files,
+/// but for `file://` ones, which name local paths.
 pub fn source_reads(root: &Path, path: &str, file: &Path) -> bool {
+    let path = match path.get(..7) {
+        Some(s) if s.eq_ignore_ascii_case("file://") => {
+            let rest = &path[7..];
+            let local = rest
+                .get(..9)
+                .filter(|h| h.eq_ignore_ascii_case("localhost"));
+            local.map_or(rest, |_| &rest[9..])
+        }
+        _ => path,
+    };
     if is_url(path) {
         return false;
     }
@@ -293,4 +304,28 @@ pub fn check_view_columns(
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::source_reads;
+
+    /// A `file://` source is a local path: writing into it changes what it reads.
+    #[test]
+    fn file_urls_are_local_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let data = dir.path().join("data");
+        let inside = data.join("out.parquet");
+        let elsewhere = dir.path().join("out.parquet");
+        for source in [
+            format!("file://{}/", data.display()),
+            format!("FILE://localhost{}", data.display()),
+            "data/".to_string(),
+        ] {
+            assert!(source_reads(dir.path(), &source, &inside), "{source}");
+            assert!(!source_reads(dir.path(), &source, &elsewhere), "{source}");
+        }
+        assert!(!source_reads(dir.path(), "s3://lake/data/", &inside));
+    }
 }

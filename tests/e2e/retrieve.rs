@@ -441,6 +441,21 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(repo.join("ok.manifest.json").exists());
+    // Rebuilt in place, however the manifest is spelled: the table and a manifest stay.
+    let before = std::fs::read(repo.join("ok.parquet")).unwrap();
+    let out = quiver(
+        &repo,
+        &[
+            "retrieve",
+            "--rebuild",
+            "./ok.manifest.json",
+            "--output",
+            "ok.parquet",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(repo.join("ok.manifest.json").exists());
+    assert_eq!(std::fs::read(repo.join("ok.parquet")).unwrap(), before);
     let out = quiver(
         &repo,
         &[

@@ -190,7 +190,11 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<()> {
     // beside another table's manifest (if this run then fails, the earlier table stays, without
     // its manifest). Not when rebuilding from that very manifest: it describes the same table.
     let path = manifest_path(&args.output);
-    if args.rebuild.as_deref() != Some(path.as_path()) {
+    let same_manifest = args
+        .rebuild
+        .as_deref()
+        .is_some_and(|r| same_place(r, &path));
+    if !same_manifest {
         output.remove(&path).map_err(|e| {
             UserError(format!(
                 "{e:#}: an earlier manifest cannot be removed, so this table would be left beside it; nothing was written"
@@ -246,6 +250,13 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<()> {
             columns.clone(),
         )?;
         if let Err(e) = output.write_manifest(&manifest, &path) {
+            if same_manifest {
+                // Rebuilt in place: the earlier manifest was kept, and describes this table.
+                return Err(e.context(format!(
+                    "writing the manifest of {}; the table and the manifest it was rebuilt from are kept",
+                    args.output.display()
+                )));
+            }
             // A table is never left without its manifest or beside another table's: both go.
             let _ = output.remove(&path);
             let shown = args.output.display();
@@ -462,7 +473,10 @@ fn file_url_path(path: &std::path::Path) -> Result<Option<PathBuf>> {
     else {
         return Ok(None);
     };
-    match rest.strip_prefix("localhost").unwrap_or(rest) {
+    let host = rest
+        .get(..9)
+        .filter(|h| h.eq_ignore_ascii_case("localhost"));
+    match host.map_or(rest, |_| &rest[9..]) {
         local if local.starts_with('/') && !local.contains(['%', '?', '#']) => {
             Ok(Some(PathBuf::from(local)))
         }
@@ -470,5 +484,21 @@ fn file_url_path(path: &std::path::Path) -> Result<Option<PathBuf>> {
             "`{text}`: give a local path, or a `file:///absolute/path` URL without escapes"
         ))
         .into()),
+    }
+}
+
+/// Whether `a` and `b` name the same file or object (paths resolved, URLs as the store reads
+/// them).
+fn same_place(a: &Path, b: &Path) -> bool {
+    use quiver_materializer::storage::StoreUrl;
+    use quiver_registry::source_schema::{is_url, resolved_path};
+    let (ta, tb) = (a.to_string_lossy(), b.to_string_lossy());
+    match (is_url(&ta), is_url(&tb)) {
+        (false, false) => resolved_path(a) == resolved_path(b),
+        (true, true) => match (StoreUrl::parse(&ta), StoreUrl::parse(&tb)) {
+            (Ok(x), Ok(y)) => x.root == y.root && x.path == y.path,
+            _ => false,
+        },
+        _ => false,
     }
 }

@@ -39,7 +39,7 @@ impl Job {
     /// channel's receiver, dropped): then the retrieval is dropped at once, even mid-sort.
     pub(super) async fn run(self, tx: tokio::sync::mpsc::Sender<Part>) {
         let last = tokio::select! {
-            sent = self.stream(&tx) => sent.err(),
+            sent = self.stream(&tx) => Some(sent.unwrap_or_else(|last| last)),
             () = tx.closed() => None,
         };
         // The slot and the spooled upload are given back before the client hears how the
@@ -51,8 +51,10 @@ impl Job {
         }
     }
 
-    /// Sends the head and every batch; `Err` is the last part to send.
-    async fn stream(&self, tx: &tokio::sync::mpsc::Sender<Part>) -> Result<(), Part> {
+    /// Sends the head and every batch but the end of the stream; returns the last part to send
+    /// (the end, or the error), which goes out after the slot is released: a client returns
+    /// as soon as it reads the end.
+    async fn stream(&self, tx: &tokio::sync::mpsc::Sender<Part>) -> Result<Part, Part> {
         let refused = |e| Part::Refused(materializer_error(e));
         let input = EntityInput::open_with(
             &self.path,
@@ -112,9 +114,7 @@ impl Job {
                 .map_err(gone)?;
         }
         writer.finish().map_err(|e| Part::Failed(e.to_string()))?;
-        tx.send(Part::Data(Bytes::from(std::mem::take(writer.get_mut()))))
-            .await
-            .map_err(gone)
+        Ok(Part::Data(Bytes::from(std::mem::take(writer.get_mut()))))
     }
 }
 
