@@ -132,20 +132,24 @@ pub fn resolved_path(path: &Path) -> PathBuf {
     }
 }
 
+/// The path a `file://` URL names (`file://localhost/x` and `FILE:///x` → `/x`), or `None` for
+/// anything that is not a `file://` URL.
+pub fn file_url_local(path: &str) -> Option<&str> {
+    let rest = path
+        .get(..7)
+        .filter(|s| s.eq_ignore_ascii_case("file://"))
+        .map(|_| &path[7..])?;
+    let host = rest
+        .get(..9)
+        .filter(|h| h.eq_ignore_ascii_case("localhost"));
+    Some(host.map_or(rest, |_| &rest[9..]))
+}
+
 /// Whether writing `file` would change what the source path `path` reads: it is one of the
 /// source's files, lies inside its directory, or matches its glob. URLs are never local files,
 /// but for `file://` ones, which name local paths.
 pub fn source_reads(root: &Path, path: &str, file: &Path) -> bool {
-    let path = match path.get(..7) {
-        Some(s) if s.eq_ignore_ascii_case("file://") => {
-            let rest = &path[7..];
-            let local = rest
-                .get(..9)
-                .filter(|h| h.eq_ignore_ascii_case("localhost"));
-            local.map_or(rest, |_| &rest[9..])
-        }
-        _ => path,
-    };
+    let path = file_url_local(path).unwrap_or(path);
     if is_url(path) {
         return false;
     }

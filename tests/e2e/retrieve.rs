@@ -416,17 +416,22 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
     // command fails before writing anything — a table is never left beside a manifest that is
     // not its own — and no temporary file stays. With `--no-manifest`, a manifest of an earlier
     // table is removed.
+    // `quiver retrieve` of the labels with `features` to `output`, and `extra` flags.
+    let retrieve_to = |features: &str, output: &str, extra: &[&str]| {
+        let mut args = vec![
+            "retrieve",
+            "--entities",
+            "data/labels.parquet",
+            "--features",
+            features,
+            "--output",
+            output,
+        ];
+        args.extend_from_slice(extra);
+        quiver(&repo, &args)
+    };
     std::fs::create_dir(repo.join("nomani.manifest.json")).unwrap();
-    let args = [
-        "retrieve",
-        "--entities",
-        "data/labels.parquet",
-        "--features",
-        "model_v1",
-        "--output",
-        "nomani.parquet",
-    ];
-    let out = quiver(&repo, &args);
+    let out = retrieve_to("model_v1", "nomani.parquet", &[]);
     let text = describe(&out);
     assert!(!out.status.success(), "{text}");
     assert!(
@@ -456,18 +461,10 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
     assert!(out.status.success(), "{}", describe(&out));
     assert!(repo.join("ok.manifest.json").exists());
     assert_eq!(std::fs::read(repo.join("ok.parquet")).unwrap(), before);
-    let out = quiver(
-        &repo,
-        &[
-            "retrieve",
-            "--entities",
-            "data/labels.parquet",
-            "--features",
-            "driver_hourly_stats:conv_rate",
-            "--no-manifest",
-            "--output",
-            "ok.parquet",
-        ],
+    let out = retrieve_to(
+        "driver_hourly_stats:conv_rate",
+        "ok.parquet",
+        &["--no-manifest"],
     );
     assert!(out.status.success(), "{}", describe(&out));
     assert!(
@@ -480,18 +477,7 @@ fn retrieve_rejects_bad_input_clearly_and_writes_nothing() {
     let source = std::fs::read(repo.join("data/driver_stats.parquet")).unwrap();
     for target in ["data/driver_stats.parquet", "data/labels.parquet"] {
         let url = format!("file://{}", repo.join(target).display());
-        let out = quiver(
-            &repo,
-            &[
-                "retrieve",
-                "--entities",
-                "data/labels.parquet",
-                "--features",
-                "model_v1",
-                "--output",
-                &url,
-            ],
-        );
+        let out = retrieve_to("model_v1", &url, &[]);
         let text = describe(&out);
         assert!(!out.status.success(), "{url}: {text}");
         assert!(

@@ -15,8 +15,10 @@ use quiver_registry::store::RegistryVersion;
 use serde::Serialize;
 
 use crate::context::Context;
+use paths::{file_url_path, same_place};
 use remote::{Entities, Output};
 
+mod paths;
 pub mod remote;
 use crate::exit::UserError;
 
@@ -461,44 +463,4 @@ fn render(s: &Summary) -> String {
         ));
     }
     out
-}
-
-/// The local path a `file://` URL names (`None`: not a `file://` URL).
-fn file_url_path(path: &std::path::Path) -> Result<Option<PathBuf>> {
-    let text = path.to_string_lossy();
-    let Some(rest) = text
-        .get(..7)
-        .filter(|s| s.eq_ignore_ascii_case("file://"))
-        .map(|_| &text[7..])
-    else {
-        return Ok(None);
-    };
-    let host = rest
-        .get(..9)
-        .filter(|h| h.eq_ignore_ascii_case("localhost"));
-    match host.map_or(rest, |_| &rest[9..]) {
-        local if local.starts_with('/') && !local.contains(['%', '?', '#']) => {
-            Ok(Some(PathBuf::from(local)))
-        }
-        _ => Err(UserError(format!(
-            "`{text}`: give a local path, or a `file:///absolute/path` URL without escapes"
-        ))
-        .into()),
-    }
-}
-
-/// Whether `a` and `b` name the same file or object (paths resolved, URLs as the store reads
-/// them).
-fn same_place(a: &Path, b: &Path) -> bool {
-    use quiver_materializer::storage::StoreUrl;
-    use quiver_registry::source_schema::{is_url, resolved_path};
-    let (ta, tb) = (a.to_string_lossy(), b.to_string_lossy());
-    match (is_url(&ta), is_url(&tb)) {
-        (false, false) => resolved_path(a) == resolved_path(b),
-        (true, true) => match (StoreUrl::parse(&ta), StoreUrl::parse(&tb)) {
-            (Ok(x), Ok(y)) => x.root == y.root && x.path == y.path,
-            _ => false,
-        },
-        _ => false,
-    }
 }
