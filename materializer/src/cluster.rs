@@ -1,10 +1,13 @@
 //! Offline work on an Apache DataFusion Ballista cluster (`engine: {type: ballista, url}`).
 //!
-//! The same DataFusion plans run locally or on the cluster: a job's scans, filters, projections
-//! and sorts are planned here as usual, and with a cluster session its scheduler plans and runs
-//! them on the executors, whose results stream back. What Quiver adds on top (the as-of merge,
-//! the per-entity reduction's exact tie-break, online writes, output files) stays in this
-//! process, so both engines give identical output by construction (ARCHITECTURE.md).
+//! The same DataFusion plans run locally or on the cluster. Materialization and verify plan
+//! their scans, filters, sorts and the per-entity rank here, and the cluster session's
+//! scheduler plans and runs them on the executors, whose results (about a row per entity)
+//! stream back; the exact tie-break of a full tie, online writes and output files stay in this
+//! process. Retrieval builds each view's whole join — scans, sorts and Quiver's own merge
+//! operators — as a physical plan and submits it ([`crate::retrieve`]'s `on_cluster`); the
+//! merges reach the scheduler and executors through [`QuiverPhysicalCodec`]. Both engines run
+//! the same operators, so they give identical output by construction (ARCHITECTURE.md).
 //!
 //! Executors and the scheduler read sources by their URLs: object stores are opened from their
 //! own environment and the sources' `storage:` maps, which travel with each job as written
@@ -26,6 +29,9 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
+mod codec;
+pub use codec::QuiverPhysicalCodec;
+
 /// Ballista's switch for its adaptive query planner (off: see [`Cluster::session`]).
 const ADAPTIVE_PLANNER: &str = "ballista.planner.adaptive.enabled";
 
@@ -38,6 +44,11 @@ pub struct Cluster {
     pub port: u16,
     /// How long the scheduler may take to accept a connection.
     pub connect_timeout: Duration,
+    /// Where retrieval stages entity keys for the executors (`engine.staging`; `None`: a
+    /// directory in the system's temporary directory).
+    pub staging: Option<String>,
+    /// How the staging store is opened (`engine.staging_storage`, as written).
+    pub staging_storage: BTreeMap<String, String>,
 }
 
 impl Cluster {
@@ -49,6 +60,8 @@ impl Cluster {
             EngineConfig::Ballista {
                 url,
                 connect_timeout_ms,
+                staging,
+                staging_storage,
             } => {
                 let (host, port) = EngineConfig::scheduler(url).map_err(Error::Invalid)?;
                 Ok(Some(Cluster {
@@ -56,6 +69,8 @@ impl Cluster {
                     host,
                     port,
                     connect_timeout: Duration::from_millis((*connect_timeout_ms).max(1)),
+                    staging: staging.clone(),
+                    staging_storage: staging_storage.clone(),
                 }))
             }
         }

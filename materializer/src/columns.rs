@@ -17,7 +17,7 @@ use quiver_registry::store::FeatureStats;
 use quiver_registry::{Field as Declared, ScalarType, ValueType};
 
 /// Which columns of the input hold what.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Layout {
     pub join_keys: Vec<Declared>,
     pub timestamp: String,

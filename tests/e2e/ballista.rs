@@ -123,6 +123,25 @@ fn a_cluster_gives_the_local_engines_results() {
     .unwrap();
     use_cluster(&files_on_cluster, &cluster);
     use_cluster(&s3_on_cluster, &cluster);
+    // Entity keys staged for the executors: in a directory of the test's own, and on S3 (the
+    // processes open the staging store with its map, which travels with the job; quiver.yaml's
+    // values are resolved when it is loaded, so a literal here).
+    let staging = lake.tmp.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    for (r, engine) in [
+        (&files_on_cluster, format!("  staging: {}\n", staging.display())),
+        (
+            &s3_on_cluster,
+            format!(
+                "  staging: s3://lake/staging/\n  staging_storage: {{endpoint: \"{}\", region: us-east-1}}\n",
+                server.endpoint()
+            ),
+        ),
+    ] {
+        let file = r.join("quiver.yaml");
+        let yaml = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(file, format!("{yaml}{engine}")).unwrap();
+    }
     let all = [&local, &files_on_cluster, &s3_on_cluster];
     for r in all {
         ok(r, &["apply"], &env);
@@ -149,6 +168,24 @@ fn a_cluster_gives_the_local_engines_results() {
             );
         }
     }
+
+    // The views' merges ran on the executors: the jobs the scheduler planned hold them, and
+    // the entity keys staged for them are gone.
+    let log = cluster.scheduler_log();
+    for merge in ["AsOfExec", "WindowAggExec"] {
+        assert!(log.contains(merge), "no {merge} in a job:\n{log}");
+    }
+    let left: Vec<_> = std::fs::read_dir(&staging).unwrap().collect();
+    assert!(left.is_empty(), "staged files left: {left:?}");
+    let staged_on_s3 = server
+        .requests()
+        .iter()
+        .filter(|(method, path, status)| {
+            method == "PUT" && path.contains("/staging/quiver-entities-") && *status == 200
+        })
+        .count();
+    assert!(staged_on_s3 >= 2, "no entity keys staged on S3");
+    assert_eq!(server.list(BUCKET, "staging/"), Vec::<String>::new());
 
     let range = [
         "materialize",

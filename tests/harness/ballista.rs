@@ -195,6 +195,11 @@ impl Cluster {
     }
 
     /// Every process's log, for failure messages.
+    /// The scheduler's whole log.
+    pub fn scheduler_log(&self) -> String {
+        std::fs::read_to_string(&self.scheduler.log).unwrap_or_default()
+    }
+
     pub fn logs(&self) -> String {
         let tail = |p: &PathBuf| {
             let text = std::fs::read_to_string(p).unwrap_or_default();

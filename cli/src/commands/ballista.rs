@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
-use ballista_core::serde::{
-    BallistaCodec, BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec,
-};
+use ballista_core::serde::{BallistaCodec, BallistaLogicalExtensionCodec};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
@@ -20,7 +18,7 @@ use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
-use quiver_materializer::cluster::{Stores, cluster_config};
+use quiver_materializer::cluster::{QuiverPhysicalCodec, Stores, cluster_config};
 use quiver_registry::config::EngineConfig;
 
 use crate::exit::UserError;
@@ -160,10 +158,11 @@ async fn scheduler(args: SchedulerArgs) -> Result<()> {
         cluster_metrics::serve(bind, handle).await?;
         eprintln!("quiver: scheduler metrics on http://{bind}/metrics");
     }
-    // Ballista's own `create_scheduler`, with Quiver's metrics collector.
+    // Ballista's own `create_scheduler`, with Quiver's metrics collector and Quiver's
+    // operators (retrieval's merges) in its physical codec.
     let codec = BallistaCodec::new(
         Arc::new(BallistaLogicalExtensionCodec::default()),
-        Arc::new(BallistaPhysicalExtensionCodec::default()),
+        Arc::new(QuiverPhysicalCodec::default()),
     );
     let mut scheduler = SchedulerServer::<LogicalPlanNode, PhysicalPlanNode>::new(
         config.scheduler_endpoint(),
@@ -276,6 +275,8 @@ async fn executor(args: ExecutorArgs) -> Result<()> {
         executor_heartbeat_interval_seconds: args.heartbeat_seconds.max(1),
         override_runtime_producer: Some(runtime),
         override_config_producer: Some(Arc::new(cluster_config)),
+        // Retrieval's merges arrive as Quiver's operators.
+        override_physical_codec: Some(Arc::new(QuiverPhysicalCodec::default())),
         // A runtime (and its object stores) per task, from that task's job settings: Ballista
         // would otherwise keep the first job's runtime for the whole session, and a later job
         // of it reading another store would not have that store's `storage:` map.

@@ -47,7 +47,7 @@ pub const CREATED: &str = "__c";
 const MAX_RETAINED: usize = 64;
 
 /// What the join needs to know besides its inputs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AsOfSpec {
     /// The view's join keys, first columns of both inputs.
     pub keys: usize,
@@ -98,6 +98,10 @@ impl AsOfExec {
             schema,
             properties,
         })
+    }
+
+    pub fn spec(&self) -> &AsOfSpec {
+        &self.spec
     }
 }
 

@@ -26,6 +26,7 @@ mod entity_keys;
 mod gather;
 pub mod manifest;
 mod merge;
+mod on_cluster;
 mod output_file;
 mod outputs;
 mod parquet_bounds;
@@ -80,8 +81,8 @@ pub struct Engine {
     /// (`key IN (…)`), so a one-row request sorts the few rows of its entities, not the source.
     /// 0 turns it off.
     pub key_filter_rows: u64,
-    /// Run the views' scans, filters and sorts on this Ballista cluster (`engine:` in
-    /// quiver.yaml); `None`: in this process.
+    /// Run the views' joins (scans, filters, sorts and merges) on this Ballista cluster
+    /// (`engine:` in quiver.yaml); `None`: in this process.
     pub cluster: Option<crate::cluster::Cluster>,
 }
 
@@ -144,7 +145,8 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
     // Each view may keep its join output in memory, to restore input order, within this share.
     let share = budget::gather_share(engine, parts.len());
     let ctx = budget::session(engine)?;
-    // The views' rows are read and sorted where the engine runs; the entity table is read here.
+    // The views' joins run where the engine runs; the entity table is read here (and staged
+    // for a cluster's executors).
     let rows_ctx = match &engine.cluster {
         Some(cluster) => cluster.session(&ctx).await?,
         None => ctx.clone(),
@@ -156,7 +158,7 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
     // The views' merges run side by side; with at least two cores per view, each view's merge
     // is split by key.
     let merges = match engine.cluster {
-        Some(_) => 1,
+        Some(_) => rows_ctx.copied_config().target_partitions().max(1),
         None => (engine.partitions / parts.len().max(1)).max(1),
     };
     for part in &parts {
@@ -170,6 +172,7 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
             engine.batch_rows,
             key_filter,
             merges,
+            engine.cluster.as_ref(),
         )
         .await?;
         // The plans run with the rows' session (the same one locally): a cluster's jobs take

@@ -5,8 +5,9 @@
 //! With at least two cores per view, both sides are hash-partitioned by the join keys and
 //! sorted per partition, so each partition's merge runs on its own core and no order-preserving
 //! merge of sorted runs sits in front of it (a key's rows all land in one partition: the merges are
-//! independent). Otherwise (and on a cluster, whose sorted rows come back as one stream) each
-//! view has one merge and the views' merges run side by side: repartitioning would only copy.
+//! independent). Otherwise each view has one merge and the views' merges run side by side:
+//! repartitioning would only copy. On a cluster the same plan, split into the cluster's
+//! partitions, runs on the executors (`on_cluster`), the entity keys staged for them.
 
 use std::sync::Arc;
 
@@ -27,8 +28,8 @@ use crate::source::view_input;
 
 /// One view's join, as a plan whose partitions together yield one row per entity row, each in
 /// the order of (join keys, time): `__row`, the view's features, `__e`, `__c`. The entity keys
-/// are read with `ctx`, the view's rows with `rows_ctx` (the same session, or a cluster's);
-/// `merges`: how many partitions the merge runs in (more than 1 only for the same session).
+/// are read with `ctx`, the view's rows with `rows_ctx` (the same session, or `cluster`'s, on
+/// which the whole plan then runs); `merges`: how many partitions the merge runs in.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn view_plan(
     ctx: &SessionContext,
@@ -39,6 +40,7 @@ pub(super) async fn view_plan(
     batch_rows: usize,
     key_filter: bool,
     merges: usize,
+    cluster: Option<&crate::cluster::Cluster>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let source = request
         .registry
@@ -73,8 +75,26 @@ pub(super) async fn view_plan(
         .into_iter()
         .chain(ties.iter().map(String::as_str))
         .collect();
-    let (rows, entities) = match merges {
-        n if n > 1 => {
+    let by_key = |plan, time: &[&str], n| partitioned_sort(plan, &keys, time, n);
+    let mut staged = None;
+    let (rows, entities) = match (cluster, merges) {
+        (Some(cluster), n) => {
+            // Planned here (the files listed, the filter pushed into the scan), run there.
+            let rows = rows.filter(filter).map_err(Error::engine(context()))?;
+            let rows = ctx
+                .state()
+                .create_physical_plan(rows.logical_plan())
+                .await
+                .map_err(Error::engine(context()))?;
+            let entities = entity_keys(ctx, request.entities, &keys).await?;
+            let (entities, file) = super::on_cluster::stage(ctx, rows_ctx, entities, cluster).await?;
+            staged = Some(file);
+            (
+                by_key(rows, &row_order, n).map_err(Error::engine(context()))?,
+                by_key(entities, &[ENTITY_TIME], n).map_err(Error::engine(context()))?,
+            )
+        }
+        (None, n) if n > 1 => {
             let rows = rows
                 .filter(filter)
                 .map_err(Error::engine(context()))?
@@ -82,20 +102,42 @@ pub(super) async fn view_plan(
                 .await
                 .map_err(Error::engine(context()))?;
             let entities = entity_keys(ctx, request.entities, &keys).await?;
-            let by_key = |plan, time: &[&str]| partitioned_sort(plan, &keys, time, n);
             (
-                by_key(rows, &row_order).map_err(Error::engine(context()))?,
-                by_key(entities, &[ENTITY_TIME]).map_err(Error::engine(context()))?,
+                by_key(rows, &row_order, n).map_err(Error::engine(context()))?,
+                by_key(entities, &[ENTITY_TIME], n).map_err(Error::engine(context()))?,
             )
         }
-        _ => {
+        (None, _) => {
             let rows = sorted_rows(rows, filter, view, &keys, &row_order).await?;
             let entities = entity_keys(ctx, request.entities, &keys).await?;
-            let entities = partitioned_sort(entities, &keys, &[ENTITY_TIME], 1)
-                .map_err(Error::engine(context()))?;
+            let entities = by_key(entities, &[ENTITY_TIME], 1).map_err(Error::engine(context()))?;
             (single_partition(rows), entities)
         }
     };
+    let merge = merge_exec(
+        view, &keys, join_keys, columns, entities, rows, request, batch_rows,
+    )?;
+    match (cluster, staged) {
+        (Some(cluster), Some(staged)) => {
+            super::on_cluster::job(ctx, rows_ctx, cluster, merge, staged).await
+        }
+        _ => Ok(merge),
+    }
+}
+
+/// The view's merge of its sorted `entities` and `rows`: the as-of join, or the window
+/// aggregation of an aggregation view.
+#[allow(clippy::too_many_arguments)]
+fn merge_exec(
+    view: &FeatureView,
+    keys: &[(String, DataType)],
+    join_keys: Vec<Field>,
+    columns: Vec<Field>,
+    entities: Arc<dyn ExecutionPlan>,
+    rows: Arc<dyn ExecutionPlan>,
+    request: &Request<'_>,
+    batch_rows: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
     if let Some(aggregations) = &view.aggregations {
         let spec = WindowSpec {
             keys: keys.len(),

@@ -45,7 +45,7 @@ use super::merge::{check_partition, merge_properties};
 use crate::columns::{Layout, canonical_type, utc_ns};
 
 /// What the aggregation needs besides its inputs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WindowSpec {
     /// The view's join keys, first columns of both inputs.
     pub keys: usize,
@@ -89,6 +89,10 @@ impl WindowAggExec {
             schema,
             properties,
         })
+    }
+
+    pub fn spec(&self) -> &WindowSpec {
+        &self.spec
     }
 }
 

@@ -20,6 +20,16 @@ pub enum EngineConfig {
         /// How long to wait for the scheduler to accept a connection, in milliseconds.
         #[serde(default = "default_connect_timeout_ms")]
         connect_timeout_ms: u64,
+        /// Where retrieval stages its entity keys for the executors to read: a directory
+        /// (local, for executors on this machine or a shared file system) or an object-store
+        /// URL (`s3://bucket/prefix/`). Default: `quiver-staging` in the system's temporary
+        /// directory.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        staging: Option<String>,
+        /// How the staging store is opened, as a source's `storage:` map (values may be
+        /// `${VAR}`, resolved by each process from its own environment).
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        staging_storage: std::collections::BTreeMap<String, String>,
     },
 }
 
@@ -71,12 +81,38 @@ impl EngineConfig {
         Ok((host, port))
     }
 
+    /// Whether `staging` can hold staged entity keys: a local directory, or a URL of an
+    /// object store Quiver writes to (not `http(s)://`, which is read-only).
+    pub fn check_staging(staging: &str) -> Result<(), String> {
+        if staging.trim().is_empty() {
+            return Err("`engine.staging` is empty".into());
+        }
+        if let Some((scheme, _)) = staging.split_once("://") {
+            let writable = [
+                "s3", "s3a", "gs", "az", "abfs", "abfss", "adl", "azure", "file",
+            ];
+            if !writable.contains(&scheme.to_ascii_lowercase().as_str()) {
+                return Err(format!(
+                    "`engine.staging` `{staging}`: `{scheme}://` is not a store Quiver writes to (s3://, gs://, az://, file:// or a directory)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn check(&self, file: &str, problems: &mut Vec<Diagnostic>) {
         if let EngineConfig::Ballista {
             url,
             connect_timeout_ms,
+            staging,
+            ..
         } = self
         {
+            if let Some(Err(message)) = staging.as_deref().map(Self::check_staging) {
+                problems.push(Diagnostic::error(file, Span::NONE, message).with_hint(
+                    "set `engine.staging` to a directory every executor can read, or a URL such as `s3://bucket/quiver-staging/`",
+                ));
+            }
             if let Err(message) = Self::scheduler(url) {
                 problems.push(Diagnostic::error(file, Span::NONE, message).with_hint(
                     "set `engine.url` to the Ballista scheduler, e.g. `df://127.0.0.1:50050`",

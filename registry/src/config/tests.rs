@@ -36,7 +36,9 @@ fn engines_are_checked_when_loaded() {
         c.engine,
         EngineConfig::Ballista {
             url: "df://sched:50051".into(),
-            connect_timeout_ms: 5000
+            connect_timeout_ms: 5000,
+            staging: None,
+            staging_storage: Default::default(),
         }
     );
     for (yaml, expected) in [
@@ -57,6 +59,14 @@ fn engines_are_checked_when_loaded() {
         (
             "engine:\n  type: ballista\n  url: df://h\n  connect_timeout_ms: 0\n",
             "at least 1",
+        ),
+        (
+            "engine:\n  type: ballista\n  url: df://h\n  staging: https://cdn/x/\n",
+            "not a store Quiver writes to",
+        ),
+        (
+            "engine:\n  type: ballista\n  url: df://h\n  staging: \"\"\n",
+            "`engine.staging` is empty",
         ),
     ] {
         let err = load(&format!("project: p\n{yaml}"))

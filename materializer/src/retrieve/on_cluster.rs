@@ -1,0 +1,284 @@
+//! A view's merge on a Ballista cluster (`engine: ballista`): the whole join runs on the
+//! executors — the view's scan, filter and sort, the entity keys' sort, and the merge itself
+//! ([`super::asof::AsOfExec`] or [`super::window::WindowAggExec`], split by the join keys'
+//! hash into the cluster's partitions) — and only its output, one row per entity row, comes
+//! back to be put in input order.
+//!
+//! The plan is built here as DataFusion physical operators (the same ones the local engine
+//! runs) and submitted to the scheduler as a physical plan; Quiver's merges travel through
+//! [`crate::cluster::QuiverPhysicalCodec`], which the scheduler and executors register.
+//!
+//! The executors read the entity keys (cast to the view's key types, with their times and
+//! positions) from a Parquet file this process writes to `engine.staging` — a local directory
+//! by default, readable by executors on this machine or a shared file system; an object-store
+//! URL for executors elsewhere — and removes when the view's output has been read (or the
+//! retrieval is dropped). A bad entity key fails here, while staging, with the local engine's
+//! message.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::datatypes::SchemaRef;
+use ballista_core::execution_plans::execute_physical_plan;
+use ballista_core::extension::SessionConfigExt as _;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion_proto::protobuf::PhysicalPlanNode;
+use futures::{StreamExt as _, TryStreamExt as _};
+use object_store::{ObjectStore, ObjectStoreExt as _};
+use parquet::arrow::ArrowWriter;
+
+use crate::cluster::{Cluster, QuiverPhysicalCodec};
+use crate::error::{Error, Result};
+use crate::storage::{StoreUrl, Upload, open};
+
+/// A staged file of entity keys, removed when dropped (or by [`Staged::remove`]).
+#[derive(Debug)]
+pub(super) struct Staged {
+    /// The file as the executors read it (a path or URL).
+    location: String,
+    place: Place,
+}
+
+#[derive(Debug)]
+enum Place {
+    Local(PathBuf),
+    Remote {
+        store: Arc<dyn ObjectStore>,
+        url: StoreUrl,
+    },
+}
+
+impl Staged {
+    /// Removes the file now; a failure is only logged (the run's result does not depend on it).
+    async fn remove(&self) {
+        match &self.place {
+            Place::Local(path) => remove_local(path),
+            Place::Remote { store, url } => {
+                if let Err(e) = store.delete(&url.path).await {
+                    tracing::warn!(file = %url.shown, error = %e, "could not remove staged entity keys");
+                }
+            }
+        }
+    }
+}
+
+fn remove_local(path: &std::path::Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(file = %path.display(), error = %e, "could not remove staged entity keys");
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        match &self.place {
+            Place::Local(path) => remove_local(path),
+            Place::Remote { store, url } => {
+                // Usually removed already at the end of the output; this covers a retrieval
+                // dropped before it.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let (store, path) = (store.clone(), url.path.clone());
+                    runtime.spawn(async move { store.delete(&path).await });
+                }
+            }
+        }
+    }
+}
+
+/// A name no other staged file of this or another process has.
+fn staged_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "quiver-entities-{}-{nanos}-{}.parquet",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The default staging directory: `quiver-staging` in the system's temporary directory.
+fn default_staging() -> PathBuf {
+    std::env::temp_dir().join("quiver-staging")
+}
+
+/// Writes `entities` (the entity keys of one view, run here) to a Parquet file under the
+/// cluster's staging location; returns the plan that reads it (with `entities`' schema) and
+/// the file. A staging store's `storage:` map is recorded in `cluster_ctx`, so the job's
+/// processes open it the same way.
+pub(super) async fn stage(
+    ctx: &SessionContext,
+    cluster_ctx: &SessionContext,
+    entities: Arc<dyn ExecutionPlan>,
+    cluster: &Cluster,
+) -> Result<(Arc<dyn ExecutionPlan>, Arc<Staged>)> {
+    let schema = entities.schema();
+    let name = staged_name();
+    let remote = cluster
+        .staging
+        .as_deref()
+        .filter(|s| quiver_registry::source_schema::is_url(s) && !s.starts_with("file://"));
+    let local_dir = match (&cluster.staging, remote) {
+        (_, Some(_)) => std::env::temp_dir(),
+        (Some(dir), None) => match quiver_registry::source_schema::file_url_local(dir) {
+            Some(path) => PathBuf::from(path),
+            None => std::path::absolute(dir)
+                .map_err(|e| Error::Invalid(format!("engine.staging `{dir}`: {e}")))?,
+        },
+        (None, None) => default_staging(),
+    };
+    std::fs::create_dir_all(&local_dir).map_err(|e| {
+        Error::Invalid(format!(
+            "creating the staging directory {} (engine.staging): {e}",
+            local_dir.display()
+        ))
+    })?;
+    let local = local_dir.join(&name);
+    // Owned from here on: a failure below removes what was written.
+    let mut staged = Staged {
+        location: local.display().to_string(),
+        place: Place::Local(local.clone()),
+    };
+    write_parquet(ctx, entities, &local).await?;
+    if let Some(prefix) = remote {
+        let text = format!("{}/{name}", prefix.trim_end_matches('/'));
+        let url = StoreUrl::parse(&text)?;
+        let store = open(&url, &cluster.staging_storage, &|v| std::env::var(v).ok())?;
+        crate::cluster::forward_storage(cluster_ctx, &url.root, &cluster.staging_storage)?;
+        let uploaded = Upload::file(
+            store.clone(),
+            &url.path,
+            &local,
+            &url.shown,
+            std::future::pending(),
+        )
+        .await;
+        remove_local(&local);
+        uploaded?;
+        ctx.register_object_store(&url.root, store.clone());
+        staged = Staged {
+            location: text,
+            place: Place::Remote { store, url },
+        };
+    }
+    let staged = Arc::new(staged);
+    let options = ParquetReadOptions::default().schema(&schema);
+    let plan = ctx
+        .read_parquet(staged.location.as_str(), options)
+        .await
+        .map_err(Error::engine("reading the staged entity keys"))?
+        .create_physical_plan()
+        .await
+        .map_err(Error::engine("reading the staged entity keys"))?;
+    Ok((plan, staged))
+}
+
+async fn write_parquet(
+    ctx: &SessionContext,
+    entities: Arc<dyn ExecutionPlan>,
+    path: &std::path::Path,
+) -> Result<()> {
+    let io = |e: std::io::Error| {
+        Error::Invalid(format!(
+            "staging the entity keys in {} (engine.staging): {e}",
+            path.display()
+        ))
+    };
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut writer = ArrowWriter::try_new(file, entities.schema(), None)
+        .map_err(|e| Error::Invalid(format!("staging the entity keys: {e}")))?;
+    let mut stream =
+        execute_stream(entities, ctx.task_ctx()).map_err(Error::engine("the entity table"))?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(super::stream_error)?;
+        writer
+            .write(&batch)
+            .map_err(|e| Error::Invalid(format!("staging the entity keys: {e}")))?;
+    }
+    writer
+        .close()
+        .map_err(|e| Error::Invalid(format!("staging the entity keys: {e}")))?;
+    Ok(())
+}
+
+/// `plan` (a view's merge, reading `staged`) as one job of the cluster whose session is
+/// `cluster_ctx`: a plan of one partition, here, that submits the job when executed and
+/// streams its output; the staged file is removed once the output has been read.
+pub(super) async fn job(
+    ctx: &SessionContext,
+    cluster_ctx: &SessionContext,
+    cluster: &Cluster,
+    plan: Arc<dyn ExecutionPlan>,
+    staged: Arc<Staged>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = plan.schema();
+    let job = Arc::new(Job {
+        schema: schema.clone(),
+        plan,
+        scheduler: format!("http://{}:{}", cluster.host, cluster.port),
+        session_id: cluster_ctx.session_id(),
+        config: cluster_ctx.copied_config(),
+        staged,
+    });
+    let table =
+        StreamingTable::try_new(schema, vec![job]).map_err(Error::engine("the cluster's job"))?;
+    ctx.read_table(Arc::new(table))
+        .map_err(Error::engine("the cluster's job"))?
+        .create_physical_plan()
+        .await
+        .map_err(Error::engine("the cluster's job"))
+}
+
+#[derive(Debug)]
+struct Job {
+    schema: SchemaRef,
+    plan: Arc<dyn ExecutionPlan>,
+    scheduler: String,
+    session_id: String,
+    config: SessionConfig,
+    staged: Arc<Staged>,
+}
+
+impl PartitionStream for Job {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let (scheduler, plan, session_id, config) = (
+            self.scheduler.clone(),
+            self.plan.clone(),
+            self.session_id.clone(),
+            self.config.clone(),
+        );
+        let submitted = async move {
+            execute_physical_plan::<PhysicalPlanNode>(
+                scheduler,
+                &config.ballista_config(),
+                plan,
+                &QuiverPhysicalCodec::default(),
+                session_id,
+                config,
+            )
+            .await
+        };
+        let staged = self.staged.clone();
+        let cleanup = futures::stream::once(async move {
+            staged.remove().await;
+            None
+        })
+        .filter_map(futures::future::ready);
+        let output = futures::stream::once(submitted)
+            .try_flatten()
+            .chain(cleanup);
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), output))
+    }
+}
