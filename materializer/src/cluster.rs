@@ -49,6 +49,9 @@ pub struct Cluster {
     pub staging: Option<String>,
     /// How the staging store is opened (`engine.staging_storage`, as written).
     pub staging_storage: BTreeMap<String, String>,
+    /// Partitions of a view's join on the cluster (`engine.partitions`; `None`: this
+    /// machine's CPUs).
+    pub partitions: Option<usize>,
 }
 
 impl Cluster {
@@ -62,6 +65,7 @@ impl Cluster {
                 connect_timeout_ms,
                 staging,
                 staging_storage,
+                partitions,
             } => {
                 let (host, port) = EngineConfig::scheduler(url).map_err(Error::Invalid)?;
                 Ok(Some(Cluster {
@@ -71,6 +75,7 @@ impl Cluster {
                     connect_timeout: Duration::from_millis((*connect_timeout_ms).max(1)),
                     staging: staging.clone(),
                     staging_storage: staging_storage.clone(),
+                    partitions: *partitions,
                 }))
             }
         }

@@ -129,7 +129,10 @@ fn a_cluster_gives_the_local_engines_results() {
     let staging = lake.tmp.path().join("staging");
     std::fs::create_dir_all(&staging).unwrap();
     for (r, engine) in [
-        (&files_on_cluster, format!("  staging: {}\n", staging.display())),
+        (
+            &files_on_cluster,
+            format!("  staging: {}\n", staging.display()),
+        ),
         (
             &s3_on_cluster,
             format!(
@@ -524,6 +527,10 @@ fn a_cluster_reduces_ties_missing_keys_and_times_as_the_local_engine_does() {
         add_awkward_rows(r);
     }
     use_cluster(&remote, &cluster);
+    // Each view's join split into five partitions by key (more than the executors' slots).
+    let file = remote.join("quiver.yaml");
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(file, format!("{yaml}  partitions: 5\n")).unwrap();
     let mut runs = Vec::new();
     for r in [&local, &remote] {
         ok(r, &["apply"], &[]);
@@ -578,6 +585,8 @@ fn a_cluster_reduces_ties_missing_keys_and_times_as_the_local_engine_does() {
             service,
         );
     }
+    let log = cluster.scheduler_log();
+    assert!(log.contains("Hash([driver_id@0], 5)"), "{log}");
 }
 
 #[test]

@@ -157,8 +157,8 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
     let mut views = Vec::new();
     // The views' merges run side by side; with at least two cores per view, each view's merge
     // is split by key.
-    let merges = match engine.cluster {
-        Some(_) => rows_ctx.copied_config().target_partitions().max(1),
+    let merges = match &engine.cluster {
+        Some(cluster) => cluster.partitions.unwrap_or(engine.partitions).max(1),
         None => (engine.partitions / parts.len().max(1)).max(1),
     };
     for part in &parts {

@@ -23,6 +23,7 @@ use arrow::datatypes::SchemaRef;
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt as _;
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
@@ -270,6 +271,7 @@ impl PartitionStream for Job {
             )
             .await
         };
+        let location = self.staged.location.clone();
         let staged = self.staged.clone();
         let cleanup = futures::stream::once(async move {
             staged.remove().await;
@@ -278,7 +280,48 @@ impl PartitionStream for Job {
         .filter_map(futures::future::ready);
         let output = futures::stream::once(submitted)
             .try_flatten()
+            .map_err(move |e| unreadable_staging(e, &location))
             .chain(cleanup);
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), output))
+    }
+}
+
+/// An error of a job that could not read its staged entity keys (at `location`) says where
+/// they were and what to set: executors elsewhere cannot read this machine's directories.
+fn unreadable_staging(e: DataFusionError, location: &str) -> DataFusionError {
+    let name = location.rsplit('/').next().unwrap_or(location);
+    if !e.to_string().contains(name) {
+        return e;
+    }
+    DataFusionError::External(Box::new(Error::Invalid(format!(
+        "the cluster could not read the entity keys staged at {}: set `engine.staging` in quiver.yaml to a place every executor can read (a shared directory, or an object-store URL such as s3://bucket/quiver-staging/ with `engine.staging_storage`) ({e})",
+        quiver_registry::validate::redact(location)
+    ))))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::error::DataFusionError;
+
+    use super::unreadable_staging;
+
+    #[test]
+    fn a_staged_file_the_executors_cannot_read_says_what_to_set() {
+        let location = "/tmp/quiver-staging/quiver-entities-1-2-3.parquet";
+        let missing = DataFusionError::Execution(
+            "Job 03 failed: Error executing task: Object at location tmp/quiver-staging/quiver-entities-1-2-3.parquet not found".into(),
+        );
+        let text = unreadable_staging(missing, location).to_string();
+        assert!(
+            text.contains("engine.staging")
+                && text.contains(location)
+                && text.contains("not found"),
+            "{text}"
+        );
+        let other = DataFusionError::Execution("Job 03 failed: division by zero".into());
+        assert_eq!(
+            unreadable_staging(other, location).to_string(),
+            "Execution error: Job 03 failed: division by zero"
+        );
     }
 }

@@ -87,7 +87,8 @@ pub(super) async fn view_plan(
                 .await
                 .map_err(Error::engine(context()))?;
             let entities = entity_keys(ctx, request.entities, &keys).await?;
-            let (entities, file) = super::on_cluster::stage(ctx, rows_ctx, entities, cluster).await?;
+            let (entities, file) =
+                super::on_cluster::stage(ctx, rows_ctx, entities, cluster).await?;
             staged = Some(file);
             (
                 by_key(rows, &row_order, n).map_err(Error::engine(context()))?,

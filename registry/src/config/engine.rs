@@ -30,6 +30,10 @@ pub enum EngineConfig {
         /// `${VAR}`, resolved by each process from its own environment).
         #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         staging_storage: std::collections::BTreeMap<String, String>,
+        /// Into how many partitions (tasks) a view's join is split on the cluster, by the
+        /// join keys' hash. Default: the client's number of CPUs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partitions: Option<usize>,
     },
 }
 
@@ -105,9 +109,17 @@ impl EngineConfig {
             url,
             connect_timeout_ms,
             staging,
+            partitions,
             ..
         } = self
         {
+            if *partitions == Some(0) {
+                problems.push(Diagnostic::error(
+                    file,
+                    Span::NONE,
+                    "`engine.partitions` must be at least 1",
+                ));
+            }
             if let Some(Err(message)) = staging.as_deref().map(Self::check_staging) {
                 problems.push(Diagnostic::error(file, Span::NONE, message).with_hint(
                     "set `engine.staging` to a directory every executor can read, or a URL such as `s3://bucket/quiver-staging/`",

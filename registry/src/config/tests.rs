@@ -39,6 +39,7 @@ fn engines_are_checked_when_loaded() {
             connect_timeout_ms: 5000,
             staging: None,
             staging_storage: Default::default(),
+            partitions: None,
         }
     );
     for (yaml, expected) in [
@@ -67,6 +68,10 @@ fn engines_are_checked_when_loaded() {
         (
             "engine:\n  type: ballista\n  url: df://h\n  staging: \"\"\n",
             "`engine.staging` is empty",
+        ),
+        (
+            "engine:\n  type: ballista\n  url: df://h\n  partitions: 0\n",
+            "`engine.partitions` must be at least 1",
         ),
     ] {
         let err = load(&format!("project: p\n{yaml}"))
