@@ -13,7 +13,8 @@
 //! - [`entities`] — the entity table (Parquet, Arrow IPC, CSV, or batches in memory)
 //! - `budget` — the memory limit: the spilling session, each view's share for the gather
 //! - `outputs` — the output's columns and their names; `selection` — what a selection names
-//! - `view_plan`, `entity_keys`, [`asof`] — one view's join
+//! - `view_plan`, `entity_keys`, [`asof`] — one view's join; `on_cluster` — the same join run
+//!   on a Ballista cluster (entity keys staged for its executors, the plan submitted)
 //! - `gather` — a view's join output back in input order; `zip` — the views and the entity
 //!   table side by side
 //! - `output_file` — writing the table; `stream_error` — what a failure means to the user
