@@ -159,6 +159,7 @@ impl Drop for Store {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(runtime) = self.runtime.take() {
+            runtime.block_on(quiver_materializer::retrieve::remove_staged());
             runtime.shutdown_background();
         }
     }

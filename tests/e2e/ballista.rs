@@ -217,6 +217,9 @@ fn a_cluster_gives_the_local_engines_results() {
         )),
     );
     use_cluster(&unresolved, &cluster);
+    let file = unresolved.join("quiver.yaml");
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(file, format!("{yaml}  staging: {}\n", staging.display())).unwrap();
     let mut client_env = env.clone();
     client_env.push(("CLIENT_ONLY_ENDPOINT".into(), server.endpoint()));
     ok(&unresolved, &["apply"], &client_env);
@@ -232,6 +235,12 @@ fn a_cluster_gives_the_local_engines_results() {
         "{text}"
     );
     assert!(!unresolved.join("t.parquet").exists());
+    // The failed run removed what it staged for the executors.
+    let left: Vec<_> = std::fs::read_dir(&staging).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "staged files left by a failed run: {left:?}"
+    );
 
     // The scheduler's progress, as an operator's Prometheus reads it.
     let (status, text) = quiver_tests::http_get(cluster.metrics, "/metrics").expect("/metrics");

@@ -234,7 +234,8 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<()> {
         anyhow::Ok((rows, columns, reads))
     });
     // An interrupted or failed retrieval can leave engine tasks running (sorts, readers): exit
-    // without waiting for them.
+    // without waiting for them — after removing what they staged for a cluster.
+    runtime.block_on(quiver_materializer::retrieve::remove_staged());
     runtime.shutdown_background();
     let (rows, columns, reads) = result?;
     let manifest = if args.no_manifest {

@@ -152,7 +152,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         anyhow::Ok(())
     });
     // Blocking work still running (a registry poll waiting on a hung Redis) must not keep a
-    // stopped server alive.
+    // stopped server alive; what training requests staged for a cluster is removed first.
+    runtime.block_on(quiver_materializer::retrieve::remove_staged());
     runtime.shutdown_timeout(Duration::from_millis(200));
     served
 }

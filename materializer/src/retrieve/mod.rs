@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 pub use budget::default_memory_limit;
 pub use entities::{DEFAULT_TIMESTAMP_COLUMN, EntityFormat, EntityInput, EntityLimits};
+pub use on_cluster::remove_staged;
 pub use output_file::{output_is_arrow, temp_path, write_output};
 pub use selection::resolve_selection;
 pub use stream_error::{MEMORY_HINT, stream_error};

@@ -16,8 +16,8 @@
 //! message.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use arrow::datatypes::SchemaRef;
 use ballista_core::execution_plans::execute_physical_plan;
@@ -90,6 +90,26 @@ impl Drop for Staged {
                 }
             }
         }
+    }
+}
+
+/// The staged files of this process that may still exist.
+fn live() -> &'static Mutex<Vec<Weak<Staged>>> {
+    static LIVE: OnceLock<Mutex<Vec<Weak<Staged>>>> = OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// Removes the entity keys staged by retrievals of this process that are still held — by
+/// work an ended retrieval left running, which a process about to exit does not wait for (a
+/// dropped retrieval's files go when its work is dropped). Call before such an exit.
+pub async fn remove_staged() {
+    let held: Vec<Arc<Staged>> = {
+        let mut live = live().lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|w| w.strong_count() > 0);
+        live.iter().filter_map(Weak::upgrade).collect()
+    };
+    for staged in held {
+        staged.remove().await;
     }
 }
 
@@ -171,6 +191,10 @@ pub(super) async fn stage(
         };
     }
     let staged = Arc::new(staged);
+    live()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Arc::downgrade(&staged));
     let options = ParquetReadOptions::default().schema(&schema);
     let plan = ctx
         .read_parquet(staged.location.as_str(), options)

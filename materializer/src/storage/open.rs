@@ -174,7 +174,19 @@ pub fn open(
                 }
             }
             for (k, v) in &resolved {
-                b = b.with_config(k.parse::<GoogleConfigKey>().map_err(|_| unknown(k))?, v);
+                let key = k.parse::<GoogleConfigKey>().map_err(|_| unknown(k))?;
+                // A plain-HTTP base URL (an emulator) is allowed by saying so, as for S3.
+                if key == GoogleConfigKey::BaseUrl && v.starts_with("http://") {
+                    b = b.with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
+                }
+                b = b.with_config(key, v);
+            }
+            if vars
+                .iter()
+                .any(|(k, v)| k == "GOOGLE_BASE_URL" && v.starts_with("http://"))
+                && !resolved.iter().any(|(k, _)| k == "allow_http")
+            {
+                b = b.with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
             }
             b.with_url(url.root.as_str())
                 .build()
@@ -266,10 +278,14 @@ pub fn explain(e: &object_store::Error) -> String {
                 E::Generic { store, .. } => *store,
                 _ => "",
             };
-            let hint = if lower.contains("connect")
-                || lower.contains("dns error")
-                || lower.contains("timed out")
-                || lower.contains("timeout")
+            // Every retried error names the retry settings (`retry_timeout: 30s`): only a
+            // timeout of its own, without an HTTP status, means nobody answered.
+            let unanswered = lower.replace("retry_timeout", "");
+            let hint = if !lower.contains("status code")
+                && (unanswered.contains("connect")
+                    || unanswered.contains("dns error")
+                    || unanswered.contains("timed out")
+                    || unanswered.contains("timeout"))
             {
                 match store {
                     "MicrosoftAzure" => {
@@ -289,7 +305,17 @@ pub fn explain(e: &object_store::Error) -> String {
             } else if lower.contains("404 not found") || lower.contains("status 404") {
                 "not found: check the bucket (container) and the path"
             } else if lower.contains("url scheme is not allowed") {
-                "plain HTTP is refused unless allowed: use https, or set `allow_http: true` in `storage:` (or AWS_ALLOW_HTTP=true)"
+                match store {
+                    "MicrosoftAzure" => {
+                        "plain HTTP is refused unless allowed: use https, or set `allow_http: true` in `storage:` (or AZURE_ALLOW_HTTP=true)"
+                    }
+                    "GCS" => {
+                        "plain HTTP is refused unless allowed: use https, or set `allow_http: true` in `storage:` (or GOOGLE_ALLOW_HTTP=true)"
+                    }
+                    _ => {
+                        "plain HTTP is refused unless allowed: use https, or set `allow_http: true` in `storage:` (or AWS_ALLOW_HTTP=true)"
+                    }
+                }
             } else if lower.contains("signaturedoesnotmatch")
                 || lower.contains("invalidaccesskeyid")
                 || lower.contains("accessdenied")
@@ -337,4 +363,47 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain;
+
+    fn generic(store: &'static str, text: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store,
+            source: text.to_string().into(),
+        }
+    }
+
+    /// A server that answered (with an error status) is not reported as one that did not
+    /// answer, although every retried error names `retry_timeout`.
+    #[test]
+    fn an_answer_with_an_error_status_is_not_a_silent_endpoint() {
+        let answered = generic(
+            "GCS",
+            "Error performing HEAD http://127.0.0.1:9/lake/x in 1.2s, after 5 retries, max_retries: 5, retry_timeout: 30s - Server returned non-2xx status code: 501 Not Implemented",
+        );
+        let text = explain(&answered);
+        assert!(!text.contains("did not answer"), "{text}");
+        assert!(text.contains("501"), "{text}");
+        let silent = generic(
+            "GCS",
+            "Error performing GET http://127.0.0.1:9/lake/x in 1.2s, after 5 retries, max_retries: 5, retry_timeout: 30s - error sending request: client error (Connect): tcp connect error: Connection refused",
+        );
+        assert!(explain(&silent).contains("did not answer"));
+        assert!(explain(&silent).contains("storage.base_url"));
+    }
+
+    #[test]
+    fn plain_http_hints_name_each_stores_variable() {
+        for (store, variable) in [
+            ("GCS", "GOOGLE_ALLOW_HTTP"),
+            ("MicrosoftAzure", "AZURE_ALLOW_HTTP"),
+            ("S3", "AWS_ALLOW_HTTP"),
+        ] {
+            let e = generic(store, "builder error: URL scheme is not allowed");
+            assert!(explain(&e).contains(variable), "{store}: {}", explain(&e));
+        }
+    }
 }
