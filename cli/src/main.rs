@@ -76,9 +76,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Cluster processes report their progress (jobs, tasks, executors) by default.
+    // Elsewhere, a failed cluster job is said once, by the command's error (Ballista's client
+    // also logs it as an error).
     let default_level = match cli.command {
         Command::Ballista(_) => "info",
-        _ => "warn",
+        _ => "warn,ballista_core::execution_plans::distributed_query=off",
     };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -55,8 +55,13 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The cluster `engine` names, or `None` for the local engine.
-    pub fn of(engine: &quiver_registry::config::EngineConfig) -> Result<Option<Cluster>> {
+    /// The cluster `engine` names, or `None` for the local engine; a relative local
+    /// `engine.staging` is taken relative to the repository's `root`, as quiver.yaml's other
+    /// paths are.
+    pub fn of(
+        engine: &quiver_registry::config::EngineConfig,
+        root: &std::path::Path,
+    ) -> Result<Option<Cluster>> {
         use quiver_registry::config::EngineConfig;
         match engine {
             EngineConfig::Local {} => Ok(None),
@@ -73,7 +78,15 @@ impl Cluster {
                     host,
                     port,
                     connect_timeout: Duration::from_millis((*connect_timeout_ms).max(1)),
-                    staging: staging.clone(),
+                    staging: staging.as_ref().map(|s| {
+                        if quiver_registry::source_schema::is_url(s)
+                            || std::path::Path::new(s).is_absolute()
+                        {
+                            s.clone()
+                        } else {
+                            root.join(s).display().to_string()
+                        }
+                    }),
                     staging_storage: staging_storage.clone(),
                     partitions: *partitions,
                 }))
@@ -152,6 +165,12 @@ pub fn cluster_failure(e: &datafusion::error::DataFusionError) -> Option<String>
         return Some(format!(
             "the Ballista cluster did not answer ({code}: {message}); check that `quiver ballista scheduler` runs at engine.url in quiver.yaml, that its executors run, and their logs"
         ));
+    }
+    // The scheduler's connection cut while a job streamed (the scheduler killed or restarted).
+    if text.contains("h2 protocol error") || text.contains("error reading a body from connection") {
+        return Some(
+            "the connection to the Ballista scheduler broke during the job (was it stopped or restarted?); check `quiver ballista scheduler` at engine.url and its log, then run it again".into(),
+        );
     }
     if text.trim_end().ends_with("failed: Cancelled") {
         return Some(
@@ -439,6 +458,14 @@ mod tests {
             cluster_failure(&cancelled)
                 .unwrap()
                 .contains("quiver ballista executor")
+        );
+        let broken = DataFusionError::External(
+            "h2 protocol error: error reading a body from connection".into(),
+        );
+        assert!(
+            cluster_failure(&broken)
+                .unwrap()
+                .contains("broke during the job")
         );
         let query = DataFusionError::Plan("No field named fare".into());
         assert_eq!(cluster_failure(&query), None);

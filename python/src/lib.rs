@@ -303,7 +303,7 @@ impl Store {
         let defaults = Engine::default();
         let engine = Engine {
             memory_limit: memory_limit.unwrap_or(defaults.memory_limit),
-            cluster: quiver_materializer::cluster::Cluster::of(&repo.config.engine)
+            cluster: quiver_materializer::cluster::Cluster::of(&repo.config.engine, &repo.root)
                 .map_err(|e| to_py(e.into()))?,
             ..defaults
         };

@@ -123,7 +123,10 @@ pub async fn run_views(
         key_ttl: config.key_ttl(),
         allow_eviction: config.allow_eviction(),
         partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        cluster: quiver_materializer::cluster::Cluster::of(&target.repo.config.engine)?,
+        cluster: quiver_materializer::cluster::Cluster::of(
+            &target.repo.config.engine,
+            &target.repo.root,
+        )?,
     };
     let bar = Bar::new(progress);
     let runs = materialize(&job, &views, range, &bar).await;

@@ -128,7 +128,7 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<()> {
     let store = repo.store()?;
     let started = Instant::now();
     let defaults = Engine::default();
-    let cluster = quiver_materializer::cluster::Cluster::of(&repo.config.engine)?;
+    let cluster = quiver_materializer::cluster::Cluster::of(&repo.config.engine, &repo.root)?;
     let cluster_url = cluster.as_ref().map(|c| c.url.clone());
     let engine = Engine {
         memory_limit: args.memory_limit.unwrap_or(defaults.memory_limit),
@@ -453,7 +453,7 @@ fn render(s: &Summary) -> String {
             "read {files} source files ({})\n",
             super::materialize::bytes_text(bytes)
         )),
-        (_, _, Some(cluster)) => out.push_str(&format!("views read and sorted on {cluster}\n")),
+        (_, _, Some(cluster)) => out.push_str(&format!("views joined on {cluster}\n")),
         _ => {}
     }
     if let Some(m) = &s.manifest {

@@ -122,7 +122,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         .with_max_decoded_bytes(serving.max_training_decoded_bytes)
         .with_upload_dir(&serving.upload_dir);
         // Training requests run where offline work runs (`engine:`).
-        training.engine.cluster = quiver_materializer::cluster::Cluster::of(&repo.config.engine)?;
+        training.engine.cluster =
+            quiver_materializer::cluster::Cluster::of(&repo.config.engine, &repo.root)?;
         training.prepare().map_err(|e| {
             crate::exit::UserError(format!(
                 "serving.upload_dir {}: {e}",

@@ -48,14 +48,21 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
             sample: args.sample,
             seed: args.seed,
             engine: Engine {
-                cluster: quiver_materializer::cluster::Cluster::of(&repo.config.engine)?,
+                cluster: quiver_materializer::cluster::Cluster::of(
+                    &repo.config.engine,
+                    &repo.root,
+                )?,
                 ..Engine::default()
             },
             key_ttl: repo.config.online_store.key_ttl(),
             recorded: quiver_materializer::materialize::recorded_watermarks(store.as_ref())?,
             at_ns,
         };
-        anyhow::Ok(verify(&job, &views).await?)
+        let reports = verify(&job, &views).await;
+        // What a cluster's retrievals staged (and this process's staging directory) goes.
+        drop(job);
+        quiver_materializer::retrieve::remove_staged().await;
+        anyhow::Ok(reports?)
     })?;
     ctx.print(&reports, || render(&reports))?;
     let disagreeing: Vec<&str> = reports

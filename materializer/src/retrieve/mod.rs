@@ -198,9 +198,14 @@ pub async fn retrieve(request: &Request<'_>, engine: &Engine) -> Result<Retrieva
         picks,
         schema.clone(),
     );
+    let stream = builder.build();
+    let stream = match &engine.cluster {
+        Some(cluster) => on_cluster::checked(stream, &cluster.url),
+        None => stream,
+    };
     Ok(Retrieval {
         schema,
-        stream: builder.build(),
+        stream,
         reads: crate::source::reads(&ctx),
     })
 }

@@ -9,10 +9,12 @@
 //! [`crate::cluster::QuiverPhysicalCodec`], which the scheduler and executors register.
 //!
 //! The executors read the entity keys (cast to the view's key types, with their times and
-//! positions) from a Parquet file this process writes to `engine.staging` — a local directory
-//! by default, readable by executors on this machine or a shared file system; an object-store
-//! URL for executors elsewhere — and removes when the view's output has been read (or the
-//! retrieval is dropped). A bad entity key fails here, while staging, with the local engine's
+//! positions) from a Parquet file this process writes to `engine.staging` — by default a
+//! directory of this process's own in the system's temporary directory (made by it, mode 0700:
+//! no other user can read the keys or put a file in their place), readable by executors on
+//! this machine running as the same user; a shared directory or an object-store URL for
+//! executors elsewhere — and removes when the view's output has been read (or the retrieval is
+//! dropped, or [`remove_staged`] is called). A bad entity key fails here, while staging, with the local engine's
 //! message.
 
 use std::path::PathBuf;
@@ -111,6 +113,13 @@ pub async fn remove_staged() {
     for staged in held {
         staged.remove().await;
     }
+    // This process's own directory goes too once empty (a retrieval still running keeps it).
+    let mut dir = private_dir().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = dir.as_ref()
+        && std::fs::remove_dir(path).is_ok()
+    {
+        *dir = None;
+    }
 }
 
 /// A name no other staged file of this or another process has.
@@ -126,9 +135,47 @@ fn staged_name() -> String {
     )
 }
 
-/// The default staging directory: `quiver-staging` in the system's temporary directory.
-fn default_staging() -> PathBuf {
-    std::env::temp_dir().join("quiver-staging")
+/// This process's own staging directory, made on first use in the system's temporary
+/// directory with mode 0700 by this process (a name that existed is never reused: another
+/// user cannot have made it, nor read or replace the files in it).
+fn private_staging() -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let mut dir = private_dir().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = dir.as_ref().filter(|p| p.is_dir()) {
+        return Ok(path.clone());
+    }
+    let tmp = std::env::temp_dir();
+    for attempt in 0..16 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = tmp.join(format!(
+            "quiver-staging-{}-{nanos}-{attempt}",
+            std::process::id()
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => {
+                *dir = Some(path.clone());
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(Error::Invalid(format!(
+                    "creating a staging directory in {} for the cluster's executors: {e}; set `engine.staging`",
+                    tmp.display()
+                )));
+            }
+        }
+    }
+    Err(Error::Invalid(format!(
+        "could not create a new staging directory in {}; set `engine.staging`",
+        tmp.display()
+    )))
+}
+
+fn private_dir() -> &'static Mutex<Option<PathBuf>> {
+    static DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+    &DIR
 }
 
 /// Writes `entities` (the entity keys of one view, run here) to a Parquet file under the
@@ -154,7 +201,7 @@ pub(super) async fn stage(
             None => std::path::absolute(dir)
                 .map_err(|e| Error::Invalid(format!("engine.staging `{dir}`: {e}")))?,
         },
-        (None, None) => default_staging(),
+        (None, None) => private_staging()?,
     };
     std::fs::create_dir_all(&local_dir).map_err(|e| {
         Error::Invalid(format!(
@@ -310,6 +357,26 @@ impl PartitionStream for Job {
     }
 }
 
+/// `stream` (a retrieval's output on the cluster at `url`) with the failure of its row checks
+/// said as what it means there: the cluster returned rows missing or repeated for some entity
+/// rows — seen after Ballista re-ran the tasks of a lost executor — so nothing is written and
+/// the run can be repeated.
+pub(super) fn checked(stream: SendableRecordBatchStream, url: &str) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let url = url.to_string();
+    let checked = stream.map_err(move |e| {
+        let text = e.to_string();
+        if text.contains("as-of join lost an entity row") || text.contains("as-of join out of step") {
+            DataFusionError::External(Box::new(Error::Unavailable(format!(
+                "the Ballista cluster at {url} returned an inconsistent result (rows missing or repeated; seen after it re-ran the tasks of a lost executor): nothing was written; run it again ({text})"
+            ))))
+        } else {
+            e
+        }
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, checked))
+}
+
 /// An error of a job that could not read its staged entity keys (at `location`) says where
 /// they were and what to set: executors elsewhere cannot read this machine's directories.
 fn unreadable_staging(e: DataFusionError, location: &str) -> DataFusionError {
@@ -317,7 +384,7 @@ fn unreadable_staging(e: DataFusionError, location: &str) -> DataFusionError {
     if !e.to_string().contains(name) {
         return e;
     }
-    DataFusionError::External(Box::new(Error::Invalid(format!(
+    DataFusionError::External(Box::new(Error::Unavailable(format!(
         "the cluster could not read the entity keys staged at {}: set `engine.staging` in quiver.yaml to a place every executor can read (a shared directory, or an object-store URL such as s3://bucket/quiver-staging/ with `engine.staging_storage`) ({e})",
         quiver_registry::validate::redact(location)
     ))))
