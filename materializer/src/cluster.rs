@@ -25,6 +25,7 @@ use datafusion::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
+use quiver_registry::validate::redact;
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -268,7 +269,16 @@ pub fn forward_storage(
         .get_mut::<QuiverOptions>()
         .expect("inserted above");
     let mut maps = storage_of(quiver).map_err(|e| Error::Invalid(e.to_string()))?;
-    maps.insert(Stores::key(root), storage.clone());
+    let key = Stores::key(root);
+    // One map per store reaches the cluster: two different ones for the same bucket would
+    // have one of them read with the other's settings.
+    if maps.get(&key).is_some_and(|m| m != storage) {
+        return Err(Error::Invalid(format!(
+            "the store {} is opened with two different `storage:` maps in one job (two sources', or a source's and engine.staging_storage); give them the same map, or use another bucket",
+            redact(&key)
+        )));
+    }
+    maps.insert(key, storage.clone());
     quiver.storage = serde_json::to_string(&maps).expect("string maps serialize");
     Ok(())
 }
@@ -438,6 +448,13 @@ mod tests {
             job.opened_key("s3://lake"),
             same_job.opened_key("s3://lake")
         );
+        // Two different maps for one store in one job are refused (one would be read with the
+        // other's settings); the same map again is fine.
+        let err = forward_storage(&ctx, &Url::parse("s3://lake/other/").unwrap(), &other)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("two different `storage:` maps"), "{err}");
+        forward_storage(&ctx, &Url::parse("s3://lake/again/").unwrap(), &lake).unwrap();
         // A process whose job sent no maps opens stores from its environment alone.
         let none = Stores::default().for_job(&cluster_config()).unwrap();
         assert!(none.storage.is_empty());

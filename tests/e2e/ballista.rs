@@ -123,9 +123,11 @@ fn a_cluster_gives_the_local_engines_results() {
     .unwrap();
     use_cluster(&files_on_cluster, &cluster);
     use_cluster(&s3_on_cluster, &cluster);
-    // Entity keys staged for the executors: in a directory of the test's own, and on S3 (the
-    // processes open the staging store with its map, which travels with the job; quiver.yaml's
-    // values are resolved when it is loaded, so a literal here).
+    // Entity keys staged for the executors: in a directory of the test's own, and on S3 in a
+    // bucket of their own (the processes open the staging store with its map, which travels
+    // with the job; quiver.yaml's values are resolved when it is loaded, so a literal here —
+    // the same bucket as a source with another map is refused).
+    server.create_bucket("stage").unwrap();
     let staging = lake.tmp.path().join("staging");
     std::fs::create_dir_all(&staging).unwrap();
     for (r, engine) in [
@@ -136,7 +138,7 @@ fn a_cluster_gives_the_local_engines_results() {
         (
             &s3_on_cluster,
             format!(
-                "  staging: s3://lake/staging/\n  staging_storage: {{endpoint: \"{}\", region: us-east-1}}\n",
+                "  staging: s3://stage/quiver/\n  staging_storage: {{endpoint: \"{}\", region: us-east-1}}\n",
                 server.endpoint()
             ),
         ),
@@ -184,11 +186,11 @@ fn a_cluster_gives_the_local_engines_results() {
         .requests()
         .iter()
         .filter(|(method, path, status)| {
-            method == "PUT" && path.contains("/staging/quiver-entities-") && *status == 200
+            method == "PUT" && path.contains("/stage/quiver/quiver-entities-") && *status == 200
         })
         .count();
     assert!(staged_on_s3 >= 2, "no entity keys staged on S3");
-    assert_eq!(server.list(BUCKET, "staging/"), Vec::<String>::new());
+    assert_eq!(server.list("stage", "quiver/"), Vec::<String>::new());
 
     let range = [
         "materialize",

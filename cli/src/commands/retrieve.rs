@@ -215,7 +215,11 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<()> {
             entities: &input.input,
             options,
         };
-        let retrieval = retrieve(&request, &engine).await?;
+        // Interruptible while it stages entity keys for a cluster, too.
+        let retrieval = tokio::select! {
+            retrieval = retrieve(&request, &engine) => retrieval?,
+            signal = signals.next() => anyhow::bail!("interrupted by {signal}: nothing written"),
+        };
         let reads = retrieval.reads.clone();
         let columns: Vec<String> = retrieval
             .schema

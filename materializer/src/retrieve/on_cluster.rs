@@ -85,14 +85,37 @@ impl Drop for Staged {
             Place::Local(path) => remove_local(path),
             Place::Remote { store, url } => {
                 // Usually removed already at the end of the output; this covers a retrieval
-                // dropped before it.
+                // dropped before it. Pending until done, so that [`remove_staged`] finishes it
+                // when the runtime is left before the spawned delete ran.
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                let id = NEXT.fetch_add(1, Ordering::Relaxed);
+                let (store, path) = (store.clone(), url.path.clone());
+                pending()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, (store.clone(), path.clone()));
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    let (store, path) = (store.clone(), url.path.clone());
-                    runtime.spawn(async move { store.delete(&path).await });
+                    runtime.spawn(async move {
+                        if store.delete(&path).await.is_ok() {
+                            pending()
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .remove(&id);
+                        }
+                    });
                 }
             }
         }
     }
+}
+
+/// Staged objects whose retrieval was dropped, until their delete is done.
+type PendingDeletes =
+    std::collections::HashMap<u64, (Arc<dyn ObjectStore>, object_store::path::Path)>;
+
+fn pending() -> &'static Mutex<PendingDeletes> {
+    static PENDING: OnceLock<Mutex<PendingDeletes>> = OnceLock::new();
+    PENDING.get_or_init(Default::default)
 }
 
 /// The staged files of this process that may still exist.
@@ -112,6 +135,17 @@ pub async fn remove_staged() {
     };
     for staged in held {
         staged.remove().await;
+    }
+    let dropped: Vec<_> = pending()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .map(|(_, v)| v)
+        .collect();
+    for (store, path) in dropped {
+        if let Err(e) = store.delete(&path).await {
+            tracing::warn!(file = %path, error = %e, "could not remove staged entity keys");
+        }
     }
     // This process's own directory goes too once empty (a retrieval still running keeps it).
     let mut dir = private_dir().lock().unwrap_or_else(|e| e.into_inner());
@@ -160,14 +194,14 @@ fn private_staging() -> Result<PathBuf> {
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Unavailable(format!(
                     "creating a staging directory in {} for the cluster's executors: {e}; set `engine.staging`",
                     tmp.display()
                 )));
             }
         }
     }
-    Err(Error::Invalid(format!(
+    Err(Error::Unavailable(format!(
         "could not create a new staging directory in {}; set `engine.staging`",
         tmp.display()
     )))
@@ -194,54 +228,72 @@ pub(super) async fn stage(
         .staging
         .as_deref()
         .filter(|s| quiver_registry::source_schema::is_url(s) && !s.starts_with("file://"));
+    // The file is written locally first: in the configured directory, else (also before an
+    // upload) in this process's private one.
     let local_dir = match (&cluster.staging, remote) {
-        (_, Some(_)) => std::env::temp_dir(),
-        (Some(dir), None) => match quiver_registry::source_schema::file_url_local(dir) {
-            Some(path) => PathBuf::from(path),
-            None => std::path::absolute(dir)
-                .map_err(|e| Error::Invalid(format!("engine.staging `{dir}`: {e}")))?,
-        },
-        (None, None) => private_staging()?,
+        (Some(dir), None) => {
+            let dir = match quiver_registry::source_schema::file_url_local(dir) {
+                Some(path) => PathBuf::from(path),
+                None => std::path::absolute(dir)
+                    .map_err(|e| Error::Invalid(format!("engine.staging `{dir}`: {e}")))?,
+            };
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                Error::Unavailable(format!(
+                    "creating the staging directory {} (engine.staging): {e}",
+                    dir.display()
+                ))
+            })?;
+            dir
+        }
+        _ => private_staging()?,
     };
-    std::fs::create_dir_all(&local_dir).map_err(|e| {
-        Error::Invalid(format!(
-            "creating the staging directory {} (engine.staging): {e}",
-            local_dir.display()
-        ))
-    })?;
     let local = local_dir.join(&name);
     // Owned from here on: a failure below removes what was written.
-    let mut staged = Staged {
+    let local_file = Staged {
         location: local.display().to_string(),
         place: Place::Local(local.clone()),
     };
     write_parquet(ctx, entities, &local).await?;
-    if let Some(prefix) = remote {
-        let text = format!("{}/{name}", prefix.trim_end_matches('/'));
-        let url = StoreUrl::parse(&text)?;
-        let store = open(&url, &cluster.staging_storage, &|v| std::env::var(v).ok())?;
-        crate::cluster::forward_storage(cluster_ctx, &url.root, &cluster.staging_storage)?;
-        let uploaded = Upload::file(
-            store.clone(),
-            &url.path,
-            &local,
-            &url.shown,
-            std::future::pending(),
-        )
-        .await;
-        remove_local(&local);
-        uploaded?;
-        ctx.register_object_store(&url.root, store.clone());
-        staged = Staged {
-            location: text,
-            place: Place::Remote { store, url },
-        };
-    }
+    let staged = match remote {
+        None => local_file,
+        Some(prefix) => {
+            let text = format!("{}/{name}", prefix.trim_end_matches('/'));
+            let url = StoreUrl::parse(&text)?;
+            let store = open(&url, &cluster.staging_storage, &|v| std::env::var(v).ok())?;
+            crate::cluster::forward_storage(cluster_ctx, &url.root, &cluster.staging_storage)?;
+            // Owned before the upload: an upload dropped part-way may still have stored it.
+            let remote_file = Staged {
+                location: text.clone(),
+                place: Place::Remote {
+                    store: store.clone(),
+                    url: url.clone(),
+                },
+            };
+            let uploaded = Upload::file(
+                store.clone(),
+                &url.path,
+                &local,
+                &url.shown,
+                std::future::pending(),
+            )
+            .await;
+            drop(local_file);
+            uploaded?;
+            // A source's store in the same bucket (with its read counters) stays registered.
+            let registered = datafusion::execution::object_store::ObjectStoreUrl::parse(&url.root)
+                .is_ok_and(|root| ctx.runtime_env().object_store(&root).is_ok());
+            if !registered {
+                ctx.register_object_store(&url.root, store);
+            }
+            remote_file
+        }
+    };
     let staged = Arc::new(staged);
-    live()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Arc::downgrade(&staged));
+    {
+        let mut live = live().lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|w| w.strong_count() > 0);
+        live.push(Arc::downgrade(&staged));
+    }
     let options = ParquetReadOptions::default().schema(&schema);
     let plan = ctx
         .read_parquet(staged.location.as_str(), options)
@@ -258,26 +310,33 @@ async fn write_parquet(
     entities: Arc<dyn ExecutionPlan>,
     path: &std::path::Path,
 ) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let io = |e: std::io::Error| {
-        Error::Invalid(format!(
+        Error::Unavailable(format!(
             "staging the entity keys in {} (engine.staging): {e}",
             path.display()
         ))
     };
-    let file = std::fs::File::create(path).map_err(io)?;
+    // A new file only this user can read (never one put there, nor a link followed).
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
     let mut writer = ArrowWriter::try_new(file, entities.schema(), None)
-        .map_err(|e| Error::Invalid(format!("staging the entity keys: {e}")))?;
+        .map_err(|e| Error::Unavailable(format!("staging the entity keys: {e}")))?;
     let mut stream =
         execute_stream(entities, ctx.task_ctx()).map_err(Error::engine("the entity table"))?;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(super::stream_error)?;
         writer
             .write(&batch)
-            .map_err(|e| Error::Invalid(format!("staging the entity keys: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("staging the entity keys: {e}")))?;
     }
     writer
         .close()
-        .map_err(|e| Error::Invalid(format!("staging the entity keys: {e}")))?;
+        .map_err(|e| Error::Unavailable(format!("staging the entity keys: {e}")))?;
     Ok(())
 }
 
@@ -366,7 +425,14 @@ pub(super) fn checked(stream: SendableRecordBatchStream, url: &str) -> SendableR
     let url = url.to_string();
     let checked = stream.map_err(move |e| {
         let text = e.to_string();
-        if text.contains("as-of join lost an entity row") || text.contains("as-of join out of step") {
+        // The checks that every entity row comes back exactly once (gather, zip).
+        let inconsistent = [
+            "as-of join lost an entity row",
+            "as-of join out of step",
+            "as-of join ended ",
+            "as-of join row ",
+        ];
+        if inconsistent.iter().any(|m| text.contains(m)) {
             DataFusionError::External(Box::new(Error::Unavailable(format!(
                 "the Ballista cluster at {url} returned an inconsistent result (rows missing or repeated; seen after it re-ran the tasks of a lost executor): nothing was written; run it again ({text})"
             ))))

@@ -78,13 +78,30 @@ impl ViewStream {
             }
         };
         let batch = concat_batches(&schema, &parts)?;
+        // Every position, not only the ends: a row repeated and another missing between them
+        // (a cluster re-running tasks) must not pass.
         let rows = batch.column(0).as_primitive::<UInt64Type>();
-        if rows.value(0) != first_row || rows.value(n - 1) != first_row + n as u64 - 1 {
+        if let Some(at) = (0..n).find(|&i| rows.value(i) != first_row + i as u64) {
             return Err(DataFusionError::Internal(format!(
-                "as-of join out of step at entity row {first_row}"
+                "as-of join out of step at entity row {}",
+                first_row + at as u64
             )));
         }
         Ok(batch)
+    }
+
+    /// Checks that nothing is left after the entity table's last row.
+    async fn finish(&mut self, rows: u64) -> datafusion::error::Result<()> {
+        let extra = match self.pending.pop_front() {
+            Some(b) => Some(b),
+            None => self.rx.recv().await.transpose()?,
+        };
+        match extra {
+            Some(b) if b.num_rows() > 0 => Err(DataFusionError::Internal(format!(
+                "as-of join out of step: rows beyond the entity table's {rows}"
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -120,8 +137,11 @@ pub(super) fn zip(
             first_row += n as u64;
             let out = RecordBatch::try_new(schema.clone(), columns)?;
             if tx.send(Ok(out)).await.is_err() {
-                break;
+                return Ok(());
             }
+        }
+        for v in &mut views {
+            v.finish(first_row).await?;
         }
         Ok(())
     });
@@ -147,5 +167,59 @@ fn read_entities(input: &EntityInput, etx: &Sender<Result<RecordBatch>>) {
         if etx.blocking_send(batch).is_err() || stop {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{RecordBatch, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_plan::stream::{
+        RecordBatchReceiverStreamBuilder, RecordBatchStreamAdapter,
+    };
+
+    use super::ViewStream;
+
+    fn view_of(rows: Vec<Vec<u64>>) -> (ViewStream, RecordBatchReceiverStreamBuilder) {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "__row",
+            DataType::UInt64,
+            false,
+        )]));
+        let batches: Vec<_> = rows
+            .into_iter()
+            .map(|r| {
+                Ok(
+                    RecordBatch::try_new(schema.clone(), vec![Arc::new(UInt64Array::from(r))])
+                        .unwrap(),
+                )
+            })
+            .collect();
+        let stream = Box::pin(RecordBatchStreamAdapter::new(
+            schema.clone(),
+            futures::stream::iter(batches),
+        ));
+        let mut builder = RecordBatchReceiverStreamBuilder::new(schema, 2);
+        (ViewStream::spawn(&mut builder, stream), builder)
+    }
+
+    /// A join output with one entity row repeated and another missing between the ends of a
+    /// chunk (what a cluster re-running tasks returned) is an error, never a shifted table.
+    #[tokio::test]
+    async fn rows_repeated_missing_or_extra_are_errors() {
+        let (mut view, _builder) = view_of(vec![vec![0, 1, 1, 3]]);
+        let err = view.take(4, 0).await.unwrap_err().to_string();
+        assert!(err.contains("out of step at entity row 2"), "{err}");
+
+        let (mut view, _builder) = view_of(vec![vec![0, 1], vec![2, 3, 4]]);
+        assert_eq!(view.take(4, 0).await.unwrap().num_rows(), 4);
+        let err = view.finish(4).await.unwrap_err().to_string();
+        assert!(err.contains("beyond the entity table's 4"), "{err}");
+
+        let (mut view, _builder) = view_of(vec![vec![0, 1, 2]]);
+        assert_eq!(view.take(3, 0).await.unwrap().num_rows(), 3);
+        view.finish(3).await.unwrap();
     }
 }

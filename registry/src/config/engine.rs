@@ -21,13 +21,15 @@ pub enum EngineConfig {
         #[serde(default = "default_connect_timeout_ms")]
         connect_timeout_ms: u64,
         /// Where retrieval stages its entity keys for the executors to read: a directory
-        /// (local, for executors on this machine or a shared file system) or an object-store
-        /// URL (`s3://bucket/prefix/`). Default: `quiver-staging` in the system's temporary
+        /// (local, for executors on this machine or a shared file system; relative to the
+        /// repository) or an object-store URL (`s3://bucket/prefix/`). Default: a directory
+        /// each client process makes for itself (mode 0700) in the system's temporary
         /// directory.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         staging: Option<String>,
-        /// How the staging store is opened, as a source's `storage:` map (values may be
-        /// `${VAR}`, resolved by each process from its own environment).
+        /// How the staging store is opened, as a source's `storage:` map. It travels with each
+        /// job; quiver.yaml's `${VAR}`s are resolved when it is loaded, so its values travel
+        /// resolved (keep credentials in the processes' standard environment).
         #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         staging_storage: std::collections::BTreeMap<String, String>,
         /// Into how many partitions (tasks) a view's join is split on the cluster, by the
