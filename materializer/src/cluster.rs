@@ -175,7 +175,7 @@ pub fn cluster_failure(e: &datafusion::error::DataFusionError) -> Option<String>
     }
     if text.trim_end().ends_with("failed: Cancelled") {
         return Some(
-            "the Ballista scheduler cancelled the job: no executor was alive for its `--no-executor-timeout-seconds`, or an operator cancelled it; start `quiver ballista executor --scheduler …` and run it again".into(),
+            "the Ballista scheduler cancelled the job: no executor was alive for its `--no-executor-timeout-seconds`, or no task ran for its `--stall-timeout-seconds` (after a lost executor: restart the executors), or an operator cancelled it; start or restart `quiver ballista executor --scheduler …` and run it again".into(),
         );
     }
     None

@@ -60,6 +60,12 @@ pub struct SchedulerArgs {
         env = "QUIVER_BALLISTA_NO_EXECUTOR_TIMEOUT"
     )]
     pub no_executor_timeout_seconds: u64,
+    /// Jobs are cancelled when no task of any job has run for this many seconds while
+    /// executors are alive and jobs wait — a stall Ballista 55 can fall into after losing an
+    /// executor mid-job (the survivors are given no more tasks); their clients then fail with
+    /// a message saying to restart the executors, instead of waiting for ever.
+    #[arg(long, default_value_t = 120, env = "QUIVER_BALLISTA_STALL_TIMEOUT")]
+    pub stall_timeout_seconds: u64,
     /// Serve the cluster's progress as Prometheus metrics (`GET /metrics`) on this address:
     /// jobs by outcome and duration, executors alive, jobs running.
     #[arg(long, env = "QUIVER_BALLISTA_METRICS_BIND")]
@@ -179,6 +185,7 @@ async fn scheduler(args: SchedulerArgs) -> Result<()> {
         scheduler.clone(),
         timeout,
         Duration::from_secs(args.no_executor_timeout_seconds.max(1)),
+        Duration::from_secs(args.stall_timeout_seconds.max(1)),
     ));
     start_grpc_service(args.bind, scheduler)
         .await
@@ -186,13 +193,18 @@ async fn scheduler(args: SchedulerArgs) -> Result<()> {
 }
 
 /// Cancels the jobs that wait while no executor has been alive for `limit` (their clients
-/// then fail with a message saying to start executors), checking every second.
+/// then fail with a message saying to start executors), or while executors are alive but no
+/// task of any job has run for `stall` (Ballista 55, after losing an executor mid-job, can stop
+/// giving the survivors tasks: without this their clients would wait for ever), checking every
+/// second.
 async fn watch_for_no_executors(
     scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode>,
     executor_timeout_seconds: u64,
     limit: Duration,
+    stall: Duration,
 ) {
     let mut without_executors: Option<Instant> = None;
+    let mut without_tasks: Option<Instant> = None;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = SystemTime::now()
@@ -217,6 +229,28 @@ async fn watch_for_no_executors(
             .cloned()
             .collect();
         cluster_metrics::sample(alive, jobs.len());
+        if jobs.is_empty() || alive == 0 {
+            without_tasks = None;
+        } else {
+            let running = running_tasks(&scheduler).await;
+            if running > 0 {
+                without_tasks = None;
+            } else {
+                let since = *without_tasks.get_or_insert_with(Instant::now);
+                if since.elapsed() >= stall {
+                    for job in &jobs {
+                        tracing::warn!(
+                            "cancelling job {job}: no task of any job has run for {} s while {alive} executor(s) are alive (--stall-timeout-seconds; Ballista can stall so after losing an executor mid-job): restart the executors",
+                            stall.as_secs()
+                        );
+                        if let Err(e) = scheduler.cancel_job(job.clone()).await {
+                            tracing::warn!("cancelling job {job}: {e}");
+                        }
+                    }
+                    without_tasks = None;
+                }
+            }
+        }
         if alive > 0 || jobs.is_empty() {
             without_executors = None;
             continue;
@@ -236,6 +270,16 @@ async fn watch_for_no_executors(
         }
         without_executors = None;
     }
+}
+
+/// Tasks running now in the scheduler's running jobs.
+async fn running_tasks(scheduler: &SchedulerServer<LogicalPlanNode, PhysicalPlanNode>) -> usize {
+    let jobs = scheduler.state.task_manager.get_running_job_cache();
+    let mut running = 0;
+    for job in jobs.values() {
+        running += job.execution_graph.read().await.running_tasks().len();
+    }
+    running
 }
 
 async fn executor(args: ExecutorArgs) -> Result<()> {
