@@ -167,6 +167,13 @@ pub fn cluster_failure(e: &datafusion::error::DataFusionError) -> Option<String>
             "the Ballista cluster did not answer ({code}: {message}); check that `quiver ballista scheduler` runs at engine.url in quiver.yaml, that its executors run, and their logs"
         ));
     }
+    // The executor holding a finished job's results is gone (Ballista's client fetches them
+    // from it), or the scheduler is.
+    if text.contains("GrpcConnectionError") {
+        return Some(
+            "a process of the Ballista cluster could not be reached (the scheduler, or the executor holding the job's results: was it lost?); check `quiver ballista scheduler` and its executors, then run it again".into(),
+        );
+    }
     // The scheduler's connection cut while a job streamed (the scheduler killed or restarted).
     if text.contains("h2 protocol error") || text.contains("error reading a body from connection") {
         return Some(
@@ -175,7 +182,7 @@ pub fn cluster_failure(e: &datafusion::error::DataFusionError) -> Option<String>
     }
     if text.trim_end().ends_with("failed: Cancelled") {
         return Some(
-            "the Ballista scheduler cancelled the job: no executor was alive for its `--no-executor-timeout-seconds`, or no task ran for its `--stall-timeout-seconds` (after a lost executor: restart the executors), or an operator cancelled it; start or restart `quiver ballista executor --scheduler …` and run it again".into(),
+            "the Ballista scheduler cancelled the job: no executor was alive for its `--no-executor-timeout-seconds` (start `quiver ballista executor --scheduler …`), or no task ran for its `--stall-timeout-seconds` (Ballista stalls so after losing an executor mid-job: restart every executor, the surviving ones too), or an operator cancelled it; then run it again".into(),
         );
     }
     None
@@ -483,6 +490,14 @@ mod tests {
             cluster_failure(&broken)
                 .unwrap()
                 .contains("broke during the job")
+        );
+        let gone = DataFusionError::Execution(
+            r#"GrpcConnectionError("Error connecting to Ballista scheduler or executor at http://127.0.0.1:51071: transport error")"#.into(),
+        );
+        assert!(
+            cluster_failure(&gone)
+                .unwrap()
+                .contains("the executor holding the job's results")
         );
         let query = DataFusionError::Plan("No field named fare".into());
         assert_eq!(cluster_failure(&query), None);

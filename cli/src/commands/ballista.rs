@@ -240,7 +240,7 @@ async fn watch_for_no_executors(
                 if since.elapsed() >= stall {
                     for job in &jobs {
                         tracing::warn!(
-                            "cancelling job {job}: no task of any job has run for {} s while {alive} executor(s) are alive (--stall-timeout-seconds; Ballista can stall so after losing an executor mid-job): restart the executors",
+                            "cancelling job {job}: no task of any job has run for {} s while {alive} executor(s) are alive (--stall-timeout-seconds; Ballista can stall so after losing an executor mid-job): restart every executor, the surviving ones too (their task slots can stay taken)",
                             stall.as_secs()
                         );
                         if let Err(e) = scheduler.cancel_job(job.clone()).await {
