@@ -29,7 +29,9 @@ async fn cached_values_are_bounded_by_staleness_and_invalidation() {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&dir.path().join("online.redb")).unwrap();
     let keys = vec!["k".to_string(), "absent".to_string()];
-    let staleness = Duration::from_millis(300);
+    // Long enough that a write (an fsync on a busy CI disk) between the first read and the
+    // second cannot outlast it: the second read must come from the cache.
+    let staleness = Duration::from_secs(2);
     let cache = BlobCache::new(staleness, 1000);
     put(&store, 1, 10).await;
     let first = cache.read_through(&store, &keys).await.unwrap();

@@ -230,7 +230,7 @@ pub(super) async fn stage(
         .filter(|s| quiver_registry::source_schema::is_url(s) && !s.starts_with("file://"));
     // The file is written locally first: in the configured directory, else (also before an
     // upload) in this process's private one.
-    let local_dir = match (&cluster.staging, remote) {
+    let (local_dir, private) = match (&cluster.staging, remote) {
         (Some(dir), None) => {
             let dir = match quiver_registry::source_schema::file_url_local(dir) {
                 Some(path) => PathBuf::from(path),
@@ -243,9 +243,9 @@ pub(super) async fn stage(
                     dir.display()
                 ))
             })?;
-            dir
+            (dir, false)
         }
-        _ => private_staging()?,
+        _ => (private_staging()?, true),
     };
     let local = local_dir.join(&name);
     // Owned from here on: a failure below removes what was written.
@@ -253,7 +253,7 @@ pub(super) async fn stage(
         location: local.display().to_string(),
         place: Place::Local(local.clone()),
     };
-    write_parquet(ctx, entities, &local).await?;
+    write_parquet(ctx, entities, &local, private).await?;
     let staged = match remote {
         None => local_file,
         Some(prefix) => {
@@ -305,10 +305,14 @@ pub(super) async fn stage(
     Ok((plan, staged))
 }
 
+/// Writes `entities` to a new file at `path` (never one put there, nor a link followed); in
+/// this process's `private` directory readable by this user only, in a configured one with
+/// the directory's usual permissions (executors there may run as another user).
 async fn write_parquet(
     ctx: &SessionContext,
     entities: Arc<dyn ExecutionPlan>,
     path: &std::path::Path,
+    private: bool,
 ) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let io = |e: std::io::Error| {
@@ -317,11 +321,10 @@ async fn write_parquet(
             path.display()
         ))
     };
-    // A new file only this user can read (never one put there, nor a link followed).
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(if private { 0o600 } else { 0o666 })
         .open(path)
         .map_err(io)?;
     let mut writer = ArrowWriter::try_new(file, entities.schema(), None)
