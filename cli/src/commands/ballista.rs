@@ -238,15 +238,11 @@ async fn watch_for_no_executors(
             } else {
                 let since = *without_tasks.get_or_insert_with(Instant::now);
                 if since.elapsed() >= stall {
-                    for job in &jobs {
-                        tracing::warn!(
-                            "cancelling job {job}: no task of any job has run for {} s while {alive} executor(s) are alive (--stall-timeout-seconds; Ballista can stall so after losing an executor mid-job): restart every executor, the surviving ones too (their task slots can stay taken)",
-                            stall.as_secs()
-                        );
-                        if let Err(e) = scheduler.cancel_job(job.clone()).await {
-                            tracing::warn!("cancelling job {job}: {e}");
-                        }
-                    }
+                    let why = format!(
+                        "no task of any job has run for {} s while {alive} executor(s) are alive (--stall-timeout-seconds; Ballista can stall so after losing an executor mid-job): restart every executor, the surviving ones too (their task slots can stay taken)",
+                        stall.as_secs()
+                    );
+                    cancel_jobs(&scheduler, &jobs, &why).await;
                     without_tasks = None;
                 }
             }
@@ -259,16 +255,26 @@ async fn watch_for_no_executors(
         if since.elapsed() < limit {
             continue;
         }
-        for job in jobs {
-            tracing::warn!(
-                "cancelling job {job}: no executor has been alive for {} s (--no-executor-timeout-seconds); start `quiver ballista executor`",
-                limit.as_secs()
-            );
-            if let Err(e) = scheduler.cancel_job(job.clone()).await {
-                tracing::warn!("cancelling job {job}: {e}");
-            }
-        }
+        let why = format!(
+            "no executor has been alive for {} s (--no-executor-timeout-seconds); start `quiver ballista executor`",
+            limit.as_secs()
+        );
+        cancel_jobs(&scheduler, &jobs, &why).await;
         without_executors = None;
+    }
+}
+
+/// Cancels `jobs`, logging `why` for each (their clients then fail).
+async fn cancel_jobs(
+    scheduler: &SchedulerServer<LogicalPlanNode, PhysicalPlanNode>,
+    jobs: &[ballista_core::JobId],
+    why: &str,
+) {
+    for job in jobs {
+        tracing::warn!("cancelling job {job}: {why}");
+        if let Err(e) = scheduler.cancel_job(job.clone()).await {
+            tracing::warn!("cancelling job {job}: {e}");
+        }
     }
 }
 
