@@ -235,6 +235,10 @@ fn watermark_field(project: &str, view: &str, generation: u64) -> String {
 
 #[async_trait]
 impl OnlineStore for EmbeddedStore {
+    fn prefers_key_order(&self) -> bool {
+        true
+    }
+
     async fn write(&self, entries: Vec<WriteEntry>) -> Result<u64> {
         self.blocking(move |db, path| {
             let txn = db.begin_write(path)?;

@@ -127,6 +127,10 @@ impl Reconnecting {
 
 #[async_trait]
 impl OnlineStore for Reconnecting {
+    fn prefers_key_order(&self) -> bool {
+        self.inner.get().is_some_and(|s| s.prefers_key_order())
+    }
+
     async fn write(&self, entries: Vec<WriteEntry>) -> Result<u64> {
         self.connected()?.write(entries).await
     }

@@ -133,4 +133,10 @@ pub trait OnlineStore: Send + Sync + std::fmt::Debug {
     }
     /// Where the store is, for messages (no secrets).
     fn location(&self) -> String;
+    /// Whether [`OnlineStore::write`] is cheaper when entries come in key order (a B-tree on
+    /// disk: each write transaction then touches a contiguous run of pages instead of
+    /// rewriting most of them). The materializer sorts a view's entries when it is.
+    fn prefers_key_order(&self) -> bool {
+        false
+    }
 }

@@ -24,13 +24,16 @@ pub async fn write(
 ) -> Result<u64> {
     let prefix = view_prefix(&job.registry.registry.project, &view.name, view.generation);
     let ttl_ms = (job.key_ttl && !view.ttl.is_unbounded()).then(|| view.ttl.millis());
-    let entries: Vec<WriteEntry> = entries
+    let mut entries: Vec<WriteEntry> = entries
         .map(|(key, event_ns, blob)| WriteEntry {
             key: online_key(&prefix, &key),
             blob,
             expire_at_ms: ttl_ms.map(|t| event_ns.div_euclid(1_000_000).saturating_add(t)),
         })
         .collect();
+    if job.online.prefers_key_order() {
+        entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    }
     let mut chunks = Vec::new();
     let mut it = entries.into_iter().peekable();
     while it.peek().is_some() {
