@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 use quiver_online_store::value_codec::{ordered_i64, should_replace};
 
 use crate::columns::{Rows, StatsAcc};
@@ -19,7 +21,7 @@ pub struct Winner {
 /// Winners so far, and what was read on the way.
 #[derive(Debug)]
 pub struct Latest {
-    pub winners: HashMap<String, Winner>,
+    pub winners: HashMap<String, Winner, RandomState>,
     pub rows_read: u64,
     /// Rows in the range without an entity key or event time: they identify nothing.
     pub rows_skipped: u64,
@@ -41,7 +43,7 @@ impl Latest {
     /// Keeps rows with `start <= event_ts < end` (nanoseconds).
     pub fn new(features: usize, start: i64, end: i64) -> Self {
         Latest {
-            winners: HashMap::new(),
+            winners: HashMap::default(),
             rows_read: 0,
             rows_skipped: 0,
             stats: vec![StatsAcc::default(); features],
