@@ -27,7 +27,7 @@ struct Cli {
         env = "QUIVER_REPO"
     )]
     repo: PathBuf,
-    /// quiver.yaml to use instead of REPO/quiver.yaml.
+    /// quiver.yaml to use instead of REPO/quiver.yaml (its relative paths stay relative to REPO).
     #[arg(long, global = true, env = "QUIVER_CONFIG")]
     config: Option<PathBuf>,
     /// How results are printed: text for people, json for scripts.

@@ -38,6 +38,10 @@ pub async fn watch(
     let mut watermarks: Vec<Option<i64>> = Vec::new();
     // The last watermark read of each (view, generation) served.
     let mut known: HashMap<(String, u64), i64> = HashMap::new();
+    // Every watermark this server has read for a served generation: a watermark never goes
+    // away by itself, so one seen and now gone is a loss even when the run records went too
+    // (a registry kept in the same Redis, flushed with it).
+    let mut seen: HashMap<(String, u64), i64> = HashMap::new();
     let mut suspects: HashSet<(String, u64)> = HashSet::new();
     let mut records_checked: Option<Instant> = None;
     let mut first = true;
@@ -118,6 +122,9 @@ pub async fn watch(
                 Ok(w) => *w,
                 Err(_) => known.get(&key).copied(),
             };
+            if let Ok(Some(w)) = &w {
+                seen.insert(key.clone(), *w);
+            }
             if let Some(shown) = shown {
                 read.insert(key.clone(), shown);
             }
@@ -137,7 +144,7 @@ pub async fn watch(
             suspects.clear();
         } else if due {
             records_checked = Some(Instant::now());
-            suspects = check_lost(&service, &registry, &missing, &suspects).await;
+            suspects = check_lost(&service, &registry, &missing, &suspects, &seen).await;
         }
         if suspects.is_empty() || !service.lost_data().is_empty() {
             service.set_data_checked(true);
@@ -177,13 +184,15 @@ pub const LOST_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// it writes the watermark, so a generation can be recorded and not yet marked for an instant).
 pub const LOST_CONFIRM_AFTER: Duration = Duration::from_secs(1);
 
-/// Reads the run records and returns the `missing` generations they say were materialized;
-/// those that were suspects already (the previous check) are reported lost.
+/// Reads the run records and returns the `missing` generations they say were materialized,
+/// or whose watermark this server has `seen`; those that were suspects already (the previous
+/// check) are reported lost.
 async fn check_lost(
     service: &FeatureService,
     registry: &Arc<dyn RegistryStore>,
     missing: &[(String, u64)],
     suspects: &HashSet<(String, u64)>,
+    seen: &HashMap<(String, u64), i64>,
 ) -> HashSet<(String, u64)> {
     let store = registry.clone();
     let recorded = tokio::task::spawn_blocking(move || {
@@ -193,17 +202,20 @@ async fn check_lost(
     let recorded = match recorded {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            tracing::debug!(error = %e, "run records unreadable; lost data not checked");
-            return suspects.clone();
+            tracing::debug!(error = %e, "run records unreadable; lost data checked against the watermarks seen");
+            HashMap::new()
         }
-        Err(_) => return suspects.clone(),
+        Err(_) => HashMap::new(),
     };
     let mut now = HashSet::new();
     let mut lost = Vec::new();
     for key in missing {
-        let Some(reached) = recorded.get(key) else {
-            continue;
+        let reached = match (recorded.get(key), seen.get(key)) {
+            (Some(r), _) => r.clone(),
+            (None, Some(&w)) => quiver_materializer::materialize::rfc3339(w),
+            (None, None) => continue,
         };
+        let reached = &reached;
         if suspects.contains(key) {
             let why = quiver_materializer::materialize::lost_message(&key.0, reached);
             lost.push((key.0.clone(), why));

@@ -436,6 +436,11 @@ async fn online_equals_offline_at_fixed_times_with_pushes_between_runs() {
             &["--format", "json", "verify", "--views", "driver_activity"],
         );
         assert!(report.status.success(), "{backend}: {}", describe(&report));
+        let text = String::from_utf8_lossy(&report.stdout);
+        assert!(
+            !text.contains("\"note\""),
+            "{backend}: no note at the cutoff: {text}"
+        );
         // A late event (before the cutoff) reaches the online value with the next run.
         push(&root, now, &[(3, cutoff - 60 * S, 50.0)]).await;
         assert_eq!(
@@ -466,6 +471,25 @@ async fn online_equals_offline_at_fixed_times_with_pushes_between_runs() {
             .find(|r| r["view"] == "driver_activity")
             .unwrap();
         assert!(agg["sampled"].as_u64().unwrap() >= 3, "{agg}");
+        assert!(agg.get("note").is_none(), "{agg}");
+        // Nine days before the cutoff, the 7-day window reaches before the events the last run
+        // read (the cutoff minus the longest window): the report says why values may differ.
+        let early = rfc3339(now - 9 * 24 * HOUR);
+        let report = quiver(&root, &["--format", "json", "verify", "--at", &early]);
+        let report: serde_json::Value = serde_json::from_slice(&report.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", describe(&report)));
+        let agg = report
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["view"] == "driver_activity")
+            .unwrap();
+        assert!(
+            agg["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("before the last run's cutoff")),
+            "{agg}"
+        );
         // A pushed online-only event is skew, and verify says so.
         service(&root, now)
             .write(WriteRequest {

@@ -213,11 +213,14 @@ fn init_never_overwrites_a_repository() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --end `yesterday`"));
 }
 
+/// Run twice, the second time over data that ends an hour later (as a quickstart run again
+/// later does: its sample ends at "now"): the online store holds the new data's values, which
+/// `verify` checks against the offline join — not the first run's, nor a mix.
 #[test]
 fn quickstart_runs_twice_on_a_fresh_directory() {
     let tmp = tempfile::tempdir().unwrap();
-    for _ in 0..2 {
-        let out = quiver(tmp.path(), &["quickstart", "--no-serve", "--end", END]);
+    for end in ["2026-01-01T23:00:00Z", END] {
+        let out = quiver(tmp.path(), &["quickstart", "--no-serve", "--end", end]);
         assert!(out.status.success(), "{}", describe(&out));
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("registry version 1"), "{text}");
@@ -226,6 +229,8 @@ fn quickstart_runs_twice_on_a_fresh_directory() {
             "{text}"
         );
     }
+    let verify = quiver(tmp.path(), &["-C", "quiver_quickstart", "verify"]);
+    assert!(verify.status.success(), "{}", describe(&verify));
     let list = quiver(tmp.path(), &["-C", "quiver_quickstart", "registry", "list"]);
     assert!(list.status.success(), "{}", describe(&list));
     let get = quiver(
@@ -249,6 +254,20 @@ fn quickstart_runs_twice_on_a_fresh_directory() {
         json["event_timestamp"], "2026-01-02T00:00:00Z",
         "the newest hourly row"
     );
+}
+
+/// The quickstart replaces its directory's files: pointed at another repository, it refuses
+/// (exit 2) and changes nothing.
+#[test]
+fn quickstart_refuses_a_directory_holding_another_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path());
+    let before = snapshot(&tmp.path().join("repo"));
+    let out = quiver(tmp.path(), &["quickstart", "--no-serve", "--dir", "repo"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not the quickstart's sample"), "{err}");
+    assert_eq!(snapshot(&tmp.path().join("repo")), before);
 }
 
 /// The read-only commands with bad arguments: exit 2, a message naming the problem, nothing

@@ -582,7 +582,7 @@ fn a_damaged_value_is_reported_and_replaced_by_the_next_run() {
 
 /// Polls `GET path` of `server` until `done` holds for its (status, body), failing the test
 /// after `limit`; returns that answer.
-fn poll_server(
+pub(crate) fn poll_server(
     server: &quiver_tests::QuiverServer,
     path: &str,
     what: &str,

@@ -278,3 +278,38 @@ fn run_records_by_view_and_the_newest_of_each_generation_in_a_directory() {
         }
     });
 }
+
+/// The registry and the online store in one Redis (as the README's fleet setup may have them),
+/// flushed under a running server: the run records go with the data, so the server's own memory
+/// of the watermarks it read says the data was lost — `/ready` turns 503 naming the view, never
+/// "ready" over an empty store.
+#[test]
+fn a_flush_of_the_redis_holding_both_stores_is_noticed() {
+    let redis = RedisServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = redis_repo(tmp.path(), &redis.url());
+    let config = repo.join("quiver.yaml");
+    let yaml = std::fs::read_to_string(&config).unwrap().replace(
+        "online_store:\n  type: embedded\n  path: .quiver/online.redb",
+        &format!("online_store:\n  type: redis\n  url: {}", redis.url()),
+    );
+    std::fs::write(&config, yaml).unwrap();
+    for step in [&["apply"][..], &["materialize-incremental"]] {
+        let out = quiver(&repo, step);
+        assert!(out.status.success(), "{step:?}: {}", describe(&out));
+    }
+    let mut server = quiver_tests::QuiverServer::start(&repo, false).unwrap();
+    server.wait_ready(std::time::Duration::from_secs(20));
+    let () = redis::cmd("FLUSHALL")
+        .query(&mut redis.client().unwrap())
+        .unwrap();
+    let (_, body) = crate::faults::poll_server(
+        &server,
+        "/ready",
+        "/ready naming the flushed view",
+        std::time::Duration::from_secs(30),
+        |status, body| status == 503 && body.contains("wiped"),
+    );
+    assert!(body.contains("driver_hourly_stats"), "{body}");
+    server.sigterm();
+}

@@ -10,6 +10,7 @@ use super::materialize::{execute, render};
 use super::sample::SampleArgs;
 use super::serve;
 use crate::context::Context;
+use crate::exit::UserError;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,6 +30,26 @@ pub struct Args {
     pub sample: SampleArgs,
 }
 
+/// Whether `dir` holds an earlier quickstart sample (which the run replaces); an error when it
+/// holds another repository, which the quickstart must not overwrite.
+fn refreshable(dir: &std::path::Path) -> Result<bool> {
+    let config = dir.join("quiver.yaml");
+    let text = match std::fs::read_to_string(&config) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => anyhow::bail!("{}: {e}", config.display()),
+    };
+    if text.contains("\nproject: quickstart\n") {
+        return Ok(true);
+    }
+    Err(UserError(format!(
+        "{} holds a repository that is not the quickstart's sample; the quickstart replaces \
+         its directory's files, so choose another --dir",
+        dir.display()
+    ))
+    .into())
+}
+
 pub fn run(ctx: &Context, args: Args) -> Result<()> {
     let dir = if args.dir.is_absolute() {
         args.dir
@@ -36,7 +57,24 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
         ctx.repo.join(args.dir)
     };
     let started = std::time::Instant::now();
-    let summary = quiver_examples::scaffold(&dir, "quickstart", &args.sample.spec()?, true)?;
+    let spec = args.sample.spec()?;
+    let refreshed = refreshable(&dir)?;
+    let summary = quiver_examples::scaffold(&dir, "quickstart", &spec, true)?;
+    if refreshed {
+        // The sample's data was just generated again (new values, new times): what the
+        // embedded store holds came from the old data, and its watermarks would make the
+        // run below skip most of the new rows. Materialize the new data from the start.
+        let store = dir.join(".quiver/online.redb");
+        match std::fs::remove_file(&store) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                anyhow::bail!(
+                    "{}: cannot remove the earlier sample's online store: {e}",
+                    store.display()
+                )
+            }
+            _ => {}
+        }
+    }
     let repo_ctx = Context {
         repo: dir.clone(),
         config: None,

@@ -68,7 +68,13 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<()> {
                 crate::context::same_project(&repo, store.as_ref(), &latest)?;
             }
             let history = store.history()?;
+            let location = store.location();
             ctx.print(&history, || {
+                if history.is_empty() {
+                    return format!(
+                        "No registry versions in {location} yet: run `quiver apply` first.\n"
+                    );
+                }
                 let mut out = format!(
                     "{:>7}  {:<20}  {:<12}  {:>5}  {:>8}\n",
                     "VERSION", "APPLIED", "HASH", "VIEWS", "SERVICES"

@@ -201,7 +201,7 @@ impl EntityInput {
         let field = self.schema.field_with_name(ts).map_err(|_| {
             let names: Vec<_> = self.schema.fields().iter().map(|f| f.name()).collect();
             self.invalid(format!(
-                "no timestamp column `{ts}` (columns: {names:?}); name it `{DEFAULT_TIMESTAMP_COLUMN}` or pass --timestamp-column"
+                "no timestamp column `{ts}` (columns: {names:?}); name it `{DEFAULT_TIMESTAMP_COLUMN}` or say which column holds the times (`--timestamp-column`; `timestamp_column` over HTTP and in Python)"
             ))
         })?;
         let usable = matches!(

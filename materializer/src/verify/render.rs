@@ -68,6 +68,9 @@ fn render_view(out: &mut String, r: &ViewReport, watermark: &str) {
             f.feature, f.matched, f.mismatched, f.missing, share
         ));
     }
+    if let Some(note) = &r.note {
+        out.push_str(&format!("  note: {note}\n"));
+    }
     if r.time_mismatches > 0 {
         out.push_str(&format!(
             "  {} entities hold a value from a different row than offline\n",
