@@ -379,3 +379,73 @@ fn a_renamed_project_is_refused_by_every_command() {
         );
     }
 }
+
+/// Rows without an entity key identify no entity: materialization skips them, and `verify`
+/// neither counts nor samples them (it once counted the null key as one more entity).
+#[test]
+fn verify_counts_no_entity_for_rows_without_a_key() {
+    use std::sync::Arc;
+
+    use arrow::array::{RecordBatch, new_null_array};
+    use arrow::datatypes::{Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path());
+    let repo = tmp.path().join("repo");
+    let path = repo.join("data/driver_stats.parquet");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    let nullable: Vec<Field> = batches[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    let schema = Arc::new(Schema::new(nullable));
+    let mut out =
+        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema.clone(), None).unwrap();
+    for b in &batches {
+        out.write(&RecordBatch::try_new(schema.clone(), b.columns().to_vec()).unwrap())
+            .unwrap();
+    }
+    // The first rows again, their keys null.
+    let keyless = batches[0].slice(0, 5);
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(keyless.columns())
+        .map(|(f, c)| {
+            if f.name() == "driver_id" {
+                new_null_array(c.data_type(), c.len())
+            } else {
+                c.clone()
+            }
+        })
+        .collect();
+    out.write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+        .unwrap();
+    out.close().unwrap();
+    for step in [&["apply"][..], &["materialize-incremental"]] {
+        let out = quiver(&repo, step);
+        assert!(out.status.success(), "{step:?}: {}", describe(&out));
+    }
+    let out = quiver(
+        &repo,
+        &[
+            "--format",
+            "json",
+            "verify",
+            "--views",
+            "driver_hourly_stats",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["entities"], 20, "{report}");
+    assert_eq!(report[0]["sampled"], 20, "{report}");
+}

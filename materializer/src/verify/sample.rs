@@ -93,9 +93,16 @@ async fn distinct_keys(
         Some(at),
         Some("UTC".into()),
     ));
+    // A row with a null key identifies no entity (materialization skips it): not one to sample.
+    let keyed = join_keys
+        .iter()
+        .map(|k| ident(&k.name).is_not_null())
+        .reduce(|a, b| a.and(b))
+        .unwrap_or_else(|| lit(true));
     let keys = df
         .filter(event.lt_eq(at_lit))
         .and_then(|df| df.select(select))
+        .and_then(|df| df.filter(keyed))
         .and_then(|df| df.distinct())
         .map_err(Error::engine(context()))?
         .collect()
