@@ -28,17 +28,30 @@ pub async fn open_or_retry(
     root: &Path,
     wait: Duration,
 ) -> Result<Arc<dyn OnlineStore>> {
-    let first = {
+    let mut first = {
         let (config, root) = (config.clone(), root.to_path_buf());
         tokio::spawn(async move { open(&config, &root).await })
     };
-    let reason = match tokio::time::timeout(wait, first).await {
+    let (pending, reason) = match tokio::time::timeout(wait, &mut first).await {
         Ok(Ok(Ok(store))) => return Ok(store),
-        Ok(Ok(Err(Error::Unavailable(e)))) => e,
+        Ok(Ok(Err(Error::Unavailable(e)))) => (None, e),
         Ok(Ok(Err(other))) => return Err(other),
         Ok(Err(join)) => return Err(Error::Backend(format!("connecting: {join}"))),
-        // The attempt goes on in the background; the retry loop makes its own.
-        Err(_) => format!("no answer within {} ms", wait.as_millis()),
+        // The attempt goes on in the background, and the retry loop waits for it before it
+        // makes its own (an embedded store is one process at a time: a second attempt beside
+        // the first would only be refused).
+        Err(_) => (
+            Some(first),
+            match config {
+                OnlineStoreConfig::Embedded { .. } => format!(
+                    "still opening after {} ms (a store left by a crash is checked and repaired first)",
+                    wait.as_millis()
+                ),
+                OnlineStoreConfig::Redis { .. } => {
+                    format!("no answer within {} ms", wait.as_millis())
+                }
+            },
+        ),
     };
     let store = Arc::new(Reconnecting {
         shown: describe(config, root),
@@ -49,26 +62,37 @@ pub async fn open_or_retry(
         store = %store.shown, problem = %store.problem(),
         "the online store is unreachable; serving as not ready until it answers"
     );
-    tokio::spawn(retry(store.clone(), config.clone(), root.to_path_buf()));
+    tokio::spawn(retry(
+        store.clone(),
+        config.clone(),
+        root.to_path_buf(),
+        pending,
+    ));
     Ok(store)
 }
 
 /// Connects `store` in the background, with growing waits between attempts (each attempt is
 /// bounded by the backend's own connection timeout), and logs each failure.
-async fn retry(store: Arc<Reconnecting>, config: OnlineStoreConfig, root: PathBuf) {
+/// `pending` is the first attempt, when it had not answered in time: it is waited for first.
+async fn retry(
+    store: Arc<Reconnecting>,
+    config: OnlineStoreConfig,
+    root: PathBuf,
+    pending: Option<tokio::task::JoinHandle<Result<Arc<dyn OnlineStore>>>>,
+) {
+    if let Some(first) = pending {
+        match first.await {
+            Ok(Ok(connected)) => return store.connected_now(connected),
+            Ok(Err(e)) => store.failed(&e.to_string()),
+            Err(join) => store.failed(&format!("connecting: {join}")),
+        }
+    }
     let mut pause = FIRST_RETRY;
     loop {
         tokio::time::sleep(pause).await;
         match open(&config, &root).await {
-            Ok(connected) => {
-                let _ = store.inner.set(connected);
-                tracing::warn!(store = %store.shown, "the online store is reachable again");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(store = %store.shown, error = %e, "the online store is still unreachable; retrying");
-                *store.problem.lock().unwrap_or_else(PoisonError::into_inner) = e.to_string();
-            }
+            Ok(connected) => return store.connected_now(connected),
+            Err(e) => store.failed(&e.to_string()),
         }
         pause = (pause * 2).min(MAX_RETRY);
     }
@@ -107,6 +131,16 @@ impl std::fmt::Debug for Reconnecting {
 }
 
 impl Reconnecting {
+    fn connected_now(&self, connected: Arc<dyn OnlineStore>) {
+        let _ = self.inner.set(connected);
+        tracing::warn!(store = %self.shown, "the online store is reachable again");
+    }
+
+    fn failed(&self, problem: &str) {
+        tracing::warn!(store = %self.shown, error = %problem, "the online store is still unreachable; retrying");
+        *self.problem.lock().unwrap_or_else(PoisonError::into_inner) = problem.to_string();
+    }
+
     fn problem(&self) -> String {
         self.problem
             .lock()
