@@ -8,6 +8,9 @@
 #   retrieve  500,000 entity rows (model_v1's driver view), entity table and output local
 # Each run's files_read / bytes_read come from its run record (`--format json`).
 #
+# NEWEST_SHARE=0.1 keeps rows in the newest hour for every 10th driver only (the default, 1, has
+# every driver in every hour, so the newest hour writes as many keys as the whole day).
+#
 # Usage: bash benches/object_store.sh [RUNS]
 #   (build first: cargo build --release -p quiver-cli; moto: ~/.cache/quiver-moto-venv or QUIVER_MOTO_VENV)
 set -euo pipefail
@@ -37,6 +40,18 @@ import os, sys, boto3, numpy as np, pyarrow as pa, pyarrow.parquet as pq, pyarro
 work, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t = pq.read_table(f"{work}/local/data/driver_stats.parquet")
 hours = pc.floor_temporal(t.column("event_timestamp"), unit="hour")
+share = float(os.environ.get("NEWEST_SHARE", "1"))
+if share < 1:
+    # Only every k-th driver has rows in the newest hour (events touch a fraction of the
+    # entities each hour); the single local file is rewritten the same way.
+    k = round(1 / share)
+    newest = pc.max(hours).as_py()
+    keep = pc.or_(pc.not_equal(hours, pa.scalar(newest, hours.type)),
+                  pa.array(t.column("driver_id").to_numpy() % k == 0))
+    t = t.filter(keep)
+    hours = hours.filter(keep)
+    pq.write_table(t, f"{work}/local/data/driver_stats.parquet")
+    print(f"newest hour: every {k}th driver only")
 s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="bench",
                   aws_secret_access_key="bench", region_name="us-east-1")
 s3.create_bucket(Bucket="lake")

@@ -22,7 +22,8 @@ use crate::snapshot::Snapshot;
 /// one read for the same generation, so its age keeps growing instead of freezing.
 ///
 /// A served (view, generation) whose watermark the store does not have, though the registry's
-/// run records say a run materialized it, has lost its data (the store was wiped, flushed or
+/// run records say a run materialized it — or this server read the watermark earlier (records
+/// kept in the same Redis go with a flush) — has lost its data (the store was wiped, flushed or
 /// restarted empty): seen so at two record checks [`LOST_CONFIRM_AFTER`] apart (a run records
 /// itself just before it moves the watermark), it makes `/ready` fail naming the view and sets
 /// `quiver_view_data_lost{view}`, until a materialization writes the watermark again. Until the
@@ -199,30 +200,42 @@ async fn check_lost(
         quiver_materializer::materialize::recorded_watermarks(store.as_ref())
     })
     .await;
+    // Records that cannot be read (a registry blip) decide nothing: verdicts they made stand,
+    // suspects stay suspects, and only the watermarks seen can add a loss.
     let recorded = match recorded {
-        Ok(Ok(r)) => r,
+        Ok(Ok(r)) => Some(r),
         Ok(Err(e)) => {
-            tracing::debug!(error = %e, "run records unreadable; lost data checked against the watermarks seen");
-            HashMap::new()
+            tracing::debug!(error = %e, "run records unreadable; lost data checked against the watermarks seen only");
+            None
         }
-        Err(_) => HashMap::new(),
+        Err(_) => None,
     };
+    let before = service.lost_data();
     let mut now = HashSet::new();
     let mut lost = Vec::new();
     for key in missing {
-        let reached = match (recorded.get(key), seen.get(key)) {
-            (Some(r), _) => r.clone(),
-            (None, Some(&w)) => quiver_materializer::materialize::rfc3339(w),
+        let why = match (recorded.as_ref().and_then(|r| r.get(key)), seen.get(key)) {
+            (Some(reached), _) => quiver_materializer::materialize::lost_message(&key.0, reached),
+            (None, Some(&w)) => quiver_materializer::materialize::lost_seen_message(
+                &key.0,
+                &quiver_materializer::materialize::rfc3339(w),
+            ),
+            (None, None) if recorded.is_none() => {
+                if let Some(standing) = before.iter().find(|(v, _)| *v == key.0) {
+                    lost.push(standing.clone());
+                }
+                if suspects.contains(key) {
+                    now.insert(key.clone());
+                }
+                continue;
+            }
             (None, None) => continue,
         };
-        let reached = &reached;
         if suspects.contains(key) {
-            let why = quiver_materializer::materialize::lost_message(&key.0, reached);
             lost.push((key.0.clone(), why));
         }
         now.insert(key.clone());
     }
-    let before = service.lost_data();
     for (view, why) in &lost {
         if !before.iter().any(|(v, _)| v == view) {
             tracing::error!(%view, "{why}; not ready until it is materialized again");

@@ -26,7 +26,7 @@ use crate::latest::Latest;
 use crate::store_check;
 pub use aggregate::cutoff;
 use runs::run_record;
-pub use runs::{lost_message, recorded_watermarks};
+pub use runs::{lost_message, lost_seen_message, recorded_watermarks};
 use scan::has_rows_before;
 pub use scan::latest_rows;
 pub use write::write;

@@ -37,31 +37,38 @@ pub async fn open_or_retry(
         Ok(Ok(Err(Error::Unavailable(e)))) => (None, e),
         Ok(Ok(Err(other))) => return Err(other),
         Ok(Err(join)) => return Err(Error::Backend(format!("connecting: {join}"))),
-        // The attempt goes on in the background, and the retry loop waits for it before it
-        // makes its own (an embedded store is one process at a time: a second attempt beside
-        // the first would only be refused).
-        Err(_) => (
-            Some(first),
-            match config {
-                OnlineStoreConfig::Embedded { .. } => format!(
+        // The attempt goes on in the background. For an embedded store (one process at a
+        // time: an attempt beside it would only be refused) the retry loop waits for it before
+        // it makes its own; Redis attempts may race (the first to connect wins).
+        Err(_) => match config {
+            OnlineStoreConfig::Embedded { .. } => (
+                Some(first),
+                format!(
                     "still opening after {} ms (a store left by a crash is checked and repaired first)",
                     wait.as_millis()
                 ),
-                OnlineStoreConfig::Redis { .. } => {
-                    format!("no answer within {} ms", wait.as_millis())
-                }
-            },
-        ),
+            ),
+            OnlineStoreConfig::Redis { .. } => {
+                (None, format!("no answer within {} ms", wait.as_millis()))
+            }
+        },
     };
     let store = Arc::new(Reconnecting {
         shown: describe(config, root),
         inner: OnceLock::new(),
         problem: Mutex::new(reason),
     });
-    tracing::warn!(
-        store = %store.shown, problem = %store.problem(),
-        "the online store is unreachable; serving as not ready until it answers"
-    );
+    if pending.is_some() {
+        tracing::warn!(
+            store = %store.shown, problem = %store.problem(),
+            "the online store is not open yet; serving as not ready until it is"
+        );
+    } else {
+        tracing::warn!(
+            store = %store.shown, problem = %store.problem(),
+            "the online store is unreachable; serving as not ready until it answers"
+        );
+    }
     tokio::spawn(retry(
         store.clone(),
         config.clone(),
@@ -83,8 +90,11 @@ async fn retry(
     if let Some(first) = pending {
         match first.await {
             Ok(Ok(connected)) => return store.connected_now(connected),
-            Ok(Err(e)) => store.failed(&e.to_string()),
-            Err(join) => store.failed(&format!("connecting: {join}")),
+            Ok(Err(Error::Unavailable(e))) => store.failed(&e),
+            // A damaged file or a bad configuration: another attempt would only fail the
+            // same way (and repeat a long check). Not ready, saying why, until restarted.
+            Ok(Err(e)) => return store.gave_up(&e.to_string()),
+            Err(join) => return store.gave_up(&format!("connecting: {join}")),
         }
     }
     let mut pause = FIRST_RETRY;
@@ -134,6 +144,11 @@ impl Reconnecting {
     fn connected_now(&self, connected: Arc<dyn OnlineStore>) {
         let _ = self.inner.set(connected);
         tracing::warn!(store = %self.shown, "the online store is reachable again");
+    }
+
+    fn gave_up(&self, problem: &str) {
+        tracing::error!(store = %self.shown, error = %problem, "the online store cannot be opened; not retrying (fix it and restart)");
+        *self.problem.lock().unwrap_or_else(PoisonError::into_inner) = problem.to_string();
     }
 
     fn failed(&self, problem: &str) {

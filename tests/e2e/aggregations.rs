@@ -358,6 +358,17 @@ async fn cutoff_of(root: &Path) -> i64 {
         .unwrap()
 }
 
+/// `driver_activity`'s report in the JSON `quiver verify` printed (whatever its exit code).
+fn activity_report(out: &std::process::Output) -> serde_json::Value {
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(out)));
+    report
+        .as_array()
+        .and_then(|views| views.iter().find(|r| r["view"] == "driver_activity"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no driver_activity report: {report}"))
+}
+
 fn rfc3339(ns: i64) -> String {
     quiver_materializer::materialize::rfc3339(ns)
 }
@@ -463,27 +474,16 @@ async fn online_equals_offline_at_fixed_times_with_pushes_between_runs() {
         let at = rfc3339(now);
         let report = quiver(&root, &["--format", "json", "verify", "--at", &at]);
         assert!(report.status.success(), "{}", describe(&report));
-        let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
-        let agg = report
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["view"] == "driver_activity")
-            .unwrap();
+        let agg = activity_report(&report);
         assert!(agg["sampled"].as_u64().unwrap() >= 3, "{agg}");
         assert!(agg.get("note").is_none(), "{agg}");
         // Nine days before the cutoff, the 7-day window reaches before the events the last run
         // read (the cutoff minus the longest window): the report says why values may differ.
         let early = rfc3339(now - 9 * 24 * HOUR);
-        let report = quiver(&root, &["--format", "json", "verify", "--at", &early]);
-        let report: serde_json::Value = serde_json::from_slice(&report.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", describe(&report)));
-        let agg = report
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["view"] == "driver_activity")
-            .unwrap();
+        let agg = activity_report(&quiver(
+            &root,
+            &["--format", "json", "verify", "--at", &early],
+        ));
         assert!(
             agg["note"]
                 .as_str()

@@ -224,6 +224,12 @@ fn quickstart_runs_twice_on_a_fresh_directory() {
         assert!(out.status.success(), "{}", describe(&out));
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("registry version 1"), "{text}");
+        // A refresh starts afresh: no "data lost" warning about the store it replaced.
+        assert!(
+            !describe(&out).contains("no watermark"),
+            "{}",
+            describe(&out)
+        );
         assert!(
             text.contains("registry describe driver_hourly_stats"),
             "{text}"
@@ -231,6 +237,21 @@ fn quickstart_runs_twice_on_a_fresh_directory() {
     }
     let verify = quiver(tmp.path(), &["-C", "quiver_quickstart", "verify"]);
     assert!(verify.status.success(), "{}", describe(&verify));
+    // While a server has the sample's store open, a refresh is refused (it would go on serving
+    // the old file) and changes nothing.
+    let repo = tmp.path().join("quiver_quickstart");
+    let mut server = quiver_tests::QuiverServer::start(&repo, false).unwrap();
+    server.wait_ready(std::time::Duration::from_secs(20));
+    let before = snapshot(&repo);
+    let out = quiver(tmp.path(), &["quickstart", "--no-serve", "--end", END]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        describe(&out).contains("open in another process"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(snapshot(&repo), before);
+    server.sigterm();
     let list = quiver(tmp.path(), &["-C", "quiver_quickstart", "registry", "list"]);
     assert!(list.status.success(), "{}", describe(&list));
     let get = quiver(

@@ -690,6 +690,21 @@ fn a_store_wiped_under_the_server_makes_it_not_ready_until_refilled() {
     assert!(body.contains("driver_hourly_stats"), "{body}");
     let m = metrics(&server);
     assert!(m.contains(LOST), "{m}\n{}", server.log());
+    // Run records that cannot be read (here their directory replaced by a file) decide
+    // nothing: the verdict stands over more than one record check.
+    let runs = repo.join(".quiver/registry/runs");
+    std::fs::rename(&runs, repo.join(".quiver/registry/runs.away")).unwrap();
+    std::fs::write(&runs, b"").unwrap();
+    std::thread::sleep(Duration::from_secs(7));
+    let answer = quiver_tests::http_get(server.http, "/ready");
+    assert!(
+        answer
+            .as_ref()
+            .is_some_and(|(status, body)| *status == 503 && body.contains("wiped")),
+        "{answer:?}\n{}",
+        server.log()
+    );
+    assert!(metrics(&server).contains(LOST), "{}", server.log());
 }
 
 /// Undoes `chattr +i` however the test ends.

@@ -39,13 +39,19 @@ fn refreshable(dir: &std::path::Path) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => anyhow::bail!("{}: {e}", config.display()),
     };
-    if text.contains("\nproject: quickstart\n") {
+    let project = text.lines().find_map(|line| {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        let value = line.strip_prefix("project:")?.trim();
+        Some(value.trim_matches(|c| c == '"' || c == '\'').to_string())
+    });
+    if project.as_deref() == Some("quickstart") {
         return Ok(true);
     }
     Err(UserError(format!(
-        "{} holds a repository that is not the quickstart's sample; the quickstart replaces \
-         its directory's files, so choose another --dir",
-        dir.display()
+        "{} holds a repository that is not the quickstart's sample (project `{}`); the quickstart \
+         replaces its directory's files, so choose another --dir",
+        dir.display(),
+        project.as_deref().unwrap_or("?")
     ))
     .into())
 }
@@ -58,23 +64,27 @@ pub fn run(ctx: &Context, args: Args) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let spec = args.sample.spec()?;
-    let refreshed = refreshable(&dir)?;
-    let summary = quiver_examples::scaffold(&dir, "quickstart", &spec, true)?;
-    if refreshed {
-        // The sample's data was just generated again (new values, new times): what the
-        // embedded store holds came from the old data, and its watermarks would make the
-        // run below skip most of the new rows. Materialize the new data from the start.
-        let store = dir.join(".quiver/online.redb");
-        match std::fs::remove_file(&store) {
+    if refreshable(&dir)? {
+        // The sample's data is generated again (new values, new times ending now): what its
+        // store, watermarks and run records say came from the old data. Start them afresh —
+        // unless another process (a server, a Python store) has the store open: it would go on
+        // serving the old file.
+        let state = dir.join(".quiver");
+        let store = state.join("online.redb");
+        if store.exists() {
+            drop(quiver_online_store::EmbeddedStore::open(&store)?);
+        }
+        match std::fs::remove_dir_all(&state) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 anyhow::bail!(
-                    "{}: cannot remove the earlier sample's online store: {e}",
-                    store.display()
+                    "{}: cannot remove the earlier sample's state: {e}",
+                    state.display()
                 )
             }
             _ => {}
         }
     }
+    let summary = quiver_examples::scaffold(&dir, "quickstart", &spec, true)?;
     let repo_ctx = Context {
         repo: dir.clone(),
         config: None,

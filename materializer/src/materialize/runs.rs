@@ -32,6 +32,14 @@ pub fn lost_message(view: &str, recorded: &str) -> String {
     )
 }
 
+/// [`lost_message`] for a watermark a server read earlier and no run record names (the
+/// records went too: a registry kept in the same Redis as the store, flushed with it).
+pub fn lost_seen_message(view: &str, seen: &str) -> String {
+    format!(
+        "the online store has no watermark for `{view}`, though this server read it at {seen} earlier: the store was wiped, flushed or evicted (with the registry's run records, if they were kept in it too)"
+    )
+}
+
 pub(super) fn run_record(
     job: &Job<'_>,
     view: &FeatureView,

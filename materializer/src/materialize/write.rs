@@ -32,7 +32,15 @@ pub async fn write(
         })
         .collect();
     if job.online.prefers_key_order() {
-        entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        // Seconds for millions of keys: off the async workers.
+        entries = tokio::task::spawn_blocking(move || {
+            entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+            entries
+        })
+        .await
+        .map_err(|e| {
+            quiver_online_store::Error::Backend(format!("sorting the keys to write: {e}"))
+        })?;
     }
     let mut chunks = Vec::new();
     let mut it = entries.into_iter().peekable();
