@@ -45,7 +45,10 @@ if share < 1:
     # Only every k-th driver has rows in the newest hour (events touch a fraction of the
     # entities each hour); the single local file is rewritten the same way.
     k = round(1 / share)
-    newest = pc.max(hours).as_py()
+    # The hour the `newest` run reads (its watermark 23:00 → 24:00; the data's last rows, at
+    # 00:00 the next day, lie after it).
+    import datetime
+    newest = datetime.datetime(2026, 1, 1, 23, tzinfo=datetime.timezone.utc)
     keep = pc.or_(pc.not_equal(hours, pa.scalar(newest, hours.type)),
                   pa.array(t.column("driver_id").to_numpy() % k == 0))
     t = t.filter(keep)
