@@ -91,24 +91,52 @@ pub async fn readiness(service: &FeatureService, ready_timeout: Duration) -> Rea
     }
 }
 
+/// A reason not to be ready is logged again, unchanged, at most this often: probes come every
+/// second or so, and a lost store otherwise repeated the same lines each time.
+const LOG_SAME_EVERY: Duration = Duration::from_secs(30);
+
 impl Readiness {
-    /// Logs why the server is not ready (at warn), as every readiness probe that fails does.
+    /// Logs why the server is not ready (at warn), when a failing readiness probe finds a
+    /// reason new or last logged [`LOG_SAME_EVERY`] ago.
     pub fn log(&self) {
-        if let Some(detail) = &self.online_store_detail {
+        if let Some(detail) = &self.online_store_detail
+            && once_in_a_while(detail)
+        {
             tracing::warn!(error = %detail, "not ready: the online store is {}", self.online_store);
         }
-        if let Some(detail) = &self.online_data_detail {
+        if let Some(detail) = &self.online_data_detail
+            && once_in_a_while(detail)
+        {
             tracing::warn!(error = %detail, "not ready: the online store lost materialized data");
         }
         if self.registry == NOT_LOADED {
             match &self.registry_detail {
-                Some(detail) => {
+                Some(detail) if once_in_a_while(detail) => {
                     tracing::warn!(error = %detail, "not ready: no registry version loaded yet");
                 }
-                None => tracing::warn!("not ready: no registry version loaded yet"),
+                None if once_in_a_while(NOT_LOADED) => {
+                    tracing::warn!("not ready: no registry version loaded yet");
+                }
+                _ => {}
             }
         }
     }
+}
+
+/// Whether `reason` was not logged within [`LOG_SAME_EVERY`] (and notes it as logged now).
+fn once_in_a_while(reason: &str) -> bool {
+    static LOGGED: std::sync::Mutex<Vec<(String, std::time::Instant)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut logged = LOGGED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let now = std::time::Instant::now();
+    logged.retain(|(_, at)| now.duration_since(*at) < LOG_SAME_EVERY);
+    if logged.iter().any(|(r, _)| r == reason) {
+        return false;
+    }
+    logged.push((reason.to_string(), now));
+    true
 }
 
 /// How often a `Watch` call re-checks readiness.

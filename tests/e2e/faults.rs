@@ -705,6 +705,14 @@ fn a_store_wiped_under_the_server_makes_it_not_ready_until_refilled() {
         server.log()
     );
     assert!(metrics(&server).contains(LOST), "{}", server.log());
+    // Probes every 50 ms and more than 7 s of them: the reason is logged once, not per probe.
+    let log = server.log();
+    assert_eq!(
+        log.matches("not ready: the online store lost materialized data")
+            .count(),
+        1,
+        "{log}"
+    );
 }
 
 /// Undoes `chattr +i` however the test ends.
