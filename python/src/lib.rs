@@ -5,35 +5,36 @@
 //! The GIL is released while Rust works. Errors become the exceptions of `quiver.errors`, by the
 //! same classification as the CLI's exit codes.
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow::array::{RecordBatchIterator, RecordBatchReader};
+use arrow::array::RecordBatchReader;
 use arrow::datatypes::SchemaRef;
-use arrow::ffi_stream::{ArrowArrayStreamReader, FFI_ArrowArrayStream};
 use arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyString};
 use quiver_cli::commands::materialize::{Target, run_views};
-use quiver_cli::commands::push::{Totals, chunks_of, local_service, push_all};
+use quiver_cli::commands::push::{Totals, chunks_of, push_all};
 use quiver_cli::commands::retrieve::remote::Entities;
 use quiver_cli::context::Context;
-use quiver_cli::exit::{UserError, is_unavailable, is_user_error, message};
+use quiver_cli::exit::UserError;
 use quiver_feature_server::FeatureService;
 use quiver_feature_server::push::Destination;
-use quiver_feature_server::service::{EntityValue, OnlineRequest, Selection};
+use quiver_feature_server::service::{OnlineRequest, Selection};
 use quiver_feature_server::{Snapshot, error::ErrorCode};
 use quiver_materializer::retrieve::{
     Engine, EntityInput, Options, Request, resolve_selection, retrieve, stream_error,
 };
 use quiver_materializer::{Range, select_views};
 use quiver_online_store::OnlineStore;
-use quiver_online_store::value_codec::Value;
-use quiver_registry::Repository;
 use quiver_registry::store::MaterializationRun;
+
+mod convert;
+mod plumbing;
+
+use convert::{InputTable, Timestamps, entity_value, export_table, import_stream, py_value, to_py};
 
 /// How often an in-process online read checks whether a newer registry version was applied.
 const REGISTRY_CHECK: Duration = Duration::from_secs(1);
@@ -56,113 +57,6 @@ struct Online {
     store: Arc<dyn OnlineStore>,
     service: Arc<FeatureService>,
     checked: Instant,
-}
-
-impl Store {
-    fn repo(&self) -> anyhow::Result<Repository> {
-        self.ctx.open()
-    }
-
-    /// The repository and its newest applied registry version.
-    fn applied(&self) -> anyhow::Result<(Repository, quiver_registry::store::RegistryVersion)> {
-        let repo = self.repo()?;
-        let store = repo.store()?;
-        let version = self.ctx.current_version(&repo, store.as_ref())?;
-        Ok((repo, version))
-    }
-
-    /// The serving core over the online store, on the newest applied registry version (checked
-    /// at most every [`REGISTRY_CHECK`]).
-    fn online(&self) -> anyhow::Result<(Arc<dyn OnlineStore>, Arc<FeatureService>)> {
-        let mut slot = self.online.lock().unwrap_or_else(|e| e.into_inner());
-        match slot.as_mut() {
-            Some(online) if online.checked.elapsed() < REGISTRY_CHECK => {}
-            Some(online) => {
-                // The version number first: the registry is read whole only when it changed.
-                let serving = online.service.snapshot().version.version;
-                let newest = self.repo()?.store()?.latest_version()?;
-                if newest != Some(serving) {
-                    let (_, version) = self.applied()?;
-                    online.service.replace_snapshot(Snapshot::new(version));
-                }
-                online.checked = Instant::now();
-            }
-            None => {
-                let (repo, version) = self.applied()?;
-                let serving = repo.config.serving.clone();
-                let service = self
-                    .runtime()
-                    .block_on(local_service(&repo, version, serving.max_entity_rows))?
-                    .with_max_response_values(serving.max_response_values);
-                *slot = Some(Online {
-                    store: service.store().clone(),
-                    service: Arc::new(service),
-                    checked: Instant::now(),
-                });
-            }
-        }
-        let online = slot.as_ref().expect("set above");
-        Ok((online.store.clone(), online.service.clone()))
-    }
-
-    /// Runs `work` on the runtime with the GIL released, waking every [`SIGNAL_POLL`] so that
-    /// Ctrl-C (a `KeyboardInterrupt`) cancels it. The wait is a channel's, not a tokio timer's:
-    /// timers fire late while every worker is busy with the work itself.
-    fn interruptible<T: Send + 'static>(
-        &self,
-        py: Python<'_>,
-        work: impl Future<Output = anyhow::Result<T>> + Send + 'static,
-    ) -> PyResult<T> {
-        use std::sync::mpsc::{RecvTimeoutError, channel};
-        let (done, mut result) = channel();
-        let task = self.runtime().spawn(async move {
-            // The receiver is gone only when the caller was interrupted.
-            let _ = done.send(work.await);
-        });
-        loop {
-            // The receiver is moved to the detached closure and back (it is `Send`, not `Sync`).
-            let (receiver, received) = py.detach(move || {
-                let received = result.recv_timeout(SIGNAL_POLL);
-                (result, received)
-            });
-            result = receiver;
-            match received {
-                Ok(result) => return result.map_err(to_py),
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Err(interrupt) = py.check_signals() {
-                        task.abort();
-                        return Err(interrupt);
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(to_py(anyhow::anyhow!(
-                        "internal error: the work stopped without a result (a panic: see stderr)"
-                    )));
-                }
-            }
-        }
-    }
-
-    fn runtime(&self) -> &tokio::runtime::Runtime {
-        self.runtime
-            .as_ref()
-            .expect("the runtime is taken only when the store is dropped")
-    }
-}
-
-impl Drop for Store {
-    /// Work left running (an interrupted retrieval's sorts) is not waited for: the process may
-    /// be exiting on the user's Ctrl-C.
-    fn drop(&mut self) {
-        self.online
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(runtime) = self.runtime.take() {
-            runtime.block_on(quiver_materializer::retrieve::remove_staged());
-            runtime.shutdown_background();
-        }
-    }
 }
 
 #[pymethods]
@@ -511,173 +405,6 @@ impl Store {
     fn close(&self) {
         self.online.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
-}
-
-/// The batches of `reader`, a `pyarrow.RecordBatchReader`, through the Arrow C stream
-/// interface: pyarrow fills a stream struct of ours, whose batches are then imported without
-/// copying their buffers.
-fn import_stream(reader: &Bound<'_, PyAny>) -> PyResult<ArrowArrayStreamReader> {
-    let mut stream = FFI_ArrowArrayStream::empty();
-    reader.call_method1("_export_to_c", (&raw mut stream as usize,))?;
-    ArrowArrayStreamReader::try_new(stream)
-        .map_err(|e| to_py(UserError(format!("reading the Arrow stream: {e}")).into()))
-}
-
-/// `batches` as a `pyarrow.Table`, through the Arrow C stream interface: pyarrow takes the
-/// buffers over, nothing is copied.
-fn export_table<'py>(
-    py: Python<'py>,
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema);
-    let stream = FFI_ArrowArrayStream::new(Box::new(reader));
-    let reader = py
-        .import("pyarrow")?
-        .getattr("RecordBatchReader")?
-        .call_method1("_import_from_c", (&raw const stream as usize,))?;
-    reader.call_method0("read_all")
-}
-
-/// The entity table of a retrieval: in memory, or a file (a local copy of an object).
-enum InputTable {
-    Memory(EntityInput),
-    File(Entities),
-}
-
-impl InputTable {
-    fn get(&self) -> &EntityInput {
-        match self {
-            InputTable::Memory(input) => input,
-            InputTable::File(entities) => &entities.input,
-        }
-    }
-}
-
-/// A join key value from Python: `int`, `str`, `bytes` or `None`; anything else is refused
-/// by the request (with its column) if a requested feature needs it.
-fn entity_value(v: &Bound<'_, PyAny>) -> EntityValue {
-    if v.is_none() {
-        return EntityValue::Null;
-    }
-    if v.is_instance_of::<PyBool>() {
-        return EntityValue::Invalid(format!("{v} (a bool) is not a join key value"));
-    }
-    if let Ok(s) = v.cast::<PyString>() {
-        return match s.extract::<String>() {
-            Ok(s) => EntityValue::Str(s),
-            Err(e) => EntityValue::Invalid(e.to_string()),
-        };
-    }
-    if let Ok(b) = v.cast::<PyBytes>() {
-        return EntityValue::Bytes(b.as_bytes().to_vec());
-    }
-    // An integral float (`1001.0`: a pandas column with a missing key is float) is the integer,
-    // as over HTTP.
-    if let Ok(f) = v.cast::<PyFloat>() {
-        let f = f.value();
-        if f.fract() == 0.0 && f.abs() < 9.0e15 {
-            return EntityValue::Int(f as i64);
-        }
-    }
-    match v.extract::<i64>() {
-        Ok(i) => EntityValue::Int(i),
-        Err(_) => {
-            let shown = v.repr().map(|r| r.to_string()).unwrap_or_default();
-            EntityValue::Invalid(format!(
-                "{shown} is not a join key value (give int, str or bytes)"
-            ))
-        }
-    }
-}
-
-/// `datetime`s (UTC, microseconds) of nanoseconds since the epoch.
-struct Timestamps<'py> {
-    epoch: Bound<'py, PyAny>,
-    delta: Bound<'py, PyAny>,
-}
-
-impl<'py> Timestamps<'py> {
-    fn new(py: Python<'py>) -> PyResult<Self> {
-        let datetime = py.import("datetime")?;
-        let utc = datetime.getattr("timezone")?.getattr("utc")?;
-        let epoch = datetime
-            .getattr("datetime")?
-            .call((1970, 1, 1, 0, 0, 0, 0, utc), None)?;
-        Ok(Timestamps {
-            epoch,
-            delta: datetime.getattr("timedelta")?,
-        })
-    }
-
-    fn of(&self, ns: i64) -> PyResult<Bound<'py, PyAny>> {
-        let kwargs = PyDict::new(self.epoch.py());
-        kwargs.set_item("microseconds", ns.div_euclid(1_000))?;
-        self.epoch.add(self.delta.call((), Some(&kwargs))?)
-    }
-}
-
-fn py_value<'py>(
-    py: Python<'py>,
-    v: Option<&Value>,
-    time: &Timestamps<'py>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let Some(v) = v else {
-        return Ok(py.None().into_bound(py));
-    };
-    Ok(match v {
-        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
-        Value::Int32(i) => i.into_pyobject(py)?.into_any(),
-        Value::Int64(i) => i.into_pyobject(py)?.into_any(),
-        Value::Float32(f) => f.into_pyobject(py)?.into_any(),
-        Value::Float64(f) => f.into_pyobject(py)?.into_any(),
-        Value::String(s) => PyString::new(py, s).into_any(),
-        Value::Bytes(b) => PyBytes::new(py, b).into_any(),
-        Value::Timestamp(ns) => time.of(*ns)?,
-        Value::List(items) => {
-            let list = PyList::empty(py);
-            for item in items {
-                list.append(py_value(py, item.as_ref(), time)?)?;
-            }
-            list.into_any()
-        }
-    })
-}
-
-/// The exception of `quiver.errors` for `err`, with the CLI's message: `DefinitionError` for
-/// invalid definitions (their file:line diagnostics), `StoreUnavailable` for a store that did
-/// not answer, `InvalidArgument` for other mistakes the user can fix (the CLI's exit code 2),
-/// `QuiverError` for the rest.
-fn to_py(err: anyhow::Error) -> PyErr {
-    let definitions = err.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<quiver_registry::Error>(),
-            Some(quiver_registry::Error::Invalid(_))
-        )
-    });
-    let kind = if definitions {
-        "DefinitionError"
-    } else if is_unavailable(&err) {
-        "StoreUnavailable"
-    } else if is_user_error(&err) {
-        "InvalidArgument"
-    } else {
-        "QuiverError"
-    };
-    let text = match err.downcast_ref::<quiver_registry::Error>() {
-        Some(quiver_registry::Error::Invalid(_)) => err.to_string(),
-        _ => message(&err),
-    };
-    Python::attach(|py| {
-        match py
-            .import("quiver.errors")
-            .and_then(|m| m.getattr(kind))
-            .and_then(|class| class.call1((text.clone(),)))
-        {
-            Ok(exception) => PyErr::from_value(exception),
-            Err(e) => e,
-        }
-    })
 }
 
 #[pymodule]
